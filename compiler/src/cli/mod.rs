@@ -1,0 +1,35 @@
+//! Command-line interface: the subcommands and their dispatch. Each
+//! subcommand lives in its own module.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod asm;
+
+/// Tessera: an ahead-of-time compiler and simulator for the Tessera NPU.
+#[derive(Parser, Debug)]
+#[command(name = "tessera", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Assemble a `.s` file into a `.tnpu` loadable.
+    Asm(asm::AsmArgs),
+    /// Print a `.tnpu` loadable as assembly that re-assembles identically.
+    Disasm(asm::DisasmArgs),
+    /// List the target presets and their parameters.
+    Targets(asm::TargetsArgs),
+}
+
+/// Runs one subcommand.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Asm(args) => asm::asm(args),
+        Command::Disasm(args) => asm::disasm(args),
+        Command::Targets(args) => asm::targets(args),
+    }
+}

@@ -1,0 +1,640 @@
+//! The assembler and the program disassembler.
+//!
+//! Source format (SPEC.md, "Assembly"): one instruction, label or directive
+//! per line; `;` or `#` starts a comment; `name:` defines a label. Directives
+//! describe everything else a loadable holds, so that `disassemble` output
+//! assembles back to a byte-identical loadable:
+//!
+//! ```text
+//! .target tiny                      ; preset, then optional overrides:
+//! .param dram_latency_cycles 40
+//! .input "x" f32 [4, 8] @ 0x0       ; DRAM tensors the caller provides
+//! .output "y" f32 [4, 8] @ 0x80
+//! .segment "w" @ 0x100              ; initialized DRAM, filled by:
+//! .bytes 0000803f 00000040          ; hex bytes
+//! .f32 1.0, 2.0                     ; little-endian f32 values
+//! .loc "node"                       ; source map: following code implements node
+//! ```
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use crate::fields::{parse_int, DType, Field, ParseCtx};
+use crate::instr::{Instr, Operand};
+use crate::loadable::{Loadable, Segment, SourceRange, TensorDesc, ISA_VERSION};
+use crate::target::Target;
+
+/// An assembly error at a position in a source file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct AsmError {
+    /// Source file name as given.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What went wrong and what was expected.
+    pub message: String,
+}
+
+/// A line with comments removed, and the column of its first character.
+struct Line<'a> {
+    number: usize,
+    text: &'a str,
+    /// 1-based column of `text`'s first character in the original line.
+    column: usize,
+}
+
+/// Removes a `;` or `#` comment (outside double quotes) and surrounding space.
+fn strip_comment(raw: &str) -> (&str, usize) {
+    let mut in_quotes = false;
+    let mut end = raw.len();
+    let mut prev = '\0';
+    for (i, c) in raw.char_indices() {
+        match c {
+            '"' if prev != '\\' => in_quotes = !in_quotes,
+            ';' | '#' if !in_quotes => {
+                end = i;
+                break;
+            }
+            _ => {}
+        }
+        prev = c;
+    }
+    let body = &raw[..end];
+    let trimmed = body.trim_start();
+    let column = body.len() - trimmed.len() + 1;
+    (trimmed.trim_end(), column)
+}
+
+struct Assembler<'s> {
+    file: &'s str,
+    target: Option<Target>,
+    target_line: usize,
+    loadable: Loadable,
+    code: Vec<Instr>,
+    open_loc: Option<(u32, String)>,
+    labels: HashMap<String, u32>,
+}
+
+impl<'s> Assembler<'s> {
+    fn err(&self, line: &Line, column_in_text: usize, message: impl Into<String>) -> AsmError {
+        AsmError {
+            file: self.file.to_string(),
+            line: line.number,
+            column: line.column + column_in_text.saturating_sub(1),
+            message: message.into(),
+        }
+    }
+}
+
+/// Assembles source text. `default_target` is used when the source has no
+/// `.target` directive; if both are given they must agree.
+pub fn assemble(source: &str, file: &str, default_target: Option<&Target>) -> Result<Loadable, AsmError> {
+    let lines: Vec<Line> = source
+        .lines()
+        .enumerate()
+        .map(|(i, raw)| {
+            let (text, column) = strip_comment(raw);
+            Line {
+                number: i + 1,
+                text,
+                column,
+            }
+        })
+        .collect();
+    let mut asm = Assembler {
+        file,
+        target: None,
+        target_line: 0,
+        loadable: Loadable {
+            isa_version: ISA_VERSION,
+            ..Default::default()
+        },
+        code: Vec::new(),
+        open_loc: None,
+        labels: HashMap::new(),
+    };
+
+    // Pass 1: label addresses.
+    let mut pc: u32 = 0;
+    for line in &lines {
+        let rest = take_label(&mut asm, line, pc, true)?;
+        if !rest.is_empty() && !rest.starts_with('.') {
+            pc += 1;
+        }
+    }
+
+    // Pass 2: directives and instructions.
+    for line in &lines {
+        let pc = asm.code.len() as u32;
+        let rest = take_label(&mut asm, line, pc, false)?;
+        if rest.is_empty() {
+            continue;
+        }
+        let offset = rest.as_ptr() as usize - line.text.as_ptr() as usize;
+        if rest.starts_with('.') {
+            directive(&mut asm, line, rest, offset + 1)?;
+        } else {
+            instruction(&mut asm, line, rest, offset + 1)?;
+        }
+    }
+
+    if let Some((start, node)) = asm.open_loc.take() {
+        push_loc(&mut asm.loadable, start, asm.code.len() as u32, node);
+    }
+    let target = match (asm.target.take(), default_target) {
+        (Some(t), Some(d)) if &t != d => {
+            return Err(AsmError {
+                file: file.to_string(),
+                line: asm.target_line,
+                column: 1,
+                message: format!(
+                    "the source says `.target {}` but target `{}` was requested",
+                    t.name, d.name
+                ),
+            })
+        }
+        (Some(t), _) => t,
+        (None, Some(d)) => d.clone(),
+        (None, None) => Target::tiny(),
+    };
+    target.validate().map_err(|e| AsmError {
+        file: file.to_string(),
+        line: asm.target_line,
+        column: 1,
+        message: e.to_string(),
+    })?;
+    asm.loadable.target = Some(target);
+    asm.loadable.code = crate::instr::encode_program(&asm.code);
+    asm.loadable.validate().map_err(|e| AsmError {
+        file: file.to_string(),
+        line: lines.len().max(1),
+        column: 1,
+        message: e.to_string(),
+    })?;
+    Ok(asm.loadable)
+}
+
+/// Strips a leading `label:` from the line; in pass 1 records it.
+fn take_label<'l>(asm: &mut Assembler, line: &Line<'l>, pc: u32, record: bool) -> Result<&'l str, AsmError> {
+    let text = line.text;
+    let first_token_end = text.find(char::is_whitespace).unwrap_or(text.len());
+    let token = &text[..first_token_end];
+    let Some(name) = token.strip_suffix(':') else {
+        return Ok(text);
+    };
+    if !crate::fields::is_identifier(name) {
+        return Err(asm.err(line, 1, format!("`{name}` is not a valid label name")));
+    }
+    if record && asm.labels.insert(name.to_string(), pc).is_some() {
+        return Err(asm.err(line, 1, format!("label `{name}` defined twice")));
+    }
+    Ok(text[first_token_end..].trim_start())
+}
+
+fn push_loc(loadable: &mut Loadable, start: u32, end: u32, node: String) {
+    if end > start {
+        loadable.source_map.push(SourceRange { start, end, node });
+    }
+}
+
+fn instruction(asm: &mut Assembler, line: &Line, text: &str, col: usize) -> Result<(), AsmError> {
+    let mnemonic_end = text.find(char::is_whitespace).unwrap_or(text.len());
+    let mnemonic = &text[..mnemonic_end];
+    let mut operands = Vec::new();
+    let mut start = mnemonic_end;
+    let body = &text[mnemonic_end..];
+    if !body.trim().is_empty() {
+        let mut depth = 0i32;
+        let mut piece_start = 0;
+        let mut pieces = Vec::new();
+        for (i, c) in body.char_indices() {
+            match c {
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                ',' if depth == 0 => {
+                    pieces.push((piece_start, &body[piece_start..i]));
+                    piece_start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        pieces.push((piece_start, &body[piece_start..]));
+        for (at, piece) in pieces {
+            let lead = piece.len() - piece.trim_start().len();
+            let trimmed = piece.trim();
+            let column = col + start + at + lead;
+            if trimmed.is_empty() {
+                return Err(asm.err(line, column, "empty operand"));
+            }
+            let (key, value, value_column) = match trimmed.split_once('=') {
+                Some((k, v)) if !k.contains('[') => {
+                    let v_lead = v.len() - v.trim_start().len();
+                    (Some(k.trim()), v.trim(), column + k.len() + 1 + v_lead)
+                }
+                _ => (None, trimmed, column),
+            };
+            operands.push(Operand {
+                key,
+                value,
+                value_column,
+            });
+        }
+        start = 0;
+    }
+    let _ = start;
+    let labels = &asm.labels;
+    let resolve = |name: &str| labels.get(name).copied();
+    let pc = asm.code.len() as u32;
+    let ctx = ParseCtx {
+        pc,
+        resolve: &resolve,
+    };
+    let instr = Instr::parse_operands(mnemonic, &operands, &ctx).map_err(|e| {
+        let column = if e.column == 0 { col } else { e.column };
+        asm.err(line, column, e.message)
+    })?;
+    asm.code.push(instr);
+    Ok(())
+}
+
+/// Splits off the first whitespace-separated word.
+fn word(text: &str) -> (&str, &str) {
+    let t = text.trim_start();
+    let end = t.find(char::is_whitespace).unwrap_or(t.len());
+    (&t[..end], t[end..].trim_start())
+}
+
+/// Parses a `"quoted"` string with `\"` and `\\` escapes; returns it and the
+/// rest of the text.
+fn quoted(text: &str) -> Result<(String, &str), String> {
+    let t = text.trim_start();
+    let body = t
+        .strip_prefix('"')
+        .ok_or_else(|| format!("expected a \"quoted name\", found `{t}`"))?;
+    let mut out = String::new();
+    let mut chars = body.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some((_, e @ ('"' | '\\'))) => out.push(e),
+                _ => return Err("bad escape in quoted name (only \\\" and \\\\)".into()),
+            },
+            '"' => return Ok((out, &body[i + 1..])),
+            _ => out.push(c),
+        }
+    }
+    Err("unterminated quoted name".into())
+}
+
+/// Writes a name as a `"quoted"` string.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn directive(asm: &mut Assembler, line: &Line, text: &str, col: usize) -> Result<(), AsmError> {
+    let (name, rest) = word(text);
+    let fail = |asm: &Assembler, m: String| Err(asm.err(line, col, format!("{name}: {m}")));
+    match name {
+        ".target" => {
+            if asm.target.is_some() {
+                return fail(asm, "target given twice".into());
+            }
+            match Target::preset(rest.trim()) {
+                Ok(t) => {
+                    asm.target = Some(t);
+                    asm.target_line = line.number;
+                }
+                Err(e) => return fail(asm, e.to_string()),
+            }
+        }
+        ".param" => {
+            let (field, value) = word(rest);
+            let Some(target) = asm.target.clone() else {
+                return fail(asm, "`.param` needs a `.target` before it".into());
+            };
+            match set_param(&target, field, value) {
+                Ok(t) => asm.target = Some(t),
+                Err(m) => return fail(asm, m),
+            }
+        }
+        ".input" | ".output" => match tensor_directive(rest) {
+            Ok(desc) => {
+                if name == ".input" {
+                    asm.loadable.inputs.push(desc);
+                } else {
+                    asm.loadable.outputs.push(desc);
+                }
+            }
+            Err(m) => return fail(asm, m),
+        },
+        ".segment" => {
+            let parsed = quoted(rest).and_then(|(seg_name, after)| {
+                let addr = after
+                    .trim()
+                    .strip_prefix('@')
+                    .ok_or_else(|| "expected `@ address` after the name".to_string())?;
+                let addr = u64::try_from(parse_int(addr)?).map_err(|_| "negative address".to_string())?;
+                Ok((seg_name, addr))
+            });
+            match parsed {
+                Ok((seg_name, dram_addr)) => asm.loadable.segments.push(Segment {
+                    name: seg_name,
+                    dram_addr,
+                    data: Vec::new(),
+                }),
+                Err(m) => return fail(asm, m),
+            }
+        }
+        ".bytes" | ".f32" => {
+            let data = if name == ".bytes" {
+                parse_hex(rest)
+            } else {
+                parse_f32s(rest)
+            };
+            let data = match data {
+                Ok(d) => d,
+                Err(m) => return fail(asm, m),
+            };
+            match asm.loadable.segments.last_mut() {
+                Some(seg) => seg.data.extend_from_slice(&data),
+                None => return fail(asm, "data before any `.segment`".into()),
+            }
+        }
+        ".loc" => {
+            let pc = asm.code.len() as u32;
+            if let Some((start, node)) = asm.open_loc.take() {
+                push_loc(&mut asm.loadable, start, pc, node);
+            }
+            if !rest.trim().is_empty() {
+                match quoted(rest) {
+                    Ok((node, after)) if after.trim().is_empty() => asm.open_loc = Some((pc, node)),
+                    Ok(_) => return fail(asm, "unexpected text after the node name".into()),
+                    Err(m) => return fail(asm, m),
+                }
+            }
+        }
+        _ => {
+            return Err(asm.err(
+                line,
+                col,
+                format!(
+                    "unknown directive `{name}` (expected .target, .param, .input, .output, .segment, .bytes, .f32 or .loc; labels end with `:`)"
+                ),
+            ))
+        }
+    }
+    Ok(())
+}
+
+fn set_param(target: &Target, field: &str, value: &str) -> Result<Target, String> {
+    let mut table = toml::Table::try_from(target).map_err(|e| e.to_string())?;
+    if !table.contains_key(field) {
+        return Err(format!("unknown target parameter `{field}`"));
+    }
+    let parsed = if field == "name" {
+        toml::Value::String(quoted(value)?.0)
+    } else {
+        let v = parse_int(value)?;
+        toml::Value::Integer(i64::try_from(v).map_err(|_| format!("value `{value}` too large"))?)
+    };
+    table.insert(field.to_string(), parsed);
+    Target::deserialize_table(table).map_err(|e| format!("parameter `{field}`: {e}"))
+}
+
+impl Target {
+    fn deserialize_table(table: toml::Table) -> Result<Target, String> {
+        toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+            e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+        })
+    }
+}
+
+fn tensor_directive(text: &str) -> Result<TensorDesc, String> {
+    let (name, rest) = quoted(text)?;
+    let (dtype_text, rest) = word(rest);
+    let dtype = DType::from_name(dtype_text)
+        .ok_or_else(|| format!("expected a dtype ({}), found `{dtype_text}`", DType::SYNTAX))?;
+    let rest = rest.trim_start();
+    let inner_end = rest.find(']').ok_or("expected a shape like [2, 3]")?;
+    let shape_text = rest
+        .strip_prefix('[')
+        .ok_or("expected a shape like [2, 3]")?;
+    let shape_text = &shape_text[..inner_end - 1];
+    let mut shape = Vec::new();
+    for d in shape_text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        shape.push(u64::try_from(parse_int(d)?).map_err(|_| format!("negative dimension `{d}`"))?);
+    }
+    let addr = rest[inner_end + 1..]
+        .trim()
+        .strip_prefix('@')
+        .ok_or("expected `@ address` after the shape")?;
+    let addr = u64::try_from(parse_int(addr)?).map_err(|_| "negative address".to_string())?;
+    Ok(TensorDesc::new(&name, dtype, &shape, addr))
+}
+
+fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+    let digits: String = text.split_whitespace().collect();
+    if digits.len() % 2 != 0 {
+        return Err("odd number of hex digits".into());
+    }
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&digits[i..i + 2], 16)
+                .map_err(|_| format!("bad hex byte `{}`", &digits[i..i + 2]))
+        })
+        .collect()
+}
+
+fn parse_f32s(text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    for v in text.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+        let x: f32 = v.parse().map_err(|_| format!("bad f32 value `{v}`"))?;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    Ok(out)
+}
+
+/// Options for `disassemble`.
+#[derive(Debug, Clone, Copy)]
+pub struct DisasmOptions {
+    /// Print segment contents (needed to re-assemble an identical loadable).
+    pub data: bool,
+    /// Append `; pc` comments to instructions.
+    pub pc_comments: bool,
+}
+
+impl Default for DisasmOptions {
+    fn default() -> Self {
+        DisasmOptions {
+            data: true,
+            pc_comments: true,
+        }
+    }
+}
+
+/// Disassembles a loadable into source that `assemble` turns back into the
+/// identical loadable (with `data: true`). Branch targets become `L<pc>`
+/// labels.
+pub fn disassemble(loadable: &Loadable, options: DisasmOptions) -> Result<String, crate::instr::DecodeError> {
+    let code = loadable.instructions()?;
+    let mut out = String::new();
+    let target = loadable.target();
+    let _ = writeln!(
+        out,
+        "; Tessera NPU ISA v{} program: {} instructions, {} segments",
+        loadable.isa_version,
+        code.len(),
+        loadable.segments.len()
+    );
+    write_target(&mut out, &target);
+    for (kind, list) in [(".input", &loadable.inputs), (".output", &loadable.outputs)] {
+        for t in list {
+            let dims: Vec<String> = t.shape.iter().map(u64::to_string).collect();
+            let _ = writeln!(
+                out,
+                "{kind} {} {} [{}] @ {:#x}",
+                quote(&t.name),
+                t.dtype(),
+                dims.join(", "),
+                t.dram_addr
+            );
+        }
+    }
+    for seg in &loadable.segments {
+        let _ = writeln!(out, ".segment {} @ {:#x}", quote(&seg.name), seg.dram_addr);
+        if options.data {
+            for chunk in seg.data.chunks(32) {
+                out.push_str(".bytes ");
+                for (i, b) in chunk.iter().enumerate() {
+                    if i > 0 && i % 4 == 0 {
+                        out.push(' ');
+                    }
+                    let _ = write!(out, "{b:02x}");
+                }
+                out.push('\n');
+            }
+        } else {
+            let _ = writeln!(out, "; {} bytes of data omitted", seg.data.len());
+        }
+    }
+    let mut targets: Vec<u32> = code
+        .iter()
+        .enumerate()
+        .filter_map(|(pc, i)| i.branch_target(pc as u32))
+        .collect();
+    targets.sort_unstable();
+    targets.dedup();
+    let mut map = loadable.source_map.iter().peekable();
+    let mut open_end: Option<u32> = None;
+    for (pc, instr) in code.iter().enumerate() {
+        let pc = pc as u32;
+        if open_end == Some(pc) {
+            open_end = None;
+            if map.peek().is_none_or(|r| r.start != pc) {
+                out.push_str(".loc\n");
+            }
+        }
+        if let Some(r) = map.next_if(|r| r.start == pc) {
+            let _ = writeln!(out, ".loc {}", quote(&r.node));
+            open_end = Some(r.end);
+        }
+        if targets.binary_search(&pc).is_ok() {
+            let _ = writeln!(out, "L{pc}:");
+        }
+        let text = instr.to_asm_at(pc);
+        if options.pc_comments {
+            let _ = writeln!(out, "    {text:<56} ; {pc}");
+        } else {
+            let _ = writeln!(out, "    {text}");
+        }
+    }
+    Ok(out)
+}
+
+fn write_target(out: &mut String, target: &Target) {
+    let base = Target::preset(&target.name).unwrap_or_else(|_| Target::tiny());
+    let _ = writeln!(out, ".target {}", base.name);
+    let (Ok(want), Ok(have)) = (toml::Table::try_from(target), toml::Table::try_from(&base)) else {
+        return;
+    };
+    for (key, value) in &want {
+        if have.get(key) != Some(value) {
+            match value {
+                toml::Value::String(s) => {
+                    let _ = writeln!(out, ".param {key} {}", quote(s));
+                }
+                other => {
+                    let _ = writeln!(out, ".param {key} {other}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+        .target tiny
+        .input "x" f32 [2, 4] @ 0x0
+        .output "y" f32 [2, 4] @ 0x100
+        .segment "w" @ 0x200
+        .f32 1.0, 2.0
+        .loc "node/a"
+        li r1, 3          ; loop count
+    top:
+        addi r2, r2, 1
+        loop r1, top
+        .loc
+        dma.copy spm[r0+64], dram[0x200], bytes=8
+        halt
+    "#;
+
+    #[test]
+    fn assembles_labels_directives_and_source_map() {
+        let l = assemble(SAMPLE, "t.s", None).expect("assemble");
+        let code = l.instructions().expect("decode");
+        assert_eq!(code.len(), 5);
+        assert_eq!(code[2].branch_target(2), Some(1));
+        assert_eq!(l.source_map, vec![SourceRange { start: 0, end: 3, node: "node/a".into() }]);
+        assert_eq!(l.segments[0].data.len(), 8);
+        assert_eq!(l.inputs[0].shape, vec![2, 4]);
+    }
+
+    #[test]
+    fn disassembly_reassembles_identically() {
+        let l = assemble(SAMPLE, "t.s", None).expect("assemble");
+        let text = disassemble(&l, DisasmOptions::default()).expect("disasm");
+        let again = assemble(&text, "d.s", None).expect("reassemble");
+        assert_eq!(again.to_bytes(), l.to_bytes(), "{text}");
+    }
+
+    #[test]
+    fn errors_carry_line_and_column() {
+        let err = assemble("nop\n  frob r1, r2\n", "e.s", None).expect_err("unknown");
+        assert_eq!((err.line, err.column), (2, 3));
+        assert!(err.message.contains("unknown mnemonic `frob`"), "{err}");
+        let err = assemble("addi r1, r2, 99999999999\n", "e.s", None).expect_err("range");
+        assert_eq!((err.line, err.column), (1, 14));
+        let err = assemble("jmp nowhere\n", "e.s", None).expect_err("label");
+        assert!(err.message.contains("undefined label `nowhere`"), "{err}");
+        let err = assemble("add r1, r2\n", "e.s", None).expect_err("count");
+        assert!(err.message.contains("expected 3"), "{err}");
+        let err = assemble("dma.copy spm[0], dram[0]\n", "e.s", None).expect_err("kw");
+        assert!(err.message.contains("bytes="), "{err}");
+    }
+
+    #[test]
+    fn custom_targets_round_trip_through_params() {
+        let src = ".target base\n.param name \"mine\"\n.param dram_latency_cycles 7\nhalt\n";
+        let l = assemble(src, "p.s", None).expect("assemble");
+        assert_eq!(l.target().dram_latency_cycles, 7);
+        let text = disassemble(&l, DisasmOptions::default()).expect("disasm");
+        assert_eq!(assemble(&text, "d.s", None).expect("again"), l);
+    }
+}

@@ -1,0 +1,371 @@
+//! Hardware parameters of a Tessera NPU: presets, validation and files.
+//!
+//! A `Target` fixes every parameter the spec leaves open: array and lane
+//! counts, memory sizes, bandwidths, latencies and queue depths. The cost
+//! model, the compiler and the simulator all read the same struct. It is also
+//! a protobuf message, stored in every loadable.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Every hardware parameter of one NPU configuration.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, prost::Message)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// Preset or user-given name.
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// Clock frequency in MHz (converts cycles to seconds).
+    #[prost(uint32, tag = "2")]
+    pub clock_mhz: u32,
+    /// Rows of the systolic array: the reduction depth K of one weight tile.
+    #[prost(uint32, tag = "3")]
+    pub mxu_k: u32,
+    /// Columns of the systolic array: the width N of one weight tile.
+    #[prost(uint32, tag = "4")]
+    pub mxu_n: u32,
+    /// Cycles per streamed row for fp32 inputs (bf16/fp16 take one).
+    #[prost(uint32, tag = "5")]
+    pub mxu_fp32_passes: u32,
+    /// Cycles from the last row entering the array to its results in ACC.
+    #[prost(uint32, tag = "6")]
+    pub mxu_pipeline_cycles: u32,
+    /// fp32 lanes of the vector engine (elements per cycle).
+    #[prost(uint32, tag = "7")]
+    pub vpu_lanes: u32,
+    /// Fixed cycles at the start of every vector instruction.
+    #[prost(uint32, tag = "8")]
+    pub vpu_startup_cycles: u32,
+    /// Cycles per lane-group for the special functions (div, exp, erf, …).
+    #[prost(uint32, tag = "9")]
+    pub vpu_special_cycles: u32,
+    /// Scratchpad size in bytes.
+    #[prost(uint64, tag = "10")]
+    pub spm_bytes: u64,
+    /// Accumulator memory size in bytes.
+    #[prost(uint64, tag = "11")]
+    pub acc_bytes: u64,
+    /// DRAM size in bytes.
+    #[prost(uint64, tag = "12")]
+    pub dram_bytes: u64,
+    /// DRAM bandwidth in bytes per cycle, shared by all DMA transfers.
+    #[prost(uint32, tag = "13")]
+    pub dram_bytes_per_cycle: u32,
+    /// Cycles from a DMA transfer's start to its first DRAM data.
+    #[prost(uint32, tag = "14")]
+    pub dram_latency_cycles: u32,
+    /// DRAM access granularity: each contiguous run is rounded up to it.
+    #[prost(uint32, tag = "15")]
+    pub dram_burst_bytes: u32,
+    /// Bandwidth of SPM-to-SPM DMA copies in bytes per cycle.
+    #[prost(uint32, tag = "16")]
+    pub onchip_dma_bytes_per_cycle: u32,
+    /// DMA transfers that may be in flight at once.
+    #[prost(uint32, tag = "17")]
+    pub dma_max_inflight: u32,
+    /// Depth of the DMA instruction queue.
+    #[prost(uint32, tag = "18")]
+    pub dma_queue_depth: u32,
+    /// Depth of the MXU instruction queue.
+    #[prost(uint32, tag = "19")]
+    pub mxu_queue_depth: u32,
+    /// Depth of the VPU instruction queue.
+    #[prost(uint32, tag = "20")]
+    pub vpu_queue_depth: u32,
+    /// Number of counting semaphores (at most 32).
+    #[prost(uint32, tag = "21")]
+    pub semaphores: u32,
+    /// Extra scalar-unit cycles for a taken branch.
+    #[prost(uint32, tag = "22")]
+    pub branch_penalty_cycles: u32,
+}
+
+/// Why a target description is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// No preset has this name.
+    #[error("unknown target `{0}` (presets: tiny, base; or a .toml/.json file)")]
+    UnknownPreset(String),
+    /// A parameter breaks a rule of the spec.
+    #[error("target `{target}`: field `{field}`: {reason}")]
+    Invalid {
+        /// Target name.
+        target: String,
+        /// Offending field.
+        field: &'static str,
+        /// Rule broken.
+        reason: String,
+    },
+    /// The file could not be read or parsed.
+    #[error("{path}: {reason}")]
+    File {
+        /// File path as given.
+        path: String,
+        /// Read or parse error (names the field where the parser can).
+        reason: String,
+    },
+}
+
+impl Target {
+    /// Names of the built-in presets.
+    pub const PRESETS: [&'static str; 2] = ["tiny", "base"];
+
+    /// The `tiny` preset: an 8x8 array and 16 KiB of SPM, so that small tests
+    /// exercise tiling, edge tiles and every synchronization path.
+    pub fn tiny() -> Target {
+        Target {
+            name: "tiny".into(),
+            clock_mhz: 1000,
+            mxu_k: 8,
+            mxu_n: 8,
+            mxu_fp32_passes: 4,
+            mxu_pipeline_cycles: 16,
+            vpu_lanes: 8,
+            vpu_startup_cycles: 2,
+            vpu_special_cycles: 4,
+            spm_bytes: 16 * 1024,
+            acc_bytes: 4 * 1024,
+            dram_bytes: 256 << 20,
+            dram_bytes_per_cycle: 16,
+            dram_latency_cycles: 32,
+            dram_burst_bytes: 16,
+            onchip_dma_bytes_per_cycle: 32,
+            dma_max_inflight: 4,
+            dma_queue_depth: 8,
+            mxu_queue_depth: 8,
+            vpu_queue_depth: 8,
+            semaphores: 16,
+            branch_penalty_cycles: 1,
+        }
+    }
+
+    /// The `base` preset: a 128x128 array at 1 GHz (16 TMAC/s bf16), 8 MiB of
+    /// SPM, 2 MiB of ACC and 256 GB/s of DRAM bandwidth.
+    pub fn base() -> Target {
+        Target {
+            name: "base".into(),
+            clock_mhz: 1000,
+            mxu_k: 128,
+            mxu_n: 128,
+            mxu_fp32_passes: 4,
+            mxu_pipeline_cycles: 256,
+            vpu_lanes: 128,
+            vpu_startup_cycles: 4,
+            vpu_special_cycles: 4,
+            spm_bytes: 8 << 20,
+            acc_bytes: 2 << 20,
+            dram_bytes: 4 << 30,
+            dram_bytes_per_cycle: 256,
+            dram_latency_cycles: 200,
+            dram_burst_bytes: 64,
+            onchip_dma_bytes_per_cycle: 512,
+            dma_max_inflight: 8,
+            dma_queue_depth: 32,
+            mxu_queue_depth: 32,
+            vpu_queue_depth: 32,
+            semaphores: 32,
+            branch_penalty_cycles: 2,
+        }
+    }
+
+    /// A preset by name.
+    pub fn preset(name: &str) -> Result<Target, TargetError> {
+        match name {
+            "tiny" => Ok(Target::tiny()),
+            "base" => Ok(Target::base()),
+            other => Err(TargetError::UnknownPreset(other.to_string())),
+        }
+    }
+
+    /// A preset name, or a path to a `.toml` or `.json` target file.
+    pub fn from_name_or_file(spec: &str) -> Result<Target, TargetError> {
+        if Target::PRESETS.contains(&spec) {
+            return Target::preset(spec);
+        }
+        let path = Path::new(spec);
+        if spec.ends_with(".toml") || spec.ends_with(".json") || path.exists() {
+            return Target::from_file(path);
+        }
+        Err(TargetError::UnknownPreset(spec.to_string()))
+    }
+
+    /// Reads and validates a target from a TOML or JSON file (by extension;
+    /// TOML otherwise).
+    pub fn from_file(path: &Path) -> Result<Target, TargetError> {
+        let file_err = |reason: String| TargetError::File {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+        let target: Target = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text).map_err(|e| file_err(e.to_string()))?
+        } else {
+            toml::from_str(&text).map_err(|e| file_err(one_line(&e.to_string())))?
+        };
+        target.validate()?;
+        Ok(target)
+    }
+
+    /// The target as TOML (the file format `from_file` reads).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot serialize target: {e}\n"))
+    }
+
+    /// Checks every rule the spec puts on the parameters.
+    pub fn validate(&self) -> Result<(), TargetError> {
+        let bad = |field: &'static str, reason: String| {
+            Err(TargetError::Invalid {
+                target: self.name.clone(),
+                field,
+                reason,
+            })
+        };
+        let nonzero: [(&'static str, u64); 18] = [
+            ("clock_mhz", self.clock_mhz.into()),
+            ("mxu_k", self.mxu_k.into()),
+            ("mxu_n", self.mxu_n.into()),
+            ("mxu_fp32_passes", self.mxu_fp32_passes.into()),
+            ("mxu_pipeline_cycles", self.mxu_pipeline_cycles.into()),
+            ("vpu_lanes", self.vpu_lanes.into()),
+            ("vpu_special_cycles", self.vpu_special_cycles.into()),
+            ("spm_bytes", self.spm_bytes),
+            ("acc_bytes", self.acc_bytes),
+            ("dram_bytes", self.dram_bytes),
+            ("dram_bytes_per_cycle", self.dram_bytes_per_cycle.into()),
+            ("dram_burst_bytes", self.dram_burst_bytes.into()),
+            ("onchip_dma_bytes_per_cycle", self.onchip_dma_bytes_per_cycle.into()),
+            ("dma_max_inflight", self.dma_max_inflight.into()),
+            ("dma_queue_depth", self.dma_queue_depth.into()),
+            ("mxu_queue_depth", self.mxu_queue_depth.into()),
+            ("vpu_queue_depth", self.vpu_queue_depth.into()),
+            ("semaphores", self.semaphores.into()),
+        ];
+        for (field, value) in nonzero {
+            if value == 0 {
+                return bad(field, "must be greater than zero".into());
+            }
+        }
+        if self.name.is_empty() {
+            return bad("name", "must not be empty".into());
+        }
+        let pow2: [(&'static str, u64); 4] = [
+            ("mxu_k", self.mxu_k.into()),
+            ("mxu_n", self.mxu_n.into()),
+            ("vpu_lanes", self.vpu_lanes.into()),
+            ("dram_burst_bytes", self.dram_burst_bytes.into()),
+        ];
+        for (field, value) in pow2 {
+            if !value.is_power_of_two() {
+                return bad(field, format!("must be a power of two, is {value}"));
+            }
+        }
+        if self.mxu_k > 4096 || self.mxu_n > 4096 {
+            return bad("mxu_k", "array sides are at most 4096".into());
+        }
+        if self.semaphores > 32 {
+            return bad("semaphores", format!("at most 32, is {}", self.semaphores));
+        }
+        let tile_bytes = u64::from(self.mxu_k) * u64::from(self.mxu_n) * 4;
+        if self.spm_bytes < tile_bytes {
+            return bad(
+                "spm_bytes",
+                format!(
+                    "{} bytes cannot hold one fp32 MXU weight tile ({}x{}x4 = {tile_bytes})",
+                    self.spm_bytes, self.mxu_k, self.mxu_n
+                ),
+            );
+        }
+        if self.acc_bytes < tile_bytes {
+            return bad(
+                "acc_bytes",
+                format!(
+                    "{} bytes cannot hold one {}x{} fp32 output tile ({tile_bytes})",
+                    self.acc_bytes, self.mxu_k, self.mxu_n
+                ),
+            );
+        }
+        for (field, value) in [("spm_bytes", self.spm_bytes), ("acc_bytes", self.acc_bytes)] {
+            if value % 64 != 0 || value > 1 << 32 {
+                return bad(field, format!("must be a multiple of 64 up to 4 GiB, is {value}"));
+            }
+        }
+        if self.dram_bytes % 4096 != 0 || self.dram_bytes > 1 << 40 {
+            return bad(
+                "dram_bytes",
+                format!("must be a multiple of 4096 up to 1 TiB, is {}", self.dram_bytes),
+            );
+        }
+        for (field, value) in [
+            ("dma_queue_depth", self.dma_queue_depth),
+            ("mxu_queue_depth", self.mxu_queue_depth),
+            ("vpu_queue_depth", self.vpu_queue_depth),
+            ("dma_max_inflight", self.dma_max_inflight),
+        ] {
+            if value > 1024 {
+                return bad(field, format!("at most 1024, is {value}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Peak MXU multiply-accumulates per cycle at bf16/fp16.
+    pub fn peak_macs_per_cycle(&self) -> u64 {
+        u64::from(self.mxu_k) * u64::from(self.mxu_n)
+    }
+
+    /// The parameters as `name = value` lines, for `tessera targets`.
+    pub fn describe(&self) -> String {
+        self.to_toml()
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_valid() {
+        for name in Target::PRESETS {
+            Target::preset(name).expect("preset").validate().expect("valid");
+        }
+    }
+
+    #[test]
+    fn invalid_parameters_name_the_field() {
+        let mut t = Target::tiny();
+        t.mxu_k = 6;
+        let err = t.validate().expect_err("non power of two").to_string();
+        assert!(err.contains("mxu_k") && err.contains("power of two"), "{err}");
+        let mut t = Target::tiny();
+        t.spm_bytes = 128;
+        let err = t.validate().expect_err("small spm").to_string();
+        assert!(err.contains("spm_bytes"), "{err}");
+        let mut t = Target::tiny();
+        t.dram_bytes_per_cycle = 0;
+        let err = t.validate().expect_err("zero").to_string();
+        assert!(err.contains("dram_bytes_per_cycle"), "{err}");
+    }
+
+    #[test]
+    fn toml_round_trips() {
+        let t = Target::base();
+        let back: Target = toml::from_str(&t.to_toml()).expect("parse");
+        assert_eq!(back, t);
+    }
+
+    #[test]
+    fn unknown_and_missing_fields_are_refused() {
+        let mut text = Target::tiny().to_toml();
+        text.push_str("mxu_rows = 3\n");
+        let err = toml::from_str::<Target>(&text).expect_err("unknown").to_string();
+        assert!(err.contains("mxu_rows"), "{err}");
+        let text = Target::tiny().to_toml().replace("vpu_lanes = 8\n", "");
+        let err = toml::from_str::<Target>(&text).expect_err("missing").to_string();
+        assert!(err.contains("vpu_lanes"), "{err}");
+    }
+}
