@@ -1,0 +1,742 @@
+#!/usr/bin/env python3
+"""Generate the tiny ONNX model test assets under models/.
+
+Run from the repository root (inside a venv built from models/requirements.txt):
+
+    python models/generate.py            # all models
+    python models/generate.py gpt2_ts    # only the named ones
+
+Every model gets its own directory in the ONNX backend-test layout:
+
+    models/<name>/model.onnx
+    models/<name>/test_data_set_0/input_<i>.pb   (TensorProto, .name = graph input name)
+    models/<name>/test_data_set_0/output_<i>.pb  (onnxruntime result, .name = graph output name)
+    models/<name>/meta.json
+
+Everything is deterministic (fixed seeds); weights are random (no hub downloads).
+Python is only used to produce these assets; the Rust side just reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import traceback
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = Path(__file__).resolve().parent
+SEED = 1234
+MAX_DIR_BYTES = 2 * 1024 * 1024
+
+# Per-model export failures collected during the run (name -> message).
+FAILURES: dict[str, str] = {}
+
+
+# --------------------------------------------------------------------------- utils
+
+
+def collect_ops(model: onnx.ModelProto) -> list[str]:
+    """Sorted unique op types, including nodes in subgraphs and local functions.
+
+    Ops from a non-default domain are reported as "<domain>::<op>".
+    """
+    ops: set[str] = set()
+
+    def visit(graph_nodes):
+        for n in graph_nodes:
+            ops.add(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}")
+            for a in n.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    visit(a.g.node)
+                elif a.type == onnx.AttributeProto.GRAPHS:
+                    for g in a.graphs:
+                        visit(g.node)
+
+    visit(model.graph.node)
+    for f in model.functions:
+        visit(f.node)
+    return sorted(ops)
+
+
+def dtype_name(elem_type: int) -> str:
+    """ONNX elem type -> short name: float32, float64, int64, bool, float16, bfloat16, ..."""
+    name = TensorProto.DataType.Name(elem_type).lower()
+    return {"float": "float32", "double": "float64"}.get(name, name)
+
+
+def value_info_desc(vi: onnx.ValueInfoProto) -> dict:
+    tt = vi.type.tensor_type
+    dims = []
+    for d in tt.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(d.dim_value)
+        elif d.HasField("dim_param"):
+            dims.append(d.dim_param)
+        else:
+            dims.append("?")
+    return {
+        "name": vi.name,
+        "dtype": dtype_name(tt.elem_type),
+        "shape": dims,
+    }
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def save_case(
+    name: str,
+    model: onnx.ModelProto,
+    inputs: list[np.ndarray],
+    *,
+    source: str,
+    exporter: str,
+    description: str,
+    dims: dict[str, int] | None = None,
+    reference: list[np.ndarray] | None = None,
+    extra_meta: dict | None = None,
+    root: Path = ROOT,
+    external_data: str | None = None,
+) -> None:
+    """Write model + test data + meta.json for one model directory.
+
+    external_data: if set, store every initializer in that file (relative
+    location, next to model.onnx) instead of inside model.onnx.
+    """
+    out = root / name
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "test_data_set_0").mkdir(parents=True)
+
+    # Keep everything inside one file (no external data).
+    model_path = out / "model.onnx"
+    blob = model.SerializeToString()
+    needles = {b"site-packages", str(ROOT.parent).encode(), sys.prefix.encode(), str(Path.home()).encode()}
+    for needle in needles:
+        if needle in blob:
+            raise RuntimeError(f"{name}: model contains a machine-specific path ({needle!r})")
+    if external_data:
+        onnx.save_model(model, str(model_path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=external_data, size_threshold=0, convert_attribute=False)
+        model = onnx.load(str(model_path), load_external_data=False)
+    else:
+        onnx.save_model(model, str(model_path), save_as_external_data=False)
+    onnx.checker.check_model(str(model_path), full_check=True)
+
+    graph_inputs = [i for i in model.graph.input]
+    init_names = {t.name for t in model.graph.initializer}
+    graph_inputs = [i for i in graph_inputs if i.name not in init_names]
+    assert len(graph_inputs) == len(inputs), (name, [i.name for i in graph_inputs])
+
+    feeds = {vi.name: arr for vi, arr in zip(graph_inputs, inputs)}
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    out_names = [o.name for o in sess.get_outputs()]
+    results = sess.run(None, feeds)
+
+    for i, (vi, arr) in enumerate(zip(graph_inputs, inputs)):
+        t = numpy_helper.from_array(np.array(arr, order="C"), vi.name)
+        (out / "test_data_set_0" / f"input_{i}.pb").write_bytes(t.SerializeToString())
+    for i, (oname, arr) in enumerate(zip(out_names, results)):
+        t = numpy_helper.from_array(np.array(arr, order="C"), oname)
+        (out / "test_data_set_0" / f"output_{i}.pb").write_bytes(t.SerializeToString())
+
+    opset = next(
+        (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None
+    )
+    meta = {
+        "source": source,
+        "exporter": exporter,
+        "opset": opset,
+        "dims": dims or {},
+        "ops": collect_ops(model),
+        "description": description,
+        "inputs": [value_info_desc(v) for v in graph_inputs],
+        "outputs": [value_info_desc(v) for v in model.graph.output],
+        "test_shapes": {
+            "inputs": [list(a.shape) for a in inputs],
+            "outputs": [list(r.shape) for r in results],
+        },
+    }
+    if reference is not None:
+        diffs = [float(np.max(np.abs(r.astype(np.float64) - ref.astype(np.float64))))
+                 for r, ref in zip(results, reference)]
+        meta["max_abs_diff_ort_vs_torch"] = max(diffs)
+    if extra_meta:
+        meta.update(extra_meta)
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    size = dir_size(out)
+    if size > MAX_DIR_BYTES:
+        raise RuntimeError(f"{name}: directory is {size} bytes (> {MAX_DIR_BYTES})")
+    print(f"  wrote {name}: {size / 1024:.1f} KiB, opset {opset}, ops={meta['ops']}")
+
+
+def self_check(name: str, root: Path = ROOT) -> None:
+    """Re-load the saved model + protobuf test data and compare with a fresh ORT run."""
+    d = root / name
+    model = onnx.load(str(d / "model.onnx"))
+    onnx.checker.check_model(str(d / "model.onnx"))
+    ds = d / "test_data_set_0"
+    inputs = {}
+    for p in sorted(ds.glob("input_*.pb"), key=lambda p: int(p.stem.split("_")[1])):
+        t = TensorProto()
+        t.ParseFromString(p.read_bytes())
+        inputs[t.name] = numpy_helper.to_array(t)
+    expected = []
+    for p in sorted(ds.glob("output_*.pb"), key=lambda p: int(p.stem.split("_")[1])):
+        t = TensorProto()
+        t.ParseFromString(p.read_bytes())
+        expected.append((t.name, numpy_helper.to_array(t)))
+    sess = ort.InferenceSession(str(d / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run([n for n, _ in expected], inputs)
+    for (n, e), g in zip(expected, got):
+        assert e.dtype == g.dtype and e.shape == g.shape, (name, n, e.dtype, g.dtype, e.shape, g.shape)
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6, err_msg=f"{name}:{n}")
+    meta = json.loads((d / "meta.json").read_text())
+    assert meta["ops"] == collect_ops(model), name
+
+
+def rng(offset: int = 0) -> np.random.Generator:
+    return np.random.default_rng(SEED + offset)
+
+
+# ------------------------------------------------------------- torch-based models
+
+
+def _torch_setup():
+    import torch
+
+    warnings.filterwarnings("ignore")
+    torch.manual_seed(SEED)
+    torch.set_grad_enabled(False)
+
+    # transformers' mask preprocessing calls find_packed_sequence_indices() whenever
+    # position_ids are present and attention_mask is None (GPT-2/LLaMA called with
+    # input_ids only). It uses torch.diff, which the TorchScript exporter cannot
+    # export, and under tracing it always returns a tensor which bloats the graph.
+    # With a single contiguous sequence per row the answer is "not packed" (None),
+    # so patch it to return that.
+    import transformers.masking_utils as mu
+
+    mu.find_packed_sequence_indices = lambda position_ids: None
+    return torch
+
+
+def export_torch(
+    torch,
+    module,
+    args: tuple,
+    input_names: list[str],
+    output_names: list[str],
+    *,
+    dynamo: bool,
+    opset: int,
+    dynamic_axes: dict | None = None,
+    dynamic_shapes: dict | None = None,
+) -> onnx.ModelProto:
+    import io
+
+    if dynamo:
+        prog = torch.onnx.export(
+            module,
+            args,
+            input_names=input_names,
+            output_names=output_names,
+            opset_version=opset,
+            dynamo=True,
+            external_data=False,
+            dynamic_shapes=dynamic_shapes,
+            verbose=False,
+        )
+        return strip_stack_traces(prog.model_proto)
+    buf = io.BytesIO()
+    torch.onnx.export(
+        module,
+        args,
+        buf,
+        input_names=input_names,
+        output_names=output_names,
+        opset_version=opset,
+        dynamo=False,
+        dynamic_axes=dynamic_axes,
+        do_constant_folding=True,
+    )
+    return onnx.load_from_string(buf.getvalue())
+
+
+def strip_stack_traces(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Drop the per-node 'pkg.torch.onnx.stack_trace' metadata the dynamo exporter adds.
+
+    It holds absolute file paths of the generating machine (and makes the output
+    depend on where the venv lives). The other node metadata_props (namespace,
+    class_hierarchy, fx_node, name_scopes) are kept: real exported models carry them.
+    """
+
+    def visit(nodes):
+        for n in nodes:
+            keep = [(p.key, p.value) for p in n.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]
+            del n.metadata_props[:]
+            for k, v in keep:
+                n.metadata_props.add(key=k, value=v)
+            for a in n.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    visit(a.g.node)
+                elif a.type == onnx.AttributeProto.GRAPHS:
+                    for g in a.graphs:
+                        visit(g.node)
+
+    visit(model.graph.node)
+    for f in model.functions:
+        visit(f.node)
+    return model
+
+
+TS_OPSET = 17
+DYNAMO_OPSET = 18
+
+
+def _torch_case(
+    name: str,
+    build: Callable,
+    *,
+    dynamo: bool,
+    source: str,
+    description: str,
+    dynamic: dict | None = None,
+) -> None:
+    """build(torch) -> (module, arg_names, example_args, test_args, output_name)."""
+    torch = _torch_setup()
+    module, arg_names, example, test_args, out_name = build(torch)
+    dims: dict[str, int] = {}
+    dynamic_axes = dynamic_shapes = None
+    if dynamic:
+        # dynamic: {arg_name: {axis: dim_name}} ; output follows the same names.
+        dims = dynamic["dims"]
+        axes = dynamic["axes"]
+        if dynamo:
+            from torch.export import Dim
+
+            dim_objs = {d: Dim(d, min=2, max=64) for d in dims}
+            dynamic_shapes = {a: {ax: dim_objs[dn] for ax, dn in m.items()} for a, m in axes.items()}
+        else:
+            dynamic_axes = dict(axes)
+            dynamic_axes[out_name] = dynamic["out_axes"]
+    model = export_torch(
+        torch,
+        module,
+        tuple(example),
+        arg_names,
+        [out_name],
+        dynamo=dynamo,
+        opset=DYNAMO_OPSET if dynamo else TS_OPSET,
+        dynamic_axes=dynamic_axes,
+        dynamic_shapes=dynamic_shapes,
+    )
+    ref = module(*test_args).detach().numpy()
+    save_case(
+        name,
+        model,
+        [a.numpy() for a in test_args],
+        source=source,
+        exporter="dynamo" if dynamo else "torchscript",
+        description=description,
+        dims=dims,
+        reference=[ref],
+    )
+
+
+def perturb(torch, model, seed: int, scale: float = 0.1):
+    """Add seeded noise to every parameter.
+
+    HF init leaves all LayerNorm/RMSNorm weights at 1 and biases at 0; such
+    parameters would make gamma/beta/bias bugs invisible (and the dynamo exporter
+    would even deduplicate the identical initializers). Noise makes each one distinct.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+            p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * scale)
+    return model
+
+
+# Model builders. Each returns (module, arg_names, example_args, test_args, output_name).
+
+
+def build_gpt2(torch, batch=1, seq=8, test_batch=None, test_seq=None):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(SEED)
+    cfg = GPT2Config(
+        vocab_size=256,
+        n_positions=64,
+        n_embd=32,
+        bos_token_id=0,
+        eos_token_id=0,
+        n_layer=2,
+        n_head=2,
+        use_cache=False,
+        output_attentions=False,
+        output_hidden_states=False,
+        attn_implementation="eager",
+    )
+    model = perturb(torch, GPT2LMHeadModel(cfg).eval(), SEED + 101)
+    assert model.config._attn_implementation == "eager"
+
+    class Gpt2(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids):
+            return self.m(input_ids=input_ids, use_cache=False, return_dict=False)[0]
+
+    mod = Gpt2(model).eval()
+    g = torch.Generator().manual_seed(SEED + 1)
+    example = [torch.randint(0, 256, (batch, seq), generator=g)]
+    tb, ts = test_batch or batch, test_seq or seq
+    test = [torch.randint(0, 256, (tb, ts), generator=g)]
+    return mod, ["input_ids"], example, test, "logits"
+
+
+def build_bert(torch):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(SEED)
+    cfg = BertConfig(
+        vocab_size=256,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        type_vocab_size=2,
+        hidden_act="gelu",
+        attn_implementation="eager",
+    )
+    model = perturb(torch, BertModel(cfg, add_pooling_layer=False).eval(), SEED + 102)
+    assert model.config._attn_implementation == "eager"
+
+    class Bert(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.m(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+                return_dict=False,
+            )[0]
+
+    mod = Bert(model).eval()
+    g = torch.Generator().manual_seed(SEED + 2)
+    seq = 8
+
+    def sample():
+        ids = torch.randint(0, 256, (1, seq), generator=g)
+        # last 3 tokens are padding -> masking matters
+        mask = torch.tensor([[1, 1, 1, 1, 1, 0, 0, 0]], dtype=torch.int64)
+        tt = torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1]], dtype=torch.int64)
+        return [ids, mask, tt]
+
+    return mod, ["input_ids", "attention_mask", "token_type_ids"], sample(), sample(), "last_hidden_state"
+
+
+def build_llama(torch):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(SEED)
+    cfg = LlamaConfig(
+        vocab_size=256,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,  # grouped-query attention
+        max_position_embeddings=64,
+        rope_theta=10000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        use_cache=False,
+        attn_implementation="eager",
+    )
+    model = perturb(torch, LlamaForCausalLM(cfg).eval(), SEED + 103)
+    assert model.config._attn_implementation == "eager"
+
+    class Llama(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids):
+            return self.m(input_ids=input_ids, use_cache=False, return_dict=False)[0]
+
+    mod = Llama(model).eval()
+    g = torch.Generator().manual_seed(SEED + 3)
+    example = [torch.randint(0, 256, (1, 8), generator=g)]
+    test = [torch.randint(0, 256, (1, 8), generator=g)]
+    return mod, ["input_ids"], example, test, "logits"
+
+
+def build_vit(torch):
+    from transformers import ViTConfig, ViTModel
+
+    torch.manual_seed(SEED)
+    cfg = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        num_channels=3,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        hidden_act="gelu",
+        attn_implementation="eager",
+    )
+    model = perturb(torch, ViTModel(cfg, add_pooling_layer=False).eval(), SEED + 104)
+    assert model.config._attn_implementation == "eager"
+
+    class Vit(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, pixel_values):
+            return self.m(pixel_values=pixel_values, return_dict=False)[0]
+
+    mod = Vit(model).eval()
+    g = torch.Generator().manual_seed(SEED + 4)
+    example = [torch.randn(1, 3, 32, 32, generator=g)]
+    test = [torch.randn(1, 3, 32, 32, generator=g)]
+    return mod, ["pixel_values"], example, test, "last_hidden_state"
+
+
+GPT2_SRC = "transformers.GPT2LMHeadModel(n_embd=32, n_layer=2, n_head=2, vocab=256, n_positions=64, eager attention)"
+BERT_SRC = "transformers.BertModel(hidden=32, layers=2, heads=2, intermediate=64, vocab=256, no pooler, eager attention)"
+LLAMA_SRC = ("transformers.LlamaForCausalLM(hidden=64, layers=2, heads=4, kv_heads=2 (GQA), intermediate=128, "
+             "vocab=256, rope_theta=1e4, eager attention)")
+VIT_SRC = "transformers.ViTModel(image=32x32x3, patch=8, hidden=32, layers=2, heads=2, intermediate=64, no pooler, eager attention)"
+
+
+def _mk_torch(name, build, dynamo, source, desc, dynamic=None):
+    return lambda: _torch_case(name, build, dynamo=dynamo, source=source, description=desc, dynamic=dynamic)
+
+
+GPT2_DYNAMIC = {
+    "dims": {"batch": 2, "seq": 11},
+    "axes": {"input_ids": {0: "batch", 1: "seq"}},
+    "out_axes": {0: "batch", 1: "seq"},
+}
+
+
+def gpt2_dynamic_build(torch):
+    # Trace with batch=2, seq=8; test data uses batch=2, seq=11 so a graph that
+    # silently baked in the traced sizes would fail the self-check.
+    return build_gpt2(torch, batch=2, seq=8, test_batch=2, test_seq=11)
+
+
+# ---------------------------------------------------------- onnx.helper models
+
+
+def _init(name: str, arr: np.ndarray) -> TensorProto:
+    return numpy_helper.from_array(np.array(arr, order="C"), name)
+
+
+def build_attention_block() -> tuple[onnx.ModelProto, list[np.ndarray]]:
+    """One multi-head self-attention block, static shapes [1, 8, 32], 4 heads."""
+    B, S, D, H = 1, 8, 32, 4
+    Dh = D // H
+    r = rng(10)
+    w = lambda *s: (r.standard_normal(s) * 0.2).astype(np.float32)  # noqa: E731
+    inits = [
+        _init("Wq", w(D, D)), _init("bq", w(D)),
+        _init("Wk", w(D, D)), _init("bk", w(D)),
+        _init("Wv", w(D, D)), _init("bv", w(D)),
+        _init("Wo", w(D, D)), _init("bo", w(D)),
+        _init("split_shape", np.array([B, S, H, Dh], dtype=np.int64)),
+        _init("merge_shape", np.array([B, S, D], dtype=np.int64)),
+        _init("scale", np.array(np.sqrt(Dh), dtype=np.float32)),
+    ]
+    nodes = []
+    for p in ("q", "k", "v"):
+        P = p.upper()
+        nodes += [
+            helper.make_node("MatMul", ["x", f"W{p}"], [f"{p}_mm"], name=f"{P}_proj"),
+            helper.make_node("Add", [f"{p}_mm", f"b{p}"], [f"{p}_b"], name=f"{P}_bias"),
+            helper.make_node("Reshape", [f"{p}_b", "split_shape"], [f"{p}_4d"], name=f"{P}_split_heads"),
+        ]
+    nodes += [
+        # [B,S,H,Dh] -> [B,H,S,Dh]; K additionally -> [B,H,Dh,S]
+        helper.make_node("Transpose", ["q_4d"], ["q_h"], perm=[0, 2, 1, 3], name="Q_transpose"),
+        helper.make_node("Transpose", ["k_4d"], ["k_t"], perm=[0, 2, 3, 1], name="K_transpose"),
+        helper.make_node("Transpose", ["v_4d"], ["v_h"], perm=[0, 2, 1, 3], name="V_transpose"),
+        helper.make_node("MatMul", ["q_h", "k_t"], ["scores"], name="QK"),
+        helper.make_node("Div", ["scores", "scale"], ["scores_scaled"], name="scale"),
+        helper.make_node("Softmax", ["scores_scaled"], ["probs"], axis=-1, name="softmax"),
+        helper.make_node("MatMul", ["probs", "v_h"], ["ctx_h"], name="PV"),
+        helper.make_node("Transpose", ["ctx_h"], ["ctx_t"], perm=[0, 2, 1, 3], name="merge_transpose"),
+        helper.make_node("Reshape", ["ctx_t", "merge_shape"], ["ctx"], name="merge_heads"),
+        helper.make_node("MatMul", ["ctx", "Wo"], ["o_mm"], name="O_proj"),
+        helper.make_node("Add", ["o_mm", "bo"], ["y"], name="O_bias"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "attention_block",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [B, S, D])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [B, S, D])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="tessera-models")
+    model.ir_version = 8
+    x = r.standard_normal((B, S, D)).astype(np.float32)
+    return model, [x]
+
+
+def build_mlp_block(seq_dim: int | str = 8) -> tuple[onnx.ModelProto, list[np.ndarray]]:
+    """Transformer MLP: MatMul+Add, erf-GELU, MatMul+Add, residual, LayerNormalization."""
+    B, D, F = 1, 32, 64
+    S_test = 8 if isinstance(seq_dim, int) else 12
+    r = rng(11)
+    w = lambda *s: (r.standard_normal(s) * 0.2).astype(np.float32)  # noqa: E731
+    inits = [
+        _init("W1", w(D, F)), _init("b1", w(F)),
+        _init("W2", w(F, D)), _init("b2", w(D)),
+        _init("sqrt2", np.array(np.sqrt(2.0), dtype=np.float32)),
+        _init("one", np.array(1.0, dtype=np.float32)),
+        _init("half", np.array(0.5, dtype=np.float32)),
+        _init("ln_gamma", (1.0 + 0.1 * r.standard_normal(D)).astype(np.float32)),
+        _init("ln_beta", (0.1 * r.standard_normal(D)).astype(np.float32)),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "W1"], ["h_mm"], name="fc1"),
+        helper.make_node("Add", ["h_mm", "b1"], ["h"], name="fc1_bias"),
+        # GELU(h) = 0.5 * h * (1 + erf(h / sqrt(2)))
+        helper.make_node("Div", ["h", "sqrt2"], ["h_div"], name="gelu_div"),
+        helper.make_node("Erf", ["h_div"], ["h_erf"], name="gelu_erf"),
+        helper.make_node("Add", ["h_erf", "one"], ["h_erf1"], name="gelu_add1"),
+        helper.make_node("Mul", ["h", "h_erf1"], ["h_mul"], name="gelu_mul"),
+        helper.make_node("Mul", ["h_mul", "half"], ["g"], name="gelu_half"),
+        helper.make_node("MatMul", ["g", "W2"], ["o_mm"], name="fc2"),
+        helper.make_node("Add", ["o_mm", "b2"], ["o"], name="fc2_bias"),
+        helper.make_node("Add", ["o", "x"], ["res"], name="residual"),
+        helper.make_node("LayerNormalization", ["res", "ln_gamma", "ln_beta"], ["y"],
+                         axis=-1, epsilon=1e-5, name="layernorm"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mlp_block" if isinstance(seq_dim, int) else "mlp_block_dynamic",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [B, seq_dim, D])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [B, seq_dim, D])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="tessera-models")
+    model.ir_version = 8
+    x = r.standard_normal((B, S_test, D)).astype(np.float32)
+    return model, [x]
+
+
+def case_attention_block():
+    m, inputs = build_attention_block()
+    save_case("attention_block", m, inputs, source="onnx.helper (models/generate.py)", exporter="onnx-helper",
+              description="Multi-head self-attention block: Q/K/V MatMul+bias Add, Reshape+Transpose head split "
+                          "(4 heads x 8), MatMul QK^T, Div by sqrt(8), Softmax, MatMul V, Transpose+Reshape merge, "
+                          "output projection MatMul+Add. Static shape [1,8,32]; no mask.")
+
+
+def case_mlp_block():
+    m, inputs = build_mlp_block(8)
+    save_case("mlp_block", m, inputs, source="onnx.helper (models/generate.py)", exporter="onnx-helper",
+              description="Transformer MLP block: MatMul+Add (32->64), GELU written as "
+                          "0.5*h*(1+Erf(h/sqrt2)), MatMul+Add (64->32), residual Add, LayerNormalization. "
+                          "Static shape [1,8,32].")
+
+
+def case_mlp_block_dynamic():
+    m, inputs = build_mlp_block("seq")
+    save_case("mlp_block_dynamic", m, inputs, source="onnx.helper (models/generate.py)", exporter="onnx-helper",
+              dims={"seq": 12},
+              description="Same graph as mlp_block but the input/output shape is [1, 'seq', 32] with a symbolic "
+                          "dim_param 'seq' (bind seq=12 for the test data).")
+
+
+# ----------------------------------------------------------------------- registry
+
+CASES: dict[str, Callable[[], None]] = {
+    "gpt2_ts": _mk_torch("gpt2_ts", build_gpt2, False, GPT2_SRC,
+                         "GPT-2 LM (tiny, random weights), input_ids[1,8] -> logits[1,8,256]; "
+                         "TorchScript exporter, static shapes."),
+    "gpt2_dynamo": _mk_torch("gpt2_dynamo", build_gpt2, True, GPT2_SRC,
+                             "GPT-2 LM (tiny, random weights), input_ids[1,8] -> logits[1,8,256]; "
+                             "dynamo exporter (torch.export + onnxscript), static shapes."),
+    "gpt2_dynamic": _mk_torch("gpt2_dynamic", gpt2_dynamic_build, False, GPT2_SRC,
+                              "GPT-2 LM exported by TorchScript with dynamic_axes: input_ids['batch','seq'] -> "
+                              "logits['batch','seq',256]. Traced at [2,8]; test data is [2,11].",
+                              dynamic=GPT2_DYNAMIC),
+    "gpt2_dynamo_dynamic": _mk_torch("gpt2_dynamo_dynamic", gpt2_dynamic_build, True, GPT2_SRC,
+                                     "GPT-2 LM exported by the dynamo exporter with torch.export.Dim dynamic "
+                                     "shapes: input_ids['batch','seq'] -> logits['batch','seq',256]. "
+                                     "Traced at [2,8]; test data is [2,11].",
+                                     dynamic=GPT2_DYNAMIC),
+    "bert_ts": _mk_torch("bert_ts", build_bert, False, BERT_SRC,
+                         "BERT encoder (tiny, random weights), input_ids/attention_mask/token_type_ids [1,8] int64 "
+                         "-> last_hidden_state[1,8,32]; mask has 3 padding zeros. TorchScript exporter."),
+    "bert_dynamo": _mk_torch("bert_dynamo", build_bert, True, BERT_SRC,
+                             "BERT encoder (tiny, random weights), input_ids/attention_mask/token_type_ids [1,8] "
+                             "int64 -> last_hidden_state[1,8,32]; mask has 3 padding zeros. Dynamo exporter."),
+    "llama_ts": _mk_torch("llama_ts", build_llama, False, LLAMA_SRC,
+                          "LLaMA causal LM (tiny, random weights, GQA 4 q heads / 2 kv heads, RoPE, RMSNorm, SwiGLU), "
+                          "input_ids[1,8] -> logits[1,8,256]. TorchScript exporter."),
+    "llama_dynamo": _mk_torch("llama_dynamo", build_llama, True, LLAMA_SRC,
+                              "LLaMA causal LM (tiny, random weights, GQA 4 q heads / 2 kv heads, RoPE, RMSNorm, "
+                              "SwiGLU), input_ids[1,8] -> logits[1,8,256]. Dynamo exporter."),
+    "vit_ts": _mk_torch("vit_ts", build_vit, False, VIT_SRC,
+                        "ViT encoder (tiny, random weights), pixel_values[1,3,32,32] float32 -> "
+                        "last_hidden_state[1,17,32] (16 patches + CLS). TorchScript exporter."),
+    "vit_dynamo": _mk_torch("vit_dynamo", build_vit, True, VIT_SRC,
+                            "ViT encoder (tiny, random weights), pixel_values[1,3,32,32] float32 -> "
+                            "last_hidden_state[1,17,32] (16 patches + CLS). Dynamo exporter."),
+    "attention_block": case_attention_block,
+    "mlp_block": case_mlp_block,
+    "mlp_block_dynamic": case_mlp_block_dynamic,
+}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(CASES)
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        print(f"unknown model(s): {unknown}; known: {list(CASES)}")
+        return 2
+    ok = []
+    for name in names:
+        print(f"[{name}]")
+        try:
+            CASES[name]()
+            self_check(name)
+            ok.append(name)
+        except Exception as e:  # record exporter failures instead of faking output
+            msg = f"{type(e).__name__}: {e}".strip().splitlines()
+            FAILURES[name] = "\n".join(msg[:8])
+            traceback.print_exc()
+            d = ROOT / name
+            if d.exists():
+                shutil.rmtree(d)
+    print()
+    print(f"ok ({len(ok)}): {', '.join(ok)}")
+    for n, msg in FAILURES.items():
+        print(f"FAILED {n}: {msg}")
+    return 1 if FAILURES else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
