@@ -304,3 +304,20 @@ fn edit_distance(a: &str, b: &str) -> usize {
     }
     prev[b.len()]
 }
+
+impl InstrInfo {
+    /// The encoding line SPEC.md shows for this instruction, derived from
+    /// the table: `opcode 0xNN | name:Type lo..hi | … | reserved lo..128`.
+    pub fn encoding_line(&self) -> String {
+        let mut parts = vec![format!("opcode {:#04x} 0..8", self.opcode)];
+        let mut end = 8;
+        for (at, f) in self.field_offsets() {
+            parts.push(format!("{}:{} {}..{}", f.name, f.ty, at, at + f.bits));
+            end = at + f.bits;
+        }
+        if end < 128 {
+            parts.push(format!("reserved {end}..128"));
+        }
+        parts.join(" | ")
+    }
+}
