@@ -8,6 +8,7 @@
 //! ```text
 //! .target tiny                      ; preset, then optional overrides:
 //! .param dram_latency_cycles 40
+//! .equ ROW_BYTES, 48                ; a named integer, usable in any operand
 //! .input "x" f32 [4, 8] @ 0x0       ; DRAM tensors the caller provides
 //! .output "y" f32 [4, 8] @ 0x80
 //! .segment "w" @ 0x100              ; initialized DRAM, filled by:
@@ -76,6 +77,8 @@ struct Assembler<'s> {
     code: Vec<Instr>,
     open_loc: Option<(u32, String)>,
     labels: HashMap<String, u32>,
+    /// `.equ` symbols and their values.
+    symbols: HashMap<String, String>,
 }
 
 impl<'s> Assembler<'s> {
@@ -91,7 +94,11 @@ impl<'s> Assembler<'s> {
 
 /// Assembles source text. `default_target` is used when the source has no
 /// `.target` directive; if both are given they must agree.
-pub fn assemble(source: &str, file: &str, default_target: Option<&Target>) -> Result<Loadable, AsmError> {
+pub fn assemble(
+    source: &str,
+    file: &str,
+    default_target: Option<&Target>,
+) -> Result<Loadable, AsmError> {
     let lines: Vec<Line> = source
         .lines()
         .enumerate()
@@ -115,15 +122,26 @@ pub fn assemble(source: &str, file: &str, default_target: Option<&Target>) -> Re
         code: Vec::new(),
         open_loc: None,
         labels: HashMap::new(),
+        symbols: HashMap::new(),
     };
 
     // Pass 1: label addresses.
     let mut pc: u32 = 0;
     for line in &lines {
         let rest = take_label(&mut asm, line, pc, true)?;
-        if !rest.is_empty() && !rest.starts_with('.') {
+        if word(rest).0 == ".equ" {
+            define_symbol(&mut asm, line, rest)?;
+        } else if !rest.is_empty() && !rest.starts_with('.') {
             pc += 1;
         }
+    }
+    if let Some(name) = asm.symbols.keys().find(|n| asm.labels.contains_key(*n)) {
+        return Err(AsmError {
+            file: file.to_string(),
+            line: 1,
+            column: 1,
+            message: format!("`{name}` is both a label and an `.equ` symbol"),
+        });
     }
 
     // Pass 2: directives and instructions.
@@ -134,8 +152,12 @@ pub fn assemble(source: &str, file: &str, default_target: Option<&Target>) -> Re
             continue;
         }
         let offset = rest.as_ptr() as usize - line.text.as_ptr() as usize;
+        if word(rest).0 == ".equ" {
+            continue;
+        }
         if rest.starts_with('.') {
-            directive(&mut asm, line, rest, offset + 1)?;
+            let substituted = substitute(&asm.symbols, rest);
+            directive(&mut asm, line, &substituted, offset + 1)?;
         } else {
             instruction(&mut asm, line, rest, offset + 1)?;
         }
@@ -178,7 +200,12 @@ pub fn assemble(source: &str, file: &str, default_target: Option<&Target>) -> Re
 }
 
 /// Strips a leading `label:` from the line; in pass 1 records it.
-fn take_label<'l>(asm: &mut Assembler, line: &Line<'l>, pc: u32, record: bool) -> Result<&'l str, AsmError> {
+fn take_label<'l>(
+    asm: &mut Assembler,
+    line: &Line<'l>,
+    pc: u32,
+    record: bool,
+) -> Result<&'l str, AsmError> {
     let text = line.text;
     let first_token_end = text.find(char::is_whitespace).unwrap_or(text.len());
     let token = &text[..first_token_end];
@@ -245,6 +272,19 @@ fn instruction(asm: &mut Assembler, line: &Line, text: &str, col: usize) -> Resu
         start = 0;
     }
     let _ = start;
+    let values: Vec<String> = operands
+        .iter()
+        .map(|o| substitute(&asm.symbols, o.value))
+        .collect();
+    let operands: Vec<Operand> = operands
+        .iter()
+        .zip(&values)
+        .map(|(o, v)| Operand {
+            key: o.key,
+            value: v.as_str(),
+            value_column: o.value_column,
+        })
+        .collect();
     let labels = &asm.labels;
     let resolve = |name: &str| labels.get(name).copied();
     let pc = asm.code.len() as u32;
@@ -258,6 +298,74 @@ fn instruction(asm: &mut Assembler, line: &Line, text: &str, col: usize) -> Resu
     })?;
     asm.code.push(instr);
     Ok(())
+}
+
+/// Records `.equ NAME, VALUE` (pass 1).
+fn define_symbol(asm: &mut Assembler, line: &Line, text: &str) -> Result<(), AsmError> {
+    let (_, rest) = word(text);
+    let (name, value) = match rest.split_once(',') {
+        Some((n, v)) => (n.trim(), v.trim()),
+        None => {
+            let (n, v) = word(rest);
+            (n, v.trim())
+        }
+    };
+    if !crate::fields::is_identifier(name) || name.starts_with('.') {
+        return Err(asm.err(
+            line,
+            1,
+            format!(".equ: `{name}` is not a valid symbol name"),
+        ));
+    }
+    let value = substitute(&asm.symbols, value);
+    let number = parse_int(&value).map_err(|m| asm.err(line, 1, format!(".equ {name}: {m}")))?;
+    if asm
+        .symbols
+        .insert(name.to_string(), number.to_string())
+        .is_some()
+    {
+        return Err(asm.err(line, 1, format!(".equ: symbol `{name}` defined twice")));
+    }
+    Ok(())
+}
+
+/// Replaces `.equ` symbols in `text` (outside quotes) by their values.
+fn substitute(symbols: &HashMap<String, String>, text: &str) -> String {
+    if symbols.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.char_indices().peekable();
+    let mut in_quotes = false;
+    let mut prev = ' ';
+    while let Some((i, c)) = chars.next() {
+        if c == '"' {
+            in_quotes = !in_quotes;
+        }
+        let starts_word = (c.is_ascii_alphabetic() || c == '_')
+            && !(prev.is_ascii_alphanumeric() || prev == '_' || prev == '.');
+        if !in_quotes && starts_word {
+            let mut end = i + c.len_utf8();
+            while let Some(&(j, d)) = chars.peek() {
+                if d.is_ascii_alphanumeric() || d == '_' {
+                    end = j + d.len_utf8();
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            let token = &text[i..end];
+            match symbols.get(token) {
+                Some(v) => out.push_str(v),
+                None => out.push_str(token),
+            }
+            prev = token.chars().last().unwrap_or(c);
+            continue;
+        }
+        out.push(c);
+        prev = c;
+    }
+    out
 }
 
 /// Splits off the first whitespace-separated word.
@@ -381,7 +489,7 @@ fn directive(asm: &mut Assembler, line: &Line, text: &str, col: usize) -> Result
                 line,
                 col,
                 format!(
-                    "unknown directive `{name}` (expected .target, .param, .input, .output, .segment, .bytes, .f32 or .loc; labels end with `:`)"
+                    "unknown directive `{name}` (expected .target, .param, .equ, .input, .output, .segment, .bytes, .f32 or .loc; labels end with `:`)"
                 ),
             ))
         }
@@ -406,9 +514,14 @@ fn set_param(target: &Target, field: &str, value: &str) -> Result<Target, String
 
 impl Target {
     fn deserialize_table(table: toml::Table) -> Result<Target, String> {
-        toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
-            e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
-        })
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                e.to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
     }
 }
 
@@ -424,7 +537,11 @@ fn tensor_directive(text: &str) -> Result<TensorDesc, String> {
         .ok_or("expected a shape like [2, 3]")?;
     let shape_text = &shape_text[..inner_end - 1];
     let mut shape = Vec::new();
-    for d in shape_text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+    for d in shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
         shape.push(u64::try_from(parse_int(d)?).map_err(|_| format!("negative dimension `{d}`"))?);
     }
     let addr = rest[inner_end + 1..]
@@ -479,7 +596,10 @@ impl Default for DisasmOptions {
 /// Disassembles a loadable into source that `assemble` turns back into the
 /// identical loadable (with `data: true`). Branch targets become `L<pc>`
 /// labels.
-pub fn disassemble(loadable: &Loadable, options: DisasmOptions) -> Result<String, crate::instr::DecodeError> {
+pub fn disassemble(
+    loadable: &Loadable,
+    options: DisasmOptions,
+) -> Result<String, crate::instr::DecodeError> {
     let code = loadable.instructions()?;
     let mut out = String::new();
     let target = loadable.target();
@@ -601,7 +721,14 @@ mod tests {
         let code = l.instructions().expect("decode");
         assert_eq!(code.len(), 5);
         assert_eq!(code[2].branch_target(2), Some(1));
-        assert_eq!(l.source_map, vec![SourceRange { start: 0, end: 3, node: "node/a".into() }]);
+        assert_eq!(
+            l.source_map,
+            vec![SourceRange {
+                start: 0,
+                end: 3,
+                node: "node/a".into()
+            }]
+        );
         assert_eq!(l.segments[0].data.len(), 8);
         assert_eq!(l.inputs[0].shape, vec![2, 4]);
     }
@@ -627,6 +754,23 @@ mod tests {
         assert!(err.message.contains("expected 3"), "{err}");
         let err = assemble("dma.copy spm[0], dram[0]\n", "e.s", None).expect_err("kw");
         assert!(err.message.contains("bytes="), "{err}");
+    }
+
+    #[test]
+    fn equ_symbols_substitute_in_operands_and_directives() {
+        let src = ".equ ROW, 48\n.equ BASE 0x100\n.input \"x\" f32 [ROW] @ BASE\nli r1, ROW\naddi r2, r1, BASE\ndma.copy spm[r1+ROW], dram[BASE], bytes=r2+ROW\nhalt\n";
+        let l = assemble(src, "e.s", None).expect("assemble");
+        let code = l.instructions().expect("decode");
+        assert_eq!(code[0].to_string(), "li r1, 48");
+        assert_eq!(code[1].to_string(), "addi r2, r1, 256");
+        assert_eq!(
+            code[2].to_string(),
+            "dma.copy spm[r1+48], dram[256], bytes=r2+48"
+        );
+        assert_eq!(l.inputs[0].shape, vec![48]);
+        assert_eq!(l.inputs[0].dram_addr, 0x100);
+        let err = assemble(".equ X, 1\nX: nop\n", "e.s", None).expect_err("clash");
+        assert!(err.message.contains("both a label"), "{err}");
     }
 
     #[test]

@@ -522,7 +522,10 @@ fn parse_mem_operand(
     ctx: &ParseCtx,
 ) -> Result<(Mem, Reg, i128), String> {
     let expected = || {
-        let names: Vec<String> = spaces.iter().map(|m| format!("{}[...]", m.name())).collect();
+        let names: Vec<String> = spaces
+            .iter()
+            .map(|m| format!("{}[...]", m.name()))
+            .collect();
         format!("expected {}, found `{text}`", names.join(" or "))
     };
     let open = text.find('[').ok_or_else(expected)?;
@@ -857,7 +860,13 @@ mod tests {
 
     fn text_of<F: Field>(f: F) -> String {
         let mut out = String::new();
-        f.write_asm(&mut out, &WriteCtx { pc: 10, label: None });
+        f.write_asm(
+            &mut out,
+            &WriteCtx {
+                pc: 10,
+                label: None,
+            },
+        );
         out
     }
 
@@ -885,7 +894,13 @@ mod tests {
     #[test]
     fn vals_and_targets_parse() {
         let v = Val::parse_asm("r4+16", &pctx()).expect("val");
-        assert_eq!(v, Val { reg: Reg(4), imm: 16 });
+        assert_eq!(
+            v,
+            Val {
+                reg: Reg(4),
+                imm: 16
+            }
+        );
         assert_eq!(text_of(v), "r4+16");
         assert_eq!(text_of(Val::imm(7)), "7");
         assert_eq!(Target::parse_asm("top", &pctx()), Ok(Target(-6)));

@@ -181,9 +181,7 @@ impl Instr {
 
 /// Encodes a program into little-endian bytes, 16 per instruction.
 pub fn encode_program(code: &[Instr]) -> Vec<u8> {
-    code.iter()
-        .flat_map(|i| i.encode().to_le_bytes())
-        .collect()
+    code.iter().flat_map(|i| i.encode().to_le_bytes()).collect()
 }
 
 /// Decodes little-endian code bytes; errors name the byte offset.
@@ -227,11 +225,11 @@ pub struct OperandError {
 
 /// Checks operand counts and keywords against the table and splits them
 /// into positional and keyword operands.
-pub(crate) fn split_operands<'o, 'a>(
+pub(crate) fn split_operands<'a>(
     mnemonic: &str,
     positional: &[&str],
     keywords: &[&str],
-    operands: &'o [Operand<'a>],
+    operands: &[Operand<'a>],
 ) -> Result<(Vec<Operand<'a>>, Vec<Operand<'a>>), OperandError> {
     let usage = || {
         let mut parts: Vec<String> = positional.iter().map(|p| p.to_string()).collect();
@@ -242,8 +240,16 @@ pub(crate) fn split_operands<'o, 'a>(
             format!("`{mnemonic}` takes: {}", parts.join(", "))
         }
     };
-    let pos: Vec<Operand> = operands.iter().filter(|o| o.key.is_none()).copied().collect();
-    let kw: Vec<Operand> = operands.iter().filter(|o| o.key.is_some()).copied().collect();
+    let pos: Vec<Operand> = operands
+        .iter()
+        .filter(|o| o.key.is_none())
+        .copied()
+        .collect();
+    let kw: Vec<Operand> = operands
+        .iter()
+        .filter(|o| o.key.is_some())
+        .copied()
+        .collect();
     if let Some(first_kw) = operands.iter().position(|o| o.key.is_some()) {
         if let Some(late) = operands[first_kw..].iter().find(|o| o.key.is_none()) {
             return Err(OperandError {

@@ -25,8 +25,8 @@ pub use fields::{
     UnFunc, Val, U16,
 };
 pub use instr::{
-    decode_program, encode_program, DecodeError, Engine, FieldInfo, Instr, InstrInfo,
-    INSTRUCTIONS, WORD_BYTES,
+    decode_program, encode_program, DecodeError, Engine, FieldInfo, Instr, InstrInfo, INSTRUCTIONS,
+    WORD_BYTES,
 };
 pub use loadable::{Loadable, LoadableError, Segment, SourceRange, TensorDesc, ISA_VERSION};
 pub use target::{Target, TargetError};

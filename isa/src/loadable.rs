@@ -197,7 +197,9 @@ impl Loadable {
                 actual: bytes.len() as u64,
             });
         }
-        let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let word = |at: usize| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
         let version = word(4);
         if version != ISA_VERSION {
             return Err(LoadableError::Version {
@@ -223,14 +225,16 @@ impl Loadable {
             )));
         }
         if word(20) != 0 {
-            return Err(LoadableError::Invalid("byte offset 20: reserved header word is not zero".into()));
+            return Err(LoadableError::Invalid(
+                "byte offset 20: reserved header word is not zero".into(),
+            ));
         }
         let payload = &bytes[HEADER_BYTES..];
         if crc32(payload) != word(16) {
             return Err(LoadableError::Checksum);
         }
-        let loadable: Loadable = prost::Message::decode(payload)
-            .map_err(|e| LoadableError::Payload(e.to_string()))?;
+        let loadable: Loadable =
+            prost::Message::decode(payload).map_err(|e| LoadableError::Payload(e.to_string()))?;
         if loadable.isa_version != version {
             return Err(LoadableError::Invalid(format!(
                 "header says ISA version {version}, payload says {}",
@@ -276,7 +280,10 @@ impl Loadable {
         for (kind, list) in [("input", &self.inputs), ("output", &self.outputs)] {
             for t in list {
                 if DType::from_bits(u128::from(t.dtype)).is_err() {
-                    return invalid(format!("{kind} `{}` has unknown dtype code {}", t.name, t.dtype));
+                    return invalid(format!(
+                        "{kind} `{}` has unknown dtype code {}",
+                        t.name, t.dtype
+                    ));
                 }
                 let bytes = t
                     .shape
@@ -293,7 +300,8 @@ impl Loadable {
         }
         let mut last_end = 0;
         for range in &self.source_map {
-            if range.start < last_end || range.end < range.start || range.end as usize > code.len() {
+            if range.start < last_end || range.end < range.start || range.end as usize > code.len()
+            {
                 return invalid(format!(
                     "source map range {}..{} (`{}`) is out of order or outside the code ({} instructions)",
                     range.start,
@@ -331,7 +339,11 @@ pub fn crc32(data: &[u8]) -> u32 {
             let mut c = i as u32;
             let mut k = 0;
             while k < 8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
                 k += 1;
             }
             t[i] = c;
@@ -354,12 +366,19 @@ mod tests {
 
     fn sample() -> Loadable {
         let code = [
-            Instr::Li { rd: Reg(1), imm: crate::fields::Imm64(5) },
+            Instr::Li {
+                rd: Reg(1),
+                imm: crate::fields::Imm64(5),
+            },
             Instr::Halt {},
         ];
         let mut l = Loadable::new(Target::tiny(), &code);
         l.inputs.push(TensorDesc::new("x", DType::F32, &[2, 3], 0));
-        l.source_map.push(SourceRange { start: 0, end: 1, node: "n0".into() });
+        l.source_map.push(SourceRange {
+            start: 0,
+            end: 1,
+            node: "n0".into(),
+        });
         l
     }
 
@@ -385,7 +404,10 @@ mod tests {
         assert_eq!(Loadable::from_bytes(&bad), Err(LoadableError::Checksum));
         let mut other = bytes.clone();
         other[4] = 9;
-        assert!(matches!(Loadable::from_bytes(&other), Err(LoadableError::Version { found: 9, .. })));
+        assert!(matches!(
+            Loadable::from_bytes(&other),
+            Err(LoadableError::Version { found: 9, .. })
+        ));
         assert_eq!(Loadable::from_bytes(b"hello"), Err(LoadableError::BadMagic));
     }
 

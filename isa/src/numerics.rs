@@ -176,9 +176,7 @@ pub fn unary(f: UnFunc, x: f32) -> f32 {
         UnFunc::Erf => libm::erff(x),
         UnFunc::Sigmoid => 1.0 / (1.0 + libm::expf(-x)),
         UnFunc::Relu => {
-            if x > 0.0 {
-                x
-            } else if x.is_nan() {
+            if x > 0.0 || x.is_nan() {
                 x
             } else {
                 0.0
@@ -258,7 +256,10 @@ mod tests {
         convert(DType::F32, &(-2.7f32).to_le_bytes(), DType::I32, &mut out);
         assert_eq!(i32::from_le_bytes([out[0], out[1], out[2], out[3]]), -2);
         convert(DType::F32, &1e20f32.to_le_bytes(), DType::I32, &mut out);
-        assert_eq!(i32::from_le_bytes([out[0], out[1], out[2], out[3]]), i32::MAX);
+        assert_eq!(
+            i32::from_le_bytes([out[0], out[1], out[2], out[3]]),
+            i32::MAX
+        );
         convert(DType::I64, &(-5i64).to_le_bytes(), DType::F32, &mut out);
         assert_eq!(f32::from_le_bytes([out[0], out[1], out[2], out[3]]), -5.0);
     }
@@ -278,7 +279,10 @@ mod tests {
         assert_eq!(reduce_row(RedFunc::Sum, row.iter().copied(), 2), 2.0);
         // Sequentially it would be ((1e8 + 1) - 1e8) + 1 = 1.
         assert_eq!(reduce_row(RedFunc::Sum, row.iter().copied(), 1), 1.0);
-        assert_eq!(reduce_row(RedFunc::Max, [3.0, -1.0, 7.0].into_iter(), 8), 7.0);
+        assert_eq!(
+            reduce_row(RedFunc::Max, [3.0, -1.0, 7.0].into_iter(), 8),
+            7.0
+        );
     }
 
     #[test]

@@ -234,7 +234,10 @@ impl Target {
             ("dram_bytes", self.dram_bytes),
             ("dram_bytes_per_cycle", self.dram_bytes_per_cycle.into()),
             ("dram_burst_bytes", self.dram_burst_bytes.into()),
-            ("onchip_dma_bytes_per_cycle", self.onchip_dma_bytes_per_cycle.into()),
+            (
+                "onchip_dma_bytes_per_cycle",
+                self.onchip_dma_bytes_per_cycle.into(),
+            ),
             ("dma_max_inflight", self.dma_max_inflight.into()),
             ("dma_queue_depth", self.dma_queue_depth.into()),
             ("mxu_queue_depth", self.mxu_queue_depth.into()),
@@ -287,13 +290,19 @@ impl Target {
         }
         for (field, value) in [("spm_bytes", self.spm_bytes), ("acc_bytes", self.acc_bytes)] {
             if value % 64 != 0 || value > 1 << 32 {
-                return bad(field, format!("must be a multiple of 64 up to 4 GiB, is {value}"));
+                return bad(
+                    field,
+                    format!("must be a multiple of 64 up to 4 GiB, is {value}"),
+                );
             }
         }
         if self.dram_bytes % 4096 != 0 || self.dram_bytes > 1 << 40 {
             return bad(
                 "dram_bytes",
-                format!("must be a multiple of 4096 up to 1 TiB, is {}", self.dram_bytes),
+                format!(
+                    "must be a multiple of 4096 up to 1 TiB, is {}",
+                    self.dram_bytes
+                ),
             );
         }
         for (field, value) in [
@@ -331,7 +340,10 @@ mod tests {
     #[test]
     fn presets_are_valid() {
         for name in Target::PRESETS {
-            Target::preset(name).expect("preset").validate().expect("valid");
+            Target::preset(name)
+                .expect("preset")
+                .validate()
+                .expect("valid");
         }
     }
 
@@ -340,7 +352,10 @@ mod tests {
         let mut t = Target::tiny();
         t.mxu_k = 6;
         let err = t.validate().expect_err("non power of two").to_string();
-        assert!(err.contains("mxu_k") && err.contains("power of two"), "{err}");
+        assert!(
+            err.contains("mxu_k") && err.contains("power of two"),
+            "{err}"
+        );
         let mut t = Target::tiny();
         t.spm_bytes = 128;
         let err = t.validate().expect_err("small spm").to_string();
@@ -362,10 +377,14 @@ mod tests {
     fn unknown_and_missing_fields_are_refused() {
         let mut text = Target::tiny().to_toml();
         text.push_str("mxu_rows = 3\n");
-        let err = toml::from_str::<Target>(&text).expect_err("unknown").to_string();
+        let err = toml::from_str::<Target>(&text)
+            .expect_err("unknown")
+            .to_string();
         assert!(err.contains("mxu_rows"), "{err}");
         let text = Target::tiny().to_toml().replace("vpu_lanes = 8\n", "");
-        let err = toml::from_str::<Target>(&text).expect_err("missing").to_string();
+        let err = toml::from_str::<Target>(&text)
+            .expect_err("missing")
+            .to_string();
         assert!(err.contains("vpu_lanes"), "{err}");
     }
 }

@@ -75,7 +75,10 @@ fn opcodes_and_mnemonics_are_unique() {
             assert_ne!(a.opcode, b.opcode, "{} / {}", a.mnemonic, b.mnemonic);
             assert_ne!(a.mnemonic, b.mnemonic);
         }
-        assert_ne!(a.opcode, 0, "opcode 0 is reserved so zeroed memory is illegal");
+        assert_ne!(
+            a.opcode, 0,
+            "opcode 0 is reserved so zeroed memory is illegal"
+        );
     }
 }
 
@@ -83,7 +86,10 @@ fn opcodes_and_mnemonics_are_unique() {
 fn reserved_bits_and_unknown_opcodes_are_decode_errors() {
     let nop = Instr::Nop {}.encode();
     let err = Instr::decode(nop | (1 << 100), 32).expect_err("reserved");
-    assert_eq!(err.to_string(), "byte offset 32: `nop` has reserved bits set (bit 8 and up must be zero)");
+    assert_eq!(
+        err.to_string(),
+        "byte offset 32: `nop` has reserved bits set (bit 8 and up must be zero)"
+    );
     let err = Instr::decode(0xff, 48).expect_err("opcode");
     assert_eq!(err.to_string(), "byte offset 48: unknown opcode 0xff");
     let err = decode_program(&[1u8; 20]).expect_err("partial word");

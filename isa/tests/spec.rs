@@ -12,12 +12,24 @@ fn every_instruction_has_a_section_with_its_encoding() {
     let spec = spec();
     let mut missing = Vec::new();
     for info in INSTRUCTIONS {
-        let heading = format!("#### `{}`\nEncoding: `{}`\n", info.mnemonic, info.encoding_line());
+        let heading = format!(
+            "#### `{}`\nEncoding: `{}`\n",
+            info.mnemonic,
+            info.encoding_line()
+        );
         if !spec.contains(&heading) {
-            missing.push(format!("{}\n  expected: {}", info.mnemonic, heading.replace('\n', "\n  ")));
+            missing.push(format!(
+                "{}\n  expected: {}",
+                info.mnemonic,
+                heading.replace('\n', "\n  ")
+            ));
         }
     }
-    assert!(missing.is_empty(), "SPEC.md is out of date for:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "SPEC.md is out of date for:\n{}",
+        missing.join("\n")
+    );
 }
 
 #[test]

@@ -1,0 +1,391 @@
+//! Functional semantics of the DMA and MXU instructions (SPEC.md §9.2–9.3).
+//!
+//! Each function applies one resolved instruction to the memories and
+//! returns the memory accesses it made, for the race detector. Faults are
+//! returned as `FaultKind` plus a message; the scheduler adds pc and text.
+
+use tessera_isa::numerics::{bf16_to_f32, f16_to_f32};
+use tessera_isa::{AccMode, Mem, MxuType, Target, Trans};
+
+use crate::memory::{AccessError, Memories};
+use crate::mxu::gemm_accumulate;
+use crate::ops::{Addr, DmaDimRegs, Pattern};
+
+/// Kinds of faults (SPEC.md §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Access outside a memory, or pc outside the code.
+    OutOfBounds,
+    /// Element access not aligned to its size.
+    Misaligned,
+    /// Semaphore number, count or discipline violation.
+    BadSemaphore,
+    /// Operand value out of its range.
+    BadOperand,
+    /// `dma.gather` index outside the table.
+    GatherIndex,
+    /// The run exceeded the cycle limit.
+    CycleLimit,
+}
+
+impl FaultKind {
+    /// Short name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::OutOfBounds => "out of bounds",
+            FaultKind::Misaligned => "misaligned access",
+            FaultKind::BadSemaphore => "bad semaphore",
+            FaultKind::BadOperand => "bad operand",
+            FaultKind::GatherIndex => "gather index out of range",
+            FaultKind::CycleLimit => "cycle limit exceeded",
+        }
+    }
+}
+
+/// A fault before pc and text are attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFault {
+    /// Kind.
+    pub kind: FaultKind,
+    /// What exactly (memory, range, value).
+    pub detail: String,
+}
+
+impl From<AccessError> for RawFault {
+    fn from(e: AccessError) -> RawFault {
+        let kind = match e {
+            AccessError::OutOfBounds { .. } => FaultKind::OutOfBounds,
+            AccessError::Misaligned { .. } => FaultKind::Misaligned,
+        };
+        RawFault {
+            kind,
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// Shorthand for a bad-operand fault.
+pub fn bad_operand(detail: String) -> RawFault {
+    RawFault {
+        kind: FaultKind::BadOperand,
+        detail,
+    }
+}
+
+/// Sizes and strides must stay below 2^32 (SPEC.md §7).
+pub fn check_size(name: &str, value: u64) -> Result<u64, RawFault> {
+    if value >= 1 << 32 {
+        Err(bad_operand(format!("{name} = {value} is not below 2^32")))
+    } else {
+        Ok(value)
+    }
+}
+
+/// One memory access of an instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    /// The bytes.
+    pub pattern: Pattern,
+    /// Whether it writes them.
+    pub write: bool,
+}
+
+/// The accesses of one instruction.
+pub type Accesses = Vec<Access>;
+
+/// `dma.copy`: returns its accesses and the number of runs.
+pub fn dma_copy(
+    mems: &mut Memories,
+    dst: Addr,
+    src: Addr,
+    bytes: u64,
+    dims: &[DmaDimRegs; 3],
+) -> Result<(Accesses, u64), RawFault> {
+    check_size("bytes", bytes)?;
+    for d in dims {
+        check_size("count", d.count)?;
+    }
+    let pat = |a: Addr, src_side: bool| Pattern {
+        mem: a.mem,
+        base: a.addr,
+        run: bytes,
+        dims: [0, 1, 2].map(|i| {
+            (
+                dims[i].count,
+                if src_side {
+                    dims[i].sstride
+                } else {
+                    dims[i].dstride
+                },
+            )
+        }),
+    };
+    let src_pat = pat(src, true);
+    let dst_pat = pat(dst, false);
+    src_pat.check(mems)?;
+    dst_pat.check(mems)?;
+    let runs = src_pat.runs();
+    if src_pat.is_empty() {
+        return Ok((Vec::new(), 0));
+    }
+    // Read every source run first (SPEC: as if through a temporary).
+    let mut buffer = vec![0u8; (runs * bytes) as usize];
+    let mut at = 0usize;
+    let mut result = Ok(());
+    src_pat.for_each_run(|start| {
+        if result.is_ok() {
+            result = mems.read(src.mem, start, &mut buffer[at..at + bytes as usize]);
+            at += bytes as usize;
+        }
+    });
+    result.clone()?;
+    let mut at = 0usize;
+    dst_pat.for_each_run(|start| {
+        if result.is_ok() {
+            result = mems.write(dst.mem, start, &buffer[at..at + bytes as usize]);
+            at += bytes as usize;
+        }
+    });
+    result?;
+    Ok((
+        vec![
+            Access {
+                pattern: src_pat,
+                write: false,
+            },
+            Access {
+                pattern: dst_pat,
+                write: true,
+            },
+        ],
+        runs,
+    ))
+}
+
+/// `dma.gather`.
+#[allow(clippy::too_many_arguments)]
+pub fn dma_gather(
+    mems: &mut Memories,
+    dst: u64,
+    table: u64,
+    idx: u64,
+    rows: u64,
+    bytes: u64,
+    limit: u64,
+    i64_idx: bool,
+) -> Result<Accesses, RawFault> {
+    check_size("rows", rows)?;
+    check_size("bytes", bytes)?;
+    check_size("limit", limit)?;
+    let isize = if i64_idx { 8 } else { 4 };
+    let idx_pat = Pattern::contiguous(Mem::Spm, idx, rows * isize);
+    idx_pat.check(mems)?;
+    idx_pat.check_align(isize)?;
+    let dst_pat = Pattern::contiguous(Mem::Spm, dst, rows * bytes);
+    dst_pat.check(mems)?;
+    let mut accesses = vec![
+        Access {
+            pattern: idx_pat,
+            write: false,
+        },
+        Access {
+            pattern: dst_pat,
+            write: true,
+        },
+    ];
+    let mut raw = vec![0u8; (rows * isize) as usize];
+    mems.read(Mem::Spm, idx, &mut raw)?;
+    let mut row = vec![0u8; bytes as usize];
+    for i in 0..rows as usize {
+        let chunk = &raw[i * isize as usize..(i + 1) * isize as usize];
+        let mut v: i64 = if i64_idx {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            i64::from_le_bytes(b)
+        } else {
+            i64::from(i32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
+        };
+        if v < 0 {
+            v = v.wrapping_add(limit as i64);
+        }
+        if v < 0 || v as u64 >= limit {
+            return Err(RawFault {
+                kind: FaultKind::GatherIndex,
+                detail: format!("index {v} of row {i} is outside the table of {limit} rows"),
+            });
+        }
+        let from = table.wrapping_add((v as u64).wrapping_mul(bytes));
+        let src = Pattern::contiguous(Mem::Dram, from, bytes);
+        src.check(mems)?;
+        mems.read(Mem::Dram, from, &mut row)?;
+        mems.write(Mem::Spm, dst + i as u64 * bytes, &row)?;
+        accesses.push(Access {
+            pattern: src,
+            write: false,
+        });
+    }
+    Ok(accesses)
+}
+
+/// The weights held by the MXU after `mxu.ldw`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weights {
+    /// k x n values, row-major, widened to f32.
+    pub w: Vec<f32>,
+    /// Reduction depth.
+    pub k: usize,
+    /// Output width.
+    pub n: usize,
+    /// Input type (also of A).
+    pub dtype: MxuType,
+}
+
+/// Reads one MXU input element.
+#[inline]
+fn mxu_elem(dtype: MxuType, bytes: &[u8], at: usize) -> f32 {
+    match dtype {
+        MxuType::Bf16 => bf16_to_f32(u16::from_le_bytes([bytes[at], bytes[at + 1]])),
+        MxuType::F16 => f16_to_f32(u16::from_le_bytes([bytes[at], bytes[at + 1]])),
+        MxuType::F32 => {
+            f32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        }
+    }
+}
+
+/// Widens a packed row of MXU input elements to f32.
+fn widen_row(dtype: MxuType, bytes: &[u8], out: &mut [f32]) {
+    match dtype {
+        MxuType::Bf16 => {
+            for (x, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *x = f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16);
+            }
+        }
+        MxuType::F16 => {
+            for (x, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *x = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+            }
+        }
+        MxuType::F32 => {
+            for (x, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+    }
+}
+
+/// `mxu.ldw`.
+#[allow(clippy::too_many_arguments)] // one argument per operand of the instruction
+pub fn mxu_load(
+    target: &Target,
+    mems: &Memories,
+    src: u64,
+    k: u64,
+    n: u64,
+    stride: u64,
+    dtype: MxuType,
+    trans: Trans,
+) -> Result<(Weights, Accesses), RawFault> {
+    if k == 0 || k > u64::from(target.mxu_k) || n == 0 || n > u64::from(target.mxu_n) {
+        return Err(bad_operand(format!(
+            "weight tile {k}x{n} does not fit the {}x{} array (k and n must be at least 1)",
+            target.mxu_k, target.mxu_n
+        )));
+    }
+    check_size("stride", stride)?;
+    let e = dtype.dtype().size();
+    let pattern = match trans {
+        Trans::N => Pattern::rows(Mem::Spm, src, k, n * e, stride),
+        Trans::T => Pattern::rows(Mem::Spm, src, n, k * e, stride),
+    };
+    pattern.check(mems)?;
+    pattern.check_align(e)?;
+    let spm = mems.onchip(Mem::Spm);
+    let (k, n) = (k as usize, n as usize);
+    let mut w = vec![0f32; k * n];
+    let (src, stride, e) = (src as usize, stride as usize, e as usize);
+    for kk in 0..k {
+        for j in 0..n {
+            let at = match trans {
+                Trans::N => src + kk * stride + j * e,
+                Trans::T => src + j * stride + kk * e,
+            };
+            w[kk * n + j] = mxu_elem(dtype, spm, at);
+        }
+    }
+    Ok((
+        Weights { w, k, n, dtype },
+        vec![Access {
+            pattern,
+            write: false,
+        }],
+    ))
+}
+
+/// `mxu.mm`: returns the accesses and the MACs performed.
+#[allow(clippy::too_many_arguments)] // one argument per operand of the instruction
+pub fn mxu_matmul(
+    mems: &mut Memories,
+    weights: &Weights,
+    dst: u64,
+    a: u64,
+    m: u64,
+    astride: u64,
+    dstride: u64,
+    mode: AccMode,
+) -> Result<(Accesses, u64), RawFault> {
+    check_size("m", m)?;
+    check_size("astride", astride)?;
+    check_size("dstride", dstride)?;
+    let e = weights.dtype.dtype().size();
+    let (k, n) = (weights.k as u64, weights.n as u64);
+    let a_pat = Pattern::rows(Mem::Spm, a, m, k * e, astride);
+    let c_pat = Pattern::rows(Mem::Acc, dst, m, n * 4, dstride);
+    a_pat.check(mems)?;
+    a_pat.check_align(e)?;
+    c_pat.check(mems)?;
+    c_pat.check_align(4)?;
+    let (m, k, n) = (m as usize, k as usize, n as usize);
+    let (a, astride, e) = (a as usize, astride as usize, e as usize);
+    let spm = mems.onchip(Mem::Spm);
+    let mut a_rows = vec![0f32; m * k];
+    for (i, dst_row) in a_rows.chunks_exact_mut(k).enumerate() {
+        let row = a + i * astride;
+        widen_row(weights.dtype, &spm[row..row + k * e], dst_row);
+    }
+    let (dst, dstride) = (dst as usize, dstride as usize);
+    let mut c = vec![0f32; m * n];
+    if mode == AccMode::Acc {
+        let acc = mems.onchip(Mem::Acc);
+        for (i, c_row) in c.chunks_exact_mut(n).enumerate() {
+            let row = dst + i * dstride;
+            for (x, b) in c_row.iter_mut().zip(acc[row..row + 4 * n].chunks_exact(4)) {
+                *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+    }
+    gemm_accumulate(&a_rows, &weights.w, &mut c, m, k, n);
+    let acc = mems.onchip_mut(Mem::Acc);
+    for (i, c_row) in c.chunks_exact(n).enumerate() {
+        let row = dst + i * dstride;
+        for (x, b) in c_row.iter().zip(acc[row..row + 4 * n].chunks_exact_mut(4)) {
+            b.copy_from_slice(&x.to_le_bytes());
+        }
+    }
+    let mut accesses = vec![
+        Access {
+            pattern: a_pat,
+            write: false,
+        },
+        Access {
+            pattern: c_pat,
+            write: true,
+        },
+    ];
+    if mode == AccMode::Acc {
+        accesses.push(Access {
+            pattern: c_pat,
+            write: false,
+        });
+    }
+    Ok((accesses, (m * k * n) as u64))
+}

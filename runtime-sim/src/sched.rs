@@ -1,0 +1,1031 @@
+//! The event-driven timing model (SPEC.md §10) that drives execution.
+//!
+//! Four units — the SU and three engine queues — each have a *next action
+//! time* computed from their state; the loop always performs the earliest
+//! action (ties: SU, DMA, MXU, VPU), so every semaphore, queue and bus
+//! interaction is seen in time order. Functional effects happen at an
+//! instruction's start; the race detector makes that choice unobservable
+//! for well-synchronized programs.
+
+use std::collections::VecDeque;
+
+use tessera_isa::cost::{self, Bus};
+use tessera_isa::{Engine, Instr, Mem, Target};
+
+use crate::error::{Deadlock, Fault, InstrRef, RaceReport, SimError};
+use crate::exec::{self, bad_operand, Access, FaultKind, RawFault, Weights};
+use crate::memory::Memories;
+use crate::ops::{resolve, vpu_pattern, DmaDimRegs, Op, Pattern};
+use crate::race::{join, Detector, Vc, ENGINES};
+use crate::stats::{StallReason, Stats, UnitStats};
+use crate::trace::{tracks, Trace};
+use crate::vpu;
+
+const DMA: usize = 0;
+const MXU: usize = 1;
+const VPU: usize = 2;
+const ENGINE_OF: [Engine; ENGINES] = [Engine::Dma, Engine::Mxu, Engine::Vpu];
+
+/// Knobs of a run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Stop with a fault after this many cycles (infinite loops).
+    pub max_cycles: u64,
+    /// Record a trace.
+    pub trace: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_cycles: 1 << 40,
+            trace: false,
+        }
+    }
+}
+
+struct Queued {
+    pc: u32,
+    op: Op,
+    dispatched: u64,
+}
+
+struct Su {
+    pc: u32,
+    regs: [u64; 32],
+    t: u64,
+    halted: bool,
+    /// Blocked dispatching to this engine since this cycle.
+    stalled: Option<(usize, u64)>,
+    dims: [DmaDimRegs; 3],
+}
+
+struct Inflight {
+    complete: u64,
+    ranges: Vec<(Mem, i128, i128, bool)>,
+    slot: u32,
+}
+
+#[derive(Default)]
+struct DmaState {
+    last_issue: Option<u64>,
+    inflight: Vec<Inflight>,
+    dram_bus_free: u64,
+    onchip_bus_free: u64,
+}
+
+#[derive(Default)]
+struct MxuState {
+    last_issue: Option<u64>,
+    load_free: u64,
+    stream_free: u64,
+    buf_ready: [u64; 2],
+    buf_stream_end: [u64; 2],
+    cur: Option<usize>,
+    weights: Option<Weights>,
+}
+
+/// Tokens of one signal: count, the signaler's clock, and the cycle from
+/// which they can be consumed.
+struct Tokens {
+    count: u64,
+    vc: Vc,
+    arrives: u64,
+}
+
+#[derive(Default)]
+struct SemState {
+    /// Tokens signaled and not yet consumed (some may not have arrived).
+    value: u64,
+    tokens: VecDeque<Tokens>,
+    signaler: Option<usize>,
+    waiter: Option<usize>,
+}
+
+impl SemState {
+    /// The cycle at which `n` tokens will have arrived, if they ever will
+    /// given the signals issued so far.
+    fn available_at(&self, n: u64) -> Option<u64> {
+        let mut have = 0;
+        for t in &self.tokens {
+            if have >= n {
+                break;
+            }
+            have += t.count;
+            if have >= n {
+                return Some(t.arrives);
+            }
+        }
+        (n == 0).then_some(0)
+    }
+}
+
+/// Outcome of a run.
+pub struct RunResult {
+    /// Statistics.
+    pub stats: Stats,
+    /// The trace, if requested.
+    pub trace: Option<Trace>,
+}
+
+struct Machine<'a> {
+    target: &'a Target,
+    code: &'a [Instr],
+    node_of: &'a dyn Fn(u32) -> Option<String>,
+    mems: &'a mut Memories,
+    su: Su,
+    queues: [VecDeque<Queued>; ENGINES],
+    depth: [usize; ENGINES],
+    dma: DmaState,
+    mxu: MxuState,
+    vpu_free: u64,
+    max_complete: [u64; ENGINES],
+    sems: Vec<SemState>,
+    vcs: [Vc; ENGINES],
+    detector: Detector,
+    stats: Stats,
+    units: [UnitStats; 4],
+    trace: Option<Trace>,
+    executed: u64,
+}
+
+/// Runs a decoded program on initialized memories.
+pub fn run(
+    target: &Target,
+    code: &[Instr],
+    node_of: &dyn Fn(u32) -> Option<String>,
+    mems: &mut Memories,
+    options: &Options,
+) -> Result<RunResult, SimError> {
+    let mut m = Machine {
+        target,
+        code,
+        node_of,
+        mems,
+        su: Su {
+            pc: 0,
+            regs: [0; 32],
+            t: 0,
+            halted: false,
+            stalled: None,
+            dims: [DmaDimRegs::default(); 3],
+        },
+        queues: Default::default(),
+        depth: [
+            target.dma_queue_depth as usize,
+            target.mxu_queue_depth as usize,
+            target.vpu_queue_depth as usize,
+        ],
+        dma: DmaState::default(),
+        mxu: MxuState::default(),
+        vpu_free: 0,
+        max_complete: [0; ENGINES],
+        sems: (0..target.semaphores)
+            .map(|_| SemState::default())
+            .collect(),
+        vcs: [[0; ENGINES]; ENGINES],
+        detector: Detector::default(),
+        stats: Stats {
+            busy_by_pc: vec![0; code.len()],
+            macs_by_pc: vec![0; code.len()],
+            ..Default::default()
+        },
+        units: Default::default(),
+        trace: options.trace.then(|| Trace::new(target.clock_mhz)),
+        executed: 0,
+    };
+    m.run_loop(options.max_cycles)?;
+    let end = m
+        .max_complete
+        .iter()
+        .copied()
+        .chain([m.su.t])
+        .max()
+        .unwrap_or(0);
+    m.stats.cycles = end;
+    for (name, unit) in ["su", "dma", "mxu", "vpu"].into_iter().zip(m.units) {
+        m.stats.engines.insert(name, unit);
+    }
+    m.stats.race_window_peak = m.detector.peak_records;
+    m.stats.finish(target);
+    Ok(RunResult {
+        stats: m.stats,
+        trace: m.trace,
+    })
+}
+
+impl Machine<'_> {
+    fn instr_ref(&self, engine: Engine, pc: u32) -> InstrRef {
+        let text = self
+            .code
+            .get(pc as usize)
+            .map(|i| i.to_asm_at(pc))
+            .unwrap_or_else(|| "(outside the code)".into());
+        InstrRef {
+            engine,
+            pc,
+            text,
+            node: (self.node_of)(pc),
+        }
+    }
+
+    fn fault(&self, engine: Engine, pc: u32, raw: RawFault) -> SimError {
+        SimError::Fault(Box::new(Fault {
+            kind: raw.kind,
+            at: self.instr_ref(engine, pc),
+            detail: raw.detail,
+        }))
+    }
+
+    fn run_loop(&mut self, max_cycles: u64) -> Result<(), SimError> {
+        loop {
+            let su_next = (!self.su.halted && self.su.stalled.is_none()).then_some(self.su.t);
+            let mut best: Option<(u64, usize)> = su_next.map(|t| (t, 0));
+            let mut plans: [Option<(u64, StallReason, u64)>; ENGINES] = [None; ENGINES];
+            for (e, plan) in plans.iter_mut().enumerate() {
+                *plan = self.plan(e);
+                if let Some((start, _, _)) = *plan {
+                    if best.is_none_or(|(t, _)| start < t) {
+                        best = Some((start, e + 1));
+                    }
+                }
+            }
+            let Some((time, unit)) = best else {
+                if self.su.halted && self.queues.iter().all(VecDeque::is_empty) {
+                    return Ok(());
+                }
+                return Err(self.deadlock());
+            };
+            if time > max_cycles {
+                return Err(self.fault(
+                    Engine::Su,
+                    self.su.pc,
+                    RawFault {
+                        kind: FaultKind::CycleLimit,
+                        detail: format!("still running at cycle {time} (limit {max_cycles})"),
+                    },
+                ));
+            }
+            if unit == 0 {
+                self.su_step()?;
+            } else {
+                let e = unit - 1;
+                let (start, reason, base) = plans[e].unwrap_or((time, StallReason::None, time));
+                self.engine_start(e, start, reason, base)?;
+            }
+        }
+    }
+
+    fn deadlock(&self) -> SimError {
+        let mut blocked = Vec::new();
+        for (e, q) in self.queues.iter().enumerate() {
+            if let Some(h) = q.front() {
+                let why = match h.op {
+                    Op::Wait { sem, n } => format!(
+                        "waits for {n} on s{sem}, which holds {}",
+                        self.sems.get(sem as usize).map_or(0, |s| s.value)
+                    ),
+                    _ => "is blocked".into(),
+                };
+                blocked.push((self.instr_ref(ENGINE_OF[e], h.pc), why));
+            }
+        }
+        if let Some((e, _)) = self.su.stalled {
+            blocked.push((
+                self.instr_ref(Engine::Su, self.su.pc),
+                format!("cannot dispatch: the {} queue is full", ENGINE_OF[e]),
+            ));
+        }
+        let cycle = self
+            .max_complete
+            .iter()
+            .copied()
+            .chain([self.su.t])
+            .max()
+            .unwrap_or(0);
+        SimError::Deadlock(Box::new(Deadlock { blocked, cycle }))
+    }
+
+    /// When engine `e` could start its head instruction: (start, reason for
+    /// any delay beyond `base`, base). `None` if it is blocked or empty.
+    fn plan(&self, e: usize) -> Option<(u64, StallReason, u64)> {
+        let h = self.queues[e].front()?;
+        let mut base = h.dispatched + 1;
+        match e {
+            DMA => base = base.max(self.dma.last_issue.map_or(0, |t| t + 1)),
+            MXU => base = base.max(self.mxu.last_issue.map_or(0, |t| t + 1)),
+            _ => base = base.max(self.vpu_free),
+        }
+        let (start, reason) = match &h.op {
+            Op::Wait { sem, n } => match self.sems.get(*sem as usize) {
+                Some(s) => (
+                    base.max(s.available_at(u64::from(*n))?),
+                    StallReason::Semaphore,
+                ),
+                None => (base, StallReason::Semaphore),
+            },
+            Op::Copy { .. } | Op::Gather { .. } => (
+                self.dma_start(base, &footprint(&h.op)),
+                StallReason::Inflight,
+            ),
+            Op::LoadW { .. } => {
+                let b = self.mxu.cur.map_or(0, |c| 1 - c);
+                (
+                    base.max(self.mxu.load_free).max(self.mxu.buf_stream_end[b]),
+                    StallReason::Weights,
+                )
+            }
+            Op::Matmul { .. } => {
+                let ready = self.mxu.cur.map_or(0, |c| self.mxu.buf_ready[c]);
+                (
+                    base.max(self.mxu.stream_free).max(ready),
+                    StallReason::Weights,
+                )
+            }
+            _ => (base, StallReason::None),
+        };
+        Some((start, reason, base))
+    }
+
+    /// Earliest start of a DMA transfer at or after `base` given the
+    /// in-flight limit and the interlock with conflicting transfers.
+    fn dma_start(&self, base: u64, ranges: &[(Mem, i128, i128, bool)]) -> u64 {
+        let limit = self.target.dma_max_inflight as usize;
+        let mut s = base;
+        loop {
+            let mut moved = false;
+            for f in &self.dma.inflight {
+                if f.complete > s && conflicts(&f.ranges, ranges) {
+                    s = f.complete;
+                    moved = true;
+                }
+            }
+            let mut active: Vec<u64> = self
+                .dma
+                .inflight
+                .iter()
+                .map(|f| f.complete)
+                .filter(|&c| c > s)
+                .collect();
+            if active.len() >= limit {
+                active.sort_unstable();
+                s = active[active.len() - limit];
+                moved = true;
+            }
+            if !moved {
+                return s;
+            }
+        }
+    }
+
+    fn su_step(&mut self) -> Result<(), SimError> {
+        let pc = self.su.pc;
+        let Some(instr) = self.code.get(pc as usize).copied() else {
+            return Err(self.fault(
+                Engine::Su,
+                pc,
+                RawFault {
+                    kind: FaultKind::OutOfBounds,
+                    detail: format!(
+                        "pc {pc} is outside the code ({} instructions)",
+                        self.code.len()
+                    ),
+                },
+            ));
+        };
+        let engine = instr.engine();
+        if engine != Engine::Su {
+            let e = match engine {
+                Engine::Dma => DMA,
+                Engine::Mxu => MXU,
+                _ => VPU,
+            };
+            if self.queues[e].len() >= self.depth[e] {
+                self.su.stalled = Some((e, self.su.t));
+                return Ok(());
+            }
+            let op = resolve(&instr, &self.su.regs, &mut self.su.dims).unwrap_or(Op::DmaDim);
+            self.queues[e].push_back(Queued {
+                pc,
+                op,
+                dispatched: self.su.t,
+            });
+            self.su.t += 1;
+            self.su.pc += 1;
+            self.units[0].busy_cycles += 1;
+            self.units[0].instructions += 1;
+            return Ok(());
+        }
+        let taken = self.scalar(pc, &instr)?;
+        let cycles = 1 + if taken {
+            u64::from(self.target.branch_penalty_cycles)
+        } else {
+            0
+        };
+        self.su.t += cycles;
+        self.units[0].busy_cycles += cycles;
+        self.units[0].instructions += 1;
+        Ok(())
+    }
+
+    /// Executes a scalar instruction; returns whether a branch was taken.
+    fn scalar(&mut self, pc: u32, instr: &Instr) -> Result<bool, SimError> {
+        let r = &mut self.su.regs;
+        let mut next = i64::from(pc) + 1;
+        let mut taken = false;
+        let set = |r: &mut [u64; 32], rd: tessera_isa::Reg, v: u64| {
+            if rd.0 != 0 {
+                r[rd.0 as usize] = v;
+            }
+        };
+        let g = |r: &[u64; 32], x: tessera_isa::Reg| r[x.0 as usize];
+        let div_zero =
+            |this: &Self| Err(this.fault(Engine::Su, pc, bad_operand("division by zero".into())));
+        match *instr {
+            Instr::Nop {} => {}
+            Instr::Halt {} => {
+                self.su.halted = true;
+                return Ok(false);
+            }
+            Instr::Li { rd, imm } => set(r, rd, imm.0 as u64),
+            Instr::Add { rd, rs1, rs2 } => set(r, rd, g(r, rs1).wrapping_add(g(r, rs2))),
+            Instr::Sub { rd, rs1, rs2 } => set(r, rd, g(r, rs1).wrapping_sub(g(r, rs2))),
+            Instr::Mul { rd, rs1, rs2 } => set(r, rd, g(r, rs1).wrapping_mul(g(r, rs2))),
+            Instr::Divu { rd, rs1, rs2 } => match g(r, rs1).checked_div(g(r, rs2)) {
+                Some(v) => set(r, rd, v),
+                None => return div_zero(self),
+            },
+            Instr::Remu { rd, rs1, rs2 } => match g(r, rs1).checked_rem(g(r, rs2)) {
+                Some(v) => set(r, rd, v),
+                None => return div_zero(self),
+            },
+            Instr::And { rd, rs1, rs2 } => set(r, rd, g(r, rs1) & g(r, rs2)),
+            Instr::Or { rd, rs1, rs2 } => set(r, rd, g(r, rs1) | g(r, rs2)),
+            Instr::Xor { rd, rs1, rs2 } => set(r, rd, g(r, rs1) ^ g(r, rs2)),
+            Instr::Shl { rd, rs1, rs2 } => set(r, rd, g(r, rs1) << (g(r, rs2) & 63)),
+            Instr::Shr { rd, rs1, rs2 } => set(r, rd, g(r, rs1) >> (g(r, rs2) & 63)),
+            Instr::Sra { rd, rs1, rs2 } => {
+                set(r, rd, ((g(r, rs1) as i64) >> (g(r, rs2) & 63)) as u64)
+            }
+            Instr::Slt { rd, rs1, rs2 } => {
+                set(r, rd, u64::from((g(r, rs1) as i64) < (g(r, rs2) as i64)))
+            }
+            Instr::Sltu { rd, rs1, rs2 } => set(r, rd, u64::from(g(r, rs1) < g(r, rs2))),
+            Instr::Min { rd, rs1, rs2 } => {
+                set(r, rd, (g(r, rs1) as i64).min(g(r, rs2) as i64) as u64)
+            }
+            Instr::Max { rd, rs1, rs2 } => {
+                set(r, rd, (g(r, rs1) as i64).max(g(r, rs2) as i64) as u64)
+            }
+            Instr::Addi { rd, rs1, imm } => {
+                set(r, rd, g(r, rs1).wrapping_add(i64::from(imm.0) as u64))
+            }
+            Instr::Muli { rd, rs1, imm } => {
+                set(r, rd, g(r, rs1).wrapping_mul(i64::from(imm.0) as u64))
+            }
+            Instr::Andi { rd, rs1, imm } => set(r, rd, g(r, rs1) & (i64::from(imm.0) as u64)),
+            Instr::Shli { rd, rs1, imm } => set(r, rd, g(r, rs1) << (imm.0 as u32 & 63)),
+            Instr::Shri { rd, rs1, imm } => set(r, rd, g(r, rs1) >> (imm.0 as u32 & 63)),
+            Instr::Srai { rd, rs1, imm } => {
+                set(r, rd, ((g(r, rs1) as i64) >> (imm.0 as u32 & 63)) as u64)
+            }
+            Instr::Slti { rd, rs1, imm } => {
+                set(r, rd, u64::from((g(r, rs1) as i64) < i64::from(imm.0)))
+            }
+            Instr::Mini { rd, rs1, imm } => {
+                set(r, rd, (g(r, rs1) as i64).min(i64::from(imm.0)) as u64)
+            }
+            Instr::Maxi { rd, rs1, imm } => {
+                set(r, rd, (g(r, rs1) as i64).max(i64::from(imm.0)) as u64)
+            }
+            Instr::Beq { rs1, rs2, target }
+            | Instr::Bne { rs1, rs2, target }
+            | Instr::Blt { rs1, rs2, target }
+            | Instr::Bge { rs1, rs2, target }
+            | Instr::Bltu { rs1, rs2, target }
+            | Instr::Bgeu { rs1, rs2, target } => {
+                let (a, b) = (g(r, rs1), g(r, rs2));
+                taken = match instr {
+                    Instr::Beq { .. } => a == b,
+                    Instr::Bne { .. } => a != b,
+                    Instr::Blt { .. } => (a as i64) < (b as i64),
+                    Instr::Bge { .. } => (a as i64) >= (b as i64),
+                    Instr::Bltu { .. } => a < b,
+                    _ => a >= b,
+                };
+                if taken {
+                    next = i64::from(pc) + i64::from(target.0);
+                }
+            }
+            Instr::Jmp { target } => {
+                taken = true;
+                next = i64::from(pc) + i64::from(target.0);
+            }
+            Instr::Loop { rc, target } => {
+                let v = g(r, rc).wrapping_sub(1);
+                set(r, rc, v);
+                if v != 0 {
+                    taken = true;
+                    next = i64::from(pc) + i64::from(target.0);
+                }
+            }
+            _ => unreachable!("tensor instructions are dispatched, not executed by the SU"),
+        }
+        if next < 0 || next > self.code.len() as i64 {
+            return Err(self.fault(
+                Engine::Su,
+                pc,
+                RawFault {
+                    kind: FaultKind::OutOfBounds,
+                    detail: format!(
+                        "branch to instruction {next}, outside the code ({} instructions)",
+                        self.code.len()
+                    ),
+                },
+            ));
+        }
+        self.su.pc = next as u32;
+        Ok(taken)
+    }
+
+    /// Starts engine `e`'s head instruction at `start`.
+    fn engine_start(
+        &mut self,
+        e: usize,
+        start: u64,
+        reason: StallReason,
+        base: u64,
+    ) -> Result<(), SimError> {
+        let Some(head) = self.queues[e].pop_front() else {
+            return Ok(());
+        };
+        if let Some((se, since)) = self.su.stalled {
+            if se == e {
+                let resume = self.su.t.max(start).max(since);
+                self.units[0].stall(StallReason::QueueFull, resume - since);
+                self.su.t = resume;
+                self.su.stalled = None;
+            }
+        }
+        let pc = head.pc;
+        let engine = ENGINE_OF[e];
+        self.units[e + 1].stall(reason, start - base);
+        self.units[e + 1].instructions += 1;
+        self.vcs[e][e] += 1;
+        let fail = |this: &Self, raw: RawFault| this.fault(engine, pc, raw);
+        let mut accesses: Vec<Access> = Vec::new();
+        let complete: u64;
+        match head.op {
+            Op::Wait { sem, n } => {
+                self.sem_check(e, pc, sem, false)?;
+                let s = &mut self.sems[sem as usize];
+                let mut need = u64::from(n);
+                while need > 0 {
+                    let Some(front) = s.tokens.front_mut() else {
+                        break;
+                    };
+                    join(&mut self.vcs[e], &front.vc);
+                    let take = need.min(front.count);
+                    front.count -= take;
+                    need -= take;
+                    if front.count == 0 {
+                        s.tokens.pop_front();
+                    }
+                }
+                s.value -= u64::from(n);
+                complete = start + cost::QUEUE_CONTROL_CYCLES;
+                if start > base {
+                    self.trace_slice(e, &format!("wait s{sem}"), base, start, Some(pc), None);
+                }
+            }
+            Op::Signal { sem, n } => {
+                self.sem_check(e, pc, sem, true)?;
+                // The signal leaves the queue at once; its tokens arrive when
+                // every earlier instruction of this engine has completed.
+                let vc = self.vcs[e];
+                let arrives = start.max(self.max_complete[e]) + 1;
+                let s = &mut self.sems[sem as usize];
+                s.value += u64::from(n);
+                if s.value > u64::from(u32::MAX) {
+                    return Err(fail(
+                        self,
+                        RawFault {
+                            kind: FaultKind::BadSemaphore,
+                            detail: format!("s{sem} would exceed 2^32-1"),
+                        },
+                    ));
+                }
+                s.tokens.push_back(Tokens {
+                    count: u64::from(n),
+                    vc,
+                    arrives,
+                });
+                complete = arrives;
+            }
+            Op::DmaDim => complete = start + cost::QUEUE_CONTROL_CYCLES,
+            Op::Copy {
+                dst,
+                src,
+                bytes,
+                dims,
+            } => {
+                let (acc, runs) =
+                    exec::dma_copy(self.mems, dst, src, bytes, &dims).map_err(|r| fail(self, r))?;
+                accesses = acc;
+                let c = cost::dma_copy(self.target, dst.mem, src.mem, bytes, runs);
+                complete = self.dma_transfer(pc, start, c, &accesses);
+            }
+            Op::Gather {
+                dst,
+                table,
+                idx,
+                rows,
+                bytes,
+                limit,
+                i64_idx,
+            } => {
+                accesses =
+                    exec::dma_gather(self.mems, dst, table, idx, rows, bytes, limit, i64_idx)
+                        .map_err(|r| fail(self, r))?;
+                let c = cost::dma_gather(self.target, rows, bytes);
+                complete = self.dma_transfer(pc, start, c, &accesses);
+            }
+            Op::LoadW {
+                src,
+                k,
+                n,
+                stride,
+                dtype,
+                trans,
+            } => {
+                let (w, acc) =
+                    exec::mxu_load(self.target, self.mems, src, k, n, stride, dtype, trans)
+                        .map_err(|r| fail(self, r))?;
+                accesses = acc;
+                let b = self.mxu.cur.map_or(0, |c| 1 - c);
+                let end = start + cost::mxu_load_weights(self.target, k, n);
+                self.mxu.load_free = end;
+                self.mxu.buf_ready[b] = end;
+                self.mxu.cur = Some(b);
+                self.mxu.weights = Some(w);
+                self.stats.busy_by_pc[pc as usize] += end - start;
+                self.trace_slice(e, "", start, end, Some(pc), Some(tracks::MXU_LOAD));
+                complete = end;
+            }
+            Op::Matmul {
+                dst,
+                a,
+                m,
+                astride,
+                dstride,
+                mode,
+            } => {
+                let Some(weights) = self.mxu.weights.as_ref() else {
+                    return Err(fail(
+                        self,
+                        bad_operand("mxu.mm with no weights loaded (mxu.ldw first)".into()),
+                    ));
+                };
+                let dtype = weights.dtype;
+                let (acc, macs) =
+                    exec::mxu_matmul(self.mems, weights, dst, a, m, astride, dstride, mode)
+                        .map_err(|r| fail(self, r))?;
+                accesses = acc;
+                let (occupancy, latency) = cost::mxu_matmul(self.target, m, dtype);
+                let stream_end = start + occupancy;
+                self.mxu.stream_free = stream_end;
+                if let Some(c) = self.mxu.cur {
+                    self.mxu.buf_stream_end[c] = self.mxu.buf_stream_end[c].max(stream_end);
+                }
+                self.units[MXU + 1].busy_cycles += occupancy;
+                self.stats.busy_by_pc[pc as usize] += occupancy;
+                self.stats.macs_by_pc[pc as usize] += macs;
+                self.stats.macs += macs;
+                self.trace_slice(e, "", start, stream_end, Some(pc), Some(tracks::MXU_STREAM));
+                complete = start + latency;
+            }
+            ref op => {
+                let (acc, cycles) = self.vector(op).map_err(|r| fail(self, r))?;
+                accesses = acc;
+                complete = start + cycles;
+                self.vpu_free = complete;
+                self.units[VPU + 1].busy_cycles += cycles;
+                self.stats.busy_by_pc[pc as usize] += cycles;
+                self.trace_slice(e, "", start, complete, Some(pc), None);
+            }
+        }
+        if e == VPU {
+            self.vpu_free = self.vpu_free.max(complete);
+        }
+        match e {
+            DMA => self.dma.last_issue = Some(start),
+            MXU => self.mxu.last_issue = Some(start),
+            _ => {}
+        }
+        self.max_complete[e] = self.max_complete[e].max(complete);
+        let vc = self.vcs[e];
+        self.detector
+            .check_and_record(e, &vc, pc, accesses)
+            .map_err(|race| {
+                SimError::Race(Box::new(RaceReport {
+                    first: self.instr_ref(ENGINE_OF[race.first.engine], race.first.pc),
+                    first_writes: race.first.write,
+                    second: self.instr_ref(ENGINE_OF[race.second.engine], race.second.pc),
+                    second_writes: race.second.write,
+                    mem: race.mem,
+                    range: race.range,
+                }))
+            })?;
+        self.executed += 1;
+        if self.executed % 32 == 0 {
+            self.detector.prune(&self.vcs);
+        }
+        Ok(())
+    }
+
+    fn sem_check(&mut self, e: usize, pc: u32, sem: u8, signal: bool) -> Result<(), SimError> {
+        let engine = ENGINE_OF[e];
+        let Some(s) = self.sems.get_mut(sem as usize) else {
+            let count = self.target.semaphores;
+            return Err(self.fault(
+                engine,
+                pc,
+                RawFault {
+                    kind: FaultKind::BadSemaphore,
+                    detail: format!("s{sem} does not exist (the target has {count} semaphores)"),
+                },
+            ));
+        };
+        let slot = if signal {
+            &mut s.signaler
+        } else {
+            &mut s.waiter
+        };
+        match *slot {
+            Some(other) if other != e => {
+                let role = if signal { "signaled" } else { "waited on" };
+                let detail = format!(
+                    "s{sem} is {role} from both {} and {} (each semaphore has one signaling and one waiting engine)",
+                    ENGINE_OF[other], engine
+                );
+                Err(self.fault(
+                    engine,
+                    pc,
+                    RawFault {
+                        kind: FaultKind::BadSemaphore,
+                        detail,
+                    },
+                ))
+            }
+            _ => {
+                *slot = Some(e);
+                Ok(())
+            }
+        }
+    }
+
+    /// Schedules a DMA transfer's data phase; returns its completion.
+    fn dma_transfer(&mut self, pc: u32, start: u64, c: cost::DmaCost, accesses: &[Access]) -> u64 {
+        let bus_free = match c.bus {
+            Bus::Dram => &mut self.dma.dram_bus_free,
+            Bus::OnChip => &mut self.dma.onchip_bus_free,
+        };
+        let ready = start + c.latency;
+        let data_start = ready.max(*bus_free);
+        let complete = data_start + c.bus_cycles;
+        *bus_free = complete;
+        self.units[DMA + 1].stall(StallReason::Bandwidth, data_start - ready);
+        self.units[DMA + 1].busy_cycles += c.bus_cycles;
+        self.stats.busy_by_pc[pc as usize] += c.bus_cycles;
+        self.stats.dram_read_bytes += c.dram_read;
+        self.stats.dram_write_bytes += c.dram_write;
+        self.dma.inflight.retain(|f| f.complete > start);
+        let used: Vec<u32> = self.dma.inflight.iter().map(|f| f.slot).collect();
+        let slot = (0..).find(|s| !used.contains(s)).unwrap_or(0);
+        let ranges = accesses
+            .iter()
+            .filter_map(|a| {
+                a.pattern
+                    .bounds()
+                    .map(|(lo, hi)| (a.pattern.mem, lo, hi, a.write))
+            })
+            .collect();
+        self.dma.inflight.push(Inflight {
+            complete,
+            ranges,
+            slot,
+        });
+        if self.trace.is_some() {
+            self.trace_slice(DMA, "", start, complete, Some(pc), Some(tracks::DMA + slot));
+            if c.bus == Bus::Dram && c.bus_cycles > 0 {
+                let rate = (c.dram_read + c.dram_write) as f64 / c.bus_cycles as f64;
+                if let Some(t) = self.trace.as_mut() {
+                    t.counter("DRAM bandwidth", data_start, rate);
+                    t.counter("DRAM bandwidth", complete, 0.0);
+                }
+            }
+        }
+        complete
+    }
+
+    /// Executes a VPU instruction; returns accesses and cycles.
+    fn vector(&mut self, op: &Op) -> Result<(Vec<Access>, u64), RawFault> {
+        let t = self.target;
+        let lanes = t.vpu_lanes as usize;
+        let m = &mut *self.mems;
+        Ok(match *op {
+            Op::Bin {
+                func,
+                dst,
+                a,
+                b,
+                shape,
+                dstride,
+                astride,
+                bstride,
+                abcast,
+                bbcast,
+            } => (
+                vpu::bin(
+                    m,
+                    func,
+                    dst,
+                    a,
+                    b,
+                    shape,
+                    (dstride, astride, bstride),
+                    (abcast, bbcast),
+                )?,
+                cost::vpu_elementwise(t, cost::bin_class(func), shape.rows, shape.cols),
+            ),
+            Op::BinS {
+                func,
+                dst,
+                a,
+                s,
+                shape,
+                dstride,
+                astride,
+                abcast,
+                order,
+            } => (
+                vpu::bin_scalar(m, func, dst, a, s, shape, (dstride, astride), abcast, order)?,
+                cost::vpu_elementwise(t, cost::bin_class(func), shape.rows, shape.cols),
+            ),
+            Op::Un {
+                func,
+                dst,
+                a,
+                shape,
+                dstride,
+                astride,
+                abcast,
+            } => (
+                vpu::un(m, func, dst, a, shape, (dstride, astride), abcast)?,
+                cost::vpu_elementwise(t, cost::un_class(func), shape.rows, shape.cols),
+            ),
+            Op::Red {
+                func,
+                dst,
+                a,
+                shape,
+                dstride,
+                astride,
+                mode,
+            } => (
+                vpu::red(m, lanes, func, dst, a, shape, (dstride, astride), mode)?,
+                cost::vpu_reduce(t, func, shape.rows, shape.cols),
+            ),
+            Op::Cvt {
+                dst,
+                a,
+                dtype,
+                atype,
+                shape,
+                dstride,
+                astride,
+            } => (
+                vpu::cvt(m, dst, a, (dtype, atype), shape, (dstride, astride))?,
+                cost::vpu_elementwise(t, cost::VpuClass::Simple, shape.rows, shape.cols),
+            ),
+            Op::Fill {
+                dst,
+                bits,
+                shape,
+                dstride,
+            } => (
+                vpu::fill(m, dst, bits, shape, dstride)?,
+                cost::vpu_elementwise(t, cost::VpuClass::Simple, shape.rows, shape.cols),
+            ),
+            Op::Trans {
+                dst,
+                a,
+                dtype,
+                shape,
+                dstride,
+                astride,
+            } => (
+                vpu::trans(m, dst, a, dtype, shape, (dstride, astride))?,
+                cost::vpu_elementwise(t, cost::VpuClass::Simple, shape.rows, shape.cols),
+            ),
+            _ => (Vec::new(), cost::QUEUE_CONTROL_CYCLES),
+        })
+    }
+
+    fn trace_slice(
+        &mut self,
+        e: usize,
+        name: &str,
+        start: u64,
+        end: u64,
+        pc: Option<u32>,
+        track: Option<u32>,
+    ) {
+        if self.trace.is_none() {
+            return;
+        }
+        let text = if name.is_empty() {
+            pc.and_then(|p| self.code.get(p as usize).map(|i| i.to_asm_at(p)))
+                .unwrap_or_default()
+        } else {
+            name.to_string()
+        };
+        let track = track.unwrap_or(match e {
+            DMA => tracks::DMA,
+            MXU => tracks::MXU_STREAM,
+            _ => tracks::VPU,
+        });
+        if let Some(t) = self.trace.as_mut() {
+            t.slice(track, &text, start, end.max(start + 1), pc);
+        }
+    }
+}
+
+/// Bounding ranges of a DMA op's accesses, for the interlock.
+fn footprint(op: &Op) -> Vec<(Mem, i128, i128, bool)> {
+    let mut out = Vec::new();
+    let mut add = |p: Pattern, write: bool| {
+        if let Some((lo, hi)) = p.bounds() {
+            out.push((p.mem, lo, hi, write));
+        }
+    };
+    match *op {
+        Op::Copy {
+            dst,
+            src,
+            bytes,
+            dims,
+        } => {
+            let pat = |a: crate::ops::Addr, src_side: bool| Pattern {
+                mem: a.mem,
+                base: a.addr,
+                run: bytes,
+                dims: [0, 1, 2].map(|i| {
+                    (
+                        dims[i].count,
+                        if src_side {
+                            dims[i].sstride
+                        } else {
+                            dims[i].dstride
+                        },
+                    )
+                }),
+            };
+            add(pat(src, true), false);
+            add(pat(dst, false), true);
+        }
+        Op::Gather {
+            dst,
+            table,
+            idx,
+            rows,
+            bytes,
+            limit,
+            i64_idx,
+        } => {
+            let isize = if i64_idx { 8 } else { 4 };
+            add(
+                Pattern::contiguous(Mem::Spm, idx, rows.saturating_mul(isize)),
+                false,
+            );
+            add(
+                Pattern::contiguous(Mem::Spm, dst, rows.saturating_mul(bytes)),
+                true,
+            );
+            add(
+                Pattern::contiguous(Mem::Dram, table, limit.saturating_mul(bytes)),
+                false,
+            );
+        }
+        _ => {}
+    }
+    let _ = vpu_pattern;
+    out
+}
+
+fn conflicts(a: &[(Mem, i128, i128, bool)], b: &[(Mem, i128, i128, bool)]) -> bool {
+    a.iter().any(|x| {
+        b.iter()
+            .any(|y| x.0 == y.0 && (x.3 || y.3) && x.1 < y.2 && y.1 < x.2)
+    })
+}
