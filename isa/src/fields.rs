@@ -645,10 +645,12 @@ enum_field! {
         I32 = 3, "i32",
         /// Two's-complement 64-bit integer.
         I64 = 4, "i64",
-        /// Unsigned byte; also booleans (0 false, otherwise true).
+        /// Unsigned byte.
         U8 = 5, "u8",
         /// Two's-complement 8-bit integer.
         I8 = 6, "i8",
+        /// Boolean byte: 0 false, 1 true.
+        Bool = 7, "bool",
     }
 }
 
@@ -659,7 +661,7 @@ impl DType {
             DType::F32 | DType::I32 => 4,
             DType::Bf16 | DType::F16 => 2,
             DType::I64 => 8,
-            DType::U8 | DType::I8 => 1,
+            DType::U8 | DType::I8 | DType::Bool => 1,
         }
     }
 }
@@ -912,7 +914,8 @@ mod tests {
     #[test]
     fn enum_codes_outside_the_table_are_errors() {
         assert!(DmaDim::from_bits(0).is_err());
-        assert!(DType::from_bits(7).is_err());
+        assert!(DType::from_bits(8).is_err());
+        assert!(MxuType::from_bits(3).is_err());
         assert_eq!(UnFunc::from_bits(12), Ok(UnFunc::Gelu));
     }
 }

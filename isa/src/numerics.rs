@@ -48,6 +48,7 @@ pub fn load_as_f32(dtype: DType, bytes: &[u8]) -> f32 {
         }
         DType::U8 => f32::from(bytes[0]),
         DType::I8 => f32::from(bytes[0] as i8),
+        DType::Bool => f32::from(u8::from(bytes[0] != 0)),
     }
 }
 
@@ -73,6 +74,7 @@ pub fn convert(atype: DType, input: &[u8], dtype: DType, out: &mut [u8]) {
                 i64::from_le_bytes(b)
             }
             DType::U8 => i64::from(input[0]),
+            DType::Bool => i64::from(input[0] != 0),
             _ => i64::from(input[0] as i8),
         };
         store_int(dtype, v, out);
@@ -87,6 +89,7 @@ pub fn convert(atype: DType, input: &[u8], dtype: DType, out: &mut [u8]) {
         DType::I64 => out[..8].copy_from_slice(&(x as i64).to_le_bytes()),
         DType::U8 => out[0] = x as u8,
         DType::I8 => out[0] = (x as i8) as u8,
+        DType::Bool => out[0] = u8::from(x != 0.0),
     }
 }
 
@@ -95,6 +98,7 @@ fn store_int(dtype: DType, v: i64, out: &mut [u8]) {
         DType::I32 => out[..4].copy_from_slice(&(v as i32).to_le_bytes()),
         DType::I64 => out[..8].copy_from_slice(&v.to_le_bytes()),
         DType::U8 | DType::I8 => out[0] = v as u8,
+        DType::Bool => out[0] = u8::from(v != 0),
         _ => unreachable!("store_int called with a float type"),
     }
 }
@@ -262,6 +266,19 @@ mod tests {
         );
         convert(DType::I64, &(-5i64).to_le_bytes(), DType::F32, &mut out);
         assert_eq!(f32::from_le_bytes([out[0], out[1], out[2], out[3]]), -5.0);
+    }
+
+    #[test]
+    fn bool_conversions_test_for_non_zero() {
+        let mut out = [0u8; 4];
+        convert(DType::F32, &f32::NAN.to_le_bytes(), DType::Bool, &mut out);
+        assert_eq!(out[0], 1);
+        convert(DType::F32, &(-0.0f32).to_le_bytes(), DType::Bool, &mut out);
+        assert_eq!(out[0], 0);
+        convert(DType::Bool, &[1], DType::F32, &mut out);
+        assert_eq!(f32::from_le_bytes(out), 1.0);
+        convert(DType::I64, &256i64.to_le_bytes(), DType::Bool, &mut out);
+        assert_eq!(out[0], 1);
     }
 
     #[test]
