@@ -53,10 +53,12 @@ pub fn read_loadable(path: &std::path::Path) -> anyhow::Result<Loadable> {
 }
 
 pub fn asm(args: AsmArgs) -> anyhow::Result<ExitCode> {
-    let source = std::fs::read_to_string(&args.file).with_context(|| args.file.display().to_string())?;
+    let source =
+        std::fs::read_to_string(&args.file).with_context(|| args.file.display().to_string())?;
     let target = args.target.as_deref().map(load_target).transpose()?;
     let loadable = assemble(&source, &args.file.display().to_string(), target.as_ref())?;
-    std::fs::write(&args.output, loadable.to_bytes()).with_context(|| args.output.display().to_string())?;
+    std::fs::write(&args.output, loadable.to_bytes())
+        .with_context(|| args.output.display().to_string())?;
     Ok(ExitCode::SUCCESS)
 }
 

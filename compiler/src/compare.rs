@@ -1,0 +1,287 @@
+//! Comparing computed tensors with expected ones: error metrics and
+//! tolerances. Shared by `tessera check` (interpreted or simulated), the
+//! model tests and the conformance runner, so they all judge alike.
+//!
+//! Metrics, over all elements (in f64):
+//! - `max_abs`: the largest `|actual - expected|`;
+//! - `max_rel`: the largest `|actual - expected| / max(|expected|, 1e-6)`;
+//! - `cosine`: the cosine similarity of the two tensors as vectors (1 when
+//!   both are all zero).
+//!
+//! NaN equals NaN and an infinity equals the same infinity (error 0); any
+//! other disagreement involving NaN or infinity is an infinite error.
+//! Integer and bool tensors must match exactly, whatever the tolerance.
+
+use crate::tensor::Tensor;
+
+/// Error metrics of one comparison.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Metrics {
+    /// Largest absolute error.
+    pub max_abs: f64,
+    /// Largest relative error (see the module docs).
+    pub max_rel: f64,
+    /// Cosine similarity.
+    pub cosine: f64,
+    /// Largest `|expected|` (finite elements).
+    pub max_expected: f64,
+}
+
+/// When a comparison passes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Tolerance {
+    /// `max_abs <= factor * max(1, max |expected|)`: the models' criterion.
+    Scaled {
+        /// Allowed error per unit of the output's magnitude.
+        factor: f64,
+    },
+    /// Every element: `|a - e| <= atol + rtol * |e|` (ONNX backend-test
+    /// style, numpy's `assert_allclose`).
+    Elementwise {
+        /// Relative tolerance.
+        rtol: f64,
+        /// Absolute tolerance.
+        atol: f64,
+    },
+}
+
+impl Tolerance {
+    /// The tolerance `tessera check` uses for fp32 models: 1e-4 scaled.
+    pub const MODEL_FP32: Tolerance = Tolerance::Scaled { factor: 1e-4 };
+}
+
+impl Tolerance {
+    /// The largest absolute error allowed for a tensor with these metrics,
+    /// for [`Tolerance::Scaled`] (elementwise tolerances have none).
+    pub fn allowed_abs(&self, metrics: &Metrics) -> Option<f64> {
+        match self {
+            Tolerance::Scaled { factor } => Some(factor * metrics.max_expected.max(1.0)),
+            Tolerance::Elementwise { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Tolerance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tolerance::Scaled { factor } => {
+                write!(f, "max_abs <= {factor:e} * max(1, max|expected|)")
+            }
+            Tolerance::Elementwise { rtol, atol } => {
+                write!(f, "|a - e| <= {atol:e} + {rtol:e} * |e|")
+            }
+        }
+    }
+}
+
+/// The outcome of comparing one tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    /// The metrics.
+    pub metrics: Metrics,
+    /// Whether it is within tolerance.
+    pub pass: bool,
+    /// Elements outside the elementwise tolerance (or differing, for exact
+    /// types).
+    pub mismatches: usize,
+}
+
+/// Compares `actual` with `expected`. Fails (with a message) when dtypes or
+/// shapes differ.
+pub fn compare(
+    actual: &Tensor,
+    expected: &Tensor,
+    tolerance: Tolerance,
+) -> Result<Comparison, String> {
+    if actual.dtype() != expected.dtype() {
+        return Err(format!(
+            "dtype {} but expected {}",
+            actual.dtype(),
+            expected.dtype()
+        ));
+    }
+    if actual.shape() != expected.shape() {
+        return Err(format!(
+            "shape {:?} but expected {:?}",
+            actual.shape(),
+            expected.shape()
+        ));
+    }
+    let exact = !expected.dtype().is_float();
+    let (a, e) = (actual.to_f64_vec(), expected.to_f64_vec());
+    let (mut max_abs, mut max_rel, mut max_expected) = (0f64, 0f64, 0f64);
+    let (mut dot, mut norm_a, mut norm_e) = (0f64, 0f64, 0f64);
+    let mut mismatches = 0;
+    for (&x, &y) in a.iter().zip(&e) {
+        let same_special = (x.is_nan() && y.is_nan()) || (x.is_infinite() && x == y);
+        let err = if same_special { 0.0 } else { (x - y).abs() };
+        let err = if err.is_nan() { f64::INFINITY } else { err };
+        max_abs = max_abs.max(err);
+        max_rel = max_rel.max(err / y.abs().max(1e-6));
+        if y.is_finite() {
+            max_expected = max_expected.max(y.abs());
+        }
+        if x.is_finite() && y.is_finite() {
+            dot += x * y;
+            norm_a += x * x;
+            norm_e += y * y;
+        }
+        let ok = match tolerance {
+            _ if same_special || exact => err == 0.0,
+            Tolerance::Elementwise { rtol, atol } => err <= atol + rtol * y.abs(),
+            Tolerance::Scaled { .. } => true,
+        };
+        if !ok {
+            mismatches += 1;
+        }
+    }
+    let cosine = if norm_a == 0.0 && norm_e == 0.0 {
+        1.0
+    } else if norm_a == 0.0 || norm_e == 0.0 {
+        0.0
+    } else {
+        dot / (norm_a.sqrt() * norm_e.sqrt())
+    };
+    let pass = match tolerance {
+        Tolerance::Scaled { factor } if !exact => max_abs <= factor * max_expected.max(1.0),
+        _ => mismatches == 0,
+    };
+    Ok(Comparison {
+        metrics: Metrics {
+            max_abs,
+            max_rel,
+            cosine,
+            max_expected,
+        },
+        pass,
+        mismatches,
+    })
+}
+
+/// The comparison of one named output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputCheck {
+    /// Output name.
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// The comparison.
+    pub comparison: Comparison,
+}
+
+impl OutputCheck {
+    /// One report line: `name: shape [..] max_abs .. max_rel .. cosine .. PASS`.
+    pub fn line(&self) -> String {
+        let m = &self.comparison.metrics;
+        format!(
+            "{}: shape {:?} max_abs {:.3e} max_rel {:.3e} cosine {:.6} {}",
+            self.name,
+            self.shape,
+            m.max_abs,
+            m.max_rel,
+            m.cosine,
+            if self.comparison.pass { "PASS" } else { "FAIL" }
+        )
+    }
+}
+
+/// Pairs each expected tensor with an actual output (by name when the
+/// expected tensor has one that matches, else by position) and compares.
+pub fn check_outputs(
+    actual: &[(String, &Tensor)],
+    expected: &[(String, Tensor)],
+    tolerance: Tolerance,
+) -> Result<Vec<OutputCheck>, String> {
+    if actual.len() != expected.len() {
+        return Err(format!(
+            "the graph has {} outputs but {} are expected",
+            actual.len(),
+            expected.len()
+        ));
+    }
+    let mut checks = Vec::with_capacity(expected.len());
+    for (position, (expected_name, expected_value)) in expected.iter().enumerate() {
+        let (name, value) = actual
+            .iter()
+            .find(|(n, _)| !expected_name.is_empty() && n == expected_name)
+            .unwrap_or(&actual[position]);
+        let comparison = compare(value, expected_value, tolerance)
+            .map_err(|m| format!("output `{name}`: {m}"))?;
+        checks.push(OutputCheck {
+            name: name.clone(),
+            shape: value.shape().to_vec(),
+            comparison,
+        });
+    }
+    Ok(checks)
+}
+
+/// Reads `DIR/{prefix}_0.pb`, `DIR/{prefix}_1.pb`, ... until one is
+/// missing (the ONNX backend-test layout), with their TensorProto names.
+pub fn read_numbered_pbs(
+    dir: &std::path::Path,
+    prefix: &str,
+) -> Result<Vec<(String, Tensor)>, String> {
+    let mut tensors = Vec::new();
+    loop {
+        let path = dir.join(format!("{prefix}_{}.pb", tensors.len()));
+        if !path.exists() {
+            return Ok(tensors);
+        }
+        tensors.push(Tensor::read_pb(&path).map_err(|e| e.to_string())?);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_of_a_small_error() {
+        let expected = Tensor::from_f32(&[3], vec![1.0, -2.0, 4.0]);
+        let actual = Tensor::from_f32(&[3], vec![1.0, -2.0, 4.001]);
+        let c = compare(&actual, &expected, Tolerance::MODEL_FP32).expect("same type");
+        assert!((c.metrics.max_abs - 0.001).abs() < 1e-6);
+        assert!((c.metrics.max_rel - 0.00025).abs() < 1e-6);
+        assert!(c.metrics.cosine > 0.999_999);
+        // 1e-3 > 1e-4 * 4.
+        assert!(!c.pass);
+        let loose =
+            compare(&actual, &expected, Tolerance::Scaled { factor: 1e-3 }).expect("same type");
+        assert!(loose.pass);
+    }
+
+    #[test]
+    fn elementwise_tolerance_counts_mismatches() {
+        let expected = Tensor::from_f32(&[2], vec![100.0, 0.0]);
+        let actual = Tensor::from_f32(&[2], vec![100.05, 0.001]);
+        let tol = Tolerance::Elementwise {
+            rtol: 1e-3,
+            atol: 1e-5,
+        };
+        let c = compare(&actual, &expected, tol).expect("same type");
+        assert_eq!(c.mismatches, 1, "0.05 <= 0.1 passes, 0.001 > 1e-5 fails");
+        assert!(!c.pass);
+    }
+
+    #[test]
+    fn nan_matches_nan_and_integers_are_exact() {
+        let e = Tensor::from_f32(&[2], vec![f32::NAN, f32::NEG_INFINITY]);
+        assert!(compare(&e, &e, Tolerance::MODEL_FP32).expect("ok").pass);
+        let a = Tensor::from_i64(&[2], vec![1, 2]);
+        let b = Tensor::from_i64(&[2], vec![1, 3]);
+        let c = compare(&a, &b, Tolerance::Scaled { factor: 10.0 }).expect("ok");
+        assert!(!c.pass);
+        assert_eq!(c.mismatches, 1);
+    }
+
+    #[test]
+    fn shape_mismatch_is_an_error() {
+        let a = Tensor::from_f32(&[2], vec![1.0, 2.0]);
+        let b = Tensor::from_f32(&[1, 2], vec![1.0, 2.0]);
+        assert_eq!(
+            compare(&a, &b, Tolerance::MODEL_FP32),
+            Err("shape [2] but expected [1, 2]".into())
+        );
+    }
+}

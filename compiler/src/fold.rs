@@ -1,0 +1,156 @@
+//! Constant folding and dead-node elimination.
+//!
+//! Every operation whose operands are all constants is evaluated with the
+//! reference interpreter and becomes a constant (keeping its name), unless
+//! its result has more than [`FOLD_LIMIT`] elements: folding must not blow
+//! up the graph (an `expand` of a scalar to a huge mask stays an `expand`).
+//! Then every node that no output depends on is removed, except graph
+//! inputs, which stay so input positions do not change.
+//!
+//! Shape bookkeeping (`Shape`, `Size`) never reaches Graph IR: the frontend
+//! turns it into constants because shapes are static. Folding then clears
+//! the Gather/Concat/Cast/Where chains that exporters build from them, and
+//! dead-node elimination drops the constants that only fed `reshape`'s or
+//! `expand`'s (now static) shape operands.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::graph::{Graph, GraphError, NodeId, Op};
+use crate::interp::{eval_op, InterpError};
+
+/// Results with more elements than this are not folded.
+pub const FOLD_LIMIT: usize = 1 << 24;
+
+/// What a fold run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FoldStats {
+    /// Operations replaced by constants.
+    pub folded: usize,
+    /// Nodes removed as dead.
+    pub removed: usize,
+}
+
+/// Folds constants and removes dead nodes.
+pub fn fold(graph: &mut Graph) -> Result<FoldStats, InterpError> {
+    let folded = fold_constants(graph)?;
+    let removed = remove_dead(graph).map_err(|e| InterpError::Graph(e.to_string()))?;
+    Ok(FoldStats { folded, removed })
+}
+
+/// Replaces each operation whose operands are all constants by its value.
+pub fn fold_constants(graph: &mut Graph) -> Result<usize, InterpError> {
+    let order = graph
+        .topo_order()
+        .map_err(|e| InterpError::Graph(e.to_string()))?;
+    let mut folded = 0;
+    for id in order {
+        let node = graph.node(id);
+        if matches!(node.op, Op::Input | Op::Constant(_)) || node.ty.numel() > FOLD_LIMIT {
+            continue;
+        }
+        let operands = graph.operands(id);
+        let mut values = Vec::with_capacity(operands.len());
+        for &operand in &operands {
+            match &graph.node(operand).op {
+                Op::Constant(t) => values.push(Arc::clone(t)),
+                _ => break,
+            }
+        }
+        if values.len() != operands.len() {
+            continue;
+        }
+        let refs: Vec<_> = values.iter().map(|v| v.as_ref()).collect();
+        let value = eval_op(&node.op, &refs, &node.ty).map_err(|message| InterpError::Node {
+            node: node.name.clone(),
+            op: node.op.mnemonic().to_string(),
+            message,
+        })?;
+        graph.replace_with_constant(id, Arc::new(value));
+        folded += 1;
+    }
+    Ok(folded)
+}
+
+/// Removes nodes that no graph output depends on (graph inputs stay).
+pub fn remove_dead(graph: &mut Graph) -> Result<usize, GraphError> {
+    let mut live: HashSet<NodeId> = graph.inputs().iter().copied().collect();
+    let mut stack: Vec<NodeId> = graph.outputs().iter().map(|(_, id)| *id).collect();
+    while let Some(id) = stack.pop() {
+        if live.insert(id) {
+            stack.extend(graph.operands(id).into_iter().filter(|o| !live.contains(o)));
+        }
+    }
+    let dead: Vec<NodeId> = graph
+        .node_ids()
+        .into_iter()
+        .filter(|id| !live.contains(id))
+        .collect();
+    for &id in &dead {
+        graph.remove_node(id);
+    }
+    Ok(dead.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{BinaryOp, TensorType, UnaryOp};
+    use crate::tensor::{DType, Tensor};
+
+    #[test]
+    fn constant_subgraphs_fold_and_dead_nodes_go() {
+        let mut g = Graph::new("g");
+        let x = g
+            .add_input("x", TensorType::new(DType::F32, vec![2]))
+            .expect("x");
+        let a = g
+            .add_constant("a", Arc::new(Tensor::from_f32(&[2], vec![1.0, 4.0])))
+            .expect("a");
+        let s = g
+            .add_node("sqrt", Op::Unary(UnaryOp::Sqrt), &[a])
+            .expect("sqrt");
+        let y = g
+            .add_node("y", Op::Binary(BinaryOp::Mul), &[x, s])
+            .expect("mul");
+        let _unused = g
+            .add_node("unused", Op::Unary(UnaryOp::Neg), &[x])
+            .expect("neg");
+        g.add_output("y", y);
+        let stats = fold(&mut g).expect("folds");
+        assert_eq!(
+            stats,
+            FoldStats {
+                folded: 1,
+                removed: 2
+            }
+        );
+        let sqrt = g.find("sqrt").expect("kept its name");
+        match &g.node(sqrt).op {
+            Op::Constant(t) => assert_eq!(t.to_f32_vec(), vec![1.0, 2.0]),
+            other => panic!("not folded: {other:?}"),
+        }
+        assert!(g.find("unused").is_none() && g.find("a").is_none());
+        assert_eq!(g.inputs(), &[x]);
+    }
+
+    #[test]
+    fn large_results_stay_unfolded() {
+        let mut g = Graph::new("g");
+        let one = g
+            .add_constant("one", Arc::new(Tensor::from_f32(&[], vec![1.0])))
+            .expect("c");
+        let big = g
+            .add_node(
+                "big",
+                Op::Expand {
+                    shape: vec![FOLD_LIMIT + 1],
+                },
+                &[one],
+            )
+            .expect("expand");
+        g.add_output("big", big);
+        assert_eq!(fold(&mut g).expect("ok").folded, 0);
+        assert!(matches!(g.node(big).op, Op::Expand { .. }));
+    }
+}

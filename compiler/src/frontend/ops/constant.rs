@@ -1,0 +1,231 @@
+//! Constant, ConstantOfShape (a scalar expanded to the shape), Range
+//! (computed at import: its length decides its shape) and Identity (no
+//! node at all).
+
+use crate::fold::FOLD_LIMIT;
+use crate::graph::{NodeId, Op};
+use crate::tensor::Tensor;
+
+use super::super::ctx::{static_shape, ConvertError, ConvertResult, Ctx};
+use super::one;
+
+/// Constant in every attribute form: `value`, `value_float(s)`,
+/// `value_int(s)`; strings and sparse tensors are refused.
+pub(super) fn constant(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let value = if let Some(t) = ctx.attr_tensor("value")? {
+        t
+    } else if let Some(v) = ctx.attr_float("value_float")? {
+        Tensor::from_f32(&[], vec![v])
+    } else if let Some(v) = ctx.attr_floats("value_floats")? {
+        Tensor::from_f32(&[v.len()], v)
+    } else if let Some(v) = ctx.attr_int("value_int")? {
+        Tensor::from_i64(&[], vec![v])
+    } else if let Some(v) = ctx.attr_ints("value_ints")? {
+        Tensor::from_i64(&[v.len()], v)
+    } else if ctx.attr("value_string").is_some() || ctx.attr("value_strings").is_some() {
+        return Err(ConvertError::UnsupportedDtype {
+            what: "string constant".into(),
+            dtype: "string".into(),
+        });
+    } else if ctx.attr("sparse_value").is_some() {
+        return Err("sparse constants are not supported".into());
+    } else {
+        return Err("no value attribute".into());
+    };
+    one(ctx.constant("value", value)?)
+}
+
+/// ConstantOfShape: `value` (one element, default f32 0) broadcast to the
+/// shape given by input 0.
+pub(super) fn constant_of_shape(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let dims = ctx
+        .opt_ints_input(0)?
+        .ok_or("the shape (input 0) is required")?;
+    let shape = static_shape(&dims)?;
+    let fill = match ctx.attr_tensor("value")? {
+        Some(t) if t.numel() == 1 => t.reshaped(vec![]).ok_or("bad value")?,
+        Some(_) => return Err("`value` must have exactly one element".into()),
+        None => Tensor::from_f32(&[], vec![0.0]),
+    };
+    let scalar = ctx.constant("value", fill)?;
+    if shape.is_empty() {
+        return one(scalar);
+    }
+    one(ctx.add("expand", Op::Expand { shape }, &[scalar])?)
+}
+
+/// Range(start, limit, delta): all three must be known at compile time,
+/// and the result is a constant of at most [`FOLD_LIMIT`] elements.
+pub(super) fn range(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let start = ctx.value(0)?;
+    let limit = ctx.value(1)?;
+    let delta = ctx.value(2)?;
+    if start.numel() != 1 || limit.numel() != 1 || delta.numel() != 1 {
+        return Err("start, limit and delta must be scalars".into());
+    }
+    let dtype = start.dtype();
+    if limit.dtype() != dtype || delta.dtype() != dtype {
+        return Err("start, limit and delta must have the same type".into());
+    }
+    let too_long = || ConvertError::Overflow("the range has too many elements".into());
+    let value = if dtype.is_float() {
+        let (s, l, d) = (
+            f64::from(start.to_f32_vec()[0]),
+            f64::from(limit.to_f32_vec()[0]),
+            f64::from(delta.to_f32_vec()[0]),
+        );
+        if d == 0.0 || !d.is_finite() || !s.is_finite() || !l.is_finite() {
+            return Err("delta must be non-zero and all values finite".into());
+        }
+        let n = ((l - s) / d).ceil().max(0.0);
+        if n > FOLD_LIMIT as f64 {
+            return Err(too_long());
+        }
+        let n = n as usize;
+        let values = (0..n).map(|i| (s + i as f64 * d) as f32).collect();
+        Tensor::from_f32_as(dtype, vec![n], values)
+    } else if dtype.is_int() {
+        let (s, l, d) = (
+            start.to_i64_vec()[0],
+            limit.to_i64_vec()[0],
+            delta.to_i64_vec()[0],
+        );
+        if d == 0 {
+            return Err("delta must be non-zero".into());
+        }
+        let span = i128::from(l) - i128::from(s);
+        let d128 = i128::from(d);
+        let n = if (span > 0) == (d128 > 0) && span != 0 {
+            (span + d128 - d128.signum()) / d128
+        } else {
+            0
+        };
+        if n > FOLD_LIMIT as i128 {
+            return Err(too_long());
+        }
+        let n = n as usize;
+        let values = (0..n as i64)
+            .map(|i| s.wrapping_add(i.wrapping_mul(d)))
+            .collect();
+        Tensor::from_i64_as(dtype, vec![n], values)
+    } else {
+        return Err(format!("Range does not take {dtype}").into());
+    }
+    .ok_or("cannot build the range")?;
+    one(ctx.constant("range", value)?)
+}
+
+/// Identity: the output is the input.
+pub(super) fn identity(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    one(ctx.input(0)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::frontend::testutil::*;
+    use crate::graph::Op;
+
+    #[test]
+    fn constant_attribute_forms() {
+        let out = run_node(
+            "Constant",
+            13,
+            &[],
+            &["c"],
+            vec![("value_float", A::F(2.5))],
+        );
+        assert_close(&out[0], &[], &[2.5]);
+        let out = run_node(
+            "Constant",
+            13,
+            &[],
+            &["c"],
+            vec![("value_floats", A::Fs(vec![1., -2.]))],
+        );
+        assert_close(&out[0], &[2], &[1., -2.]);
+        let bytes = model(
+            vec![node(
+                "Constant",
+                &[],
+                &["c"],
+                vec![("value_floats", A::F(0.))],
+            )],
+            &[],
+            &[],
+            &["c"],
+            13,
+        );
+        let err = import(&bytes).expect_err("wrong attribute type");
+        assert_eq!(
+            err.to_string(),
+            "node `Constant_node` (Constant): attribute `value_floats` must be a list of floats"
+        );
+        let out = run_node(
+            "Constant",
+            13,
+            &[],
+            &["c"],
+            vec![("value_ints", A::Is(vec![3, -2]))],
+        );
+        assert_eq!(out[0].to_i64_vec(), vec![3, -2]);
+        assert_eq!(out[0].shape(), &[2]);
+        let out = run_node("Constant", 13, &[], &["c"], vec![("value_int", A::I(7))]);
+        assert_eq!((out[0].shape(), out[0].to_i64_vec()), (&[][..], vec![7]));
+        let out = run_node(
+            "Constant",
+            13,
+            &[],
+            &["c"],
+            vec![("value", A::T(f(&[2], &[1.5, 2.5])))],
+        );
+        assert_close(&out[0], &[2], &[1.5, 2.5]);
+    }
+
+    #[test]
+    fn constant_of_shape_fills_the_value() {
+        let out = run_node_with_consts(
+            "ConstantOfShape",
+            13,
+            &[],
+            &[("s", i(&[2], &[2, 3]))],
+            &["s"],
+            &["y"],
+            vec![("value", A::T(i(&[1], &[7])))],
+        );
+        assert_eq!(out[0].shape(), &[2, 3]);
+        assert_eq!(out[0].to_i64_vec(), vec![7; 6]);
+    }
+
+    #[test]
+    fn range_counts_like_onnx() {
+        let consts = [
+            ("s", i(&[], &[10])),
+            ("l", i(&[], &[4])),
+            ("d", i(&[], &[-3])),
+        ];
+        let out = run_node_with_consts("Range", 13, &[], &consts, &["s", "l", "d"], &["y"], vec![]);
+        assert_eq!(out[0].to_i64_vec(), vec![10, 7]);
+        let consts = [
+            ("s", f(&[], &[0.])),
+            ("l", f(&[], &[1.])),
+            ("d", f(&[], &[0.25])),
+        ];
+        let out = run_node_with_consts("Range", 13, &[], &consts, &["s", "l", "d"], &["y"], vec![]);
+        assert_close(&out[0], &[4], &[0., 0.25, 0.5, 0.75]);
+    }
+
+    #[test]
+    fn identity_adds_no_node() {
+        let x = f(&[2], &[1., 2.]);
+        let bytes = model(
+            vec![node("Identity", &["x"], &["y"], vec![])],
+            &[("x", &x)],
+            &[],
+            &["y"],
+            13,
+        );
+        let g = import(&bytes).expect("imports");
+        assert_eq!(g.node_count(), 1);
+        assert!(matches!(g.node(g.outputs()[0].1).op, Op::Input));
+    }
+}

@@ -1,0 +1,245 @@
+//! Elementwise ONNX ops: arithmetic, comparisons, logic, unary math,
+//! Min/Max (variadic, folded into a chain), Where, Cast, Clip (expanded to
+//! max/min).
+
+use crate::graph::{BinaryOp, NodeId, Op, UnaryOp};
+use crate::tensor::DType;
+
+use super::super::ctx::{ConvertError, ConvertResult, Ctx};
+use super::one;
+
+/// Add, Sub, Mul, Div, Pow, comparisons, And, Or.
+pub(super) fn binary(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let op = match ctx.op_type() {
+        "Add" => BinaryOp::Add,
+        "Sub" => BinaryOp::Sub,
+        "Mul" => BinaryOp::Mul,
+        "Div" => BinaryOp::Div,
+        "Pow" => BinaryOp::Pow,
+        "Equal" => BinaryOp::Equal,
+        "Less" => BinaryOp::Less,
+        "LessOrEqual" => BinaryOp::LessOrEqual,
+        "Greater" => BinaryOp::Greater,
+        "GreaterOrEqual" => BinaryOp::GreaterOrEqual,
+        "And" => BinaryOp::And,
+        "Or" => BinaryOp::Or,
+        other => return Err(format!("not a binary op: {other}").into()),
+    };
+    if ctx.attr("axis").is_some() {
+        // Opset < 7 broadcasting with an explicit axis.
+        return Err("the legacy `axis` broadcasting attribute (opset < 7) is not supported".into());
+    }
+    let (a, b) = (ctx.input(0)?, ctx.input(1)?);
+    one(ctx.add(op.name(), Op::Binary(op), &[a, b])?)
+}
+
+/// Min and Max over any number of inputs, as a left-to-right chain.
+pub(super) fn variadic(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let op = if ctx.op_type() == "Min" {
+        BinaryOp::Min
+    } else {
+        BinaryOp::Max
+    };
+    let mut acc = ctx.input(0)?;
+    for i in 1..ctx.input_count() {
+        let next = ctx.input(i)?;
+        acc = ctx.add(&i.to_string(), Op::Binary(op), &[acc, next])?;
+    }
+    one(acc)
+}
+
+/// Unary math and Not.
+pub(super) fn unary(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let op = match ctx.op_type() {
+        "Sqrt" => UnaryOp::Sqrt,
+        "Reciprocal" => UnaryOp::Reciprocal,
+        "Neg" => UnaryOp::Neg,
+        "Abs" => UnaryOp::Abs,
+        "Exp" => UnaryOp::Exp,
+        "Log" => UnaryOp::Log,
+        "Tanh" => UnaryOp::Tanh,
+        "Erf" => UnaryOp::Erf,
+        "Sigmoid" => UnaryOp::Sigmoid,
+        "Relu" => UnaryOp::Relu,
+        "Cos" => UnaryOp::Cos,
+        "Sin" => UnaryOp::Sin,
+        "Not" => UnaryOp::Not,
+        other => return Err(format!("not a unary op: {other}").into()),
+    };
+    let x = ctx.input(0)?;
+    one(ctx.add(op.name(), Op::Unary(op), &[x])?)
+}
+
+/// Where(cond, x, y).
+pub(super) fn where_(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let (c, x, y) = (ctx.input(0)?, ctx.input(1)?, ctx.input(2)?);
+    one(ctx.add("where", Op::Where, &[c, x, y])?)
+}
+
+/// Cast(to); a cast to the same type disappears.
+pub(super) fn cast(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let x = ctx.input(0)?;
+    let code = ctx.attr_int("to")?.ok_or("attribute `to` is required")?;
+    let to = DType::from_onnx(code as i32).map_err(|dtype| ConvertError::UnsupportedDtype {
+        what: "cast target".into(),
+        dtype,
+    })?;
+    if ctx.ty(x).dtype == to {
+        return one(x);
+    }
+    one(ctx.add("cast", Op::Cast { to }, &[x])?)
+}
+
+/// Clip(x, min, max) = min(max(x, min), max); bounds are inputs since
+/// opset 11 and attributes before.
+pub(super) fn clip(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let mut x = ctx.input(0)?;
+    let dtype = ctx.ty(x).dtype;
+    let (lower, upper) = if ctx.opset < 11 {
+        let lower = match ctx.attr_float("min")? {
+            Some(v) => Some(ctx.scalar("min_value", dtype, f64::from(v))?),
+            None => None,
+        };
+        let upper = match ctx.attr_float("max")? {
+            Some(v) => Some(ctx.scalar("max_value", dtype, f64::from(v))?),
+            None => None,
+        };
+        (lower, upper)
+    } else {
+        (ctx.opt_input(1), ctx.opt_input(2))
+    };
+    for (bound, op, part) in [(lower, BinaryOp::Max, "min"), (upper, BinaryOp::Min, "max")] {
+        if let Some(b) = bound {
+            if ctx.ty(b).numel() != 1 {
+                return Err(format!("the {part} bound must be a scalar").into());
+            }
+            let b = ctx.reshape(&format!("{part}_scalar"), b, vec![])?;
+            x = ctx.add(part, Op::Binary(op), &[x, b])?;
+        }
+    }
+    one(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::frontend::testutil::*;
+    use crate::frontend::ImportError;
+    use crate::tensor::DType;
+
+    #[test]
+    fn add_broadcasts_a_row() {
+        let out = run_node(
+            "Add",
+            17,
+            &[
+                ("x", f(&[2, 3], &[1., 2., 3., 4., 5., 6.])),
+                ("y", f(&[3], &[10., 20., 30.])),
+            ],
+            &["z"],
+            vec![],
+        );
+        assert_close(&out[0], &[2, 3], &[11., 22., 33., 14., 25., 36.]);
+    }
+
+    #[test]
+    fn integer_div_truncates_toward_zero() {
+        let out = run_node(
+            "Div",
+            17,
+            &[("x", i(&[2], &[7, -7])), ("y", i(&[2], &[2, 2]))],
+            &["z"],
+            vec![],
+        );
+        assert_eq!(out[0].to_i64_vec(), vec![3, -3]);
+    }
+
+    #[test]
+    fn variadic_min_chains_and_names_parts() {
+        let inputs = [
+            ("a", f(&[2], &[1., 5.])),
+            ("b", f(&[2], &[3., 2.])),
+            ("c", f(&[1], &[4.])),
+        ];
+        let out = run_node("Min", 13, &inputs, &["m"], vec![]);
+        assert_close(&out[0], &[2], &[1., 2.]);
+        let bytes = model(
+            vec![node("Min", &["a", "b", "c"], &["m"], vec![])],
+            &[
+                ("a", &inputs[0].1),
+                ("b", &inputs[1].1),
+                ("c", &inputs[2].1),
+            ],
+            &[],
+            &["m"],
+            13,
+        );
+        let g = import(&bytes).expect("imports");
+        assert!(g.find("Min_node.1").is_some() && g.find("Min_node").is_some());
+    }
+
+    #[test]
+    fn clip_bounds_as_attributes_before_opset_11() {
+        let out = run_node(
+            "Clip",
+            6,
+            &[("x", f(&[3], &[-1., 0.5, 2.]))],
+            &["y"],
+            vec![("min", A::F(0.)), ("max", A::F(1.))],
+        );
+        assert_close(&out[0], &[3], &[0., 0.5, 1.]);
+    }
+
+    #[test]
+    fn clip_bounds_as_inputs_from_opset_11() {
+        let out = run_node_with_consts(
+            "Clip",
+            13,
+            &[("x", f(&[3], &[-1., 0.5, 2.]))],
+            &[("lo", f(&[], &[0.]))],
+            &["x", "lo"],
+            &["y"],
+            vec![],
+        );
+        assert_close(&out[0], &[3], &[0., 0.5, 2.]);
+    }
+
+    #[test]
+    fn cast_truncates_and_refuses_float64_naming_the_node() {
+        let out = run_node(
+            "Cast",
+            19,
+            &[("x", f(&[2], &[1.7, -1.7]))],
+            &["y"],
+            vec![("to", A::I(7))],
+        );
+        assert_eq!(out[0].to_i64_vec(), vec![1, -1]);
+        let x = f(&[2], &[1., 2.]);
+        let bytes = model(
+            vec![node("Cast", &["x"], &["y"], vec![("to", A::I(11))])],
+            &[("x", &x)],
+            &[],
+            &["y"],
+            19,
+        );
+        let err = import(&bytes).expect_err("float64");
+        assert!(matches!(err, ImportError::UnsupportedDtype { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "node `Cast_node` (Cast): cast target: unsupported dtype float64"
+        );
+    }
+
+    #[test]
+    fn where_broadcasts_all_three() {
+        let c = crate::tensor::Tensor::from_bool(&[2, 1], vec![true, false]);
+        let out = run_node(
+            "Where",
+            16,
+            &[("c", c), ("x", f(&[2], &[1., 2.])), ("y", f(&[], &[0.]))],
+            &["z"],
+            vec![],
+        );
+        assert_close(&out[0], &[2, 2], &[1., 2., 0., 0.]);
+        assert_eq!(out[0].dtype(), DType::F32);
+    }
+}

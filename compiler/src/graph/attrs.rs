@@ -1,0 +1,349 @@
+//! The text form of op attributes: [`Op::attrs`] lists them in canonical
+//! order for the printer, [`Op::from_parts`] rebuilds an op from a parsed
+//! mnemonic and attribute list.
+
+use std::fmt;
+
+use crate::tensor::DType;
+
+use super::op::{BinaryOp, ConvAttrs, GeluApprox, Op, ReduceKind, UnaryOp};
+
+/// An attribute value in the text form.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttrValue {
+    /// An integer.
+    Int(i64),
+    /// A float (printed so it re-parses exactly).
+    Float(f32),
+    /// A list of integers.
+    Ints(Vec<i64>),
+    /// `true` or `false`.
+    Bool(bool),
+    /// A bare word: a dtype or an enum value.
+    Word(String),
+}
+
+impl fmt::Display for AttrValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttrValue::Int(v) => write!(f, "{v}"),
+            AttrValue::Float(v) => write!(f, "{v:?}"),
+            AttrValue::Ints(v) => {
+                let items: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+                write!(f, "[{}]", items.join(", "))
+            }
+            AttrValue::Bool(v) => write!(f, "{v}"),
+            AttrValue::Word(v) => f.write_str(v),
+        }
+    }
+}
+
+fn ints(v: &[usize]) -> AttrValue {
+    AttrValue::Ints(v.iter().map(|&x| x as i64).collect())
+}
+
+/// Reads typed attributes out of a parsed attribute list.
+struct Attrs<'a> {
+    list: &'a [(String, AttrValue)],
+}
+
+impl Attrs<'_> {
+    fn get(&self, key: &str) -> Result<&AttrValue, String> {
+        self.list
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+            .ok_or_else(|| format!("missing attribute `{key}`"))
+    }
+    fn int(&self, key: &str) -> Result<i64, String> {
+        match self.get(key)? {
+            AttrValue::Int(v) => Ok(*v),
+            other => Err(format!(
+                "attribute `{key}` must be an integer, not `{other}`"
+            )),
+        }
+    }
+    fn usize(&self, key: &str) -> Result<usize, String> {
+        usize::try_from(self.int(key)?)
+            .map_err(|_| format!("attribute `{key}` must be non-negative"))
+    }
+    fn float(&self, key: &str) -> Result<f32, String> {
+        match self.get(key)? {
+            AttrValue::Float(v) => Ok(*v),
+            AttrValue::Int(v) => Ok(*v as f32),
+            other => Err(format!("attribute `{key}` must be a number, not `{other}`")),
+        }
+    }
+    fn ints(&self, key: &str) -> Result<Vec<i64>, String> {
+        match self.get(key)? {
+            AttrValue::Ints(v) => Ok(v.clone()),
+            other => Err(format!("attribute `{key}` must be a list, not `{other}`")),
+        }
+    }
+    fn usizes(&self, key: &str) -> Result<Vec<usize>, String> {
+        self.ints(key)?
+            .into_iter()
+            .map(|x| {
+                usize::try_from(x).map_err(|_| format!("attribute `{key}` must be non-negative"))
+            })
+            .collect()
+    }
+    fn bool(&self, key: &str) -> Result<bool, String> {
+        match self.get(key)? {
+            AttrValue::Bool(v) => Ok(*v),
+            other => Err(format!(
+                "attribute `{key}` must be true or false, not `{other}`"
+            )),
+        }
+    }
+    fn word(&self, key: &str) -> Result<&str, String> {
+        match self.get(key)? {
+            AttrValue::Word(v) => Ok(v),
+            other => Err(format!("attribute `{key}` must be a word, not `{other}`")),
+        }
+    }
+    /// Rejects attributes the op does not have.
+    fn only(&self, keys: &[&str]) -> Result<(), String> {
+        match self.list.iter().find(|(k, _)| !keys.contains(&k.as_str())) {
+            Some((k, _)) => Err(format!("unknown attribute `{k}`")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Op {
+    /// The attributes, in their canonical printing order.
+    pub fn attrs(&self) -> Vec<(&'static str, AttrValue)> {
+        match self {
+            Op::Input | Op::Constant(_) | Op::Unary(_) | Op::Binary(_) | Op::Where | Op::MatMul => {
+                vec![]
+            }
+            Op::Cast { to } => vec![("to", AttrValue::Word(to.name().into()))],
+            Op::Gelu { approximate } => vec![(
+                "approximate",
+                AttrValue::Word(
+                    match approximate {
+                        GeluApprox::None => "none",
+                        GeluApprox::Tanh => "tanh",
+                    }
+                    .into(),
+                ),
+            )],
+            Op::Transpose { perm } => vec![("perm", ints(perm))],
+            Op::Reshape { shape } | Op::Expand { shape } => vec![("shape", ints(shape))],
+            Op::Concat { axis }
+            | Op::Gather { axis }
+            | Op::GatherElements { axis }
+            | Op::Softmax { axis } => {
+                vec![("axis", AttrValue::Int(*axis as i64))]
+            }
+            Op::Slice {
+                starts,
+                ends,
+                steps,
+            } => vec![
+                ("starts", AttrValue::Ints(starts.clone())),
+                ("ends", AttrValue::Ints(ends.clone())),
+                ("steps", AttrValue::Ints(steps.clone())),
+            ],
+            Op::GatherNd { batch_dims } => vec![("batch_dims", AttrValue::Int(*batch_dims as i64))],
+            Op::Reduce {
+                axes, keep_dims, ..
+            } => {
+                vec![
+                    ("axes", ints(axes)),
+                    ("keep_dims", AttrValue::Bool(*keep_dims)),
+                ]
+            }
+            Op::LayerNorm { axis, epsilon } | Op::RmsNorm { axis, epsilon } => vec![
+                ("axis", AttrValue::Int(*axis as i64)),
+                ("epsilon", AttrValue::Float(*epsilon)),
+            ],
+            Op::Conv(c) => vec![
+                ("strides", ints(&c.strides)),
+                ("pads", ints(&c.pads)),
+                ("dilations", ints(&c.dilations)),
+                ("group", AttrValue::Int(c.group as i64)),
+            ],
+            Op::Trilu { upper, k } => vec![
+                ("upper", AttrValue::Bool(*upper)),
+                ("k", AttrValue::Int(*k)),
+            ],
+        }
+    }
+
+    /// Rebuilds an op from its mnemonic and attributes (the inverse of
+    /// [`Op::mnemonic`] and [`Op::attrs`]; not for `input`/`const`).
+    pub fn from_parts(mnemonic: &str, list: &[(String, AttrValue)]) -> Result<Op, String> {
+        let a = Attrs { list };
+        if let Some(u) = UnaryOp::ALL.into_iter().find(|u| u.name() == mnemonic) {
+            a.only(&[])?;
+            return Ok(Op::Unary(u));
+        }
+        if let Some(b) = BinaryOp::ALL.into_iter().find(|b| b.name() == mnemonic) {
+            a.only(&[])?;
+            return Ok(Op::Binary(b));
+        }
+        let (op, keys): (Op, &[&str]) = match mnemonic {
+            "where" => (Op::Where, &[]),
+            "matmul" => (Op::MatMul, &[]),
+            "cast" => {
+                let word = a.word("to")?;
+                let to = DType::from_name(word).ok_or_else(|| format!("unknown dtype `{word}`"))?;
+                (Op::Cast { to }, &["to"])
+            }
+            "gelu" => {
+                let approximate = match a.word("approximate")? {
+                    "none" => GeluApprox::None,
+                    "tanh" => GeluApprox::Tanh,
+                    other => return Err(format!("unknown gelu approximation `{other}`")),
+                };
+                (Op::Gelu { approximate }, &["approximate"])
+            }
+            "transpose" => (
+                Op::Transpose {
+                    perm: a.usizes("perm")?,
+                },
+                &["perm"],
+            ),
+            "reshape" => (
+                Op::Reshape {
+                    shape: a.usizes("shape")?,
+                },
+                &["shape"],
+            ),
+            "expand" => (
+                Op::Expand {
+                    shape: a.usizes("shape")?,
+                },
+                &["shape"],
+            ),
+            "concat" => (
+                Op::Concat {
+                    axis: a.usize("axis")?,
+                },
+                &["axis"],
+            ),
+            "gather" => (
+                Op::Gather {
+                    axis: a.usize("axis")?,
+                },
+                &["axis"],
+            ),
+            "gather_elements" => (
+                Op::GatherElements {
+                    axis: a.usize("axis")?,
+                },
+                &["axis"],
+            ),
+            "softmax" => (
+                Op::Softmax {
+                    axis: a.usize("axis")?,
+                },
+                &["axis"],
+            ),
+            "gather_nd" => (
+                Op::GatherNd {
+                    batch_dims: a.usize("batch_dims")?,
+                },
+                &["batch_dims"],
+            ),
+            "slice" => (
+                Op::Slice {
+                    starts: a.ints("starts")?,
+                    ends: a.ints("ends")?,
+                    steps: a.ints("steps")?,
+                },
+                &["starts", "ends", "steps"],
+            ),
+            "reduce_sum" | "reduce_mean" | "reduce_max" => {
+                let kind = match mnemonic {
+                    "reduce_sum" => ReduceKind::Sum,
+                    "reduce_mean" => ReduceKind::Mean,
+                    _ => ReduceKind::Max,
+                };
+                let op = Op::Reduce {
+                    kind,
+                    axes: a.usizes("axes")?,
+                    keep_dims: a.bool("keep_dims")?,
+                };
+                (op, &["axes", "keep_dims"])
+            }
+            "layer_norm" => (
+                Op::LayerNorm {
+                    axis: a.usize("axis")?,
+                    epsilon: a.float("epsilon")?,
+                },
+                &["axis", "epsilon"],
+            ),
+            "rms_norm" => (
+                Op::RmsNorm {
+                    axis: a.usize("axis")?,
+                    epsilon: a.float("epsilon")?,
+                },
+                &["axis", "epsilon"],
+            ),
+            "conv" => (
+                Op::Conv(ConvAttrs {
+                    strides: a.usizes("strides")?,
+                    pads: a.usizes("pads")?,
+                    dilations: a.usizes("dilations")?,
+                    group: a.usize("group")?,
+                }),
+                &["strides", "pads", "dilations", "group"],
+            ),
+            "trilu" => (
+                Op::Trilu {
+                    upper: a.bool("upper")?,
+                    k: a.int("k")?,
+                },
+                &["upper", "k"],
+            ),
+            other => return Err(format!("unknown op `{other}`")),
+        };
+        a.only(keys)?;
+        Ok(op)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attrs_round_trip_through_from_parts() {
+        let ops = [
+            Op::Cast { to: DType::BF16 },
+            Op::Gelu {
+                approximate: GeluApprox::Tanh,
+            },
+            Op::Slice {
+                starts: vec![0, 3],
+                ends: vec![2, -1],
+                steps: vec![1, -1],
+            },
+            Op::Reduce {
+                kind: ReduceKind::Max,
+                axes: vec![1],
+                keep_dims: false,
+            },
+            Op::LayerNorm {
+                axis: 2,
+                epsilon: 1e-5,
+            },
+            Op::Trilu {
+                upper: false,
+                k: -1,
+            },
+            Op::Binary(BinaryOp::GreaterOrEqual),
+        ];
+        for op in ops {
+            let attrs: Vec<(String, AttrValue)> = op
+                .attrs()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+            assert_eq!(Op::from_parts(op.mnemonic(), &attrs), Ok(op));
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! The operations of Graph IR. Their text-form attributes are in
+//! [`super::attrs`], their type inference in [`super::infer`].
+//!
+//! Ops are tensor-level and ONNX-free: attributes are typed and fully
+//! resolved (axes non-negative, shapes static, slices normalized), and each
+//! op's result type is a function of its operand types and attributes
+//! ([`Op::infer`]). ONNX ops that are sugar for others (Gemm, Flatten,
+//! Squeeze, Unsqueeze, Clip, Identity, Split, ...) are expanded by the
+//! frontend and have no variant here.
+//!
+//! Adding an op (e.g. an NPU-native fused op): add a variant, then follow
+//! the compiler's exhaustiveness errors: [`Op::mnemonic`], `Op::attrs` and
+//! `Op::from_parts` (text form), `Op::infer` (types), and the
+//! interpreter's `eval`.
+
+use std::sync::Arc;
+
+use crate::tensor::{DType, Tensor};
+
+/// The phrase every "shape too large" error contains.
+pub const TOO_MANY_ELEMENTS: &str = "has too many elements";
+
+/// Elementwise operations with one operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    /// `-x`.
+    Neg,
+    /// `|x|`.
+    Abs,
+    /// `sqrt(x)`.
+    Sqrt,
+    /// `1 / x`.
+    Reciprocal,
+    /// `e^x`.
+    Exp,
+    /// Natural logarithm.
+    Log,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// The error function.
+    Erf,
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
+    /// `max(x, 0)`.
+    Relu,
+    /// Cosine.
+    Cos,
+    /// Sine.
+    Sin,
+    /// Logical not (bool).
+    Not,
+}
+
+impl UnaryOp {
+    /// Every unary op.
+    pub const ALL: [UnaryOp; 13] = [
+        UnaryOp::Neg,
+        UnaryOp::Abs,
+        UnaryOp::Sqrt,
+        UnaryOp::Reciprocal,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Tanh,
+        UnaryOp::Erf,
+        UnaryOp::Sigmoid,
+        UnaryOp::Relu,
+        UnaryOp::Cos,
+        UnaryOp::Sin,
+        UnaryOp::Not,
+    ];
+
+    /// The name in the text form.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "neg",
+            UnaryOp::Abs => "abs",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Reciprocal => "reciprocal",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Log => "log",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Erf => "erf",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Relu => "relu",
+            UnaryOp::Cos => "cos",
+            UnaryOp::Sin => "sin",
+            UnaryOp::Not => "not",
+        }
+    }
+}
+
+/// Elementwise operations with two operands, with NumPy broadcasting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// `a + b`.
+    Add,
+    /// `a - b`.
+    Sub,
+    /// `a * b`.
+    Mul,
+    /// `a / b` (integers truncate toward zero).
+    Div,
+    /// `a ^ b`; the result has `a`'s type, `b` may be any numeric type.
+    Pow,
+    /// Minimum (NaN-propagating).
+    Min,
+    /// Maximum (NaN-propagating).
+    Max,
+    /// `a == b` → bool.
+    Equal,
+    /// `a < b` → bool.
+    Less,
+    /// `a <= b` → bool.
+    LessOrEqual,
+    /// `a > b` → bool.
+    Greater,
+    /// `a >= b` → bool.
+    GreaterOrEqual,
+    /// Logical and (bool).
+    And,
+    /// Logical or (bool).
+    Or,
+}
+
+impl BinaryOp {
+    /// Every binary op.
+    pub const ALL: [BinaryOp; 14] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Pow,
+        BinaryOp::Min,
+        BinaryOp::Max,
+        BinaryOp::Equal,
+        BinaryOp::Less,
+        BinaryOp::LessOrEqual,
+        BinaryOp::Greater,
+        BinaryOp::GreaterOrEqual,
+        BinaryOp::And,
+        BinaryOp::Or,
+    ];
+
+    /// The name in the text form.
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Pow => "pow",
+            BinaryOp::Min => "min",
+            BinaryOp::Max => "max",
+            BinaryOp::Equal => "equal",
+            BinaryOp::Less => "less",
+            BinaryOp::LessOrEqual => "less_equal",
+            BinaryOp::Greater => "greater",
+            BinaryOp::GreaterOrEqual => "greater_equal",
+            BinaryOp::And => "and",
+            BinaryOp::Or => "or",
+        }
+    }
+
+    /// Whether the result is bool (comparisons and logic).
+    pub fn is_predicate(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Equal
+                | BinaryOp::Less
+                | BinaryOp::LessOrEqual
+                | BinaryOp::Greater
+                | BinaryOp::GreaterOrEqual
+                | BinaryOp::And
+                | BinaryOp::Or
+        )
+    }
+}
+
+/// What a reduction computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceKind {
+    /// Sum (0 over an empty set).
+    Sum,
+    /// Arithmetic mean (NaN over an empty set).
+    Mean,
+    /// Maximum (the type's lowest value over an empty set).
+    Max,
+}
+
+impl ReduceKind {
+    fn name(self) -> &'static str {
+        match self {
+            ReduceKind::Sum => "reduce_sum",
+            ReduceKind::Mean => "reduce_mean",
+            ReduceKind::Max => "reduce_max",
+        }
+    }
+}
+
+/// How GELU is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GeluApprox {
+    /// `0.5 x (1 + erf(x / √2))`.
+    None,
+    /// `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
+    Tanh,
+}
+
+/// Attributes of a convolution over `N, C, spatial...` tensors.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConvAttrs {
+    /// Stride per spatial dimension.
+    pub strides: Vec<usize>,
+    /// Padding: all begins, then all ends (ONNX order).
+    pub pads: Vec<usize>,
+    /// Dilation per spatial dimension.
+    pub dilations: Vec<usize>,
+    /// Number of groups (channels are split evenly).
+    pub group: usize,
+}
+
+/// A Graph IR operation. Every node has exactly one result.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// A graph input, supplied at run time.
+    Input,
+    /// A compile-time constant (weights, folded values).
+    Constant(Arc<Tensor>),
+    /// Elementwise with one operand.
+    Unary(UnaryOp),
+    /// Elementwise with two broadcast operands.
+    Binary(BinaryOp),
+    /// `cond ? x : y` with broadcasting over all three.
+    Where,
+    /// Element type conversion (round to nearest even into f16/bf16,
+    /// truncation toward zero into integers, non-zero into true).
+    Cast {
+        /// Target type.
+        to: DType,
+    },
+    /// Gaussian error linear unit.
+    Gelu {
+        /// Exact or tanh approximation.
+        approximate: GeluApprox,
+    },
+    /// Matrix product over the last two dimensions, with broadcast batch
+    /// dimensions. Both operands have rank ≥ 2.
+    MatMul,
+    /// Permutes dimensions: output dim `i` is input dim `perm[i]`.
+    Transpose {
+        /// The permutation.
+        perm: Vec<usize>,
+    },
+    /// Same elements, new shape.
+    Reshape {
+        /// The result shape.
+        shape: Vec<usize>,
+    },
+    /// Broadcasts to a shape (NumPy rules).
+    Expand {
+        /// The result shape.
+        shape: Vec<usize>,
+    },
+    /// Joins operands along an axis.
+    Concat {
+        /// The axis.
+        axis: usize,
+    },
+    /// Strided window, one entry per dimension: output index `i` reads input
+    /// index `start + i * step`. Normalized: `step != 0`, and with
+    /// `step > 0`, `0 <= start <= end <= dim`; with `step < 0`,
+    /// `-1 <= end <= start <= dim - 1` (or an empty range).
+    Slice {
+        /// First index per dimension.
+        starts: Vec<i64>,
+        /// Exclusive bound per dimension.
+        ends: Vec<i64>,
+        /// Step per dimension.
+        steps: Vec<i64>,
+    },
+    /// `out[..a, idx.., b..] = data[..a, indices[idx..], b..]`; negative
+    /// indices count from the end.
+    Gather {
+        /// The indexed axis.
+        axis: usize,
+    },
+    /// `out[i] = data[i with i[axis] replaced by indices[i]]`.
+    GatherElements {
+        /// The indexed axis.
+        axis: usize,
+    },
+    /// Gathers slices of `data` addressed by the last dimension of
+    /// `indices` (ONNX GatherND).
+    GatherNd {
+        /// Leading dimensions shared by data and indices.
+        batch_dims: usize,
+    },
+    /// Reduction over some axes.
+    Reduce {
+        /// Sum, mean or max.
+        kind: ReduceKind,
+        /// Sorted, distinct axes.
+        axes: Vec<usize>,
+        /// Whether reduced axes stay as size 1.
+        keep_dims: bool,
+    },
+    /// `exp(x - max) / sum(exp(x - max))` along one axis.
+    Softmax {
+        /// The axis.
+        axis: usize,
+    },
+    /// `(x - mean) / sqrt(var + epsilon) * scale (+ bias)`, statistics over
+    /// dimensions `axis..`. Operands: x, scale, optional bias.
+    LayerNorm {
+        /// First normalized dimension.
+        axis: usize,
+        /// Added to the variance.
+        epsilon: f32,
+    },
+    /// `x / sqrt(mean(x²) + epsilon) * scale`, over dimensions `axis..`.
+    /// Operands: x, scale.
+    RmsNorm {
+        /// First normalized dimension.
+        axis: usize,
+        /// Added to the mean square.
+        epsilon: f32,
+    },
+    /// Convolution (cross-correlation) over `N, C, spatial...`. Operands:
+    /// x, weights `[M, C / group, kernel...]`, optional bias `[M]`.
+    Conv(ConvAttrs),
+    /// Keeps the upper (or lower) triangle of the last two dimensions,
+    /// relative to diagonal `k`; zeroes the rest.
+    Trilu {
+        /// Upper (`j - i >= k`) or lower (`j - i <= k`).
+        upper: bool,
+        /// Diagonal offset.
+        k: i64,
+    },
+}
+
+impl Op {
+    /// The op's name in the text form (`matmul`, `reduce_sum`, ...).
+    pub fn mnemonic(&self) -> &'static str {
+        match self {
+            Op::Input => "input",
+            Op::Constant(_) => "const",
+            Op::Unary(u) => u.name(),
+            Op::Binary(b) => b.name(),
+            Op::Where => "where",
+            Op::Cast { .. } => "cast",
+            Op::Gelu { .. } => "gelu",
+            Op::MatMul => "matmul",
+            Op::Transpose { .. } => "transpose",
+            Op::Reshape { .. } => "reshape",
+            Op::Expand { .. } => "expand",
+            Op::Concat { .. } => "concat",
+            Op::Slice { .. } => "slice",
+            Op::Gather { .. } => "gather",
+            Op::GatherElements { .. } => "gather_elements",
+            Op::GatherNd { .. } => "gather_nd",
+            Op::Reduce { kind, .. } => kind.name(),
+            Op::Softmax { .. } => "softmax",
+            Op::LayerNorm { .. } => "layer_norm",
+            Op::RmsNorm { .. } => "rms_norm",
+            Op::Conv(_) => "conv",
+            Op::Trilu { .. } => "trilu",
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The reference interpreter: evaluates Graph IR with plain loops.
+//!
+//! It is the oracle for graph rewrites, for the simulator and for per-layer
+//! comparison, so it favours clarity over speed (but a matmul is a cache-
+//! friendly triple loop, not something absurd). Floating-point types are
+//! computed in f32 (statistics such as sums and variances in f64) and
+//! f16/bf16 results are rounded to their type after each op; integers are
+//! computed in i64 and wrapped to their width; bools are bools.
+//!
+//! Run-time errors (an index out of range, an integer division by zero, a
+//! tensor too large to allocate) are [`InterpError`]s naming the node, never
+//! panics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::graph::{Graph, NodeId, Op, TensorType};
+use crate::tensor::Tensor;
+
+mod elementwise;
+mod linalg;
+mod movement;
+mod reduce;
+
+pub(crate) use elementwise::broadcast_index;
+
+/// Results larger than this many bytes are refused instead of allocated.
+pub const MAX_TENSOR_BYTES: usize = 1 << 30;
+
+/// An evaluation error.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InterpError {
+    /// The inputs do not match the graph's inputs.
+    #[error("input `{input}`: {message}")]
+    Input {
+        /// Graph input name.
+        input: String,
+        /// What does not match.
+        message: String,
+    },
+    /// A node failed.
+    #[error("node `{node}` ({op}): {message}")]
+    Node {
+        /// Node name.
+        node: String,
+        /// Op mnemonic.
+        op: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The graph is malformed (run the verifier).
+    #[error("{0}")]
+    Graph(String),
+}
+
+/// Which node values an evaluation keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// Only graph outputs; intermediate values are freed after their last use.
+    Outputs,
+    /// Every node's value (for per-layer comparison).
+    All,
+}
+
+/// The result of evaluating a graph.
+#[derive(Debug)]
+pub struct Evaluation {
+    values: HashMap<NodeId, Arc<Tensor>>,
+    outputs: Vec<(String, Arc<Tensor>)>,
+}
+
+impl Evaluation {
+    /// The graph outputs (name, value), in order.
+    pub fn outputs(&self) -> &[(String, Arc<Tensor>)] {
+        &self.outputs
+    }
+
+    /// A node's value, if it was kept.
+    pub fn value(&self, id: NodeId) -> Option<&Arc<Tensor>> {
+        self.values.get(&id)
+    }
+}
+
+/// Orders named tensors (e.g. the `input_N.pb` of a test) as the graph's
+/// inputs: each graph input takes the tensor with its name, else the tensor
+/// at its position.
+pub fn bind_inputs(
+    graph: &Graph,
+    tensors: &[(String, Tensor)],
+) -> Result<Vec<Arc<Tensor>>, InterpError> {
+    let mut bound = Vec::with_capacity(graph.inputs().len());
+    for (position, &id) in graph.inputs().iter().enumerate() {
+        let name = &graph.node(id).name;
+        let value = tensors
+            .iter()
+            .find(|(n, _)| n == name)
+            .or_else(|| {
+                tensors
+                    .get(position)
+                    .filter(|(n, _)| n.is_empty() || graph.find(n).is_none())
+            })
+            .ok_or_else(|| InterpError::Input {
+                input: name.clone(),
+                message: "no value given".into(),
+            })?;
+        bound.push(Arc::new(value.1.clone()));
+    }
+    Ok(bound)
+}
+
+/// Evaluates a graph on inputs given in graph-input order, returning the
+/// outputs in order.
+pub fn run(graph: &Graph, inputs: &[Tensor]) -> Result<Vec<Tensor>, InterpError> {
+    let inputs: Vec<Arc<Tensor>> = inputs.iter().cloned().map(Arc::new).collect();
+    let evaluation = evaluate(graph, &inputs, Keep::Outputs)?;
+    Ok(evaluation
+        .outputs
+        .into_iter()
+        .map(|(_, t)| Arc::unwrap_or_clone(t))
+        .collect())
+}
+
+/// Evaluates a graph on inputs given in graph-input order.
+pub fn evaluate(
+    graph: &Graph,
+    inputs: &[Arc<Tensor>],
+    keep: Keep,
+) -> Result<Evaluation, InterpError> {
+    if inputs.len() != graph.inputs().len() {
+        return Err(InterpError::Input {
+            input: "*".into(),
+            message: format!(
+                "the graph has {} inputs, {} were given",
+                graph.inputs().len(),
+                inputs.len()
+            ),
+        });
+    }
+    let mut values: HashMap<NodeId, Arc<Tensor>> = HashMap::new();
+    for (&id, value) in graph.inputs().iter().zip(inputs) {
+        let node = graph.node(id);
+        if value.dtype() != node.ty.dtype || value.shape() != node.ty.shape.as_slice() {
+            return Err(InterpError::Input {
+                input: node.name.clone(),
+                message: format!(
+                    "expected {} but got {}",
+                    node.ty,
+                    TensorType::new(value.dtype(), value.shape().to_vec())
+                ),
+            });
+        }
+        values.insert(id, Arc::clone(value));
+    }
+    let order = graph
+        .topo_order()
+        .map_err(|e| InterpError::Graph(e.to_string()))?;
+    // Remaining uses of each value, to free intermediates early.
+    let mut remaining: HashMap<NodeId, usize> = HashMap::new();
+    for &id in &order {
+        for operand in graph.operands(id) {
+            *remaining.entry(operand).or_default() += 1;
+        }
+    }
+    let output_ids: std::collections::HashSet<NodeId> =
+        graph.outputs().iter().map(|(_, id)| *id).collect();
+    for &id in &order {
+        let node = graph.node(id);
+        if matches!(node.op, Op::Input) {
+            continue;
+        }
+        let operands = graph.operands(id);
+        let mut args = Vec::with_capacity(operands.len());
+        for operand in &operands {
+            let value = values.get(operand).ok_or_else(|| {
+                InterpError::Graph(format!("node `{}` has an unevaluated operand", node.name))
+            })?;
+            args.push(Arc::clone(value));
+        }
+        let arg_refs: Vec<&Tensor> = args.iter().map(|a| a.as_ref()).collect();
+        let value =
+            match &node.op {
+                Op::Constant(t) => Arc::clone(t),
+                op => Arc::new(eval_op(op, &arg_refs, &node.ty).map_err(|message| {
+                    InterpError::Node {
+                        node: node.name.clone(),
+                        op: op.mnemonic().to_string(),
+                        message,
+                    }
+                })?),
+            };
+        values.insert(id, value);
+        if keep == Keep::Outputs {
+            for operand in operands {
+                if let Some(n) = remaining.get_mut(&operand) {
+                    *n -= 1;
+                    if *n == 0 && !output_ids.contains(&operand) {
+                        values.remove(&operand);
+                    }
+                }
+            }
+        }
+    }
+    let mut outputs = Vec::with_capacity(graph.outputs().len());
+    for (name, id) in graph.outputs() {
+        let value = values
+            .get(id)
+            .ok_or_else(|| InterpError::Graph(format!("output `{name}` was not evaluated")))?;
+        outputs.push((name.clone(), Arc::clone(value)));
+    }
+    Ok(Evaluation { values, outputs })
+}
+
+/// Evaluates one operation on operand values, producing a value of type
+/// `ty` (the node's inferred type). Errors are messages for the caller to
+/// attach to a node.
+pub fn eval_op(op: &Op, args: &[&Tensor], ty: &TensorType) -> Result<Tensor, String> {
+    let bytes = ty
+        .checked_numel()
+        .and_then(|n| n.checked_mul(ty.dtype.size()));
+    if bytes.is_none_or(|b| b > MAX_TENSOR_BYTES) {
+        return Err(format!(
+            "result {ty} is too large for the reference interpreter"
+        ));
+    }
+    let arg = |i: usize| -> Result<&Tensor, String> {
+        args.get(i)
+            .copied()
+            .ok_or_else(|| format!("missing operand {i}"))
+    };
+    let out = match op {
+        Op::Input => return Err("inputs are not evaluated".into()),
+        Op::Constant(t) => Tensor::clone(t),
+        Op::Unary(u) => elementwise::unary(*u, arg(0)?)?,
+        Op::Binary(b) => elementwise::binary(*b, arg(0)?, arg(1)?, ty)?,
+        Op::Where => elementwise::select(arg(0)?, arg(1)?, arg(2)?, ty)?,
+        Op::Cast { to } => elementwise::cast(arg(0)?, *to)?,
+        Op::Gelu { approximate } => elementwise::gelu(arg(0)?, *approximate)?,
+        Op::MatMul => linalg::matmul(arg(0)?, arg(1)?, ty)?,
+        Op::Conv(attrs) => linalg::conv(arg(0)?, arg(1)?, args.get(2).copied(), attrs, ty)?,
+        Op::Transpose { perm } => movement::transpose(arg(0)?, perm, ty)?,
+        Op::Reshape { shape } => Tensor::clone(arg(0)?)
+            .reshaped(shape.clone())
+            .ok_or("element count differs")?,
+        Op::Expand { shape } => movement::expand(arg(0)?, shape)?,
+        Op::Concat { axis } => movement::concat(args, *axis, ty)?,
+        Op::Slice {
+            starts,
+            ends: _,
+            steps,
+        } => movement::slice(arg(0)?, starts, steps, ty)?,
+        Op::Gather { axis } => movement::gather(arg(0)?, arg(1)?, *axis, ty)?,
+        Op::GatherElements { axis } => movement::gather_elements(arg(0)?, arg(1)?, *axis)?,
+        Op::GatherNd { batch_dims } => movement::gather_nd(arg(0)?, arg(1)?, *batch_dims, ty)?,
+        Op::Trilu { upper, k } => movement::trilu(arg(0)?, *upper, *k)?,
+        Op::Reduce {
+            kind,
+            axes,
+            keep_dims: _,
+        } => reduce::reduce(arg(0)?, *kind, axes, ty)?,
+        Op::Softmax { axis } => reduce::softmax(arg(0)?, *axis)?,
+        Op::LayerNorm { axis, epsilon } => {
+            reduce::layer_norm(arg(0)?, arg(1)?, args.get(2).copied(), *axis, *epsilon)?
+        }
+        Op::RmsNorm { axis, epsilon } => reduce::rms_norm(arg(0)?, arg(1)?, *axis, *epsilon)?,
+    };
+    if out.dtype() != ty.dtype || out.shape() != ty.shape.as_slice() {
+        return Err(format!(
+            "internal: produced {} for declared {ty}",
+            TensorType::new(out.dtype(), out.shape().to_vec())
+        ));
+    }
+    Ok(out)
+}
+
+/// Calls `f` with every multi-index of `shape` in row-major order.
+pub(crate) fn for_each_index(shape: &[usize], mut f: impl FnMut(&[usize])) {
+    if shape.contains(&0) {
+        return;
+    }
+    let mut index = vec![0usize; shape.len()];
+    loop {
+        f(&index);
+        let mut d = shape.len();
+        loop {
+            if d == 0 {
+                return;
+            }
+            d -= 1;
+            index[d] += 1;
+            if index[d] < shape[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{BinaryOp, UnaryOp};
+    use crate::tensor::DType;
+
+    fn graph() -> (Graph, NodeId, NodeId) {
+        let mut g = Graph::new("g");
+        let x = g
+            .add_input("x", TensorType::new(DType::F32, vec![2]))
+            .expect("x");
+        let n = g.add_node("n", Op::Unary(UnaryOp::Neg), &[x]).expect("neg");
+        let y = g
+            .add_node("y", Op::Binary(BinaryOp::Mul), &[n, x])
+            .expect("mul");
+        g.add_output("y", y);
+        (g, n, y)
+    }
+
+    #[test]
+    fn keep_all_returns_intermediate_values() {
+        let (g, n, _) = graph();
+        let x = Arc::new(Tensor::from_f32(&[2], vec![2.0, -3.0]));
+        let all = evaluate(&g, &[Arc::clone(&x)], Keep::All).expect("runs");
+        assert_eq!(all.value(n).expect("kept").to_f32_vec(), vec![-2.0, 3.0]);
+        assert_eq!(all.outputs()[0].1.to_f32_vec(), vec![-4.0, -9.0]);
+        let outputs_only = evaluate(&g, &[x], Keep::Outputs).expect("runs");
+        assert!(outputs_only.value(n).is_none(), "intermediates are freed");
+    }
+
+    #[test]
+    fn inputs_of_the_wrong_type_are_refused() {
+        let (g, _, _) = graph();
+        let err = run(&g, &[Tensor::from_f32(&[3], vec![0.0; 3])]).expect_err("shape");
+        assert_eq!(err.to_string(), "input `x`: expected f32[2] but got f32[3]");
+    }
+
+    #[test]
+    fn bind_inputs_matches_names_then_positions() {
+        let (g, _, _) = graph();
+        let by_name = bind_inputs(&g, &[("x".into(), Tensor::from_f32(&[2], vec![1.0, 2.0]))])
+            .expect("by name");
+        assert_eq!(by_name[0].to_f32_vec(), vec![1.0, 2.0]);
+        let by_position = bind_inputs(
+            &g,
+            &[(String::new(), Tensor::from_f32(&[2], vec![5.0, 6.0]))],
+        )
+        .expect("by position");
+        assert_eq!(by_position[0].to_f32_vec(), vec![5.0, 6.0]);
+    }
+}

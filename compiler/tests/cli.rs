@@ -1,0 +1,241 @@
+//! The `tessera` binary: `compile` and `check` on real models, and every
+//! bad input from the acceptance list: exit 1 with one line naming the
+//! problem, never a panic.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn tessera(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .current_dir(common::repo())
+        .output()
+        .expect("runs tessera")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts exit code 1 and a single `error:` line containing `needles`.
+fn assert_user_error(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "`{needle}` not in: {err}");
+    }
+}
+
+#[test]
+fn check_interpret_passes_on_every_model() {
+    for dir in common::model_dirs() {
+        let model = dir.join("model.onnx");
+        let data = dir.join("test_data_set_0");
+        let mut args = vec![
+            "check".to_string(),
+            model.display().to_string(),
+            "--data".into(),
+            data.display().to_string(),
+            "--interpret".into(),
+        ];
+        args.extend(common::dim_args(&dir));
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = tessera(&argv);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}{}",
+            dir.display(),
+            stdout(&out),
+            stderr(&out)
+        );
+        let text = stdout(&out);
+        assert!(
+            text.lines()
+                .next()
+                .is_some_and(|l| l.contains(" max_abs ") && l.ends_with(" PASS")),
+            "{text}"
+        );
+        assert!(text.contains("outputs within tolerance"), "{text}");
+    }
+}
+
+#[test]
+fn check_reports_a_mismatch_with_exit_1() {
+    // mlp_block's model against attention_block's data: same shapes, other values.
+    let out = tessera(&[
+        "check",
+        "models/mlp_block/model.onnx",
+        "--data",
+        "models/attention_block/test_data_set_0",
+        "--interpret",
+    ]);
+    assert!(stdout(&out).contains(" FAIL"), "{}", stdout(&out));
+    assert_user_error(&out, &["output `y` is out of tolerance"]);
+}
+
+#[test]
+fn check_with_a_wrong_dim_fails_cleanly() {
+    let out = tessera(&[
+        "check",
+        "models/mlp_block_dynamic/model.onnx",
+        "--data",
+        "models/mlp_block_dynamic/test_data_set_0",
+        "--interpret",
+        "--dim",
+        "seq=5",
+    ]);
+    assert_user_error(&out, &["input `x`", "expected f32[1, 5, 32]"]);
+}
+
+#[test]
+fn compile_emits_graph_ir_and_dumps_every_stage() {
+    let out = tessera(&["compile", "models/mlp_block/model.onnx", "--emit", "graph"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("graph ") && text.contains("layer_norm(") && text.contains("output \"y\""),
+        "{text}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("tessera-dump-{}", std::process::id()));
+    let dir_arg = dir.display().to_string();
+    let out = tessera(&[
+        "compile",
+        "models/fixtures/shape_chain/model.onnx",
+        "--dim",
+        "seq=6",
+        "--dump-dir",
+        &dir_arg,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let import = std::fs::read_to_string(dir.join("01-import.graph")).expect("import dump");
+    let fold = std::fs::read_to_string(dir.join("02-fold.graph")).expect("fold dump");
+    assert!(
+        import.contains("concat("),
+        "the exporter's shape chain before folding: {import}"
+    );
+    assert!(
+        !fold.contains("concat(") && fold.contains("reshape("),
+        "{fold}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn compile_to_a_loadable_is_not_implemented_yet() {
+    let out = tessera(&[
+        "compile",
+        "models/mlp_block/model.onnx",
+        "-o",
+        "/dev/null",
+        "--target",
+        "tiny",
+        "--precision",
+        "bf16",
+        "--no-egraph",
+    ]);
+    assert_user_error(&out, &["code generation is not implemented yet"]);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = tessera(&["check", "models/mlp_block/model.onnx"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = tessera(&["compile", "models/mlp_block/model.onnx", "--dim", "seq"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+fn compile_fixture(file: &str) -> Output {
+    let path = Path::new("models/fixtures").join(file);
+    tessera(&["compile", &path.display().to_string(), "--emit", "graph"])
+}
+
+#[test]
+fn bad_input_not_onnx() {
+    assert_user_error(
+        &compile_fixture("not_onnx.onnx"),
+        &["not_onnx.onnx", "not a valid ONNX model"],
+    );
+}
+
+#[test]
+fn bad_input_truncated() {
+    assert_user_error(
+        &compile_fixture("truncated.onnx"),
+        &["truncated.onnx", "not a valid ONNX model"],
+    );
+}
+
+#[test]
+fn bad_input_unknown_ops_are_all_listed() {
+    assert_user_error(
+        &compile_fixture("bad_unknown_ops.onnx"),
+        &[
+            "2 unsupported ops",
+            "`my_lstm` (LSTM)",
+            "`my_nms` (NonMaxSuppression)",
+        ],
+    );
+}
+
+#[test]
+fn bad_input_unsupported_dtype() {
+    assert_user_error(
+        &compile_fixture("bad_float64.onnx"),
+        &["input `x`", "unsupported dtype float64"],
+    );
+}
+
+#[test]
+fn bad_input_missing_initializer() {
+    assert_user_error(
+        &compile_fixture("bad_missing_initializer.onnx"),
+        &["input `w_missing` is not defined"],
+    );
+}
+
+#[test]
+fn bad_input_cycle() {
+    assert_user_error(
+        &compile_fixture("bad_cycle.onnx"),
+        &["cycle", "`cycle_a`", "`cycle_b`"],
+    );
+}
+
+#[test]
+fn bad_input_unbound_dim() {
+    assert_user_error(
+        &compile_fixture("bad_unbound_dim.onnx"),
+        &["input `x`", "symbolic dimension `seq` is not bound"],
+    );
+}
+
+#[test]
+fn bad_input_dim_product_overflows() {
+    assert_user_error(
+        &compile_fixture("bad_overflow_dim.onnx"),
+        &["node `", "(ConstantOfShape)", "too many elements"],
+    );
+    assert_user_error(
+        &compile_fixture("bad_overflow_dim_expand.onnx"),
+        &["node `", "(Expand)", "too many elements"],
+    );
+}
+
+#[test]
+fn bad_input_missing_file() {
+    assert_user_error(
+        &compile_fixture("does_not_exist.onnx"),
+        &["does_not_exist.onnx"],
+    );
+}
