@@ -43,6 +43,12 @@ pub enum Tolerance {
         /// Absolute tolerance.
         atol: f64,
     },
+    /// Cosine similarity of the whole tensor at least `min` (reduced
+    /// precision: bf16 MXU operands); integer outputs must still be exact.
+    Cosine {
+        /// Smallest acceptable cosine similarity.
+        min: f64,
+    },
 }
 
 impl Tolerance {
@@ -56,7 +62,7 @@ impl Tolerance {
     pub fn allowed_abs(&self, metrics: &Metrics) -> Option<f64> {
         match self {
             Tolerance::Scaled { factor } => Some(factor * metrics.max_expected.max(1.0)),
-            Tolerance::Elementwise { .. } => None,
+            Tolerance::Elementwise { .. } | Tolerance::Cosine { .. } => None,
         }
     }
 }
@@ -70,6 +76,7 @@ impl std::fmt::Display for Tolerance {
             Tolerance::Elementwise { rtol, atol } => {
                 write!(f, "|a - e| <= {atol:e} + {rtol:e} * |e|")
             }
+            Tolerance::Cosine { min } => write!(f, "cosine similarity >= {min}"),
         }
     }
 }
@@ -129,7 +136,7 @@ pub fn compare(
         let ok = match tolerance {
             _ if same_special || exact => err == 0.0,
             Tolerance::Elementwise { rtol, atol } => err <= atol + rtol * y.abs(),
-            Tolerance::Scaled { .. } => true,
+            Tolerance::Scaled { .. } | Tolerance::Cosine { .. } => true,
         };
         if !ok {
             mismatches += 1;
@@ -144,6 +151,7 @@ pub fn compare(
     };
     let pass = match tolerance {
         Tolerance::Scaled { factor } if !exact => max_abs <= factor * max_expected.max(1.0),
+        Tolerance::Cosine { min } if !exact => cosine >= min,
         _ => mismatches == 0,
     };
     Ok(Comparison {

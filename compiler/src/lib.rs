@@ -14,6 +14,7 @@
 
 pub mod codegen;
 pub mod compare;
+pub mod driver;
 pub mod fold;
 pub mod frontend;
 pub mod graph;

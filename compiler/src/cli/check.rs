@@ -2,11 +2,12 @@
 //! output with the expected one.
 //!
 //! With `--interpret`, the Graph IR (after the Graph IR passes) is run by
-//! the reference interpreter. Without it the model will be compiled and
-//! simulated once that pipeline exists. Both use the same comparison
+//! the reference interpreter; without it the model is compiled for the
+//! target and simulated. Both use the same comparison
 //! (`tessera_compiler::compare`): per output, max abs error, max relative
-//! error and cosine similarity; within tolerance when
-//! `max_abs <= 1e-4 * max(1, max |expected|)`.
+//! error and cosine similarity. Tolerance: `max_abs <= 1e-4 * max(1, max
+//! |expected|)` for the interpreter and `--precision fp32`; cosine
+//! similarity ≥ 0.999 for `--precision bf16`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,14 +30,44 @@ pub struct CheckArgs {
     /// Run the reference interpreter instead of compiling and simulating.
     #[arg(long)]
     interpret: bool,
+    /// With the simulator: print the run's statistics.
+    #[arg(long)]
+    stats: bool,
     #[command(flatten)]
     options: CompileOptions,
 }
 
-pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    if !args.interpret {
-        bail!("compiling and simulating is not implemented yet; use --interpret");
+/// Compiles, simulates on the bound inputs, returns the outputs.
+fn simulate(
+    graph: &tessera_compiler::graph::Graph,
+    args: &CheckArgs,
+    inputs: &[(String, tessera_compiler::tensor::Tensor)],
+) -> anyhow::Result<Vec<(String, tessera_compiler::tensor::Tensor)>> {
+    let compiled = super::compile::backend(graph, &args.options, &args.model)?;
+    let loadable = compiled.loadable;
+    let bound = bind_inputs(graph, inputs).with_context(|| args.data.display().to_string())?;
+    let mut sim = tessera_sim::Simulator::new(loadable.clone())?;
+    for (&id, tensor) in graph.inputs().iter().zip(&bound) {
+        let name = &graph.node(id).name;
+        let desc = loadable
+            .inputs
+            .iter()
+            .find(|d| &d.name == name)
+            .ok_or_else(|| anyhow!("the compiled program has no input `{name}`"))?;
+        let bytes =
+            tessera_compiler::runtime_io::tensor_to_bytes(tensor, desc).map_err(|m| anyhow!(m))?;
+        sim.set_input(name, &bytes)?;
     }
+    let result = sim
+        .run(&tessera_sim::Options::default())
+        .with_context(|| args.model.display().to_string())?;
+    if args.stats {
+        print!("{}", result.stats.table());
+    }
+    super::run::read_outputs(&sim, &loadable)
+}
+
+pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let graph = graph_pipeline(&args.model, &args.options, |_, _, _| Ok(()))?;
     let data = &args.data;
     let inputs = read_numbered_pbs(data, "input").map_err(|m| anyhow!(m))?;
@@ -44,15 +75,27 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     if expected.is_empty() {
         bail!("{}: no output_0.pb", data.display());
     }
-    let bound = bind_inputs(&graph, &inputs).with_context(|| data.display().to_string())?;
-    let evaluation = evaluate(&graph, &bound, Keep::Outputs)
-        .with_context(|| args.model.display().to_string())?;
-    let actual: Vec<(String, &_)> = evaluation
-        .outputs()
-        .iter()
-        .map(|(n, t)| (n.clone(), t.as_ref()))
-        .collect();
-    let tolerance = Tolerance::MODEL_FP32;
+    let simulated;
+    let evaluation;
+    let actual: Vec<(String, &_)> = if args.interpret {
+        let bound = bind_inputs(&graph, &inputs).with_context(|| data.display().to_string())?;
+        evaluation = evaluate(&graph, &bound, Keep::Outputs)
+            .with_context(|| args.model.display().to_string())?;
+        evaluation
+            .outputs()
+            .iter()
+            .map(|(n, t)| (n.clone(), t.as_ref()))
+            .collect()
+    } else {
+        simulated = simulate(&graph, &args, &inputs)?;
+        simulated.iter().map(|(n, t)| (n.clone(), t)).collect()
+    };
+    let tolerance = if !args.interpret && args.options.precision == super::compile::Precision::Bf16
+    {
+        Tolerance::Cosine { min: 0.999 }
+    } else {
+        Tolerance::MODEL_FP32
+    };
     let checks = check_outputs(&actual, &expected, tolerance).map_err(|m| anyhow!(m))?;
     for c in &checks {
         println!("{}", c.line());

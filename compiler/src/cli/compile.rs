@@ -1,22 +1,23 @@
-//! `tessera compile`: import an ONNX model, run the pass pipeline, dump IR.
+//! `tessera compile`: import an ONNX model, run the pass pipeline, lower,
+//! generate code and write the loadable.
 //!
-//! For now the pipeline ends after the Graph IR passes (import, fold):
 //! `--emit graph` prints the final Graph IR (compact: large constants as
-//! size and checksum) and `--dump-dir DIR` writes the Graph IR after every
-//! stage as `DIR/NN-STAGE.graph`. Code generation (`-o`) is not
-//! implemented yet and fails with a clear error; the target, precision and
-//! e-graph flags are accepted so the interface is stable.
+//! size and checksum), `--emit kernels` the Kernel IR, `--emit asm` the
+//! program's assembly; `--dump-dir DIR` writes the IR after every stage as
+//! numbered files (`NN-STAGE.graph`, then `kernels.txt`, `program.s`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use clap::{Args, ValueEnum};
+use tessera_compiler::driver::{compile_graph, Compiled};
 use tessera_compiler::frontend::{import_file, ImportOptions};
 use tessera_compiler::graph::printer::{print_graph, DataMode};
 use tessera_compiler::graph::Graph;
 use tessera_compiler::passes::run_graph_passes;
+use tessera_isa::{disassemble, DisasmOptions};
 
 /// Options shared by `compile` and `check`.
 #[derive(Args, Debug, Clone)]
@@ -28,7 +29,7 @@ pub struct CompileOptions {
     #[arg(long, default_value = "base")]
     pub target: String,
     /// Arithmetic precision of the compiled program.
-    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    #[arg(long, value_enum, default_value_t = Precision::Bf16)]
     pub precision: Precision,
     /// Skip the e-graph optimizer.
     #[arg(long)]
@@ -38,10 +39,20 @@ pub struct CompileOptions {
 /// Arithmetic precision.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
-    /// fp32 everywhere.
+    /// fp32 everywhere (MXU at reduced rate).
     Fp32,
-    /// bf16 operands, fp32 accumulation.
+    /// bf16 MXU operands, fp32 accumulation and vector math.
     Bf16,
+}
+
+impl Precision {
+    /// The lowering's precision.
+    pub fn lower(self) -> tessera_compiler::lower::Precision {
+        match self {
+            Precision::Fp32 => tessera_compiler::lower::Precision::Fp32,
+            Precision::Bf16 => tessera_compiler::lower::Precision::Bf16,
+        }
+    }
 }
 
 /// An IR that `--emit` can print.
@@ -49,6 +60,10 @@ pub enum Precision {
 pub enum Emit {
     /// Graph IR after the Graph IR passes.
     Graph,
+    /// Kernel IR: tiled loop nests, buffers, DMA.
+    Kernels,
+    /// The generated program as assembly (segment data omitted).
+    Asm,
 }
 
 /// Arguments of `tessera compile`.
@@ -113,12 +128,15 @@ pub fn graph_pipeline(
     Ok(graph)
 }
 
+/// Runs the back end on a graph for the options' target and precision.
+pub fn backend(graph: &Graph, options: &CompileOptions, model: &Path) -> anyhow::Result<Compiled> {
+    let target = super::asm::load_target(&options.target)?;
+    compile_graph(graph, &target, options.precision.lower())
+        .with_context(|| model.display().to_string())
+}
+
 pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
-    let _ = (
-        &args.options.target,
-        args.options.precision,
-        args.options.no_egraph,
-    );
+    let _ = args.options.no_egraph;
     if let Some(dir) = &args.dump_dir {
         std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
     }
@@ -133,8 +151,38 @@ pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
     if args.emit.contains(&Emit::Graph) && args.dump_dir.is_none() {
         print!("{}", print_graph(&graph, DataMode::Compact)?);
     }
-    if args.output.is_some() {
-        bail!("code generation is not implemented yet (use --emit graph or `tessera check --interpret`)");
+    let wants_backend = args.output.is_some()
+        || args
+            .emit
+            .iter()
+            .any(|e| matches!(e, Emit::Kernels | Emit::Asm))
+        || args.dump_dir.is_some();
+    if !wants_backend {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let compiled = backend(&graph, &args.options, &args.model)?;
+    let kernels = compiled.lowered.program.to_string();
+    let asm_options = DisasmOptions {
+        data: false,
+        pc_comments: true,
+    };
+    let asm = disassemble(&compiled.loadable, asm_options)?;
+    if let Some(dir) = &args.dump_dir {
+        for (name, text) in [("kernels.txt", &kernels), ("program.s", &asm)] {
+            let path = dir.join(name);
+            std::fs::write(&path, text).with_context(|| path.display().to_string())?;
+        }
+    } else {
+        if args.emit.contains(&Emit::Kernels) {
+            print!("{kernels}");
+        }
+        if args.emit.contains(&Emit::Asm) {
+            print!("{asm}");
+        }
+    }
+    if let Some(out) = &args.output {
+        std::fs::write(out, compiled.loadable.to_bytes())
+            .with_context(|| out.display().to_string())?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,7 @@ use tessera_isa::{
 };
 
 mod print;
+mod rewrite;
 
 /// A loop variable: the iteration index (0, 1, …) of an enclosing `For`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,10 +1,33 @@
 //! Lowering: Graph IR → Kernel IR.
 //!
-//! Each NPU-native op becomes one kernel from a template (`gemm`, …) whose
-//! tile sizes fit the target; the DRAM planner places every tensor.
+//! Every NPU-native op becomes one kernel built by a template whose tile
+//! sizes fit the target (`gemm`, `elementwise`, `rowwise`, `movement`, …);
+//! `Reshape` costs nothing (its result aliases its operand). The DRAM plan
+//! (`plan`) places constants, inputs, outputs and a liveness-reused arena
+//! for intermediates. All kernels read and write DRAM; on-chip buffers live
+//! only inside one kernel.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use tessera_isa::{MxuType, Segment, Target, TensorDesc};
+
+use crate::graph::{Graph, NodeId, Op};
+use crate::kernel::{DramKind, DramTensor, Kernel, KernelProgram};
+use crate::runtime_io::isa_dtype;
+use crate::tensor::{DType, Tensor};
 
 pub mod alloc;
+pub mod elementwise;
+pub mod gather;
 pub mod gemm;
+pub mod movement;
+mod ops;
+pub mod pipeline;
+pub mod plan;
+pub mod rowwise;
+
+use plan::{align, last_uses, storage_root, Arena};
 
 /// Why a graph cannot be lowered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,4 +43,351 @@ pub enum LowerError {
         /// What is missing.
         message: String,
     },
+    /// Several nodes cannot be lowered (all are listed).
+    #[error("{} nodes cannot run on the NPU: {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Many(Vec<LowerError>),
+    /// The program does not fit the target's DRAM.
+    #[error("the program needs {needed} bytes of DRAM, the target has {available}")]
+    DramFull {
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes available.
+        available: u64,
+    },
+}
+
+/// Arithmetic precision of the compiled program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// MXU inputs in fp32 (reduced rate); results within ONNX tolerances.
+    Fp32,
+    /// MXU inputs in bf16, fp32 accumulation and vector math (the default).
+    #[default]
+    Bf16,
+}
+
+impl Precision {
+    /// The MXU input type.
+    pub fn mxu(self) -> MxuType {
+        match self {
+            Precision::Fp32 => MxuType::F32,
+            Precision::Bf16 => MxuType::Bf16,
+        }
+    }
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+/// A lowered program: kernels plus everything the loadable records.
+#[derive(Debug, Clone)]
+pub struct Lowered {
+    /// Kernels and the DRAM plan.
+    pub program: KernelProgram,
+    /// Constant DRAM contents.
+    pub segments: Vec<Segment>,
+    /// Graph inputs.
+    pub inputs: Vec<TensorDesc>,
+    /// Graph outputs.
+    pub outputs: Vec<TensorDesc>,
+}
+
+/// What a kernel template may ask of the lowering.
+pub struct Ctx<'g> {
+    /// The graph.
+    pub graph: &'g Graph,
+    /// The target.
+    pub target: &'g Target,
+    /// Precision.
+    pub precision: Precision,
+    addr: HashMap<NodeId, u64>,
+    weights: HashMap<NodeId, u64>,
+    arena: RefCell<Arena>,
+    scratch: RefCell<Vec<(u64, u64)>>,
+}
+
+impl Ctx<'_> {
+    /// DRAM scratch space that lives until the current node's kernels end.
+    pub fn scratch(&self, bytes: u64) -> u64 {
+        let at = self.arena.borrow_mut().alloc(bytes);
+        self.scratch.borrow_mut().push((at, bytes));
+        at
+    }
+
+    /// DRAM address of a node's value.
+    pub fn addr(&self, id: NodeId) -> u64 {
+        let root = storage_root(self.graph, id);
+        self.addr.get(&root).copied().unwrap_or(0)
+    }
+
+    /// DRAM address of a constant converted to the MXU input type, if it
+    /// was prepared (constant right operands of matmuls).
+    pub fn weights(&self, id: NodeId) -> Option<u64> {
+        self.weights.get(&storage_root(self.graph, id)).copied()
+    }
+
+    /// The constant value of a node, if it is one (through reshapes).
+    pub fn constant(&self, id: NodeId) -> Option<&Tensor> {
+        match &self.graph.node(storage_root(self.graph, id)).op {
+            Op::Constant(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// Constants the MXU reads as weights: right operands of matmuls.
+fn weight_nodes(graph: &Graph, order: &[NodeId]) -> Vec<NodeId> {
+    let mut out = Vec::new();
+    for &id in order {
+        if matches!(graph.node(id).op, Op::MatMul) || graph.node(id).op.mnemonic() == "gemm" {
+            if let Some(&b) = graph.operands(id).get(1) {
+                let root = storage_root(graph, b);
+                if matches!(graph.node(root).op, Op::Constant(_)) && !out.contains(&root) {
+                    out.push(root);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether a constant has a reader other than as matmul weights.
+fn needs_raw(graph: &Graph, root: NodeId, order: &[NodeId]) -> bool {
+    order.iter().any(|&id| {
+        let is_mm =
+            matches!(graph.node(id).op, Op::MatMul) || graph.node(id).op.mnemonic() == "gemm";
+        graph
+            .operands(id)
+            .iter()
+            .enumerate()
+            .any(|(pos, &op)| storage_root(graph, op) == root && !(is_mm && pos == 1))
+    }) || graph
+        .outputs()
+        .iter()
+        .any(|(_, o)| storage_root(graph, *o) == root)
+}
+
+fn mxu_bytes(tensor: &Tensor, mxu: MxuType) -> Vec<u8> {
+    match mxu {
+        MxuType::Bf16 => tensor
+            .to_f32_vec()
+            .iter()
+            .flat_map(|x| tessera_isa::numerics::f32_to_bf16(*x).to_le_bytes())
+            .collect(),
+        MxuType::F16 => tensor
+            .to_f32_vec()
+            .iter()
+            .flat_map(|x| tessera_isa::numerics::f32_to_f16(*x).to_le_bytes())
+            .collect(),
+        MxuType::F32 => tensor
+            .to_f32_vec()
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect(),
+    }
+}
+
+/// Lowers a graph for a target.
+pub fn lower(graph: &Graph, target: &Target, precision: Precision) -> Result<Lowered, LowerError> {
+    let order = graph
+        .canonical_order()
+        .map_err(|e| LowerError::Unsupported {
+            node: String::new(),
+            message: e.to_string(),
+        })?;
+    let mut dram = Vec::new();
+    let mut segments = Vec::new();
+    let mut addr: HashMap<NodeId, u64> = HashMap::new();
+    let mut weights: HashMap<NodeId, u64> = HashMap::new();
+    let mut next = 0u64;
+
+    // Constants: raw values and MXU-ready weights.
+    let weight_roots = weight_nodes(graph, &order);
+    for &id in &order {
+        let node = graph.node(id);
+        let Op::Constant(tensor) = &node.op else {
+            continue;
+        };
+        if needs_raw(graph, id, &order) {
+            let data = tensor.data().to_le_bytes();
+            addr.insert(id, next);
+            dram.push(DramTensor {
+                name: node.name.clone(),
+                addr: next,
+                bytes: data.len() as u64,
+                kind: DramKind::Constant,
+            });
+            segments.push(Segment {
+                name: node.name.clone(),
+                dram_addr: next,
+                data,
+            });
+            next = align(next + dram.last().map_or(0, |t| t.bytes));
+        }
+        if weight_roots.contains(&id) {
+            let data = mxu_bytes(tensor, precision.mxu());
+            weights.insert(id, next);
+            let name = format!("{}.{}", node.name, precision.mxu());
+            dram.push(DramTensor {
+                name: name.clone(),
+                addr: next,
+                bytes: data.len() as u64,
+                kind: DramKind::Constant,
+            });
+            segments.push(Segment {
+                name,
+                dram_addr: next,
+                data,
+            });
+            next = align(next + dram.last().map_or(0, |t| t.bytes));
+        }
+    }
+
+    // Inputs.
+    let mut inputs = Vec::new();
+    for &id in graph.inputs() {
+        let node = graph.node(id);
+        let bytes = node.ty.numel() as u64 * node.ty.dtype.size() as u64;
+        addr.insert(id, next);
+        let shape: Vec<u64> = node.ty.shape.iter().map(|&d| d as u64).collect();
+        inputs.push(TensorDesc::new(
+            &node.name,
+            isa_dtype(node.ty.dtype),
+            &shape,
+            next,
+        ));
+        dram.push(DramTensor {
+            name: node.name.clone(),
+            addr: next,
+            bytes,
+            kind: DramKind::Input,
+        });
+        next = align(next + bytes);
+    }
+
+    // Outputs: each gets its own region; its producer writes there
+    // directly unless it must be copied (an input, a constant, or a value
+    // that is also another output).
+    let mut outputs = Vec::new();
+    let mut output_copies: Vec<(NodeId, u64)> = Vec::new();
+    let mut owned: HashMap<NodeId, u64> = HashMap::new();
+    for (name, id) in graph.outputs() {
+        let node = graph.node(*id);
+        let bytes = node.ty.numel() as u64 * node.ty.dtype.size() as u64;
+        let root = storage_root(graph, *id);
+        let region = next;
+        next = align(next + bytes);
+        let shape: Vec<u64> = node.ty.shape.iter().map(|&d| d as u64).collect();
+        outputs.push(TensorDesc::new(
+            name,
+            isa_dtype(node.ty.dtype),
+            &shape,
+            region,
+        ));
+        dram.push(DramTensor {
+            name: name.clone(),
+            addr: region,
+            bytes,
+            kind: DramKind::Output,
+        });
+        let computed = !matches!(graph.node(root).op, Op::Input | Op::Constant(_));
+        if computed && !owned.contains_key(&root) {
+            owned.insert(root, region);
+            addr.insert(root, region);
+        } else {
+            output_copies.push((*id, region));
+        }
+    }
+
+    // Intermediates: liveness-based reuse.
+    let last = last_uses(graph, &order);
+    let mut ctx = Ctx {
+        graph,
+        target,
+        precision,
+        addr,
+        weights,
+        arena: RefCell::new(Arena::new(next)),
+        scratch: RefCell::new(Vec::new()),
+    };
+    let mut kernels: Vec<Kernel> = Vec::new();
+    let mut errors = Vec::new();
+    let mut live: Vec<(NodeId, u64, u64)> = Vec::new();
+    for (pos, &id) in order.iter().enumerate() {
+        let node = graph.node(id);
+        if matches!(node.op, Op::Input | Op::Constant(_) | Op::Reshape { .. }) {
+            continue;
+        }
+        if !ctx.addr.contains_key(&id) {
+            let bytes = node.ty.numel() as u64 * node.ty.dtype.size() as u64;
+            let at = ctx.arena.borrow_mut().alloc(bytes);
+            ctx.addr.insert(id, at);
+            dram.push(DramTensor {
+                name: node.name.clone(),
+                addr: at,
+                bytes,
+                kind: DramKind::Intermediate,
+            });
+            live.push((id, at, bytes));
+        }
+        match ops::lower_node(&ctx, id) {
+            Ok(mut ks) => kernels.append(&mut ks),
+            Err(LowerError::Many(mut v)) => errors.append(&mut v),
+            Err(e) => errors.push(e),
+        }
+        // Free the node's scratch, then what is dead after this node.
+        for (at, bytes) in ctx.scratch.borrow_mut().drain(..) {
+            ctx.arena.borrow_mut().release(at, bytes);
+        }
+        live.retain(|&(n, at, bytes)| {
+            let dead = match last.get(&n) {
+                Some(&l) => l != usize::MAX && l <= pos,
+                None => true,
+            };
+            if dead {
+                ctx.arena.borrow_mut().release(at, bytes);
+            }
+            !dead
+        });
+    }
+    for (id, region) in output_copies {
+        match ops::copy_to(&ctx, id, region) {
+            Ok(mut ks) => kernels.append(&mut ks),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(if errors.len() == 1 {
+            errors.remove(0)
+        } else {
+            LowerError::Many(errors)
+        });
+    }
+    let peak = ctx.arena.borrow().peak;
+    if peak > target.dram_bytes {
+        return Err(LowerError::DramFull {
+            needed: peak,
+            available: target.dram_bytes,
+        });
+    }
+    Ok(Lowered {
+        program: KernelProgram {
+            dram,
+            kernels,
+            dram_peak: peak,
+        },
+        segments,
+        inputs,
+        outputs,
+    })
+}
+
+/// Byte size of an element type in DRAM.
+pub fn dsize(dtype: DType) -> u64 {
+    dtype.size() as u64
 }

@@ -1,0 +1,265 @@
+//! Rewriting the affine expressions of statements: substitution of a
+//! variable (e.g. "the previous tile": `v -> v - 1`).
+
+use super::{Addr, Affine, DmaDim, Ext, Opnd, Stmt, Var, VpuStmt};
+
+impl Ext {
+    /// Rewrites the affine parts.
+    pub fn map_affine(&self, f: &dyn Fn(&Affine) -> Affine) -> Ext {
+        match self {
+            Ext::Const(n) => Ext::Const(*n),
+            Ext::Tail { tile, limit, start } => Ext::Tail {
+                tile: *tile,
+                limit: *limit,
+                start: f(start),
+            },
+            Ext::Scaled(e, k) => Ext::Scaled(Box::new(e.map_affine(f)), *k),
+        }
+    }
+}
+
+impl Addr {
+    /// Rewrites the address.
+    pub fn map_affine(&self, f: &dyn Fn(&Affine) -> Affine) -> Addr {
+        Addr::new(self.mem, f(&self.at))
+    }
+}
+
+impl Opnd {
+    fn map_affine(&self, f: &dyn Fn(&Affine) -> Affine) -> Opnd {
+        Opnd {
+            addr: self.addr.map_affine(f),
+            stride: self.stride,
+            bcast: self.bcast,
+        }
+    }
+}
+
+impl Affine {
+    /// Replaces `var` by `replacement` (an affine expression).
+    pub fn substitute(&self, var: Var, replacement: &Affine) -> Affine {
+        let mut out = Affine::c(self.constant);
+        for &(v, k) in &self.terms {
+            if v == var {
+                out = out.plus_affine(&Affine {
+                    constant: replacement.constant * k,
+                    terms: replacement.terms.iter().map(|&(w, c)| (w, c * k)).collect(),
+                });
+            } else {
+                out = out.plus(v, k);
+            }
+        }
+        out
+    }
+}
+
+impl Stmt {
+    /// The statement with every affine expression rewritten by `f` (loop
+    /// and guard structure unchanged).
+    pub fn map_affine(&self, f: &dyn Fn(&Affine) -> Affine) -> Stmt {
+        let ext = |e: &Ext| e.map_affine(f);
+        match self {
+            Stmt::For { var, count, body } => Stmt::For {
+                var: *var,
+                count: *count,
+                body: body.iter().map(|s| s.map_affine(f)).collect(),
+            },
+            Stmt::If {
+                var,
+                cmp,
+                value,
+                body,
+            } => Stmt::If {
+                var: *var,
+                cmp: *cmp,
+                value: *value,
+                body: body.iter().map(|s| s.map_affine(f)).collect(),
+            },
+            Stmt::Copy {
+                dst,
+                src,
+                run,
+                dims,
+            } => Stmt::Copy {
+                dst: dst.map_affine(f),
+                src: src.map_affine(f),
+                run: ext(run),
+                dims: dims
+                    .iter()
+                    .map(|d| DmaDim {
+                        count: ext(&d.count),
+                        sstride: d.sstride,
+                        dstride: d.dstride,
+                    })
+                    .collect(),
+            },
+            Stmt::Gather {
+                dst,
+                table,
+                idx,
+                rows,
+                bytes,
+                limit,
+                itype,
+            } => Stmt::Gather {
+                dst: f(dst),
+                table: f(table),
+                idx: f(idx),
+                rows: ext(rows),
+                bytes: *bytes,
+                limit: *limit,
+                itype: *itype,
+            },
+            Stmt::LoadW {
+                src,
+                k,
+                n,
+                stride,
+                dtype,
+                trans,
+            } => Stmt::LoadW {
+                src: f(src),
+                k: ext(k),
+                n: ext(n),
+                stride: *stride,
+                dtype: *dtype,
+                trans: *trans,
+            },
+            Stmt::Matmul {
+                dst,
+                a,
+                m,
+                astride,
+                dstride,
+                mode,
+            } => Stmt::Matmul {
+                dst: f(dst),
+                a: f(a),
+                m: ext(m),
+                astride: *astride,
+                dstride: *dstride,
+                mode: mode.clone(),
+            },
+            Stmt::Vpu(v) => Stmt::Vpu(match v {
+                VpuStmt::Bin {
+                    func,
+                    dst,
+                    dstride,
+                    a,
+                    b,
+                    rows,
+                    cols,
+                } => VpuStmt::Bin {
+                    func: *func,
+                    dst: dst.map_affine(f),
+                    dstride: *dstride,
+                    a: a.map_affine(f),
+                    b: b.map_affine(f),
+                    rows: ext(rows),
+                    cols: ext(cols),
+                },
+                VpuStmt::BinS {
+                    func,
+                    dst,
+                    dstride,
+                    a,
+                    scalar,
+                    order,
+                    rows,
+                    cols,
+                } => VpuStmt::BinS {
+                    func: *func,
+                    dst: dst.map_affine(f),
+                    dstride: *dstride,
+                    a: a.map_affine(f),
+                    scalar: *scalar,
+                    order: *order,
+                    rows: ext(rows),
+                    cols: ext(cols),
+                },
+                VpuStmt::Un {
+                    func,
+                    dst,
+                    dstride,
+                    a,
+                    rows,
+                    cols,
+                } => VpuStmt::Un {
+                    func: *func,
+                    dst: dst.map_affine(f),
+                    dstride: *dstride,
+                    a: a.map_affine(f),
+                    rows: ext(rows),
+                    cols: ext(cols),
+                },
+                VpuStmt::Red {
+                    func,
+                    dst,
+                    dstride,
+                    a,
+                    rows,
+                    cols,
+                    mode,
+                } => VpuStmt::Red {
+                    func: *func,
+                    dst: dst.map_affine(f),
+                    dstride: *dstride,
+                    a: a.map_affine(f),
+                    rows: ext(rows),
+                    cols: ext(cols),
+                    mode: mode.clone(),
+                },
+                VpuStmt::Cvt {
+                    dst,
+                    dtype,
+                    dstride,
+                    a,
+                    atype,
+                    astride,
+                    rows,
+                    cols,
+                } => VpuStmt::Cvt {
+                    dst: dst.map_affine(f),
+                    dtype: *dtype,
+                    dstride: *dstride,
+                    a: a.map_affine(f),
+                    atype: *atype,
+                    astride: *astride,
+                    rows: ext(rows),
+                    cols: ext(cols),
+                },
+                VpuStmt::Fill {
+                    dst,
+                    dstride,
+                    bits,
+                    rows,
+                    cols,
+                } => VpuStmt::Fill {
+                    dst: dst.map_affine(f),
+                    dstride: *dstride,
+                    bits: *bits,
+                    rows: ext(rows),
+                    cols: ext(cols),
+                },
+                VpuStmt::Trans {
+                    dst,
+                    dstride,
+                    a,
+                    astride,
+                    dtype,
+                    rows,
+                    cols,
+                } => VpuStmt::Trans {
+                    dst: dst.map_affine(f),
+                    dstride: *dstride,
+                    a: a.map_affine(f),
+                    astride: *astride,
+                    dtype: *dtype,
+                    rows: ext(rows),
+                    cols: ext(cols),
+                },
+            }),
+            other => other.clone(),
+        }
+    }
+}

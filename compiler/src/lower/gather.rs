@@ -1,0 +1,151 @@
+//! Gathers: row gathers with runtime indices on the DMA engine
+//! (`dma.gather`), and gathers with compile-time indices as static copies.
+//!
+//! `Gather` on axis `a` of `data [outer, V, inner]` with indices `[N]`
+//! (any shape, flattened) copies, for every outer index, the `inner`-sized
+//! rows `data[o, idx[p], :]` to `out[o, p, :]`: the indices go to SPM once,
+//! then tiles of rows are gathered into SPM and stored, alternating
+//! between two buffers. Only the DMA engine is involved; it orders its own
+//! transfers.
+
+use tessera_isa::{IdxType, Mem, Target};
+
+use crate::kernel::{Addr, Affine, Ext, Kernel, Stmt};
+
+use super::alloc::{balanced_tile, tiles, OnChip, Vars};
+use super::movement::{copy_stmts, CopySpec};
+use super::LowerError;
+
+/// A row gather.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GatherSpec {
+    /// Source node.
+    pub node: String,
+    /// Table base address.
+    pub data: u64,
+    /// Outer count (dimensions before the axis).
+    pub outer: u64,
+    /// Rows per outer entry (the axis length).
+    pub rows: u64,
+    /// Bytes per row (inner elements × element size).
+    pub row_bytes: u64,
+    /// Indices base address.
+    pub indices: u64,
+    /// Number of indices.
+    pub count: u64,
+    /// Index type.
+    pub itype: IdxType,
+    /// Output base address.
+    pub out: u64,
+}
+
+/// Builds a row-gather kernel.
+pub fn gather(spec: &GatherSpec, target: &Target) -> Result<Kernel, LowerError> {
+    let isize = if spec.itype == IdxType::I64 { 8 } else { 4 };
+    let mut mem = OnChip::new(target);
+    let idx = mem.alloc("indices", Mem::Spm, spec.count * isize, 1)?;
+    let free = mem.free(Mem::Spm).saturating_sub(2 * 64);
+    let cap = (free / (2 * spec.row_bytes.max(1))).min(spec.count);
+    if cap == 0 {
+        return Err(LowerError::DoesNotFit(format!(
+            "`{}`: a gathered row of {} bytes does not fit SPM",
+            spec.node, spec.row_bytes
+        )));
+    }
+    let tile = balanced_tile(spec.count, cap);
+    let rows_buf = mem.alloc("rows", Mem::Spm, tile * spec.row_bytes, 2)?;
+    let mut vars = Vars::default();
+    let (vo, vt, slot) = (vars.fresh(), vars.fresh(), vars.fresh());
+    let n = Ext::tile(tile, spec.count, Affine::var(0, vt, tile as i64));
+    let body = vec![
+        Stmt::Copy {
+            dst: idx.at(&Affine::c(0), 0),
+            src: Addr::new(Mem::Dram, Affine::c(spec.indices as i64)),
+            run: Ext::Const(spec.count * isize),
+            dims: vec![],
+        },
+        Stmt::For {
+            var: vo,
+            count: spec.outer.max(1),
+            body: vec![Stmt::For {
+                var: vt,
+                count: tiles(spec.count, tile),
+                body: vec![
+                    Stmt::Gather {
+                        dst: rows_buf.at(&Affine::var(0, slot, 1), 0).at,
+                        table: Affine::var(
+                            spec.data as i64,
+                            vo,
+                            (spec.rows * spec.row_bytes) as i64,
+                        ),
+                        idx: Affine::var(idx.offset as i64, vt, (tile * isize) as i64),
+                        rows: n.clone(),
+                        bytes: spec.row_bytes,
+                        limit: spec.rows,
+                        itype: spec.itype,
+                    },
+                    Stmt::Copy {
+                        dst: Addr::new(
+                            Mem::Dram,
+                            Affine::var(spec.out as i64, vo, (spec.count * spec.row_bytes) as i64)
+                                .plus(vt, (tile * spec.row_bytes) as i64),
+                        ),
+                        src: rows_buf.at(&Affine::var(0, slot, 1), 0),
+                        run: n.scaled(spec.row_bytes),
+                        dims: vec![],
+                    },
+                    Stmt::Advance(slot),
+                ],
+            }],
+        },
+    ];
+    Ok(Kernel {
+        node: spec.node.clone(),
+        summary: format!(
+            "gather {} x {} rows of {} B from a table of {} rows",
+            spec.outer, spec.count, spec.row_bytes, spec.rows
+        ),
+        buffers: mem.buffers,
+        body,
+        rotators: vec![(slot, 2)],
+        macs: 0,
+        compulsory_dram_bytes: spec.count * isize + 2 * spec.outer * spec.count * spec.row_bytes,
+    })
+}
+
+/// A gather whose indices are known at compile time: one copy per
+/// selected slice (`slices` gives source and destination byte offsets).
+pub fn static_gather(
+    node: &str,
+    what: &str,
+    slices: &[(i64, i64)],
+    slice_bytes: u64,
+    _target: &Target,
+) -> Kernel {
+    let mut vars = Vars::default();
+    let mut body = Vec::new();
+    for &(src, dst) in slices {
+        body.extend(copy_stmts(
+            &CopySpec {
+                node: node.into(),
+                what: what.into(),
+                sizes: vec![slice_bytes as usize],
+                src,
+                src_strides: vec![1],
+                dst,
+                dst_strides: vec![1],
+                esize: 1,
+            },
+            &mut vars,
+        ));
+    }
+    Kernel {
+        node: node.to_string(),
+        summary: format!("{what}: {} static slices of {slice_bytes} B", slices.len()),
+        buffers: vec![],
+        body,
+        rotators: vec![],
+        macs: 0,
+        compulsory_dram_bytes: 2 * slices.len() as u64 * slice_bytes,
+    }
+}

@@ -1,0 +1,278 @@
+//! Kernel templates run on the simulator against naive references, on
+//! `tiny` (edge tiles, many tiles) and `base`.
+
+use tessera_compiler::codegen::generate_kernel;
+use tessera_compiler::kernel::Kernel;
+use tessera_compiler::lower::gemm::{gemm, DramMat, GemmSpec};
+use tessera_isa::numerics::{bf16_to_f32, f32_to_bf16, unary};
+use tessera_isa::{DType, Loadable, MxuType, Segment, Target, TensorDesc, UnFunc};
+use tessera_sim::{Options, Simulator};
+
+struct Rng(u64);
+impl Rng {
+    fn float(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn floats(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.float()).collect()
+    }
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn align(x: u64) -> u64 {
+    x.div_ceil(256) * 256
+}
+
+/// Runs one kernel: `inputs` are written at their addresses, `segments`
+/// are constants; returns the bytes of `out` and the cycle count.
+fn run_kernel(
+    kernel: &Kernel,
+    target: &Target,
+    inputs: &[(u64, Vec<u8>)],
+    segments: &[(u64, Vec<u8>)],
+    out: (u64, u64),
+) -> (Vec<u8>, u64) {
+    let code = generate_kernel(kernel, target).unwrap_or_else(|e| panic!("{e}"));
+    let mut l = Loadable::new(target.clone(), &code.instrs);
+    l.source_map = code.source_map;
+    for (i, (addr, data)) in inputs.iter().enumerate() {
+        l.inputs.push(TensorDesc::new(
+            &format!("in{i}"),
+            DType::U8,
+            &[data.len() as u64],
+            *addr,
+        ));
+    }
+    for (i, (addr, data)) in segments.iter().enumerate() {
+        l.segments.push(Segment {
+            name: format!("seg{i}"),
+            dram_addr: *addr,
+            data: data.clone(),
+        });
+    }
+    l.outputs
+        .push(TensorDesc::new("out", DType::U8, &[out.1], out.0));
+    let mut sim = Simulator::new(l).expect("load");
+    for (i, (_, data)) in inputs.iter().enumerate() {
+        sim.set_input(&format!("in{i}"), data).expect("input");
+    }
+    let result = sim
+        .run(&Options::default())
+        .unwrap_or_else(|e| panic!("{e}\n{kernel:?}"));
+    (sim.output("out").expect("out"), result.stats.cycles)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_gemm(
+    target: &Target,
+    batch: u64,
+    m: u64,
+    k: u64,
+    n: u64,
+    trans_b: bool,
+    bias: bool,
+    act: Option<UnFunc>,
+    mxu: MxuType,
+    seed: u64,
+) {
+    let mut rng = Rng(seed | 1);
+    let a = rng.floats((batch * m * k) as usize);
+    let b = rng.floats((k * n) as usize);
+    let bias_v = rng.floats(n as usize);
+    let e = mxu.dtype().size();
+    // B in the MXU type, [K, N] or [N, K].
+    let b_store: Vec<f32> = if trans_b {
+        (0..n)
+            .flat_map(|j| (0..k).map(move |kk| (j, kk)))
+            .map(|(j, kk)| b[(kk * n + j) as usize])
+            .collect()
+    } else {
+        b.clone()
+    };
+    let b_bytes: Vec<u8> = match mxu {
+        MxuType::Bf16 => b_store
+            .iter()
+            .flat_map(|x| f32_to_bf16(*x).to_le_bytes())
+            .collect(),
+        _ => f32_bytes(&b_store),
+    };
+    let a_addr = 0;
+    let b_addr = align(batch * m * k * 4);
+    let bias_addr = align(b_addr + k * n * e);
+    let c_addr = align(bias_addr + n * 4);
+    let spec = GemmSpec {
+        node: "test/gemm".into(),
+        batch,
+        m,
+        k,
+        n,
+        a: DramMat {
+            addr: a_addr,
+            row_stride: k * 4,
+            batch_stride: m * k * 4,
+        },
+        b: DramMat {
+            addr: b_addr,
+            row_stride: if trans_b { k * e } else { n * e },
+            batch_stride: 0,
+        },
+        b_trans: trans_b,
+        bias: bias.then_some(bias_addr),
+        act,
+        out: DramMat {
+            addr: c_addr,
+            row_stride: n * 4,
+            batch_stride: m * n * 4,
+        },
+        mxu,
+    };
+    let kernel = gemm(&spec, target).expect("lower");
+    let mut segments = vec![(b_addr, b_bytes)];
+    if bias {
+        segments.push((bias_addr, f32_bytes(&bias_v)));
+    }
+    let (out, _) = run_kernel(
+        &kernel,
+        target,
+        &[(a_addr, f32_bytes(&a))],
+        &segments,
+        (c_addr, batch * m * n * 4),
+    );
+    let got: Vec<f32> = out
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    // Reference: inputs rounded as the MXU sees them, sequential fp32 sum.
+    let round = |x: f32| {
+        if mxu == MxuType::Bf16 {
+            bf16_to_f32(f32_to_bf16(x))
+        } else {
+            x
+        }
+    };
+    let mut mismatches = 0;
+    for bi in 0..batch {
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = 0f32;
+                for kk in 0..k {
+                    acc += round(a[(bi * m * k + i * k + kk) as usize])
+                        * round(b[(kk * n + j) as usize]);
+                }
+                if bias {
+                    acc += bias_v[j as usize];
+                }
+                if let Some(f) = act {
+                    acc = unary(f, acc);
+                }
+                let g = got[(bi * m * n + i * n + j) as usize];
+                if g.to_bits() != acc.to_bits() {
+                    mismatches += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        mismatches, 0,
+        "{mismatches} mismatches for b{batch} {m}x{k}x{n} trans {trans_b} on {}",
+        target.name
+    );
+}
+
+#[test]
+fn gemm_bf16_with_bias_and_gelu_is_bit_exact_on_tiny_with_edge_tiles() {
+    check_gemm(
+        &Target::tiny(),
+        1,
+        13,
+        20,
+        19,
+        false,
+        true,
+        Some(UnFunc::Gelu),
+        MxuType::Bf16,
+        1,
+    );
+}
+
+#[test]
+fn gemm_f32_transposed_b_on_tiny() {
+    check_gemm(
+        &Target::tiny(),
+        1,
+        9,
+        17,
+        12,
+        true,
+        false,
+        None,
+        MxuType::F32,
+        2,
+    );
+}
+
+#[test]
+fn gemm_batched_shared_weights_on_tiny() {
+    check_gemm(
+        &Target::tiny(),
+        3,
+        5,
+        8,
+        10,
+        false,
+        true,
+        Some(UnFunc::Relu),
+        MxuType::Bf16,
+        3,
+    );
+}
+
+#[test]
+fn gemm_many_m_blocks_on_tiny() {
+    check_gemm(
+        &Target::tiny(),
+        1,
+        70,
+        64,
+        24,
+        false,
+        true,
+        None,
+        MxuType::Bf16,
+        4,
+    );
+}
+
+#[test]
+fn gemm_on_base() {
+    check_gemm(
+        &Target::base(),
+        1,
+        40,
+        300,
+        260,
+        false,
+        true,
+        Some(UnFunc::Silu),
+        MxuType::Bf16,
+        5,
+    );
+    check_gemm(
+        &Target::base(),
+        2,
+        17,
+        33,
+        129,
+        true,
+        false,
+        None,
+        MxuType::F32,
+        6,
+    );
+}
