@@ -9,12 +9,14 @@
 //! - [`frontend`]: ONNX import into [`graph`] (Graph IR);
 //! - [`interp`]: the reference interpreter over Graph IR;
 //! - [`fold`]: constant folding and dead-node elimination;
+//! - [`egraph`]: the e-graph optimizer (fusion into NPU-native ops);
 //! - [`passes`]: the named pass list with the verifier after each pass;
 //! - [`compare`]: error metrics and tolerances for checking results.
 
 pub mod codegen;
 pub mod compare;
 pub mod driver;
+pub mod egraph;
 pub mod fold;
 pub mod frontend;
 pub mod graph;

@@ -678,20 +678,30 @@ fn read_external(proto: &TensorProto, base_dir: Option<&Path>) -> Result<Vec<u8>
         ));
     }
     let path = base_dir.unwrap_or(Path::new(".")).join(relative);
-    let bytes = std::fs::read(&path).map_err(|e| io_error(&path, e))?;
-    let start = usize::try_from(offset).unwrap_or(usize::MAX);
+    // Read only the tensor's range: one file often holds every weight.
+    let mut file = std::fs::File::open(&path).map_err(|e| io_error(&path, e))?;
+    let file_len = file.metadata().map_err(|e| io_error(&path, e))?.len();
     let end = match length {
-        Some(len) => start.checked_add(usize::try_from(len).unwrap_or(usize::MAX)),
-        None => Some(bytes.len()),
+        Some(len) => offset.checked_add(len),
+        None => Some(file_len),
     };
     match end {
-        Some(end) if start <= end && end <= bytes.len() => Ok(bytes[start..end].to_vec()),
+        Some(end) if offset <= end && end <= file_len => {
+            use std::io::{Read as _, Seek as _, SeekFrom};
+            let len = usize::try_from(end - offset).map_err(|_| {
+                invalid(name, format!("external data of {} bytes is too large", end - offset))
+            })?;
+            let mut bytes = vec![0u8; len];
+            file.seek(SeekFrom::Start(offset))
+                .and_then(|_| file.read_exact(&mut bytes))
+                .map_err(|e| io_error(&path, e))?;
+            Ok(bytes)
+        }
         _ => Err(invalid(
             name,
             format!(
-                "external data range offset {offset} length {length:?} is outside `{}` ({} bytes)",
+                "external data range offset {offset} length {length:?} is outside `{}` ({file_len} bytes)",
                 path.display(),
-                bytes.len()
             ),
         )),
     }

@@ -132,19 +132,62 @@ fn compile_emits_graph_ir_and_dumps_every_stage() {
 }
 
 #[test]
-fn compile_to_a_loadable_is_not_implemented_yet() {
+fn compile_writes_a_loadable_that_run_and_check_accept() {
+    let dir = std::env::temp_dir().join(format!("tessera-cli-compile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let out_path = dir.join("mlp.tnpu");
     let out = tessera(&[
         "compile",
         "models/mlp_block/model.onnx",
         "-o",
-        "/dev/null",
+        out_path.to_str().expect("path"),
         "--target",
         "tiny",
         "--precision",
         "bf16",
-        "--no-egraph",
     ]);
-    assert_user_error(&out, &["code generation is not implemented yet"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let loadable = tessera_isa::Loadable::from_bytes(&std::fs::read(&out_path).expect("read"))
+        .expect("valid loadable");
+    assert_eq!(loadable.target().name, "tiny");
+    assert_eq!(loadable.outputs.len(), 1);
+    assert!(!loadable.source_map.is_empty());
+    let run = tessera(&[
+        "run",
+        out_path.to_str().expect("path"),
+        "--data",
+        "models/mlp_block/test_data_set_0",
+        "--stats",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(String::from_utf8_lossy(&run.stdout).contains("roofline"));
+    for precision in ["fp32", "bf16"] {
+        let check = tessera(&[
+            "check",
+            "models/mlp_block/model.onnx",
+            "--data",
+            "models/mlp_block/test_data_set_0",
+            "--target",
+            "tiny",
+            "--precision",
+            precision,
+        ]);
+        let stdout = String::from_utf8_lossy(&check.stdout);
+        assert!(
+            check.status.success(),
+            "{precision}: {stdout} {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        assert!(stdout.contains("PASS"), "{stdout}");
+    }
 }
 
 #[test]

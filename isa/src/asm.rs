@@ -14,7 +14,7 @@
 //! .segment "w" @ 0x100              ; initialized DRAM, filled by:
 //! .bytes 0000803f 00000040          ; hex bytes
 //! .f32 1.0, 2.0                     ; little-endian f32 values
-//! .loc "node"                       ; source map: following code implements node
+//! .loc "node" macs=64 roofline=12   ; source map: following code implements node
 //! ```
 
 use std::collections::HashMap;
@@ -75,7 +75,7 @@ struct Assembler<'s> {
     target_line: usize,
     loadable: Loadable,
     code: Vec<Instr>,
-    open_loc: Option<(u32, String)>,
+    open_loc: Option<(u32, String, u64, u64)>,
     labels: HashMap<String, u32>,
     /// `.equ` symbols and their values.
     symbols: HashMap<String, String>,
@@ -163,8 +163,15 @@ pub fn assemble(
         }
     }
 
-    if let Some((start, node)) = asm.open_loc.take() {
-        push_loc(&mut asm.loadable, start, asm.code.len() as u32, node);
+    if let Some((start, node, macs, roofline)) = asm.open_loc.take() {
+        push_loc(
+            &mut asm.loadable,
+            start,
+            asm.code.len() as u32,
+            node,
+            macs,
+            roofline,
+        );
     }
     let target = match (asm.target.take(), default_target) {
         (Some(t), Some(d)) if &t != d => {
@@ -221,9 +228,22 @@ fn take_label<'l>(
     Ok(text[first_token_end..].trim_start())
 }
 
-fn push_loc(loadable: &mut Loadable, start: u32, end: u32, node: String) {
+fn push_loc(
+    loadable: &mut Loadable,
+    start: u32,
+    end: u32,
+    node: String,
+    macs: u64,
+    roofline_cycles: u64,
+) {
     if end > start {
-        loadable.source_map.push(SourceRange { start, end, node });
+        loadable.source_map.push(SourceRange {
+            start,
+            end,
+            node,
+            macs,
+            roofline_cycles,
+        });
     }
 }
 
@@ -473,13 +493,27 @@ fn directive(asm: &mut Assembler, line: &Line, text: &str, col: usize) -> Result
         }
         ".loc" => {
             let pc = asm.code.len() as u32;
-            if let Some((start, node)) = asm.open_loc.take() {
-                push_loc(&mut asm.loadable, start, pc, node);
+            if let Some((start, node, macs, roofline)) = asm.open_loc.take() {
+                push_loc(&mut asm.loadable, start, pc, node, macs, roofline);
             }
             if !rest.trim().is_empty() {
-                match quoted(rest) {
-                    Ok((node, after)) if after.trim().is_empty() => asm.open_loc = Some((pc, node)),
-                    Ok(_) => return fail(asm, "unexpected text after the node name".into()),
+                let parsed = quoted(rest).and_then(|(node, after)| {
+                    let (mut macs, mut roofline) = (0u64, 0u64);
+                    for item in after.split_whitespace() {
+                        let (key, value) = item
+                            .split_once('=')
+                            .ok_or_else(|| format!("expected macs=N or roofline=N, found `{item}`"))?;
+                        let v = u64::try_from(parse_int(value)?).map_err(|_| format!("negative `{item}`"))?;
+                        match key {
+                            "macs" => macs = v,
+                            "roofline" => roofline = v,
+                            other => return Err(format!("unknown .loc annotation `{other}`")),
+                        }
+                    }
+                    Ok((node, macs, roofline))
+                });
+                match parsed {
+                    Ok((node, macs, roofline)) => asm.open_loc = Some((pc, node, macs, roofline)),
                     Err(m) => return fail(asm, m),
                 }
             }
@@ -659,7 +693,14 @@ pub fn disassemble(
             }
         }
         if let Some(r) = map.next_if(|r| r.start == pc) {
-            let _ = writeln!(out, ".loc {}", quote(&r.node));
+            let _ = write!(out, ".loc {}", quote(&r.node));
+            if r.macs > 0 {
+                let _ = write!(out, " macs={}", r.macs);
+            }
+            if r.roofline_cycles > 0 {
+                let _ = write!(out, " roofline={}", r.roofline_cycles);
+            }
+            out.push('\n');
             open_end = Some(r.end);
         }
         if targets.binary_search(&pc).is_ok() {
@@ -721,14 +762,7 @@ mod tests {
         let code = l.instructions().expect("decode");
         assert_eq!(code.len(), 5);
         assert_eq!(code[2].branch_target(2), Some(1));
-        assert_eq!(
-            l.source_map,
-            vec![SourceRange {
-                start: 0,
-                end: 3,
-                node: "node/a".into()
-            }]
-        );
+        assert_eq!(l.source_map, vec![SourceRange::new(0, 3, "node/a")]);
         assert_eq!(l.segments[0].data.len(), 8);
         assert_eq!(l.inputs[0].shape, vec![2, 4]);
     }

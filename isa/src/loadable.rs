@@ -121,6 +121,25 @@ pub struct SourceRange {
     /// ONNX node name (or a `{node}.{part}` name of an expansion).
     #[prost(string, tag = "3")]
     pub node: String,
+    /// Multiply-accumulates the range performs (0 if unknown).
+    #[prost(uint64, tag = "4")]
+    pub macs: u64,
+    /// The compiler's lower bound on the range's cycles on this target
+    /// (larger of MXU-bound and DRAM-bound time; 0 if unknown).
+    #[prost(uint64, tag = "5")]
+    pub roofline_cycles: u64,
+}
+
+impl SourceRange {
+    /// A range with no cost annotations.
+    pub fn new(start: u32, end: u32, node: &str) -> SourceRange {
+        SourceRange {
+            start,
+            end,
+            node: node.to_string(),
+            ..Default::default()
+        }
+    }
 }
 
 /// Why a loadable is refused.
@@ -374,11 +393,7 @@ mod tests {
         ];
         let mut l = Loadable::new(Target::tiny(), &code);
         l.inputs.push(TensorDesc::new("x", DType::F32, &[2, 3], 0));
-        l.source_map.push(SourceRange {
-            start: 0,
-            end: 1,
-            node: "n0".into(),
-        });
+        l.source_map.push(SourceRange::new(0, 1, "n0"));
         l
     }
 

@@ -112,7 +112,9 @@ impl Simulator {
         let target = self.loadable.target();
         let loadable = &self.loadable;
         let node_of = |pc: u32| loadable.node_of(pc).map(str::to_string);
-        sched::run(&target, &self.code, &node_of, &mut self.mems, options)
+        let mut result = sched::run(&target, &self.code, &node_of, &mut self.mems, options)?;
+        result.stats.roofline_cycles = loadable.source_map.iter().map(|r| r.roofline_cycles).sum();
+        Ok(result)
     }
 
     /// Reads an output tensor's bytes after a run.

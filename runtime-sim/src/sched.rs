@@ -188,6 +188,8 @@ pub fn run(
         stats: Stats {
             busy_by_pc: vec![0; code.len()],
             macs_by_pc: vec![0; code.len()],
+            start_by_pc: vec![u64::MAX; code.len()],
+            end_by_pc: vec![0; code.len()],
             ..Default::default()
         },
         units: Default::default(),
@@ -723,6 +725,9 @@ impl Machine<'_> {
             _ => {}
         }
         self.max_complete[e] = self.max_complete[e].max(complete);
+        let p = pc as usize;
+        self.stats.start_by_pc[p] = self.stats.start_by_pc[p].min(start);
+        self.stats.end_by_pc[p] = self.stats.end_by_pc[p].max(complete);
         let vc = self.vcs[e];
         self.detector
             .check_and_record(e, &vc, pc, accesses)

@@ -90,6 +90,16 @@ pub struct Stats {
     /// MACs attributed to each instruction (by pc).
     #[serde(skip)]
     pub macs_by_pc: Vec<u64>,
+    /// Earliest start of each engine instruction (by pc; `u64::MAX` if it
+    /// never ran).
+    #[serde(skip)]
+    pub start_by_pc: Vec<u64>,
+    /// Latest completion of each engine instruction (by pc).
+    #[serde(skip)]
+    pub end_by_pc: Vec<u64>,
+    /// The compiler's lower bound on this program's cycles (sum over the
+    /// source map; 0 for hand-written programs).
+    pub roofline_cycles: u64,
 }
 
 impl Stats {
@@ -152,35 +162,102 @@ impl Stats {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
 
-    /// Busy cycles and MACs grouped by the loadable's source-map node, sorted
-    /// by cycles, descending. Instructions outside any range go to `(none)`.
-    pub fn by_node(&self, loadable: &Loadable) -> Vec<NodeProfile> {
+    /// Time per source-map node (a kernel of the compiled program), sorted
+    /// by elapsed cycles, descending: the span from its first engine
+    /// instruction's start to its last one's completion, engine busy cycles,
+    /// MACs, MXU utilization over the span and the compiler's roofline.
+    /// Instructions outside any range go to `(none)`.
+    pub fn by_node(&self, loadable: &Loadable, target: &Target) -> Vec<NodeProfile> {
         let mut map: BTreeMap<String, NodeProfile> = BTreeMap::new();
-        for (pc, (&busy, &macs)) in self.busy_by_pc.iter().zip(&self.macs_by_pc).enumerate() {
-            if busy == 0 && macs == 0 {
+        let mut spans: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for pc in 0..self.busy_by_pc.len() {
+            let (busy, macs) = (self.busy_by_pc[pc], self.macs_by_pc[pc]);
+            let (start, end) = (self.start_by_pc[pc], self.end_by_pc[pc]);
+            if start == u64::MAX && busy == 0 {
                 continue;
             }
             let node = loadable.node_of(pc as u32).unwrap_or("(none)").to_string();
             let entry = map.entry(node.clone()).or_insert_with(|| NodeProfile {
-                node,
+                node: node.clone(),
                 ..Default::default()
             });
             entry.busy_cycles += busy;
             entry.macs += macs;
+            if start != u64::MAX {
+                let span = spans.entry(node).or_insert((u64::MAX, 0));
+                span.0 = span.0.min(start);
+                span.1 = span.1.max(end);
+            }
+        }
+        for r in &loadable.source_map {
+            if let Some(p) = map.get_mut(&r.node) {
+                p.roofline_cycles += r.roofline_cycles;
+            }
+        }
+        let peak = target.peak_macs_per_cycle().max(1) as f64;
+        for (node, (lo, hi)) in spans {
+            if let Some(p) = map.get_mut(&node) {
+                p.cycles = hi.saturating_sub(lo);
+                p.mxu_utilization = p.macs as f64 / (p.cycles.max(1) as f64 * peak);
+            }
         }
         let mut v: Vec<NodeProfile> = map.into_values().collect();
-        v.sort_by(|a, b| b.busy_cycles.cmp(&a.busy_cycles).then(a.node.cmp(&b.node)));
+        v.sort_by(|a, b| {
+            b.cycles
+                .cmp(&a.cycles)
+                .then(b.busy_cycles.cmp(&a.busy_cycles))
+                .then(a.node.cmp(&b.node))
+        });
         v
+    }
+
+    /// The profile as a table (the `--stats` per-node section).
+    pub fn profile_table(&self, loadable: &Loadable, target: &Target, limit: usize) -> String {
+        let profile = self.by_node(loadable, target);
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "profile by kernel / source node (sorted by elapsed cycles):"
+        );
+        let _ = writeln!(
+            out,
+            "{:>12} {:>6} {:>12} {:>8} {:>14}  node",
+            "cycles", "share", "roofline", "MXU%", "MACs"
+        );
+        let total = self.cycles.max(1) as f64;
+        for p in profile.iter().take(limit) {
+            let _ = writeln!(
+                out,
+                "{:>12} {:>5.1}% {:>12} {:>7.1}% {:>14}  {}",
+                p.cycles,
+                100.0 * p.cycles as f64 / total,
+                p.roofline_cycles,
+                100.0 * p.mxu_utilization,
+                p.macs,
+                p.node
+            );
+        }
+        if profile.len() > limit {
+            let _ = writeln!(out, "  … {} more", profile.len() - limit);
+        }
+        out
     }
 }
 
-/// Engine time spent on one source node.
+/// Time spent on one source node.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct NodeProfile {
     /// Source-map node name.
     pub node: String,
+    /// Elapsed cycles from its first engine instruction's start to its last
+    /// one's completion.
+    pub cycles: u64,
     /// Sum of engine busy cycles of its instructions.
     pub busy_cycles: u64,
     /// MACs of its instructions.
     pub macs: u64,
+    /// MACs / (cycles × MXU peak).
+    pub mxu_utilization: f64,
+    /// The compiler's lower bound on its cycles.
+    pub roofline_cycles: u64,
 }

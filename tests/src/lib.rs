@@ -1,7 +1,9 @@
 //! Shared helpers of the cross-crate tests: paths to the repository's models,
-//! examples and conformance data.
+//! examples and conformance data, and the conformance runners' machinery.
 
 use std::path::PathBuf;
+
+pub mod conformance;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

@@ -62,7 +62,7 @@ fn simulate(
         .run(&tessera_sim::Options::default())
         .with_context(|| args.model.display().to_string())?;
     if args.stats {
-        print!("{}", result.stats.table());
+        super::run::print_stats(&result.stats, &loadable);
     }
     super::run::read_outputs(&sim, &loadable)
 }

@@ -1,10 +1,13 @@
 //! `tessera compile`: import an ONNX model, run the pass pipeline, lower,
 //! generate code and write the loadable.
 //!
-//! `--emit graph` prints the final Graph IR (compact: large constants as
-//! size and checksum), `--emit kernels` the Kernel IR, `--emit asm` the
-//! program's assembly; `--dump-dir DIR` writes the IR after every stage as
-//! numbered files (`NN-STAGE.graph`, then `kernels.txt`, `program.s`).
+//! `--emit graph` prints the Graph IR before the e-graph optimizer and
+//! `--emit egraph` after it (compact: large constants as size and
+//! checksum), `--emit kernels` the Kernel IR, `--emit asm` the program's
+//! assembly; `--dump-dir DIR` writes the IR after every stage as numbered
+//! files (`NN-STAGE.graph`, then `kernels.txt`, `program.s`). `--report`
+//! prints what the e-graph optimizer did; `--no-egraph` skips it and
+//! `--egraph-rule-limit N` lets at most N rewrites fire (to bisect one).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,10 +16,11 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use tessera_compiler::driver::{compile_graph, Compiled};
+use tessera_compiler::egraph::EgraphOptions;
 use tessera_compiler::frontend::{import_file, ImportOptions};
 use tessera_compiler::graph::printer::{print_graph, DataMode};
 use tessera_compiler::graph::Graph;
-use tessera_compiler::passes::run_graph_passes;
+use tessera_compiler::passes::{run_graph_passes_with, PassOptions, PipelineReport};
 use tessera_isa::{disassemble, DisasmOptions};
 
 /// Options shared by `compile` and `check`.
@@ -34,6 +38,9 @@ pub struct CompileOptions {
     /// Skip the e-graph optimizer.
     #[arg(long)]
     pub no_egraph: bool,
+    /// Let at most N e-graph rewrites fire (bisects a bad rewrite).
+    #[arg(long, value_name = "N")]
+    pub egraph_rule_limit: Option<usize>,
 }
 
 /// Arithmetic precision.
@@ -58,8 +65,10 @@ impl Precision {
 /// An IR that `--emit` can print.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Emit {
-    /// Graph IR after the Graph IR passes.
+    /// Graph IR before the e-graph optimizer (imported and folded).
     Graph,
+    /// Graph IR after the e-graph optimizer (what lowering reads).
+    Egraph,
     /// Kernel IR: tiled loop nests, buffers, DMA.
     Kernels,
     /// The generated program as assembly (segment data omitted).
@@ -82,6 +91,10 @@ pub struct CompileArgs {
     /// Write the IR after every stage to numbered files in this directory.
     #[arg(long, value_name = "DIR")]
     dump_dir: Option<PathBuf>,
+    /// Print what the e-graph optimizer did (rules fired, cost before and
+    /// after, e-graph size, stop reasons, time).
+    #[arg(long)]
+    report: bool,
 }
 
 fn parse_dim(text: &str) -> Result<(String, usize), String> {
@@ -105,17 +118,44 @@ pub fn import(model: &Path, options: &CompileOptions) -> anyhow::Result<Graph> {
     import_file(model, &import_options).with_context(|| model.display().to_string())
 }
 
+/// The Graph IR pass options for these compile options.
+pub fn pass_options(options: &CompileOptions) -> anyhow::Result<PassOptions> {
+    if options.no_egraph {
+        return Ok(PassOptions::frontend_only());
+    }
+    let target = super::asm::load_target(&options.target)?;
+    let mxu = match options.precision {
+        Precision::Fp32 => tessera_isa::MxuType::F32,
+        Precision::Bf16 => tessera_isa::MxuType::Bf16,
+    };
+    let mut egraph = EgraphOptions::new(target, mxu);
+    egraph.rule_limit = options.egraph_rule_limit;
+    Ok(PassOptions {
+        egraph: Some(egraph),
+    })
+}
+
 /// Imports and runs the Graph IR passes, calling `observe(index, stage,
 /// graph)` after each stage (index from 1).
 pub fn graph_pipeline(
     model: &Path,
     options: &CompileOptions,
-    mut observe: impl FnMut(usize, &str, &Graph) -> anyhow::Result<()>,
+    observe: impl FnMut(usize, &str, &Graph) -> anyhow::Result<()>,
 ) -> anyhow::Result<Graph> {
+    graph_pipeline_report(model, options, observe).map(|(graph, _)| graph)
+}
+
+/// [`graph_pipeline`], also returning what the passes did.
+pub fn graph_pipeline_report(
+    model: &Path,
+    options: &CompileOptions,
+    mut observe: impl FnMut(usize, &str, &Graph) -> anyhow::Result<()>,
+) -> anyhow::Result<(Graph, PipelineReport)> {
+    let pass_options = pass_options(options)?;
     let mut graph = import(model, options)?;
     let mut index = 0;
     let mut failure = None;
-    run_graph_passes(&mut graph, |stage, _summary, g| {
+    let report = run_graph_passes_with(&mut graph, &pass_options, |stage, _summary, g| {
         index += 1;
         if failure.is_none() {
             failure = observe(index, stage, g).err();
@@ -125,7 +165,7 @@ pub fn graph_pipeline(
     if let Some(err) = failure {
         return Err(err);
     }
-    Ok(graph)
+    Ok((graph, report))
 }
 
 /// Runs the back end on a graph for the options' target and precision.
@@ -136,20 +176,35 @@ pub fn backend(graph: &Graph, options: &CompileOptions, model: &Path) -> anyhow:
 }
 
 pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
-    let _ = args.options.no_egraph;
     if let Some(dir) = &args.dump_dir {
         std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
     }
-    let graph = graph_pipeline(&args.model, &args.options, |index, stage, graph| {
-        if let Some(dir) = &args.dump_dir {
-            let path = dir.join(format!("{index:02}-{stage}.graph"));
-            let text = print_graph(graph, DataMode::Compact)?;
-            std::fs::write(&path, text).with_context(|| path.display().to_string())?;
+    let mut before_egraph = None;
+    let (graph, report) =
+        graph_pipeline_report(&args.model, &args.options, |index, stage, graph| {
+            if let Some(dir) = &args.dump_dir {
+                let path = dir.join(format!("{index:02}-{stage}.graph"));
+                let text = print_graph(graph, DataMode::Compact)?;
+                std::fs::write(&path, text).with_context(|| path.display().to_string())?;
+            }
+            if stage == "fold" && args.emit.contains(&Emit::Graph) {
+                before_egraph = Some(print_graph(graph, DataMode::Compact)?);
+            }
+            Ok(())
+        })?;
+    if args.dump_dir.is_none() {
+        if let Some(text) = &before_egraph {
+            print!("{text}");
         }
-        Ok(())
-    })?;
-    if args.emit.contains(&Emit::Graph) && args.dump_dir.is_none() {
-        print!("{}", print_graph(&graph, DataMode::Compact)?);
+        if args.emit.contains(&Emit::Egraph) {
+            print!("{}", print_graph(&graph, DataMode::Compact)?);
+        }
+    }
+    if args.report {
+        match &report.egraph {
+            Some(egraph) => print!("{}", egraph.render(true)),
+            None => println!("e-graph: skipped (--no-egraph)"),
+        }
     }
     let wants_backend = args.output.is_some()
         || args

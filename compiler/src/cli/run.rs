@@ -229,20 +229,29 @@ fn summarize(name: &str, tensor: &Tensor) -> String {
     )
 }
 
+/// Prints the statistics table, the roofline comparison and the per-node
+/// profile (the `--stats` output of `run` and `check`).
+pub fn print_stats(stats: &Stats, loadable: &Loadable) {
+    print!("{}", stats.table());
+    if stats.roofline_cycles > 0 {
+        println!(
+            "roofline          {:>14}  (cycles / roofline = {:.2})",
+            stats.roofline_cycles,
+            stats.cycles as f64 / stats.roofline_cycles as f64
+        );
+    }
+    if !loadable.source_map.is_empty() {
+        print!("{}", stats.profile_table(loadable, &loadable.target(), 25));
+    }
+}
+
 fn report(stats: &Stats, loadable: &Loadable, args: &RunArgs) -> anyhow::Result<()> {
     if args.stats {
-        print!("{}", stats.table());
-        let profile = stats.by_node(loadable);
-        if !profile.is_empty() && !loadable.source_map.is_empty() {
-            println!("profile by source node (engine busy cycles):");
-            for p in profile.iter().take(25) {
-                println!("  {:>12}  {:>14} MACs  {}", p.busy_cycles, p.macs, p.node);
-            }
-        }
+        print_stats(stats, loadable);
     }
     if let Some(path) = &args.stats_json {
         let mut json = stats.to_json();
-        json["profile"] = serde_json::to_value(stats.by_node(loadable))?;
+        json["profile"] = serde_json::to_value(stats.by_node(loadable, &loadable.target()))?;
         std::fs::write(path, serde_json::to_string_pretty(&json)?)
             .with_context(|| path.display().to_string())?;
     }

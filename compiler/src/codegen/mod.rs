@@ -870,7 +870,7 @@ pub fn generate(program: &KernelProgram, target: &Target) -> Result<Code, Codege
         dma_dims: [None; 3],
         kernel: String::new(),
     };
-    let mut ranges: Vec<(usize, usize, String)> = Vec::new();
+    let mut ranges: Vec<(usize, usize, String, u64, u64)> = Vec::new();
     let (end, start) = barrier();
     for (i, kernel) in program.kernels.iter().enumerate() {
         em.kernel = kernel.node.clone();
@@ -895,21 +895,39 @@ pub fn generate(program: &KernelProgram, target: &Target) -> Result<Code, Codege
         if i + 1 < program.kernels.len() {
             em.stmts(&end)?;
         }
-        ranges.push((first, em.code.len(), kernel.node.clone()));
+        ranges.push((
+            first,
+            em.code.len(),
+            kernel.node.clone(),
+            kernel.macs,
+            roofline_cycles(kernel, target),
+        ));
     }
     em.emit(Instr::Halt {});
     let _ = em.target;
     let instrs = em.resolve()?;
     let source_map = ranges
         .into_iter()
-        .filter(|(s, e, _)| e > s)
-        .map(|(start, end, node)| SourceRange {
+        .filter(|(s, e, ..)| e > s)
+        .map(|(start, end, node, macs, roofline_cycles)| SourceRange {
             start: start as u32,
             end: end as u32,
             node,
+            macs,
+            roofline_cycles,
         })
         .collect();
     Ok(Code { instrs, source_map })
+}
+
+/// A kernel's lower bound on this target: the larger of its MACs at the
+/// MXU's peak (bf16 rate) and its compulsory DRAM bytes at full bandwidth.
+pub fn roofline_cycles(kernel: &Kernel, target: &Target) -> u64 {
+    let mxu = kernel.macs.div_ceil(target.peak_macs_per_cycle().max(1));
+    let dram = kernel
+        .compulsory_dram_bytes
+        .div_ceil(u64::from(target.dram_bytes_per_cycle).max(1));
+    mxu.max(dram)
 }
 
 /// Code for a single kernel on its own (tests and examples).

@@ -9,7 +9,7 @@ use onnx_protobuf::{
 
 use crate::graph::Graph;
 use crate::interp::run;
-use crate::passes::run_graph_passes;
+use crate::passes::{run_graph_passes_with, PassOptions};
 use crate::tensor::{DType, Tensor};
 
 use super::{import_bytes, ImportError, ImportOptions};
@@ -121,7 +121,8 @@ pub fn model(
 /// Imports and folds a model.
 pub fn import(bytes: &[u8]) -> Result<Graph, ImportError> {
     let mut g = import_bytes(bytes, None, &ImportOptions::default())?;
-    run_graph_passes(&mut g, |_, _, _| {}).expect("passes and verifier");
+    run_graph_passes_with(&mut g, &PassOptions::frontend_only(), |_, _, _| {})
+        .expect("passes and verifier");
     Ok(g)
 }
 

@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::tensor::DType;
 
-use super::op::{BinaryOp, ConvAttrs, GeluApprox, Op, ReduceKind, UnaryOp};
+use super::op::{Activation, BinaryOp, ConvAttrs, GeluApprox, Op, ReduceKind, UnaryOp};
 
 /// An attribute value in the text form.
 #[derive(Clone, Debug, PartialEq)]
@@ -115,7 +115,13 @@ impl Op {
     /// The attributes, in their canonical printing order.
     pub fn attrs(&self) -> Vec<(&'static str, AttrValue)> {
         match self {
-            Op::Input | Op::Constant(_) | Op::Unary(_) | Op::Binary(_) | Op::Where | Op::MatMul => {
+            Op::Input
+            | Op::Constant(_)
+            | Op::Unary(_)
+            | Op::Binary(_)
+            | Op::Where
+            | Op::MatMul
+            | Op::Rope => {
                 vec![]
             }
             Op::Cast { to } => vec![("to", AttrValue::Word(to.name().into()))],
@@ -169,6 +175,17 @@ impl Op {
                 ("upper", AttrValue::Bool(*upper)),
                 ("k", AttrValue::Int(*k)),
             ],
+            Op::Gemm { trans_b, act } => vec![
+                ("trans_b", AttrValue::Bool(*trans_b)),
+                (
+                    "act",
+                    AttrValue::Word(act.map_or("none", Activation::name).into()),
+                ),
+            ],
+            Op::Attention { scale, causal } => vec![
+                ("scale", AttrValue::Float(*scale)),
+                ("causal", AttrValue::Bool(*causal)),
+            ],
         }
     }
 
@@ -187,6 +204,32 @@ impl Op {
         let (op, keys): (Op, &[&str]) = match mnemonic {
             "where" => (Op::Where, &[]),
             "matmul" => (Op::MatMul, &[]),
+            "rope" => (Op::Rope, &[]),
+            "gemm" => {
+                let act = match a.word("act")? {
+                    "none" => None,
+                    word => Some(
+                        Activation::ALL
+                            .into_iter()
+                            .find(|act| act.name() == word)
+                            .ok_or_else(|| format!("unknown activation `{word}`"))?,
+                    ),
+                };
+                (
+                    Op::Gemm {
+                        trans_b: a.bool("trans_b")?,
+                        act,
+                    },
+                    &["trans_b", "act"],
+                )
+            }
+            "attention" => (
+                Op::Attention {
+                    scale: a.float("scale")?,
+                    causal: a.bool("causal")?,
+                },
+                &["scale", "causal"],
+            ),
             "cast" => {
                 let word = a.word("to")?;
                 let to = DType::from_name(word).ok_or_else(|| format!("unknown dtype `{word}`"))?;
@@ -336,6 +379,20 @@ mod tests {
                 k: -1,
             },
             Op::Binary(BinaryOp::GreaterOrEqual),
+            Op::Unary(UnaryOp::Silu),
+            Op::Gemm {
+                trans_b: true,
+                act: Some(Activation::GeluTanh),
+            },
+            Op::Gemm {
+                trans_b: false,
+                act: None,
+            },
+            Op::Attention {
+                scale: 0.125,
+                causal: true,
+            },
+            Op::Rope,
         ];
         for op in ops {
             let attrs: Vec<(String, AttrValue)> = op

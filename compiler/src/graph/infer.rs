@@ -320,6 +320,18 @@ impl Op {
                 }
                 operands[0].clone()
             }
+            Op::Gemm { trans_b, .. } => {
+                arity(2, 3)?;
+                gemm_type(*trans_b, operands)?
+            }
+            Op::Attention { .. } => {
+                arity(3, 4)?;
+                attention_type(operands)?
+            }
+            Op::Rope => {
+                arity(3, 3)?;
+                rope_type(operands)?
+            }
         };
         let bytes = ty.checked_numel().and_then(|n| n.checked_mul(8));
         if bytes.is_none_or(|b| b > isize::MAX as usize) {
@@ -373,6 +385,100 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> 
         };
     }
     Ok(out)
+}
+
+/// `[a, b(, bias)]` → `[..., M, N]`; see [`Op::Gemm`].
+fn gemm_type(trans_b: bool, operands: &[&TensorType]) -> Result<TensorType, String> {
+    let (a, b) = (operands[0], operands[1]);
+    float_operand(a)?;
+    same_dtype(a, b)?;
+    if a.rank() < 2 || b.rank() != 2 {
+        return Err(format!(
+            "gemm needs a of rank >= 2 and b of rank 2, has {:?} and {:?}",
+            a.shape, b.shape
+        ));
+    }
+    let k = a.shape[a.rank() - 1];
+    let (bk, n) = if trans_b {
+        (b.shape[1], b.shape[0])
+    } else {
+        (b.shape[0], b.shape[1])
+    };
+    if k != bk {
+        return Err(format!(
+            "inner dimensions differ: {:?} x {:?}{}",
+            a.shape,
+            b.shape,
+            if trans_b { "ᵀ" } else { "" }
+        ));
+    }
+    if let Some(bias) = operands.get(2) {
+        same_dtype(a, bias)?;
+        if bias.shape != [n] {
+            return Err(format!("bias must be [{n}], is {:?}", bias.shape));
+        }
+    }
+    let mut shape = a.shape.clone();
+    *shape.last_mut().ok_or("gemm needs a of rank >= 2")? = n;
+    Ok(TensorType::new(a.dtype, shape))
+}
+
+/// `[q, k, v(, mask)]` → q's type; see [`Op::Attention`].
+fn attention_type(operands: &[&TensorType]) -> Result<TensorType, String> {
+    let (q, k, v) = (operands[0], operands[1], operands[2]);
+    float_operand(q)?;
+    same_dtype(q, k)?;
+    same_dtype(q, v)?;
+    if q.rank() != 4 || k.rank() != 4 || v.rank() != 4 {
+        return Err(format!(
+            "q, k, v must be [B, H, S, D], are {:?}, {:?}, {:?}",
+            q.shape, k.shape, v.shape
+        ));
+    }
+    let (b, h, sq, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3]);
+    let (hkv, sk) = (k.shape[1], k.shape[2]);
+    if k.shape[0] != b || k.shape[3] != d || v.shape != k.shape {
+        return Err(format!(
+            "k and v must be [{b}, Hkv, Sk, {d}] and equal, are {:?} and {:?}",
+            k.shape, v.shape
+        ));
+    }
+    if hkv == 0 || h % hkv != 0 {
+        return Err(format!("{h} query heads do not group over {hkv} kv heads"));
+    }
+    if let Some(mask) = operands.get(3) {
+        same_dtype(q, mask)?;
+        let scores = [b, h, sq, sk];
+        if broadcast_shapes(&mask.shape, &scores).ok().as_deref() != Some(&scores[..]) {
+            return Err(format!(
+                "mask {:?} does not broadcast to {scores:?}",
+                mask.shape
+            ));
+        }
+    }
+    Ok(q.clone())
+}
+
+/// `[x, cos, sin]` → x's type; see [`Op::Rope`].
+fn rope_type(operands: &[&TensorType]) -> Result<TensorType, String> {
+    let x = operands[0];
+    float_operand(x)?;
+    if x.rank() < 2 || x.shape.last().is_none_or(|d| d % 2 != 0) {
+        return Err(format!(
+            "x must be [..., S, D] with D even, is {:?}",
+            x.shape
+        ));
+    }
+    for table in &operands[1..] {
+        same_dtype(x, table)?;
+        if broadcast_shapes(&x.shape, &table.shape).ok().as_ref() != Some(&x.shape) {
+            return Err(format!(
+                "cos/sin {:?} does not broadcast to {:?}",
+                table.shape, x.shape
+            ));
+        }
+    }
+    Ok(x.clone())
 }
 
 fn same_dtype(a: &TensorType, b: &TensorType) -> Result<(), String> {
@@ -533,6 +639,52 @@ mod tests {
             ])
             .expect("patch embedding");
         assert_eq!(ty.shape, vec![1, 32, 4, 4]);
+    }
+
+    #[test]
+    fn npu_ops_check_their_operands() {
+        let f = |shape: &[usize]| t(DType::F32, shape);
+        let gemm = |trans_b| Op::Gemm { trans_b, act: None };
+        let ty = gemm(false)
+            .infer(&[&f(&[2, 8, 32]), &f(&[32, 64]), &f(&[64])])
+            .expect("ok");
+        assert_eq!(ty.shape, vec![2, 8, 64]);
+        assert_eq!(
+            gemm(true)
+                .infer(&[&f(&[8, 32]), &f(&[64, 32])])
+                .expect("ok")
+                .shape,
+            vec![8, 64]
+        );
+        assert!(gemm(false).infer(&[&f(&[8, 32]), &f(&[64, 32])]).is_err());
+        let err = gemm(false)
+            .infer(&[&f(&[8, 32]), &f(&[32, 64]), &f(&[1, 64])])
+            .expect_err("bias rank");
+        assert!(err.contains("bias must be [64]"), "{err}");
+        let attention = Op::Attention {
+            scale: 0.125,
+            causal: true,
+        };
+        let (q, kv) = (f(&[1, 4, 8, 16]), f(&[1, 2, 8, 16]));
+        assert_eq!(attention.infer(&[&q, &kv, &kv]).expect("gqa"), q);
+        assert!(attention
+            .infer(&[&q, &f(&[1, 3, 8, 16]), &f(&[1, 3, 8, 16])])
+            .is_err());
+        assert!(attention.infer(&[&q, &kv, &kv, &f(&[1, 1, 8, 8])]).is_ok());
+        let err = attention
+            .infer(&[&q, &kv, &kv, &f(&[1, 1, 8, 9])])
+            .expect_err("mask");
+        assert!(err.contains("does not broadcast"), "{err}");
+        let x = f(&[1, 4, 8, 16]);
+        assert_eq!(
+            Op::Rope
+                .infer(&[&x, &f(&[8, 16]), &f(&[1, 1, 8, 16])])
+                .expect("ok"),
+            x
+        );
+        assert!(Op::Rope
+            .infer(&[&f(&[8, 15]), &f(&[15]), &f(&[15])])
+            .is_err());
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub mod printer;
 pub mod verify;
 
 pub use attrs::AttrValue;
-pub use op::{BinaryOp, ConvAttrs, GeluApprox, Op, ReduceKind, UnaryOp};
+pub use op::{Activation, BinaryOp, ConvAttrs, GeluApprox, Op, ReduceKind, UnaryOp};
 
 /// Identifies a node of a [`Graph`]; stable across removals of other nodes.
 pub type NodeId = NodeIndex<u32>;

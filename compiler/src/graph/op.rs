@@ -49,11 +49,13 @@ pub enum UnaryOp {
     Sin,
     /// Logical not (bool).
     Not,
+    /// `x * sigmoid(x)` (SiLU, also called swish).
+    Silu,
 }
 
 impl UnaryOp {
     /// Every unary op.
-    pub const ALL: [UnaryOp; 13] = [
+    pub const ALL: [UnaryOp; 14] = [
         UnaryOp::Neg,
         UnaryOp::Abs,
         UnaryOp::Sqrt,
@@ -67,6 +69,7 @@ impl UnaryOp {
         UnaryOp::Cos,
         UnaryOp::Sin,
         UnaryOp::Not,
+        UnaryOp::Silu,
     ];
 
     /// The name in the text form.
@@ -85,6 +88,7 @@ impl UnaryOp {
             UnaryOp::Cos => "cos",
             UnaryOp::Sin => "sin",
             UnaryOp::Not => "not",
+            UnaryOp::Silu => "silu",
         }
     }
 }
@@ -204,6 +208,39 @@ pub enum GeluApprox {
     None,
     /// `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
     Tanh,
+}
+
+/// The activation a [`Op::Gemm`] applies to its result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activation {
+    /// `max(x, 0)`.
+    Relu,
+    /// Exact GELU, `0.5 x (1 + erf(x / √2))`.
+    Gelu,
+    /// GELU with the tanh approximation.
+    GeluTanh,
+    /// `x * sigmoid(x)`.
+    Silu,
+}
+
+impl Activation {
+    /// Every activation.
+    pub const ALL: [Activation; 4] = [
+        Activation::Relu,
+        Activation::Gelu,
+        Activation::GeluTanh,
+        Activation::Silu,
+    ];
+
+    /// The name in the text form (`act = ...`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Gelu => "gelu",
+            Activation::GeluTanh => "gelu_tanh",
+            Activation::Silu => "silu",
+        }
+    }
 }
 
 /// Attributes of a convolution over `N, C, spatial...` tensors.
@@ -336,6 +373,35 @@ pub enum Op {
         /// Diagonal offset.
         k: i64,
     },
+    /// NPU-native GEMM: `act(a · b (+ bias))`. Operands `[a, b]` or
+    /// `[a, b, bias]`: `a` is `[..., M, K]` (rank ≥ 2; the leading dims are
+    /// batch, flattened into M), `b` is `[K, N]` (`[N, K]` when `trans_b`),
+    /// `bias` is `[N]`. Result `[..., M, N]`.
+    Gemm {
+        /// `b` is stored `[N, K]` and used transposed.
+        trans_b: bool,
+        /// Activation applied after the bias.
+        act: Option<Activation>,
+    },
+    /// NPU-native fused attention:
+    /// `softmax(q · kᵀ · scale + mask, over Sk) · v`. Operands `[q, k, v]`
+    /// or `[q, k, v, mask]`: `q` is `[B, H, Sq, D]`, `k` and `v` are
+    /// `[B, Hkv, Sk, D]` with `H % Hkv == 0` (grouped-query: query head `h`
+    /// reads kv head `h / (H / Hkv)`), `mask` is additive and broadcasts to
+    /// `[B, H, Sq, Sk]`. With `causal`, positions `j > i + (Sk - Sq)` get
+    /// `-inf` before the softmax. Result `[B, H, Sq, D]`.
+    Attention {
+        /// Multiplies `q · kᵀ` before the mask is added.
+        scale: f32,
+        /// Whether the causal mask applies.
+        causal: bool,
+    },
+    /// Rotary position embedding (the LLaMA / Hugging Face rotate-half
+    /// form): `x * cos + rotate_half(x) * sin`, where
+    /// `rotate_half(x) = concat(-x[..., D/2:], x[..., :D/2])`. Operands
+    /// `[x, cos, sin]`: `x` is `[..., S, D]` with `D` even; `cos` and `sin`
+    /// broadcast to `x`.
+    Rope,
 }
 
 impl Op {
@@ -364,6 +430,9 @@ impl Op {
             Op::RmsNorm { .. } => "rms_norm",
             Op::Conv(_) => "conv",
             Op::Trilu { .. } => "trilu",
+            Op::Gemm { .. } => "gemm",
+            Op::Attention { .. } => "attention",
+            Op::Rope => "rope",
         }
     }
 }

@@ -371,12 +371,13 @@ impl Cursor {
         }
     }
 
-    /// A token of number characters (`-1`, `1e-5`, `0x00ff`, `inf`, `NaN`).
+    /// A token of number or word characters (`-1`, `1e-5`, `0x00ff`, `inf`,
+    /// `NaN`, `gelu_tanh`).
     fn number_token(&mut self) -> String {
         let start = self.pos;
         while self
             .peek()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'))
+            .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_'))
         {
             self.pos += 1;
         }
@@ -607,6 +608,25 @@ mod tests {
         let text = print_graph(&g, DataMode::Full).expect("acyclic");
         assert_eq!(text, SAMPLE);
         assert_eq!(parse_graph(&text).expect("reparses"), g);
+    }
+
+    #[test]
+    fn npu_ops_round_trip() {
+        let text = r#"graph npu {
+  input %x: f32[1, 8, 4]
+  input %q: f32[1, 4, 8, 16]
+  input %k: f32[1, 2, 8, 16]
+  const %w: f32[2, 4] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+  %h = gemm(%x, %w) {trans_b = true, act = gelu_tanh} : f32[1, 8, 2]
+  %s = silu(%h) : f32[1, 8, 2]
+  %r = rope(%q, %q, %q) : f32[1, 4, 8, 16]
+  %a = attention(%r, %k, %k) {scale = 0.25, causal = true} : f32[1, 4, 8, 16]
+  output "s" = %s
+  output "a" = %a
+}
+"#;
+        let g = parse_graph(text).expect("parses");
+        assert_eq!(print_graph(&g, DataMode::Full).expect("acyclic"), text);
     }
 
     #[test]

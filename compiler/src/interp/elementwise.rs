@@ -49,7 +49,8 @@ fn bool_result(shape: &[usize], values: Vec<bool>) -> Result<Tensor, String> {
         .ok_or_else(|| "cannot build a bool result".into())
 }
 
-fn unary_f32(u: UnaryOp, x: f32) -> f32 {
+/// The f32 value of a unary op (also the fused GEMM's activations).
+pub(crate) fn unary_f32(u: UnaryOp, x: f32) -> f32 {
     match u {
         UnaryOp::Neg => -x,
         UnaryOp::Abs => x.abs(),
@@ -77,6 +78,8 @@ fn unary_f32(u: UnaryOp, x: f32) -> f32 {
         UnaryOp::Cos => x.cos(),
         UnaryOp::Sin => x.sin(),
         UnaryOp::Not => f32::from(u8::from(x == 0.0)),
+        // The same arithmetic as `mul(x, sigmoid(x))`, so lifting SiLU is exact.
+        UnaryOp::Silu => x * unary_f32(UnaryOp::Sigmoid, x),
     }
 }
 
@@ -290,19 +293,22 @@ pub(crate) fn gelu(x: &Tensor, approximate: GeluApprox) -> Result<Tensor, String
     let values = x
         .to_f32_vec()
         .into_iter()
-        .map(|v| {
-            let v = f64::from(v);
-            let y = match approximate {
-                GeluApprox::None => 0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2)),
-                GeluApprox::Tanh => {
-                    let inner = (2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v);
-                    0.5 * v * (1.0 + inner.tanh())
-                }
-            };
-            y as f32
-        })
+        .map(|v| gelu_value(v, approximate))
         .collect();
     float_result(x.dtype(), x.shape(), values)
+}
+
+/// GELU of one value (computed in f64).
+pub(crate) fn gelu_value(v: f32, approximate: GeluApprox) -> f32 {
+    let v = f64::from(v);
+    let y = match approximate {
+        GeluApprox::None => 0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2)),
+        GeluApprox::Tanh => {
+            let inner = (2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v);
+            0.5 * v * (1.0 + inner.tanh())
+        }
+    };
+    y as f32
 }
 
 #[cfg(test)]

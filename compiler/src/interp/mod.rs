@@ -18,6 +18,7 @@ use crate::graph::{Graph, NodeId, Op, TensorType};
 use crate::tensor::Tensor;
 
 mod elementwise;
+mod fused;
 mod linalg;
 mod movement;
 mod reduce;
@@ -262,6 +263,18 @@ pub fn eval_op(op: &Op, args: &[&Tensor], ty: &TensorType) -> Result<Tensor, Str
             reduce::layer_norm(arg(0)?, arg(1)?, args.get(2).copied(), *axis, *epsilon)?
         }
         Op::RmsNorm { axis, epsilon } => reduce::rms_norm(arg(0)?, arg(1)?, *axis, *epsilon)?,
+        Op::Gemm { trans_b, act } => {
+            fused::gemm(arg(0)?, arg(1)?, args.get(2).copied(), *trans_b, *act, ty)?
+        }
+        Op::Attention { scale, causal } => fused::attention(
+            arg(0)?,
+            arg(1)?,
+            arg(2)?,
+            args.get(3).copied(),
+            *scale,
+            *causal,
+        )?,
+        Op::Rope => fused::rope(arg(0)?, arg(1)?, arg(2)?)?,
     };
     if out.dtype() != ty.dtype || out.shape() != ty.shape.as_slice() {
         return Err(format!(

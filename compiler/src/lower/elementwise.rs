@@ -45,6 +45,9 @@ pub struct EwOperand {
     pub shape: Vec<usize>,
     /// Element type.
     pub dtype: DType,
+    /// Explicit element strides over the output's dimensions (a strided
+    /// view, e.g. half of each row); `None` for a dense, broadcast operand.
+    pub strides: Option<Vec<i64>>,
 }
 
 /// The whole kernel description.
@@ -65,11 +68,13 @@ pub struct EwSpec {
     /// When set, the output is a plain conversion of operand 0 (no fp32
     /// round trip: exact integer casts).
     pub cast_only: bool,
+    /// Explicit output element strides (a strided view); `None` for dense.
+    pub out_strides: Option<Vec<i64>>,
 }
 
 /// Element strides of an operand over the output's dimensions (0 where it
 /// broadcasts).
-fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<i64> {
+pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<i64> {
     let r = out.len();
     let offset = r - shape.len().min(r);
     let mut dense = vec![0i64; shape.len()];
@@ -158,10 +163,38 @@ pub fn elementwise(spec: &EwSpec, target: &Target) -> Result<Kernel, LowerError>
     let mut stride_lists: Vec<Vec<i64>> = spec
         .operands
         .iter()
-        .map(|o| broadcast_strides(&o.shape, &out_dims))
+        .map(|o| {
+            o.strides
+                .clone()
+                .unwrap_or_else(|| broadcast_strides(&o.shape, &out_dims))
+        })
         .collect();
-    stride_lists.push(broadcast_strides(&out_dims, &out_dims));
-    let (sizes, strides) = coalesce(&out_dims, &stride_lists);
+    stride_lists.push(
+        spec.out_strides
+            .clone()
+            .unwrap_or_else(|| broadcast_strides(&out_dims, &out_dims)),
+    );
+    let (mut sizes, mut strides) = coalesce(&out_dims, &stride_lists);
+    // A long last dimension (typically everything merged into one) becomes
+    // rows × columns, so tiles have many rows and the pipeline has many
+    // tiles to overlap.
+    let last = sizes.len() - 1;
+    if sizes[last] > 2048 && strides.iter().all(|s| s[last] == 0 || s[last] == 1) {
+        let lanes = u64::from(target.vpu_lanes);
+        let split = (lanes.max(64)..=2048u64)
+            .rev()
+            .find(|c| sizes[last] % c == 0 && c % lanes == 0)
+            .or_else(|| (64..=2048u64).rev().find(|c| sizes[last] % c == 0));
+        if let Some(c) = split {
+            sizes[last] /= c;
+            sizes.push(c);
+            for s in &mut strides {
+                let inner = s[last];
+                s[last] = inner * c as i64;
+                s.push(inner);
+            }
+        }
+    }
     let k = sizes.len();
     let cols = sizes[k - 1];
     let rows = if k >= 2 { sizes[k - 2] } else { 1 };
@@ -223,6 +256,12 @@ pub fn elementwise(spec: &EwSpec, target: &Target) -> Result<Kernel, LowerError>
             spec.operands.len()
         )));
     }
+    // At least four tiles when there are rows enough (pipelining).
+    let tr_cap = if rows >= 16 {
+        tr_cap.min(rows.div_ceil(4))
+    } else {
+        tr_cap
+    };
     let tr = super::alloc::balanced_tile(rows, tr_cap);
 
     let mut mem = OnChip::new(target);

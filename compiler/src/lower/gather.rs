@@ -31,8 +31,11 @@ pub struct GatherSpec {
     pub row_bytes: u64,
     /// Indices base address.
     pub indices: u64,
-    /// Number of indices.
+    /// Number of indices per outer entry.
     pub count: u64,
+    /// Bytes between the index lists of consecutive outer entries (0 when
+    /// every outer entry uses the same indices).
+    pub idx_outer_stride: u64,
     /// Index type.
     pub itype: IdxType,
     /// Output base address.
@@ -43,9 +46,8 @@ pub struct GatherSpec {
 pub fn gather(spec: &GatherSpec, target: &Target) -> Result<Kernel, LowerError> {
     let isize = if spec.itype == IdxType::I64 { 8 } else { 4 };
     let mut mem = OnChip::new(target);
-    let idx = mem.alloc("indices", Mem::Spm, spec.count * isize, 1)?;
-    let free = mem.free(Mem::Spm).saturating_sub(2 * 64);
-    let cap = (free / (2 * spec.row_bytes.max(1))).min(spec.count);
+    let free = mem.free(Mem::Spm).saturating_sub(4 * 64);
+    let cap = (free / (2 * (spec.row_bytes + isize).max(1))).min(spec.count);
     if cap == 0 {
         return Err(LowerError::DoesNotFit(format!(
             "`{}`: a gathered row of {} bytes does not fit SPM",
@@ -53,52 +55,52 @@ pub fn gather(spec: &GatherSpec, target: &Target) -> Result<Kernel, LowerError> 
         )));
     }
     let tile = balanced_tile(spec.count, cap);
+    let idx = mem.alloc("indices", Mem::Spm, tile * isize, 2)?;
     let rows_buf = mem.alloc("rows", Mem::Spm, tile * spec.row_bytes, 2)?;
     let mut vars = Vars::default();
     let (vo, vt, slot) = (vars.fresh(), vars.fresh(), vars.fresh());
+    let s = Affine::var(0, slot, 1);
     let n = Ext::tile(tile, spec.count, Affine::var(0, vt, tile as i64));
-    let body = vec![
-        Stmt::Copy {
-            dst: idx.at(&Affine::c(0), 0),
-            src: Addr::new(Mem::Dram, Affine::c(spec.indices as i64)),
-            run: Ext::Const(spec.count * isize),
-            dims: vec![],
-        },
-        Stmt::For {
-            var: vo,
-            count: spec.outer.max(1),
-            body: vec![Stmt::For {
-                var: vt,
-                count: tiles(spec.count, tile),
-                body: vec![
-                    Stmt::Gather {
-                        dst: rows_buf.at(&Affine::var(0, slot, 1), 0).at,
-                        table: Affine::var(
-                            spec.data as i64,
-                            vo,
-                            (spec.rows * spec.row_bytes) as i64,
-                        ),
-                        idx: Affine::var(idx.offset as i64, vt, (tile * isize) as i64),
-                        rows: n.clone(),
-                        bytes: spec.row_bytes,
-                        limit: spec.rows,
-                        itype: spec.itype,
-                    },
-                    Stmt::Copy {
-                        dst: Addr::new(
-                            Mem::Dram,
-                            Affine::var(spec.out as i64, vo, (spec.count * spec.row_bytes) as i64)
-                                .plus(vt, (tile * spec.row_bytes) as i64),
-                        ),
-                        src: rows_buf.at(&Affine::var(0, slot, 1), 0),
-                        run: n.scaled(spec.row_bytes),
-                        dims: vec![],
-                    },
-                    Stmt::Advance(slot),
-                ],
-            }],
-        },
-    ];
+    let body = vec![Stmt::For {
+        var: vo,
+        count: spec.outer.max(1),
+        body: vec![Stmt::For {
+            var: vt,
+            count: tiles(spec.count, tile),
+            body: vec![
+                Stmt::Copy {
+                    dst: idx.at(&s, 0),
+                    src: Addr::new(
+                        Mem::Dram,
+                        Affine::var(spec.indices as i64, vo, spec.idx_outer_stride as i64)
+                            .plus(vt, (tile * isize) as i64),
+                    ),
+                    run: n.clone().scaled(isize),
+                    dims: vec![],
+                },
+                Stmt::Gather {
+                    dst: rows_buf.at(&s, 0).at,
+                    table: Affine::var(spec.data as i64, vo, (spec.rows * spec.row_bytes) as i64),
+                    idx: idx.at(&s, 0).at,
+                    rows: n.clone(),
+                    bytes: spec.row_bytes,
+                    limit: spec.rows,
+                    itype: spec.itype,
+                },
+                Stmt::Copy {
+                    dst: Addr::new(
+                        Mem::Dram,
+                        Affine::var(spec.out as i64, vo, (spec.count * spec.row_bytes) as i64)
+                            .plus(vt, (tile * spec.row_bytes) as i64),
+                    ),
+                    src: rows_buf.at(&s, 0),
+                    run: n.scaled(spec.row_bytes),
+                    dims: vec![],
+                },
+                Stmt::Advance(slot),
+            ],
+        }],
+    }];
     Ok(Kernel {
         node: spec.node.clone(),
         summary: format!(

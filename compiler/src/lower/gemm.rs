@@ -84,6 +84,9 @@ pub struct GemmTiles {
     pub tn: u64,
     /// Columns of A per staging chunk.
     pub kch: u64,
+    /// Weight-tile buffers: enough to keep loads in flight across the DRAM
+    /// latency and the MXU pipeline (at least 2).
+    pub b_slots: u64,
 }
 
 /// Picks tiles: TK × TN the array (or less), TM as many rows as SPM and
@@ -93,7 +96,20 @@ pub fn choose_tiles(spec: &GemmSpec, target: &Target) -> Result<GemmTiles, Lower
     let tn = spec.n.min(u64::from(target.mxu_n)).max(1);
     let e = spec.mxu.dtype().size();
     let convert = spec.mxu != MxuType::F32;
-    let fixed = 2 * tk * tn * e + spec.bias.map_or(0, |_| spec.n * 4) + 64 * 8;
+    // A weight slot is busy from its load's issue to the end of the matmul
+    // reading it (DRAM latency, the transfer, the stream and the pipeline);
+    // a new tile is needed every max(transfer, stream) cycles.
+    let tile_bytes = tk * tn * e;
+    let transfer = tile_bytes.div_ceil(u64::from(target.dram_bytes_per_cycle));
+    let busy = u64::from(target.dram_latency_cycles)
+        + transfer
+        + 2 * spec.m.min(1024)
+        + u64::from(target.mxu_pipeline_cycles);
+    let want = busy
+        .div_ceil(transfer.max(spec.m.min(1024)).max(1))
+        .clamp(2, 8);
+    let b_slots = want.min((target.spm_bytes / 4 / tile_bytes.max(1)).max(2));
+    let fixed = b_slots * tile_bytes + spec.bias.map_or(0, |_| spec.n * 4) + 64 * 16;
     let spm = target.spm_bytes.saturating_sub(fixed);
     // Per row of the A block: the row itself, two output rows, and (when
     // converting) two staging rows of a chunk.
@@ -114,6 +130,7 @@ pub fn choose_tiles(spec: &GemmSpec, target: &Target) -> Result<GemmTiles, Lower
         tk,
         tn,
         kch: kch.max(1),
+        b_slots,
     })
 }
 
@@ -126,7 +143,7 @@ pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
     let convert = spec.mxu != MxuType::F32;
     let mut mem = OnChip::new(target);
     let abuf = mem.alloc("a", Mem::Spm, t.tm * k * e, 1)?;
-    let bbuf = mem.alloc("b", Mem::Spm, t.tk * t.tn * e, 2)?;
+    let bbuf = mem.alloc("b", Mem::Spm, t.tk * t.tn * e, t.b_slots)?;
     let obuf = mem.alloc("out", Mem::Spm, t.tm * t.tn * 4, 2)?;
     let stage = if convert {
         Some(mem.alloc("a_stage", Mem::Spm, t.tm * t.kch * 4, 2)?)
@@ -174,7 +191,7 @@ pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
         prologue.push(Stmt::Signal(data(Dma, Vpu), 1));
         prologue.push(Stmt::Wait(data(Dma, Vpu), 1));
     }
-    prologue.push(Stmt::Signal(credit(Mxu, Dma), 2));
+    prologue.push(Stmt::Signal(credit(Mxu, Dma), t.b_slots as u16));
     prologue.push(Stmt::Signal(credit(Vpu, Mxu), 2));
     prologue.push(Stmt::Signal(credit(Dma, Vpu), 2));
     let a_free = if convert {
@@ -423,7 +440,7 @@ pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
         }],
     });
     // Drain the credits.
-    body.push(Stmt::Wait(credit(Mxu, Dma), 2));
+    body.push(Stmt::Wait(credit(Mxu, Dma), t.b_slots as u16));
     body.push(Stmt::Wait(credit(Vpu, Mxu), 2));
     body.push(Stmt::Wait(credit(Dma, Vpu), 2));
     body.push(Stmt::Wait(a_free, 1));
@@ -440,7 +457,7 @@ pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
     Ok(Kernel {
         node: spec.node.clone(),
         summary: format!(
-            "gemm {}x{}x{}{}{}{}{} ({}; tiles {}x{}x{})",
+            "gemm {}x{}x{}{}{}{}{} ({}; tiles {}x{}x{}, {} weight buffers)",
             m,
             k,
             n,
@@ -455,11 +472,12 @@ pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
             spec.mxu,
             t.tm,
             t.tk,
-            t.tn
+            t.tn,
+            t.b_slots
         ),
         buffers: mem.buffers,
         body,
-        rotators: vec![(rot_a, 2), (rot_b, 2), (rot_t, 2)],
+        rotators: vec![(rot_a, 2), (rot_b, t.b_slots), (rot_t, 2)],
         macs: batch * m * k * n,
         compulsory_dram_bytes: batch * m * k * 4
             + b_bytes

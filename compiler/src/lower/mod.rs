@@ -18,6 +18,7 @@ use crate::runtime_io::isa_dtype;
 use crate::tensor::{DType, Tensor};
 
 pub mod alloc;
+pub mod attention;
 pub mod elementwise;
 pub mod gather;
 pub mod gemm;
@@ -26,8 +27,10 @@ mod ops;
 pub mod pipeline;
 pub mod plan;
 pub mod rowwise;
+pub mod views;
 
-use plan::{align, last_uses, storage_root, Arena};
+use plan::{align, last_uses, Arena};
+use views::Views;
 
 /// Why a graph cannot be lowered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,6 +112,7 @@ pub struct Ctx<'g> {
     weights: HashMap<NodeId, u64>,
     arena: RefCell<Arena>,
     scratch: RefCell<Vec<(u64, u64)>>,
+    views: Views,
 }
 
 impl Ctx<'_> {
@@ -119,21 +123,74 @@ impl Ctx<'_> {
         at
     }
 
-    /// DRAM address of a node's value.
+    /// DRAM address of a node's storage (for absorbed layout ops, of the
+    /// tensor they view: use [`Ctx::view4`] for those).
     pub fn addr(&self, id: NodeId) -> u64 {
-        let root = storage_root(self.graph, id);
+        let root = self.views.root(self.graph, id);
         self.addr.get(&root).copied().unwrap_or(0)
+    }
+
+    /// A rank-4 f32 operand as a strided view (through absorbed layout ops).
+    pub fn view4(&self, id: NodeId) -> attention::Tensor4 {
+        let shape = &self.graph.node(id).ty.shape;
+        let dense = || {
+            attention::Tensor4::dense(
+                self.addr(id),
+                [0, 1, 2, 3].map(|d| shape.get(d).copied().unwrap_or(1) as u64),
+            )
+        };
+        match self.views.view(self.graph, id) {
+            Some(v) if v.strides.len() == 4 => attention::Tensor4 {
+                addr: self
+                    .addr
+                    .get(&v.root)
+                    .copied()
+                    .unwrap_or(0)
+                    .wrapping_add((v.offset * 4) as u64),
+                strides: [v.strides[0], v.strides[1], v.strides[2], v.strides[3]],
+            },
+            _ => dense(),
+        }
+    }
+
+    /// Where a rank-4 producer writes: into its transposing user's storage
+    /// when that transpose was absorbed, else densely into its own.
+    pub fn out_view4(&self, id: NodeId) -> attention::Tensor4 {
+        let shape = &self.graph.node(id).ty.shape;
+        if let Some(&t) = self.views.produces_into.get(&id) {
+            if let Op::Transpose { perm } = &self.graph.node(t).op {
+                let tshape = &self.graph.node(t).ty.shape;
+                let mut tstrides = vec![0i64; tshape.len()];
+                let mut acc = 1i64;
+                for d in (0..tshape.len()).rev() {
+                    tstrides[d] = acc;
+                    acc *= tshape[d] as i64;
+                }
+                let mut strides = [0i64; 4];
+                for (i, &p) in perm.iter().enumerate() {
+                    strides[p] = tstrides[i];
+                }
+                return attention::Tensor4 {
+                    addr: self.addr(t),
+                    strides,
+                };
+            }
+        }
+        attention::Tensor4::dense(
+            self.addr(id),
+            [0, 1, 2, 3].map(|d| shape.get(d).copied().unwrap_or(1) as u64),
+        )
     }
 
     /// DRAM address of a constant converted to the MXU input type, if it
     /// was prepared (constant right operands of matmuls).
     pub fn weights(&self, id: NodeId) -> Option<u64> {
-        self.weights.get(&storage_root(self.graph, id)).copied()
+        self.weights.get(&self.views.root(self.graph, id)).copied()
     }
 
     /// The constant value of a node, if it is one (through reshapes).
     pub fn constant(&self, id: NodeId) -> Option<&Tensor> {
-        match &self.graph.node(storage_root(self.graph, id)).op {
+        match &self.graph.node(self.views.root(self.graph, id)).op {
             Op::Constant(t) => Some(t),
             _ => None,
         }
@@ -141,12 +198,14 @@ impl Ctx<'_> {
 }
 
 /// Constants the MXU reads as weights: right operands of matmuls.
-fn weight_nodes(graph: &Graph, order: &[NodeId]) -> Vec<NodeId> {
+fn weight_nodes(graph: &Graph, views: &Views, order: &[NodeId]) -> Vec<NodeId> {
     let mut out = Vec::new();
     for &id in order {
-        if matches!(graph.node(id).op, Op::MatMul) || graph.node(id).op.mnemonic() == "gemm" {
+        if matches!(graph.node(id).op, Op::MatMul | Op::Conv(_))
+            || graph.node(id).op.mnemonic() == "gemm"
+        {
             if let Some(&b) = graph.operands(id).get(1) {
-                let root = storage_root(graph, b);
+                let root = views.root(graph, b);
                 if matches!(graph.node(root).op, Op::Constant(_)) && !out.contains(&root) {
                     out.push(root);
                 }
@@ -157,7 +216,7 @@ fn weight_nodes(graph: &Graph, order: &[NodeId]) -> Vec<NodeId> {
 }
 
 /// Whether a constant has a reader other than as matmul weights.
-fn needs_raw(graph: &Graph, root: NodeId, order: &[NodeId]) -> bool {
+fn needs_raw(graph: &Graph, views: &Views, root: NodeId, order: &[NodeId]) -> bool {
     order.iter().any(|&id| {
         let is_mm =
             matches!(graph.node(id).op, Op::MatMul) || graph.node(id).op.mnemonic() == "gemm";
@@ -165,11 +224,11 @@ fn needs_raw(graph: &Graph, root: NodeId, order: &[NodeId]) -> bool {
             .operands(id)
             .iter()
             .enumerate()
-            .any(|(pos, &op)| storage_root(graph, op) == root && !(is_mm && pos == 1))
+            .any(|(pos, &op)| views.root(graph, op) == root && !(is_mm && pos == 1))
     }) || graph
         .outputs()
         .iter()
-        .any(|(_, o)| storage_root(graph, *o) == root)
+        .any(|(_, o)| views.root(graph, *o) == root)
 }
 
 fn mxu_bytes(tensor: &Tensor, mxu: MxuType) -> Vec<u8> {
@@ -200,6 +259,7 @@ pub fn lower(graph: &Graph, target: &Target, precision: Precision) -> Result<Low
             node: String::new(),
             message: e.to_string(),
         })?;
+    let views = Views::analyze(graph, &order);
     let mut dram = Vec::new();
     let mut segments = Vec::new();
     let mut addr: HashMap<NodeId, u64> = HashMap::new();
@@ -207,13 +267,13 @@ pub fn lower(graph: &Graph, target: &Target, precision: Precision) -> Result<Low
     let mut next = 0u64;
 
     // Constants: raw values and MXU-ready weights.
-    let weight_roots = weight_nodes(graph, &order);
+    let weight_roots = weight_nodes(graph, &views, &order);
     for &id in &order {
         let node = graph.node(id);
         let Op::Constant(tensor) = &node.op else {
             continue;
         };
-        if needs_raw(graph, id, &order) {
+        if needs_raw(graph, &views, id, &order) {
             let data = tensor.data().to_le_bytes();
             addr.insert(id, next);
             dram.push(DramTensor {
@@ -279,7 +339,7 @@ pub fn lower(graph: &Graph, target: &Target, precision: Precision) -> Result<Low
     for (name, id) in graph.outputs() {
         let node = graph.node(*id);
         let bytes = node.ty.numel() as u64 * node.ty.dtype.size() as u64;
-        let root = storage_root(graph, *id);
+        let root = views.root(graph, *id);
         let region = next;
         next = align(next + bytes);
         let shape: Vec<u64> = node.ty.shape.iter().map(|&d| d as u64).collect();
@@ -305,7 +365,7 @@ pub fn lower(graph: &Graph, target: &Target, precision: Precision) -> Result<Low
     }
 
     // Intermediates: liveness-based reuse.
-    let last = last_uses(graph, &order);
+    let last = last_uses(graph, &views, &order);
     let mut ctx = Ctx {
         graph,
         target,
@@ -314,16 +374,45 @@ pub fn lower(graph: &Graph, target: &Target, precision: Precision) -> Result<Low
         weights,
         arena: RefCell::new(Arena::new(next)),
         scratch: RefCell::new(Vec::new()),
+        views,
     };
     let mut kernels: Vec<Kernel> = Vec::new();
     let mut errors = Vec::new();
     let mut live: Vec<(NodeId, u64, u64)> = Vec::new();
     for (pos, &id) in order.iter().enumerate() {
         let node = graph.node(id);
-        if matches!(node.op, Op::Input | Op::Constant(_) | Op::Reshape { .. }) {
+        if matches!(node.op, Op::Input | Op::Constant(_) | Op::Reshape { .. })
+            || ctx.views.virtuals.contains(&id)
+        {
             continue;
         }
-        if !ctx.addr.contains_key(&id) {
+        // A transpose its producer writes directly: storage is already
+        // allocated, nothing to run.
+        if ctx.views.produces_into.values().any(|&t| t == id) {
+            continue;
+        }
+        if let Some(&t) = ctx.views.produces_into.get(&id) {
+            // Allocate the transpose's storage now; the producer writes it.
+            if !ctx.addr.contains_key(&t) {
+                let tn = graph.node(t);
+                let bytes = tn.ty.numel() as u64 * tn.ty.dtype.size() as u64;
+                let at = ctx.arena.borrow_mut().alloc(bytes);
+                ctx.addr.insert(t, at);
+                dram.push(DramTensor {
+                    name: tn.name.clone(),
+                    addr: at,
+                    bytes,
+                    kind: DramKind::Intermediate,
+                });
+                live.push((t, at, bytes));
+            }
+        }
+        if node.ty.numel() == 0 {
+            // An empty result needs no kernel (and no storage).
+            ctx.addr.entry(id).or_insert(0);
+            continue;
+        }
+        if !ctx.addr.contains_key(&id) && !ctx.views.produces_into.contains_key(&id) {
             let bytes = node.ty.numel() as u64 * node.ty.dtype.size() as u64;
             let at = ctx.arena.borrow_mut().alloc(bytes);
             ctx.addr.insert(id, at);

@@ -122,6 +122,63 @@ pub fn copies(node: &str, what: &str, specs: &[CopySpec], _target: &Target) -> K
     }
 }
 
+/// A kernel that zeroes `bytes` bytes of DRAM at `addr`: the VPU fills one
+/// SPM tile with zeros, the DMA repeats it over the region.
+pub fn zero_fill(
+    node: &str,
+    addr: u64,
+    bytes: u64,
+    target: &Target,
+) -> Result<Kernel, super::LowerError> {
+    use crate::kernel::{Chan, VpuStmt};
+    use tessera_isa::Engine;
+    let mut mem = super::alloc::OnChip::new(target);
+    let tile = bytes.clamp(4, 4096).div_ceil(4) * 4;
+    let buf = mem.alloc("zeros", Mem::Spm, tile, 1)?;
+    let full = bytes / tile;
+    let rest = bytes % tile;
+    let mut body = vec![
+        Stmt::Vpu(VpuStmt::Fill {
+            dst: buf.at(&Affine::c(0), 0),
+            dstride: tile,
+            bits: 0,
+            rows: Ext::Const(1),
+            cols: Ext::Const(tile / 4),
+        }),
+        Stmt::Signal(Chan::data(Engine::Vpu, Engine::Dma), 1),
+        Stmt::Wait(Chan::data(Engine::Vpu, Engine::Dma), 1),
+    ];
+    if full > 0 {
+        body.push(Stmt::Copy {
+            dst: Addr::new(Mem::Dram, Affine::c(addr as i64)),
+            src: buf.at(&Affine::c(0), 0),
+            run: Ext::Const(tile),
+            dims: vec![DmaDim {
+                count: Ext::Const(full),
+                sstride: 0,
+                dstride: tile as i64,
+            }],
+        });
+    }
+    if rest > 0 {
+        body.push(Stmt::Copy {
+            dst: Addr::new(Mem::Dram, Affine::c((addr + full * tile) as i64)),
+            src: buf.at(&Affine::c(0), 0),
+            run: Ext::Const(rest),
+            dims: vec![],
+        });
+    }
+    Ok(Kernel {
+        node: node.to_string(),
+        summary: format!("zero {bytes} bytes"),
+        buffers: mem.buffers,
+        body,
+        rotators: vec![],
+        macs: 0,
+        compulsory_dram_bytes: bytes,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::graph::{Graph, NodeId, Op};
+use crate::graph::{Graph, NodeId};
+
+use super::views::Views;
 
 /// Alignment of every DRAM tensor.
 pub const DRAM_ALIGN: u64 = 64;
@@ -91,29 +93,24 @@ impl Arena {
     }
 }
 
-/// The node whose storage a node uses (itself unless it is a reshape).
-pub fn storage_root(graph: &Graph, mut id: NodeId) -> NodeId {
-    while matches!(graph.node(id).op, Op::Reshape { .. }) {
-        match graph.operands(id).first() {
-            Some(&op) => id = op,
-            None => break,
-        }
-    }
-    id
+/// The node whose storage a node uses: itself, unless it is a reshape or
+/// an absorbed (virtual) layout op.
+pub fn storage_root(graph: &Graph, views: &Views, id: NodeId) -> NodeId {
+    views.root(graph, id)
 }
 
 /// For every storage root, the position (in `order`) of its last reader;
 /// graph outputs live to the end.
-pub fn last_uses(graph: &Graph, order: &[NodeId]) -> HashMap<NodeId, usize> {
+pub fn last_uses(graph: &Graph, views: &Views, order: &[NodeId]) -> HashMap<NodeId, usize> {
     let mut last = HashMap::new();
     for (pos, &id) in order.iter().enumerate() {
         for op in graph.operands(id) {
-            let root = storage_root(graph, op);
+            let root = storage_root(graph, views, op);
             last.insert(root, pos);
         }
     }
     for (_, id) in graph.outputs() {
-        last.insert(storage_root(graph, *id), usize::MAX);
+        last.insert(storage_root(graph, views, *id), usize::MAX);
     }
     last
 }

@@ -228,6 +228,13 @@ pub fn rowwise(spec: &RowSpec, target: &Target) -> Result<Kernel, LowerError> {
             spec.node
         )));
     }
+    // At least four tiles when there are rows enough, so that loads,
+    // compute and stores overlap.
+    let cap = if rows >= 16 {
+        cap.min(rows.div_ceil(4))
+    } else {
+        cap
+    };
     let tr = balanced_tile(rows, cap);
     let mut mem = OnChip::new(target);
     let xin = mem.alloc("x", Mem::Spm, tr * cols * 4, 2)?;
@@ -345,34 +352,36 @@ pub fn rowwise(spec: &RowSpec, target: &Target) -> Result<Kernel, LowerError> {
             cols: colx.clone(),
         })
     };
+    // Per-row statistics are packed columns; the VPU handles one as a
+    // single row of `tr` lanes.
     let col_scalar = |func, s: f32| {
         Stmt::Vpu(VpuStmt::BinS {
             func,
             dst: stat.at(&Affine::var(0, slot, 1), 0),
-            dstride: 4,
+            dstride: tr * 4,
             a: Opnd {
                 addr: stat.at(&Affine::var(0, slot, 1), 0),
-                stride: 4,
+                stride: tr * 4,
                 bcast: Bcast::Full,
             },
             scalar: s,
             order: Order::As,
-            rows: trx.clone(),
-            cols: Ext::Const(1),
+            rows: Ext::Const(1),
+            cols: trx.clone(),
         })
     };
     let col_unary = |func| {
         Stmt::Vpu(VpuStmt::Un {
             func,
             dst: stat.at(&Affine::var(0, slot, 1), 0),
-            dstride: 4,
+            dstride: tr * 4,
             a: Opnd {
                 addr: stat.at(&Affine::var(0, slot, 1), 0),
-                stride: 4,
+                stride: tr * 4,
                 bcast: Bcast::Full,
             },
-            rows: trx.clone(),
-            cols: Ext::Const(1),
+            rows: Ext::Const(1),
+            cols: trx.clone(),
         })
     };
     let inv_n = 1.0 / cols as f32;
@@ -460,16 +469,16 @@ pub fn rowwise(spec: &RowSpec, target: &Target) -> Result<Kernel, LowerError> {
                 compute.push(Stmt::Vpu(VpuStmt::BinS {
                     func: BinFunc::Mul,
                     dst: yout.at(&s, 0),
-                    dstride: 4,
+                    dstride: tr * 4,
                     a: Opnd {
                         addr: yout.at(&s, 0),
-                        stride: 4,
+                        stride: tr * 4,
                         bcast: Bcast::Full,
                     },
                     scalar: inv_n,
                     order: Order::As,
-                    rows: trx.clone(),
-                    cols: Ext::Const(1),
+                    rows: Ext::Const(1),
+                    cols: trx.clone(),
                 }));
             }
         }

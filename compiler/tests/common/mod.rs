@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use tessera_compiler::compare::{check_outputs, read_numbered_pbs, OutputCheck, Tolerance};
+use tessera_compiler::egraph::{optimize, EgraphOptions, EgraphReport};
 use tessera_compiler::frontend::{import_file, ImportOptions};
 use tessera_compiler::graph::Graph;
 use tessera_compiler::interp::{bind_inputs, evaluate, Keep};
-use tessera_compiler::passes::run_graph_passes;
+use tessera_compiler::passes::{run_graph_passes_with, PassOptions};
 use tessera_compiler::tensor::Tensor;
 
 /// The repository root.
@@ -62,8 +63,9 @@ pub fn dim_args(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Imports a model directory's model with its meta dims and runs the Graph
-/// IR passes (verifier included).
+/// Imports a model directory's model with its meta dims and runs the
+/// frontend's Graph IR passes (import, fold; verifier included): the graph
+/// as exported, before the e-graph optimizer.
 pub fn import_and_fold(dir: &Path) -> Graph {
     let options = ImportOptions {
         dims: meta_dims(dir),
@@ -71,8 +73,21 @@ pub fn import_and_fold(dir: &Path) -> Graph {
     };
     let mut graph = import_file(&dir.join("model.onnx"), &options)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    run_graph_passes(&mut graph, |_, _, _| {}).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    run_graph_passes_with(&mut graph, &PassOptions::frontend_only(), |_, _, _| {})
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     graph
+}
+
+/// [`import_and_fold`], then the e-graph optimizer with `options`
+/// (verified): the unoptimized graph, the optimized one, and the report.
+pub fn import_and_optimize(dir: &Path, options: &EgraphOptions) -> (Graph, Graph, EgraphReport) {
+    let graph = import_and_fold(dir);
+    let mut optimized = graph.clone();
+    let report =
+        optimize(&mut optimized, options).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    tessera_compiler::graph::verify::verify(&optimized)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    (graph, optimized, report)
 }
 
 /// Interprets a graph on a directory's test data and compares every output

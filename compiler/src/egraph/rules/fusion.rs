@@ -1,0 +1,386 @@
+//! Fusion into the NPU-native ops: GEMM with bias, transposed weight and
+//! activation; convolution with bias; attention (scale, additive or causal
+//! mask, grouped-query heads). Whether the target can run the fused form
+//! (its tiles fit on chip) is the cost model's business: a form it cannot
+//! run costs `UNSUPPORTED`, and extraction keeps the unfused ops.
+
+use egg::Id;
+
+use crate::graph::{Activation, BinaryOp, GeluApprox, Op};
+
+use super::algebra::is_scalar_constant;
+use super::layout::is_row;
+use super::{Ctx, RuleDef};
+
+/// The fusion rules.
+pub fn rules() -> Vec<RuleDef> {
+    vec![
+        // a @ b = gemm(a, b) for a rank-2 (weight) operand b.
+        RuleDef {
+            name: "gemm-from-matmul",
+            lhs: "(matmul ?a ?b)",
+            apply: |cx| {
+                let (a, b) = (cx.v("?a"), cx.v("?b"));
+                if cx.ty(b)?.rank() != 2 {
+                    return None;
+                }
+                cx.add(
+                    Op::Gemm {
+                        trans_b: false,
+                        act: None,
+                    },
+                    &[a, b],
+                )
+            },
+        },
+        // gemm(a, b) + bias = gemm(a, b, bias) for a row bias [N].
+        RuleDef {
+            name: "gemm-bias",
+            lhs: "(add ?y ?bias)",
+            apply: |cx| {
+                let (y, bias) = (cx.v("?y"), cx.v("?bias"));
+                let n = *cx.shape(y).last()?;
+                let shape = cx.shape(bias);
+                if !is_row(&shape) || shape.last() != Some(&n) {
+                    return None;
+                }
+                let (op, operands) = find_gemm(cx, y, 2)?;
+                let bias = if shape == [n] {
+                    bias
+                } else {
+                    cx.add(Op::Reshape { shape: vec![n] }, &[bias])?
+                };
+                cx.add(op, &[operands[0], operands[1], bias])
+            },
+        },
+        // relu(gemm(...)) = gemm(...) with act = relu.
+        RuleDef {
+            name: "gemm-relu",
+            lhs: "(relu ?y)",
+            apply: |cx| gemm_activation(cx, Activation::Relu),
+        },
+        // silu(gemm(...)) = gemm(...) with act = silu.
+        RuleDef {
+            name: "gemm-silu",
+            lhs: "(silu ?y)",
+            apply: |cx| gemm_activation(cx, Activation::Silu),
+        },
+        // gelu(gemm(...)) = gemm(...) with act = gelu or gelu_tanh.
+        RuleDef {
+            name: "gemm-gelu",
+            lhs: "(gelu ?g ?y)",
+            apply: |cx| match cx.op("gelu", cx.v("?g"))? {
+                Op::Gelu {
+                    approximate: GeluApprox::None,
+                } => gemm_activation(cx, Activation::Gelu),
+                Op::Gelu {
+                    approximate: GeluApprox::Tanh,
+                } => gemm_activation(cx, Activation::GeluTanh),
+                _ => None,
+            },
+        },
+        // gemm(a, transpose(w)) = gemm(a, w) with trans_b.
+        RuleDef {
+            name: "gemm-transposed-weight",
+            lhs: "(gemm ?g ?a (transpose ?p ?w))",
+            apply: |cx| gemm_transposed(cx, false),
+        },
+        // The same with a bias.
+        RuleDef {
+            name: "gemm-transposed-weight-bias",
+            lhs: "(gemm ?g ?a (transpose ?p ?w) ?bias)",
+            apply: |cx| gemm_transposed(cx, true),
+        },
+        // conv(x, w) + b = conv(x, w, b) for b varying only over channels.
+        RuleDef {
+            name: "conv-bias",
+            lhs: "(add ?y ?b)",
+            apply: |cx| {
+                let (y, b) = (cx.v("?y"), cx.v("?b"));
+                let out = cx.shape(y);
+                let bs = cx.shape(b);
+                if out.len() < 3 || bs.len() > out.len() || !cx.is_const(b) {
+                    return None;
+                }
+                let channels = out[1];
+                let offset = out.len() - bs.len();
+                let per_channel = bs.iter().enumerate().all(|(i, &d)| {
+                    if i + offset == 1 {
+                        d == channels
+                    } else {
+                        d == 1
+                    }
+                });
+                if !per_channel || offset > 1 {
+                    return None;
+                }
+                let (op, operands) = cx
+                    .nodes(y)
+                    .into_iter()
+                    .find(|(op, operands)| matches!(op, Op::Conv(_)) && operands.len() == 2)?;
+                let bias = cx.add(
+                    Op::Reshape {
+                        shape: vec![channels],
+                    },
+                    &[b],
+                )?;
+                cx.add(op, &[operands[0], operands[1], bias])
+            },
+        },
+        // softmax(q @ kᵀ · s + mask) @ v = attention(q, k, v, mask; s).
+        RuleDef {
+            name: "attention-scaled-masked",
+            lhs: "(matmul (softmax ?sm (add (mul (matmul ?q ?kt) ?s) ?mask)) ?v)",
+            apply: |cx| attention(cx, true, true),
+        },
+        // softmax(q @ kᵀ · s) @ v = attention(q, k, v; s).
+        RuleDef {
+            name: "attention-scaled",
+            lhs: "(matmul (softmax ?sm (mul (matmul ?q ?kt) ?s)) ?v)",
+            apply: |cx| attention(cx, true, false),
+        },
+        // softmax(q @ kᵀ + mask) @ v = attention(q, k, v, mask; 1).
+        RuleDef {
+            name: "attention-masked",
+            lhs: "(matmul (softmax ?sm (add (matmul ?q ?kt) ?mask)) ?v)",
+            apply: |cx| attention(cx, false, true),
+        },
+        // softmax(q @ kᵀ) @ v = attention(q, k, v; 1).
+        RuleDef {
+            name: "attention-unscaled",
+            lhs: "(matmul (softmax ?sm (matmul ?q ?kt)) ?v)",
+            apply: |cx| attention(cx, false, false),
+        },
+        // attention(q, k, v, causal mask constant) = attention(q, k, v)
+        // with causal: the mask is 0 on and below the diagonal (offset
+        // Sk - Sq) and ≤ -1e30 above it, which the softmax turns into the
+        // same zeros as -inf.
+        RuleDef {
+            name: "attention-causal",
+            lhs: "(attention ?a ?q ?k ?v ?mask)",
+            apply: |cx| {
+                let Op::Attention {
+                    scale,
+                    causal: false,
+                } = cx.op("attention", cx.v("?a"))?
+                else {
+                    return None;
+                };
+                let (q, k, v, mask) = (cx.v("?q"), cx.v("?k"), cx.v("?v"), cx.v("?mask"));
+                let (sq, sk) = (cx.shape(q)[2], cx.shape(k)[2]);
+                if !is_causal_mask(cx, mask, sq, sk) {
+                    return None;
+                }
+                cx.add(
+                    Op::Attention {
+                        scale,
+                        causal: true,
+                    },
+                    &[q, k, v],
+                )
+            },
+        },
+        // attention(q, k, v, m) = attention(q, k, v) when the mask m is a
+        // finite constant that does not vary along the keys: softmax is
+        // invariant to adding a constant to a row.
+        RuleDef {
+            name: "attention-row-constant-mask",
+            lhs: "(attention ?a ?q ?k ?v ?mask)",
+            apply: |cx| {
+                let op = cx.op("attention", cx.v("?a"))?;
+                let (q, k, v, mask) = (cx.v("?q"), cx.v("?k"), cx.v("?v"), cx.v("?mask"));
+                let value = cx.value(mask)?;
+                let along_keys = value.shape().last().copied().unwrap_or(1);
+                if along_keys != 1 || !value.to_f32_vec().iter().all(|m| m.is_finite()) {
+                    return None;
+                }
+                cx.add(op, &[q, k, v])
+            },
+        },
+        // attention(q, repeat(k), repeat(v)) = attention(q, k, v), where
+        // repeat is repeat_kv's reshape [B,Hkv,1,S,D] → expand
+        // [B,Hkv,n,S,D] → reshape [B,Hkv·n,S,D]: query head h reads kv
+        // head h / n either way.
+        RuleDef {
+            name: "attention-grouped-kv",
+            lhs: "(attention ?a ?q (reshape ?r1 (expand ?e1 (reshape ?r2 ?k))) (reshape ?r3 (expand ?e2 (reshape ?r4 ?v))))",
+            apply: |cx| grouped_kv(cx, false),
+        },
+        // The same with a mask.
+        RuleDef {
+            name: "attention-grouped-kv-masked",
+            lhs: "(attention ?a ?q (reshape ?r1 (expand ?e1 (reshape ?r2 ?k))) (reshape ?r3 (expand ?e2 (reshape ?r4 ?v))) ?mask)",
+            apply: |cx| grouped_kv(cx, true),
+        },
+        // where(c, fill, x) = x + where(c, fill, 0) for fill ≤ -1e30: a
+        // masked fill becomes an additive mask (constant when c is), which
+        // attention takes as its mask operand.
+        RuleDef {
+            name: "masked-fill-to-additive-mask",
+            lhs: "(where ?c ?fill ?x)",
+            apply: |cx| additive_mask(cx, true),
+        },
+        // where(c, x, fill) = x + where(c, 0, fill) for fill ≤ -1e30.
+        RuleDef {
+            name: "masked-fill-to-additive-mask-else",
+            lhs: "(where ?c ?x ?fill)",
+            apply: |cx| additive_mask(cx, false),
+        },
+    ]
+}
+
+/// A GEMM node of class `y` with `arity` operands and no activation.
+fn find_gemm(cx: &Ctx<'_>, y: Id, arity: usize) -> Option<(Op, Vec<Id>)> {
+    cx.nodes(y)
+        .into_iter()
+        .find(|(op, operands)| matches!(op, Op::Gemm { act: None, .. }) && operands.len() == arity)
+}
+
+fn gemm_activation(cx: &mut Ctx<'_>, act: Activation) -> Option<Id> {
+    let y = cx.v("?y");
+    let (op, operands) = find_gemm(cx, y, 2).or_else(|| find_gemm(cx, y, 3))?;
+    let Op::Gemm { trans_b, .. } = op else {
+        return None;
+    };
+    cx.add(
+        Op::Gemm {
+            trans_b,
+            act: Some(act),
+        },
+        &operands,
+    )
+}
+
+fn gemm_transposed(cx: &mut Ctx<'_>, with_bias: bool) -> Option<Id> {
+    let (a, w) = (cx.v("?a"), cx.v("?w"));
+    let Op::Gemm {
+        trans_b: false,
+        act,
+    } = cx.op("gemm", cx.v("?g"))?
+    else {
+        return None;
+    };
+    match cx.op("transpose", cx.v("?p"))? {
+        Op::Transpose { perm } if perm == [1, 0] => {}
+        _ => return None,
+    }
+    let mut operands = vec![a, w];
+    if with_bias {
+        operands.push(cx.v("?bias"));
+    }
+    cx.add(Op::Gemm { trans_b: true, act }, &operands)
+}
+
+/// Builds the attention for the attention patterns: `?q`, `?kt` (kᵀ, rank
+/// 4), `?v`, `?sm` (the softmax), and `?s` / `?mask` when the pattern has
+/// them.
+fn attention(cx: &mut Ctx<'_>, scaled: bool, masked: bool) -> Option<Id> {
+    let (q, kt, v) = (cx.v("?q"), cx.v("?kt"), cx.v("?v"));
+    let (qs, kts, vs) = (cx.shape(q), cx.shape(kt), cx.shape(v));
+    match cx.op("softmax", cx.v("?sm"))? {
+        Op::Softmax { axis: 3 } => {}
+        _ => return None,
+    }
+    if qs.len() != 4 || kts.len() != 4 || vs.len() != 4 {
+        return None;
+    }
+    // q [B,H,Sq,D], kᵀ [B,H,D,Sk], v [B,H,Sk,D].
+    let (b, h, d, sk) = (qs[0], qs[1], qs[3], kts[3]);
+    if kts[..3] != [b, h, d] || vs != [b, h, sk, d] {
+        return None;
+    }
+    let scale = if scaled {
+        let s = cx.v("?s");
+        if !is_scalar_constant(cx, s) {
+            return None;
+        }
+        cx.scalar(s)?
+    } else {
+        1.0
+    };
+    let k = cx.add(
+        Op::Transpose {
+            perm: vec![0, 1, 3, 2],
+        },
+        &[kt],
+    )?;
+    let mut operands = vec![q, k, v];
+    if masked {
+        operands.push(cx.v("?mask"));
+    }
+    cx.add(
+        Op::Attention {
+            scale,
+            causal: false,
+        },
+        &operands,
+    )
+}
+
+/// Whether `mask` is a visible constant that is 0 where `j <= i + sk - sq`
+/// and ≤ -1e30 elsewhere, for every broadcast copy.
+fn is_causal_mask(cx: &Ctx<'_>, mask: Id, sq: usize, sk: usize) -> bool {
+    let Some(value) = cx.value(mask) else {
+        return false;
+    };
+    let shape = value.shape();
+    if shape.len() < 2 || shape[shape.len() - 2..] != [sq, sk] || !value.dtype().is_float() {
+        return false;
+    }
+    value.to_f32_vec().iter().enumerate().all(|(e, &m)| {
+        let (i, j) = ((e / sk) % sq, e % sk);
+        if j + sq > i + sk {
+            m <= -1e30
+        } else {
+            m == 0.0
+        }
+    })
+}
+
+fn grouped_kv(cx: &mut Ctx<'_>, masked: bool) -> Option<Id> {
+    let Op::Attention { scale, causal } = cx.op("attention", cx.v("?a"))? else {
+        return None;
+    };
+    let (q, k, v) = (cx.v("?q"), cx.v("?k"), cx.v("?v"));
+    let ks = cx.shape(k);
+    if ks.len() != 4 || cx.shape(v) != ks {
+        return None;
+    }
+    let (b, hkv, s, d) = (ks[0], ks[1], ks[2], ks[3]);
+    let shape = |cx: &Ctx<'_>, var: &str, kind: &str| match cx.op(kind, cx.v(var))? {
+        Op::Reshape { shape } | Op::Expand { shape } => Some(shape),
+        _ => None,
+    };
+    let n = cx.shape(q)[1] / hkv.max(1);
+    let unsqueezed = vec![b, hkv, 1, s, d];
+    let repeated = vec![b, hkv, n, s, d];
+    let merged = vec![b, hkv * n, s, d];
+    for (r_in, e, r_out) in [("?r2", "?e1", "?r1"), ("?r4", "?e2", "?r3")] {
+        if shape(cx, r_in, "reshape")? != unsqueezed
+            || shape(cx, e, "expand")? != repeated
+            || shape(cx, r_out, "reshape")? != merged
+        {
+            return None;
+        }
+    }
+    let mut operands = vec![q, k, v];
+    if masked {
+        operands.push(cx.v("?mask"));
+    }
+    cx.add(Op::Attention { scale, causal }, &operands)
+}
+
+fn additive_mask(cx: &mut Ctx<'_>, fill_first: bool) -> Option<Id> {
+    let (c, x, fill) = (cx.v("?c"), cx.v("?x"), cx.v("?fill"));
+    let fill_value = cx.scalar(fill)?;
+    if !is_scalar_constant(cx, fill) || fill_value > -1e30 || cx.is_const(x) {
+        return None;
+    }
+    let zero = cx.literal(0.0);
+    let mask = if fill_first {
+        cx.add(Op::Where, &[c, fill, zero])?
+    } else {
+        cx.add(Op::Where, &[c, zero, fill])?
+    };
+    cx.add(Op::Binary(BinaryOp::Add), &[x, mask])
+}

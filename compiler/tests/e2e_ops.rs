@@ -1,0 +1,222 @@
+//! Every NPU-native op, compiled and simulated on `tiny` and `base` in fp32
+//! and bf16, against the reference interpreter on the same graph.
+
+use std::sync::Arc;
+
+use tessera_compiler::compare::{compare, Tolerance};
+use tessera_compiler::driver::compile_graph;
+use tessera_compiler::graph::op::Activation;
+use tessera_compiler::graph::{Graph, NodeId, Op, TensorType};
+use tessera_compiler::interp::{evaluate, Keep};
+use tessera_compiler::lower::Precision;
+use tessera_compiler::runtime_io::{bytes_to_tensor, graph_dtype, tensor_to_bytes};
+use tessera_compiler::tensor::{DType, Tensor};
+use tessera_isa::Target;
+use tessera_sim::{Options, Simulator};
+
+struct Rng(u64);
+impl Rng {
+    fn floats(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                (((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
+}
+
+fn constant(g: &mut Graph, name: &str, shape: &[usize], rng: &mut Rng) -> NodeId {
+    let n = shape.iter().product();
+    g.add_constant(name, Arc::new(Tensor::from_f32(shape, rng.floats(n, 1.0))))
+        .expect("constant")
+}
+
+/// Compiles and simulates `g` on random inputs; compares with the
+/// interpreter (fp32: 1e-4 scaled; bf16: cosine ≥ 0.999).
+fn check(g: &Graph, seed: u64) {
+    let mut rng = Rng(seed | 1);
+    let inputs: Vec<Arc<Tensor>> = g
+        .inputs()
+        .iter()
+        .map(|&id| {
+            let ty = &g.node(id).ty;
+            Arc::new(Tensor::from_f32(&ty.shape, rng.floats(ty.numel(), 2.0)))
+        })
+        .collect();
+    let reference = evaluate(g, &inputs, Keep::Outputs).expect("interpret");
+    for target in [Target::tiny(), Target::base()] {
+        for precision in [Precision::Fp32, Precision::Bf16] {
+            let compiled = compile_graph(g, &target, precision).unwrap_or_else(|e| panic!("{e}"));
+            let l = compiled.loadable;
+            let mut sim = Simulator::new(l.clone()).expect("load");
+            for (desc, t) in l.inputs.iter().zip(&inputs) {
+                sim.set_input(&desc.name, &tensor_to_bytes(t, desc).expect("bytes"))
+                    .expect("input");
+            }
+            sim.run(&Options::default())
+                .unwrap_or_else(|e| panic!("{} {}: {e}", target.name, precision.name()));
+            for (desc, (_, want)) in l.outputs.iter().zip(reference.outputs()) {
+                let got = bytes_to_tensor(
+                    &sim.read_tensor(desc).expect("read"),
+                    desc,
+                    graph_dtype(desc.dtype()),
+                )
+                .expect("tensor");
+                let tol = match precision {
+                    Precision::Fp32 => Tolerance::Scaled { factor: 1e-4 },
+                    Precision::Bf16 => Tolerance::Cosine { min: 0.999 },
+                };
+                let c = compare(&got, want, tol).expect("comparable");
+                assert!(
+                    c.pass,
+                    "{} {} {}: {:?}",
+                    desc.name,
+                    target.name,
+                    precision.name(),
+                    c.metrics
+                );
+                if std::env::var_os("SHOW_METRICS").is_some() {
+                    eprintln!(
+                        "{} {} {}: {:?}",
+                        desc.name,
+                        target.name,
+                        precision.name(),
+                        c.metrics
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_with_bias_activation_and_transposed_weights() {
+    for (trans_b, act) in [
+        (false, Some(Activation::Gelu)),
+        (true, Some(Activation::Silu)),
+        (false, None),
+        (true, Some(Activation::GeluTanh)),
+    ] {
+        let mut rng = Rng(7);
+        let mut g = Graph::new("gemm");
+        let x = g
+            .add_input("x", TensorType::new(DType::F32, vec![2, 9, 20]))
+            .expect("x");
+        let w = constant(
+            &mut g,
+            "w",
+            if trans_b { &[19, 20] } else { &[20, 19] },
+            &mut rng,
+        );
+        let b = constant(&mut g, "b", &[19], &mut rng);
+        let y = g
+            .add_node("y", Op::Gemm { trans_b, act }, &[x, w, b])
+            .expect("gemm");
+        g.add_output("y", y);
+        check(&g, 11);
+    }
+}
+
+#[test]
+fn gemm_of_two_activations() {
+    let mut g = Graph::new("gemm2");
+    let x = g
+        .add_input("x", TensorType::new(DType::F32, vec![10, 12]))
+        .expect("x");
+    let w = g
+        .add_input("w", TensorType::new(DType::F32, vec![12, 13]))
+        .expect("w");
+    let y = g
+        .add_node(
+            "y",
+            Op::Gemm {
+                trans_b: false,
+                act: Some(Activation::Relu),
+            },
+            &[x, w],
+        )
+        .expect("gemm");
+    g.add_output("y", y);
+    check(&g, 12);
+}
+
+#[allow(clippy::too_many_arguments)] // one argument per dimension
+fn attention_graph(
+    b: usize,
+    h: usize,
+    hkv: usize,
+    sq: usize,
+    sk: usize,
+    d: usize,
+    mask: Option<Vec<usize>>,
+    causal: bool,
+) -> Graph {
+    let mut g = Graph::new("attention");
+    let q = g
+        .add_input("q", TensorType::new(DType::F32, vec![b, h, sq, d]))
+        .expect("q");
+    let k = g
+        .add_input("k", TensorType::new(DType::F32, vec![b, hkv, sk, d]))
+        .expect("k");
+    let v = g
+        .add_input("v", TensorType::new(DType::F32, vec![b, hkv, sk, d]))
+        .expect("v");
+    let mut ops = vec![q, k, v];
+    if let Some(shape) = mask {
+        ops.push(
+            g.add_input("mask", TensorType::new(DType::F32, shape))
+                .expect("mask"),
+        );
+    }
+    let o = g
+        .add_node(
+            "o",
+            Op::Attention {
+                scale: 1.0 / (d as f32).sqrt(),
+                causal,
+            },
+            &ops,
+        )
+        .expect("attention");
+    g.add_output("o", o);
+    g
+}
+
+#[test]
+fn attention_multi_head() {
+    check(&attention_graph(1, 4, 4, 8, 8, 8, None, false), 21);
+}
+
+#[test]
+fn attention_grouped_query_with_padding_mask() {
+    check(
+        &attention_graph(2, 4, 2, 6, 6, 16, Some(vec![2, 1, 1, 6]), false),
+        22,
+    );
+}
+
+#[test]
+fn attention_causal_with_full_mask_and_long_keys() {
+    check(
+        &attention_graph(1, 2, 1, 12, 20, 8, Some(vec![12, 20]), false),
+        23,
+    );
+    check(&attention_graph(1, 3, 3, 10, 10, 12, None, true), 24);
+}
+
+#[test]
+fn rope_rotates_halves() {
+    let mut rng = Rng(5);
+    let mut g = Graph::new("rope");
+    let x = g
+        .add_input("x", TensorType::new(DType::F32, vec![1, 2, 6, 8]))
+        .expect("x");
+    let cos = constant(&mut g, "cos", &[6, 8], &mut rng);
+    let sin = constant(&mut g, "sin", &[6, 8], &mut rng);
+    let y = g.add_node("y", Op::Rope, &[x, cos, sin]).expect("rope");
+    g.add_output("y", y);
+    check(&g, 31);
+}
