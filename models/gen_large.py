@@ -10,7 +10,8 @@ repository, on demand. Run from the repository root inside the pinned venv
 
 Each writes OUT/model.onnx with its weights in OUT/model.onnx.data (external
 data), from transformers.GPT2Model(n_embd=768, n_head=12, n_layer=N,
-n_positions=1024, vocab=50257 unless --vocab) with random weights, traced at
+n_positions=1024, vocab=50257 unless --vocab) with random weights (every
+parameter perturbed, so no two are equal), traced at
 batch 1 and sequence 128 (--seq) with torch's TorchScript exporter
 (dynamo=False, opset 17). `--data` also writes test_data_set_0/ (input and
 onnxruntime's output) for `tessera check`.
@@ -72,6 +73,13 @@ def main() -> int:
         attn_implementation="eager",
     )
     model = GPT2Model(cfg).eval()
+    # As generate.py does: HF init leaves every LayerNorm weight at 1 and
+    # bias at 0, identical initializers the exporter would share between
+    # layers. Seeded noise makes each parameter distinct, as in a trained
+    # model.
+    g = torch.Generator().manual_seed(SEED + 101)
+    for _, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+        p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.1)
 
     class Gpt2(torch.nn.Module):
         def __init__(self, m):

@@ -21,7 +21,7 @@ pub enum BackendError {
 /// Everything the back end produced.
 #[derive(Debug, Clone)]
 pub struct Compiled {
-    /// Kernels and DRAM plan.
+    /// Kernels and DRAM plan (its segments moved into the loadable).
     pub lowered: Lowered,
     /// Instructions and source map.
     pub code: Code,
@@ -35,10 +35,11 @@ pub fn compile_graph(
     target: &Target,
     precision: Precision,
 ) -> Result<Compiled, BackendError> {
-    let lowered = lower(graph, target, precision)?;
+    let mut lowered = lower(graph, target, precision)?;
     let code = generate(&lowered.program, target)?;
     let mut loadable = Loadable::new(target.clone(), &code.instrs);
-    loadable.segments = lowered.segments.clone();
+    // The weights move into the loadable (no second copy of hundreds of MB).
+    loadable.segments = std::mem::take(&mut lowered.segments);
     loadable.inputs = lowered.inputs.clone();
     loadable.outputs = lowered.outputs.clone();
     loadable.source_map = code.source_map.clone();

@@ -278,13 +278,23 @@ impl TensorData {
 
     /// Little-endian bytes, as in ONNX `raw_data` and `.npy`.
     pub fn to_le_bytes(&self) -> Vec<u8> {
+        // Sized up front: collecting a flat_map grows the vector step by
+        // step, which for weight tensors of hundreds of MB means many
+        // reallocations and freshly zeroed pages.
+        fn bytes<T, const N: usize>(v: &[T], f: impl Fn(&T) -> [u8; N]) -> Vec<u8> {
+            let mut out = Vec::with_capacity(v.len() * N);
+            for x in v {
+                out.extend_from_slice(&f(x));
+            }
+            out
+        }
         match self {
-            TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            TensorData::F16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            TensorData::BF16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            TensorData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            TensorData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            TensorData::I8(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            TensorData::F32(v) => bytes(v, |x| x.to_le_bytes()),
+            TensorData::F16(v) => bytes(v, |x| x.to_le_bytes()),
+            TensorData::BF16(v) => bytes(v, |x| x.to_le_bytes()),
+            TensorData::I64(v) => bytes(v, |x| x.to_le_bytes()),
+            TensorData::I32(v) => bytes(v, |x| x.to_le_bytes()),
+            TensorData::I8(v) => bytes(v, |x| x.to_le_bytes()),
             TensorData::U8(v) => v.clone(),
             TensorData::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
         }

@@ -193,14 +193,19 @@ impl Loadable {
 
     /// The file bytes: header and payload.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let payload = prost::Message::encode_to_vec(self);
-        let mut out = Vec::with_capacity(HEADER_BYTES + payload.len());
+        // One allocation: the payload is encoded in place after the header.
+        let len = prost::Message::encoded_len(self);
+        let mut out = Vec::with_capacity(HEADER_BYTES + len);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.isa_version.to_le_bytes());
-        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        out.extend_from_slice(&crc32(&payload).to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(&payload);
+        out.extend_from_slice(&(len as u64).to_le_bytes());
+        out.extend_from_slice(&[0u8; 8]);
+        if prost::Message::encode(self, &mut out).is_err() {
+            // Capacity was reserved for exactly encoded_len bytes.
+            unreachable!("encoding into a vector with reserved capacity cannot fail");
+        }
+        let crc = crc32(&out[HEADER_BYTES..]);
+        out[16..20].copy_from_slice(&crc.to_le_bytes());
         out
     }
 

@@ -232,23 +232,27 @@ fn needs_raw(graph: &Graph, views: &Views, root: NodeId, order: &[NodeId]) -> bo
 }
 
 fn mxu_bytes(tensor: &Tensor, mxu: MxuType) -> Vec<u8> {
-    match mxu {
-        MxuType::Bf16 => tensor
-            .to_f32_vec()
-            .iter()
-            .flat_map(|x| tessera_isa::numerics::f32_to_bf16(*x).to_le_bytes())
-            .collect(),
-        MxuType::F16 => tensor
-            .to_f32_vec()
-            .iter()
-            .flat_map(|x| tessera_isa::numerics::f32_to_f16(*x).to_le_bytes())
-            .collect(),
-        MxuType::F32 => tensor
-            .to_f32_vec()
-            .iter()
-            .flat_map(|x| x.to_le_bytes())
-            .collect(),
+    let convert = |x: f32| -> [u8; 4] {
+        match mxu {
+            MxuType::Bf16 => {
+                let b = tessera_isa::numerics::f32_to_bf16(x).to_le_bytes();
+                [b[0], b[1], 0, 0]
+            }
+            MxuType::F16 => {
+                let b = tessera_isa::numerics::f32_to_f16(x).to_le_bytes();
+                [b[0], b[1], 0, 0]
+            }
+            MxuType::F32 => x.to_le_bytes(),
+        }
+    };
+    let size = mxu.dtype().size() as usize;
+    let mut out = Vec::with_capacity(tensor.numel() * size);
+    let mut push = |x: f32| out.extend_from_slice(&convert(x)[..size]);
+    match tensor.data() {
+        crate::tensor::TensorData::F32(v) => v.iter().for_each(|&x| push(x)),
+        _ => tensor.to_f32_vec().into_iter().for_each(push),
     }
+    out
 }
 
 /// Lowers a graph for a target.
