@@ -374,6 +374,37 @@ mod tests {
     }
 
     #[test]
+    fn json_and_toml_files_are_read_and_validated() {
+        let dir = std::env::temp_dir().join(format!("tessera-target-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let json = dir.join("t.json");
+        let mut t = Target::tiny();
+        t.name = "mine".into();
+        t.vpu_lanes = 16;
+        std::fs::write(&json, serde_json::to_string(&t).expect("json")).expect("write");
+        assert_eq!(
+            Target::from_name_or_file(json.to_str().expect("path")),
+            Ok(t.clone())
+        );
+        t.mxu_n = 12;
+        std::fs::write(&json, serde_json::to_string(&t).expect("json")).expect("write");
+        let err = Target::from_file(&json).expect_err("invalid").to_string();
+        assert!(
+            err.contains("mxu_n") && err.contains("power of two"),
+            "{err}"
+        );
+        let toml_path = dir.join("t.toml");
+        std::fs::write(&toml_path, "name = \"x\"\n").expect("write");
+        let err = Target::from_file(&toml_path)
+            .expect_err("missing")
+            .to_string();
+        assert!(
+            err.contains("t.toml") && err.contains("missing field"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_and_missing_fields_are_refused() {
         let mut text = Target::tiny().to_toml();
         text.push_str("mxu_rows = 3\n");

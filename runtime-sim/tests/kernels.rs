@@ -66,38 +66,6 @@ fn gemm_example_is_bit_exact_with_edge_tiles() {
     }
 }
 
-/// The GEMM example's parameter block for other sizes.
-pub fn gemm_params(m: i64, k: i64, n: i64, tm: i64, tk: i64, tn: i64) -> Vec<(&'static str, i64)> {
-    let a_bytes = m * k * 2;
-    let b_bytes = k * n * 2;
-    let a_slot = tm * tk * 2;
-    let b_slot = tk * tn * 2;
-    let c_slot = tm * tn * 4;
-    vec![
-        ("M", m),
-        ("K", k),
-        ("N", n),
-        ("TM", tm),
-        ("TK", tk),
-        ("TN", tn),
-        ("A_ADDR", 0),
-        ("B_ADDR", a_bytes),
-        ("C_ADDR", a_bytes + b_bytes),
-        ("A_ROW", k * 2),
-        ("B_ROW", n * 2),
-        ("C_ROW", n * 4),
-        ("TK2", tk * 2),
-        ("TN2", tn * 2),
-        ("TN4", tn * 4),
-        ("A_SLOT", a_slot),
-        ("B_BASE", 2 * a_slot),
-        ("B_SLOT", b_slot),
-        ("C_BASE", 2 * a_slot + 2 * b_slot),
-        ("C_SLOT", c_slot),
-        ("ACC_TILE", c_slot),
-    ]
-}
-
 #[test]
 fn gemm_example_reparameterized_for_base_tiles() {
     let source = with_params(

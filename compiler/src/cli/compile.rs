@@ -175,6 +175,45 @@ pub fn backend(graph: &Graph, options: &CompileOptions, model: &Path) -> anyhow:
         .with_context(|| model.display().to_string())
 }
 
+/// One line on what was produced: kernels, code size, memory, roofline.
+fn summary(compiled: &Compiled, out: &Path) -> String {
+    use tessera_isa::Mem;
+    let program = &compiled.lowered.program;
+    let target = compiled.loadable.target();
+    let spm_peak = program
+        .kernels
+        .iter()
+        .flat_map(|k| k.buffers.iter())
+        .filter(|b| b.mem == Mem::Spm)
+        .map(|b| b.end())
+        .max()
+        .unwrap_or(0);
+    let weights: u64 = compiled
+        .loadable
+        .segments
+        .iter()
+        .map(|s| s.data.len() as u64)
+        .sum();
+    let roofline: u64 = compiled
+        .loadable
+        .source_map
+        .iter()
+        .map(|r| r.roofline_cycles)
+        .sum();
+    format!(
+        "{}: {} kernels, {} instructions; DRAM peak {:.1} MiB ({:.1} MiB constants); SPM peak {} KiB of {}; roofline {} cycles on `{}`",
+        out.display(),
+        program.kernels.len(),
+        compiled.code.instrs.len(),
+        program.dram_peak as f64 / (1 << 20) as f64,
+        weights as f64 / (1 << 20) as f64,
+        spm_peak.div_ceil(1024),
+        target.spm_bytes / 1024,
+        roofline,
+        target.name
+    )
+}
+
 pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.dump_dir {
         std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
@@ -238,6 +277,9 @@ pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
     if let Some(out) = &args.output {
         std::fs::write(out, compiled.loadable.to_bytes())
             .with_context(|| out.display().to_string())?;
+        if args.emit.is_empty() {
+            println!("{}", summary(&compiled, out));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

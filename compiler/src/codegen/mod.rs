@@ -390,23 +390,7 @@ impl<'t> Emitter<'t> {
                 };
                 match mode {
                     Mode::Fixed(mode) => self.emit(mm(*mode)),
-                    Mode::AccAfterFirst(v) => {
-                        let r = self.var_reg(*v)?;
-                        let (acc_label, done) = (self.new_label(), self.new_label());
-                        self.branch(
-                            |t| Instr::Bne {
-                                rs1: r,
-                                rs2: Reg::ZERO,
-                                target: t,
-                            },
-                            acc_label,
-                        );
-                        self.emit(mm(AccMode::Set));
-                        self.branch(|t| Instr::Jmp { target: t }, done);
-                        self.place(acc_label);
-                        self.emit(mm(AccMode::Acc));
-                        self.place(done);
-                    }
+                    Mode::AccAfterFirst(v) => self.set_then_acc(*v, mm)?,
                 }
             }
             Stmt::Vpu(v) => self.vpu(v)?,
@@ -436,40 +420,13 @@ impl<'t> Emitter<'t> {
                 let v = self.li(*value)?;
                 let skip = self.new_label();
                 // Branch around the body when the condition fails.
-                match cmp {
-                    Cmp::Eq => self.branch(
-                        |t| Instr::Bne {
-                            rs1: r,
-                            rs2: v,
-                            target: t,
-                        },
-                        skip,
-                    ),
-                    Cmp::Ne => self.branch(
-                        |t| Instr::Beq {
-                            rs1: r,
-                            rs2: v,
-                            target: t,
-                        },
-                        skip,
-                    ),
-                    Cmp::Lt => self.branch(
-                        |t| Instr::Bge {
-                            rs1: r,
-                            rs2: v,
-                            target: t,
-                        },
-                        skip,
-                    ),
-                    Cmp::Ge => self.branch(
-                        |t| Instr::Blt {
-                            rs1: r,
-                            rs2: v,
-                            target: t,
-                        },
-                        skip,
-                    ),
-                }
+                let skip_if: fn(Reg, Reg, BranchTarget) -> Instr = match cmp {
+                    Cmp::Eq => |rs1, rs2, target| Instr::Bne { rs1, rs2, target },
+                    Cmp::Ne => |rs1, rs2, target| Instr::Beq { rs1, rs2, target },
+                    Cmp::Lt => |rs1, rs2, target| Instr::Bge { rs1, rs2, target },
+                    Cmp::Ge => |rs1, rs2, target| Instr::Blt { rs1, rs2, target },
+                };
+                self.branch(|t| skip_if(r, v, t), skip);
                 self.free_temps();
                 self.stmts(body)?;
                 self.place(skip);
@@ -493,6 +450,31 @@ impl<'t> Emitter<'t> {
             }
             Stmt::Note(_) => {}
         }
+        Ok(())
+    }
+
+    /// `make(set)` on the first iteration of the loop over `var`,
+    /// `make(acc)` after: a branch on the loop register.
+    fn set_then_acc(
+        &mut self,
+        var: Var,
+        make: impl Fn(AccMode) -> Instr,
+    ) -> Result<(), CodegenError> {
+        let r = self.var_reg(var)?;
+        let (acc_label, done) = (self.new_label(), self.new_label());
+        self.branch(
+            |target| Instr::Bne {
+                rs1: r,
+                rs2: Reg::ZERO,
+                target,
+            },
+            acc_label,
+        );
+        self.emit(make(AccMode::Set));
+        self.branch(|target| Instr::Jmp { target }, done);
+        self.place(acc_label);
+        self.emit(make(AccMode::Acc));
+        self.place(done);
         Ok(())
     }
 
@@ -698,23 +680,7 @@ impl<'t> Emitter<'t> {
                 };
                 match mode {
                     Mode::Fixed(m) => self.emit(red(*m)),
-                    Mode::AccAfterFirst(v) => {
-                        let r = self.var_reg(*v)?;
-                        let (acc_label, done) = (self.new_label(), self.new_label());
-                        self.branch(
-                            |t| Instr::Bne {
-                                rs1: r,
-                                rs2: Reg::ZERO,
-                                target: t,
-                            },
-                            acc_label,
-                        );
-                        self.emit(red(AccMode::Set));
-                        self.branch(|t| Instr::Jmp { target: t }, done);
-                        self.place(acc_label);
-                        self.emit(red(AccMode::Acc));
-                        self.place(done);
-                    }
+                    Mode::AccAfterFirst(v) => self.set_then_acc(*v, red)?,
                 }
             }
             VpuStmt::Cvt {

@@ -105,3 +105,35 @@ pub fn gemm_reference(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec
     }
     c
 }
+
+/// The GEMM example's parameter block for other sizes.
+pub fn gemm_params(m: i64, k: i64, n: i64, tm: i64, tk: i64, tn: i64) -> Vec<(&'static str, i64)> {
+    let a_bytes = m * k * 2;
+    let b_bytes = k * n * 2;
+    let a_slot = tm * tk * 2;
+    let b_slot = tk * tn * 2;
+    let c_slot = tm * tn * 4;
+    vec![
+        ("M", m),
+        ("K", k),
+        ("N", n),
+        ("TM", tm),
+        ("TK", tk),
+        ("TN", tn),
+        ("A_ADDR", 0),
+        ("B_ADDR", a_bytes),
+        ("C_ADDR", a_bytes + b_bytes),
+        ("A_ROW", k * 2),
+        ("B_ROW", n * 2),
+        ("C_ROW", n * 4),
+        ("TK2", tk * 2),
+        ("TN2", tn * 2),
+        ("TN4", tn * 4),
+        ("A_SLOT", a_slot),
+        ("B_BASE", 2 * a_slot),
+        ("B_SLOT", b_slot),
+        ("C_BASE", 2 * a_slot + 2 * b_slot),
+        ("C_SLOT", c_slot),
+        ("ACC_TILE", c_slot),
+    ]
+}
