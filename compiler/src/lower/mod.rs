@@ -8,7 +8,7 @@
 //! only inside one kernel.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tessera_isa::{MxuType, Segment, Target, TensorDesc};
 
@@ -197,38 +197,38 @@ impl Ctx<'_> {
     }
 }
 
-/// Constants the MXU reads as weights: right operands of matmuls.
-fn weight_nodes(graph: &Graph, views: &Views, order: &[NodeId]) -> Vec<NodeId> {
-    let mut out = Vec::new();
+/// Whether operand `pos` of `op` is read by the MXU as weights (the right
+/// operand of a matmul, GEMM or convolution).
+fn is_weight_use(op: &Op, pos: usize) -> bool {
+    pos == 1 && matches!(op, Op::MatMul | Op::Gemm { .. } | Op::Conv(_))
+}
+
+/// Constants the MXU reads as weights, and constants read any other way
+/// (which need their raw bytes in DRAM), in one pass over the graph.
+fn constant_uses(graph: &Graph, views: &Views, order: &[NodeId]) -> (Vec<NodeId>, HashSet<NodeId>) {
+    let mut weights = Vec::new();
+    let mut raw = HashSet::new();
+    let is_const = |id: NodeId| matches!(graph.node(id).op, Op::Constant(_));
     for &id in order {
-        if matches!(graph.node(id).op, Op::MatMul | Op::Conv(_))
-            || graph.node(id).op.mnemonic() == "gemm"
-        {
-            if let Some(&b) = graph.operands(id).get(1) {
-                let root = views.root(graph, b);
-                if matches!(graph.node(root).op, Op::Constant(_)) && !out.contains(&root) {
-                    out.push(root);
+        let op = &graph.node(id).op;
+        for (pos, operand) in graph.operands(id).into_iter().enumerate() {
+            let root = views.root(graph, operand);
+            if !is_const(root) {
+                continue;
+            }
+            if is_weight_use(op, pos) {
+                if !weights.contains(&root) {
+                    weights.push(root);
                 }
+            } else {
+                raw.insert(root);
             }
         }
     }
-    out
-}
-
-/// Whether a constant has a reader other than as matmul weights.
-fn needs_raw(graph: &Graph, views: &Views, root: NodeId, order: &[NodeId]) -> bool {
-    order.iter().any(|&id| {
-        let is_mm =
-            matches!(graph.node(id).op, Op::MatMul) || graph.node(id).op.mnemonic() == "gemm";
-        graph
-            .operands(id)
-            .iter()
-            .enumerate()
-            .any(|(pos, &op)| views.root(graph, op) == root && !(is_mm && pos == 1))
-    }) || graph
-        .outputs()
-        .iter()
-        .any(|(_, o)| views.root(graph, *o) == root)
+    for (_, o) in graph.outputs() {
+        raw.insert(views.root(graph, *o));
+    }
+    (weights, raw)
 }
 
 fn mxu_bytes(tensor: &Tensor, mxu: MxuType) -> Vec<u8> {
@@ -271,13 +271,13 @@ pub fn lower(graph: &Graph, target: &Target, precision: Precision) -> Result<Low
     let mut next = 0u64;
 
     // Constants: raw values and MXU-ready weights.
-    let weight_roots = weight_nodes(graph, &views, &order);
+    let (weight_roots, raw_roots) = constant_uses(graph, &views, &order);
     for &id in &order {
         let node = graph.node(id);
         let Op::Constant(tensor) = &node.op else {
             continue;
         };
-        if needs_raw(graph, &views, id, &order) {
+        if raw_roots.contains(&id) {
             let data = tensor.data().to_le_bytes();
             addr.insert(id, next);
             dram.push(DramTensor {
