@@ -25,6 +25,12 @@ pub struct Metrics {
     pub cosine: f64,
     /// Largest `|expected|` (finite elements).
     pub max_expected: f64,
+    /// Relative L2 error `‖a − e‖ / ‖e‖` over the finite elements (0 when
+    /// both are zero).
+    pub rel_l2: f64,
+    /// Elements where one side is NaN or infinite and the other is not the
+    /// same special value.
+    pub special_mismatches: usize,
 }
 
 /// When a comparison passes.
@@ -44,7 +50,10 @@ pub enum Tolerance {
         atol: f64,
     },
     /// Cosine similarity of the whole tensor at least `min` (reduced
-    /// precision: bf16 MXU operands); integer outputs must still be exact.
+    /// precision: bf16 MXU operands), and — so that a NaN, an infinity or a
+    /// wrong scale cannot pass — every non-finite value matched and the
+    /// relative L2 error at most [`Tolerance::COSINE_MAX_REL_L2`]; integer
+    /// outputs must still be exact.
     Cosine {
         /// Smallest acceptable cosine similarity.
         min: f64,
@@ -54,6 +63,12 @@ pub enum Tolerance {
 impl Tolerance {
     /// The tolerance `tessera check` uses for fp32 models: 1e-4 scaled.
     pub const MODEL_FP32: Tolerance = Tolerance::Scaled { factor: 1e-4 };
+    /// The tolerance for bf16 programs: cosine similarity ≥ 0.999.
+    pub const MODEL_BF16: Tolerance = Tolerance::Cosine { min: 0.999 };
+    /// Largest relative L2 error a cosine comparison accepts (a bf16
+    /// rounding of every operand is about 0.4%; 5% leaves room for long
+    /// reductions and catches scale errors).
+    pub const COSINE_MAX_REL_L2: f64 = 0.05;
 }
 
 impl Tolerance {
@@ -76,7 +91,11 @@ impl std::fmt::Display for Tolerance {
             Tolerance::Elementwise { rtol, atol } => {
                 write!(f, "|a - e| <= {atol:e} + {rtol:e} * |e|")
             }
-            Tolerance::Cosine { min } => write!(f, "cosine similarity >= {min}"),
+            Tolerance::Cosine { min } => write!(
+                f,
+                "cosine similarity >= {min}, relative L2 error <= {}, special values matched",
+                Tolerance::COSINE_MAX_REL_L2
+            ),
         }
     }
 }
@@ -117,8 +136,9 @@ pub fn compare(
     let exact = !expected.dtype().is_float();
     let (a, e) = (actual.to_f64_vec(), expected.to_f64_vec());
     let (mut max_abs, mut max_rel, mut max_expected) = (0f64, 0f64, 0f64);
-    let (mut dot, mut norm_a, mut norm_e) = (0f64, 0f64, 0f64);
+    let (mut dot, mut norm_a, mut norm_e, mut norm_d) = (0f64, 0f64, 0f64, 0f64);
     let mut mismatches = 0;
+    let mut special_mismatches = 0;
     for (&x, &y) in a.iter().zip(&e) {
         let same_special = (x.is_nan() && y.is_nan()) || (x.is_infinite() && x == y);
         let err = if same_special { 0.0 } else { (x - y).abs() };
@@ -132,6 +152,9 @@ pub fn compare(
             dot += x * y;
             norm_a += x * x;
             norm_e += y * y;
+            norm_d += (x - y) * (x - y);
+        } else if !same_special {
+            special_mismatches += 1;
         }
         let ok = match tolerance {
             _ if same_special || exact => err == 0.0,
@@ -149,9 +172,18 @@ pub fn compare(
     } else {
         dot / (norm_a.sqrt() * norm_e.sqrt())
     };
+    let rel_l2 = if norm_e > 0.0 {
+        (norm_d / norm_e).sqrt()
+    } else if norm_d > 0.0 {
+        f64::INFINITY
+    } else {
+        0.0
+    };
     let pass = match tolerance {
         Tolerance::Scaled { factor } if !exact => max_abs <= factor * max_expected.max(1.0),
-        Tolerance::Cosine { min } if !exact => cosine >= min,
+        Tolerance::Cosine { min } if !exact => {
+            special_mismatches == 0 && cosine >= min && rel_l2 <= Tolerance::COSINE_MAX_REL_L2
+        }
         _ => mismatches == 0,
     };
     Ok(Comparison {
@@ -160,6 +192,8 @@ pub fn compare(
             max_rel,
             cosine,
             max_expected,
+            rel_l2,
+            special_mismatches,
         },
         pass,
         mismatches,
@@ -182,12 +216,18 @@ impl OutputCheck {
     pub fn line(&self) -> String {
         let m = &self.comparison.metrics;
         format!(
-            "{}: shape {:?} max_abs {:.3e} max_rel {:.3e} cosine {:.6} {}",
+            "{}: shape {:?} max_abs {:.3e} max_rel {:.3e} rel_l2 {:.3e} cosine {:.6}{} {}",
             self.name,
             self.shape,
             m.max_abs,
             m.max_rel,
+            m.rel_l2,
             m.cosine,
+            if m.special_mismatches > 0 {
+                format!(" ({} NaN/inf mismatches)", m.special_mismatches)
+            } else {
+                String::new()
+            },
             if self.comparison.pass { "PASS" } else { "FAIL" }
         )
     }
@@ -281,6 +321,29 @@ mod tests {
         let c = compare(&a, &b, Tolerance::Scaled { factor: 10.0 }).expect("ok");
         assert!(!c.pass);
         assert_eq!(c.mismatches, 1);
+    }
+
+    #[test]
+    fn cosine_tolerance_catches_nan_infinity_and_scale() {
+        let e = Tensor::from_f32(&[4], vec![5.0, 1.0, 2.0, 3.0]);
+        let close = Tensor::from_f32(&[4], vec![5.01, 1.0, 2.0, 2.99]);
+        assert!(compare(&close, &e, Tolerance::MODEL_BF16).expect("ok").pass);
+        for bad in [
+            vec![f32::NAN, 1.0, 2.0, 3.0],
+            vec![f32::INFINITY, 1.0, 2.0, 3.0],
+            vec![50.0, 10.0, 20.0, 30.0],
+        ] {
+            let a = Tensor::from_f32(&[4], bad.clone());
+            let c = compare(&a, &e, Tolerance::MODEL_BF16).expect("ok");
+            assert!(!c.pass, "{bad:?} passed: {:?}", c.metrics);
+        }
+        let scalar = compare(
+            &Tensor::from_f32(&[1], vec![1000.0]),
+            &Tensor::from_f32(&[1], vec![1.0]),
+            Tolerance::MODEL_BF16,
+        )
+        .expect("ok");
+        assert!(!scalar.pass);
     }
 
     #[test]

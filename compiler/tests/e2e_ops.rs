@@ -67,7 +67,7 @@ fn check(g: &Graph, seed: u64) {
                 .expect("tensor");
                 let tol = match precision {
                     Precision::Fp32 => Tolerance::Scaled { factor: 1e-4 },
-                    Precision::Bf16 => Tolerance::Cosine { min: 0.999 },
+                    Precision::Bf16 => Tolerance::MODEL_BF16,
                 };
                 let c = compare(&got, want, tol).expect("comparable");
                 assert!(

@@ -266,6 +266,9 @@ impl Target {
         if self.mxu_k > 4096 || self.mxu_n > 4096 {
             return bad("mxu_k", "array sides are at most 4096".into());
         }
+        if self.vpu_lanes > 4096 {
+            return bad("vpu_lanes", format!("at most 4096, is {}", self.vpu_lanes));
+        }
         if self.semaphores > 32 {
             return bad("semaphores", format!("at most 32, is {}", self.semaphores));
         }

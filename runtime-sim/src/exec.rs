@@ -72,6 +72,22 @@ pub fn bad_operand(detail: String) -> RawFault {
     }
 }
 
+/// Most bytes one DMA transfer may move (SPEC.md §7).
+pub const MAX_TRANSFER_BYTES: u64 = 1 << 32;
+/// Most elements one VPU or MXU instruction may process (SPEC.md §7).
+pub const MAX_ELEMENTS: u64 = 1 << 28;
+
+/// Checks a work size against its limit.
+pub fn check_work(what: &str, amount: u64, limit: u64) -> Result<(), RawFault> {
+    if amount > limit {
+        Err(bad_operand(format!(
+            "{what} of {amount} exceeds the limit of {limit}"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
 /// Sizes and strides must stay below 2^32 (SPEC.md §7).
 pub fn check_size(name: &str, value: u64) -> Result<u64, RawFault> {
     if value >= 1 << 32 {
@@ -122,9 +138,14 @@ pub fn dma_copy(
     };
     let src_pat = pat(src, true);
     let dst_pat = pat(dst, false);
+    let runs = src_pat.runs();
+    check_work(
+        "a DMA transfer",
+        runs.saturating_mul(bytes),
+        MAX_TRANSFER_BYTES,
+    )?;
     src_pat.check(mems)?;
     dst_pat.check(mems)?;
-    let runs = src_pat.runs();
     if src_pat.is_empty() {
         return Ok((Vec::new(), 0));
     }
@@ -177,6 +198,7 @@ pub fn dma_gather(
     check_size("rows", rows)?;
     check_size("bytes", bytes)?;
     check_size("limit", limit)?;
+    check_work("a gather", rows.saturating_mul(bytes), MAX_TRANSFER_BYTES)?;
     let isize = if i64_idx { 8 } else { 4 };
     let idx_pat = Pattern::contiguous(Mem::Spm, idx, rows * isize);
     idx_pat.check(mems)?;
@@ -336,6 +358,11 @@ pub fn mxu_matmul(
     check_size("m", m)?;
     check_size("astride", astride)?;
     check_size("dstride", dstride)?;
+    check_work(
+        "a matmul's A operand (elements)",
+        m.saturating_mul(weights.k as u64),
+        MAX_ELEMENTS,
+    )?;
     let e = weights.dtype.dtype().size();
     let (k, n) = (weights.k as u64, weights.n as u64);
     let a_pat = Pattern::rows(Mem::Spm, a, m, k * e, astride);

@@ -6,13 +6,18 @@
 use tessera_isa::numerics::{self, binary, reduce_row, reduce_step, unary};
 use tessera_isa::{AccMode, Bcast, BinFunc, DType, Mem, Order, RedFunc, UnFunc};
 
-use crate::exec::{bad_operand, check_size, Access, Accesses, RawFault};
+use crate::exec::{bad_operand, check_size, check_work, Access, Accesses, RawFault, MAX_ELEMENTS};
 use crate::memory::Memories;
 use crate::ops::{vpu_pattern, Addr, Pattern, Region};
 
 fn check_shape(shape: Region, strides: &[(&str, u64)]) -> Result<(), RawFault> {
     check_size("rows", shape.rows)?;
     check_size("cols", shape.cols)?;
+    check_work(
+        "a vector instruction (elements)",
+        shape.rows.saturating_mul(shape.cols),
+        MAX_ELEMENTS,
+    )?;
     for (name, s) in strides {
         check_size(name, *s)?;
     }

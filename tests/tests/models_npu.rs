@@ -12,7 +12,7 @@ use tessera_compiler::frontend::{import_file, ImportOptions};
 use tessera_compiler::graph::Graph;
 use tessera_compiler::interp::bind_inputs;
 use tessera_compiler::lower::Precision;
-use tessera_compiler::passes::run_graph_passes;
+use tessera_compiler::passes::{run_graph_passes_with, PassOptions};
 use tessera_compiler::runtime_io::{bytes_to_tensor, tensor_to_bytes};
 use tessera_compiler::tensor::Tensor;
 use tessera_isa::Target;
@@ -43,21 +43,24 @@ fn dims(dir: &Path) -> BTreeMap<String, usize> {
         .unwrap_or_default()
 }
 
-fn graph(dir: &Path) -> Graph {
+/// The model after the Graph IR passes, the e-graph costed for the target
+/// and precision it will be compiled for (as `tessera check` does).
+fn graph(dir: &Path, target: &Target, precision: Precision) -> Graph {
     let options = ImportOptions {
         dims: dims(dir),
         ..ImportOptions::default()
     };
     let mut g = import_file(&dir.join("model.onnx"), &options)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    run_graph_passes(&mut g, |_, _, _| {}).expect("passes");
+    let passes = PassOptions::for_target(target.clone(), precision.mxu());
+    run_graph_passes_with(&mut g, &passes, |_, _, _| {}).expect("passes");
     g
 }
 
 /// Compiles, simulates and compares; returns the cycle count.
 fn check(name: &str, target: &Target, precision: Precision) -> u64 {
     let dir = repo_root().join("models").join(name);
-    let g = graph(&dir);
+    let g = graph(&dir, target, precision);
     let data = dir.join("test_data_set_0");
     let inputs = read_numbered_pbs(&data, "input").expect("inputs");
     let expected = read_numbered_pbs(&data, "output").expect("outputs");
@@ -98,7 +101,7 @@ fn check(name: &str, target: &Target, precision: Precision) -> u64 {
     let refs: Vec<(String, &Tensor)> = actual.iter().map(|(n, t)| (n.clone(), t)).collect();
     let tolerance = match precision {
         Precision::Fp32 => Tolerance::Scaled { factor: 1e-4 },
-        Precision::Bf16 => Tolerance::Cosine { min: 0.999 },
+        Precision::Bf16 => Tolerance::MODEL_BF16,
     };
     for c in check_outputs(&refs, &expected, tolerance).expect("comparable") {
         assert!(
@@ -143,13 +146,21 @@ fn every_model_passes_on_base() {
 #[test]
 fn compiling_twice_gives_identical_loadables() {
     let dir = repo_root().join("models/llama_ts");
-    let a = compile_graph(&graph(&dir), &Target::tiny(), Precision::Bf16)
-        .expect("a")
-        .loadable
-        .to_bytes();
-    let b = compile_graph(&graph(&dir), &Target::tiny(), Precision::Bf16)
-        .expect("b")
-        .loadable
-        .to_bytes();
+    let a = compile_graph(
+        &graph(&dir, &Target::tiny(), Precision::Bf16),
+        &Target::tiny(),
+        Precision::Bf16,
+    )
+    .expect("a")
+    .loadable
+    .to_bytes();
+    let b = compile_graph(
+        &graph(&dir, &Target::tiny(), Precision::Bf16),
+        &Target::tiny(),
+        Precision::Bf16,
+    )
+    .expect("b")
+    .loadable
+    .to_bytes();
     assert_eq!(a, b);
 }

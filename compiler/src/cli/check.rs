@@ -92,7 +92,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     let tolerance = if !args.interpret && args.options.precision == super::compile::Precision::Bf16
     {
-        Tolerance::Cosine { min: 0.999 }
+        Tolerance::MODEL_BF16
     } else {
         Tolerance::MODEL_FP32
     };
@@ -111,13 +111,25 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         checks.len()
     );
     if let Some(first) = checks.iter().find(|c| !c.comparison.pass) {
-        let metrics = &first.comparison.metrics;
-        let allowed = tolerance.allowed_abs(metrics).unwrap_or(0.0);
-        bail!(
-            "output `{}` is out of tolerance: max_abs {:.3e} > {allowed:.3e}",
-            first.name,
-            metrics.max_abs
-        );
+        let m = &first.comparison.metrics;
+        let why = match tolerance.allowed_abs(m) {
+            Some(allowed) => format!("max_abs {:.3e} > {allowed:.3e}", m.max_abs),
+            None if m.special_mismatches > 0 => {
+                format!("{} NaN/inf values differ", m.special_mismatches)
+            }
+            None if first.comparison.mismatches > 0
+                && !matches!(tolerance, Tolerance::Cosine { .. }) =>
+            {
+                format!("{} elements differ", first.comparison.mismatches)
+            }
+            None => format!(
+                "cosine {:.6}, relative L2 error {:.3e} (need >= 0.999 and <= {})",
+                m.cosine,
+                m.rel_l2,
+                Tolerance::COSINE_MAX_REL_L2
+            ),
+        };
+        bail!("output `{}` is out of tolerance: {why}", first.name);
     }
     Ok(ExitCode::SUCCESS)
 }
