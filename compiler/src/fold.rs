@@ -1,7 +1,8 @@
 //! Constant folding and dead-node elimination.
 //!
-//! Every operation whose operands are all constants is evaluated with the
-//! reference interpreter and becomes a constant (keeping its name), unless
+//! Every operation whose operands are all constants (or empty: an empty
+//! tensor's value is known, so a reduction over it folds to its identity)
+//! is evaluated with the reference interpreter and becomes a constant (keeping its name), unless
 //! its result has more than [`FOLD_LIMIT`] elements: folding must not blow
 //! up the graph (an `expand` of a scalar to a huge mask stays an `expand`).
 //! Then every node that no output depends on is removed, except graph
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 use crate::graph::{Graph, GraphError, NodeId, Op};
 use crate::interp::{eval_op, InterpError};
+use crate::tensor::{Tensor, TensorData};
 
 /// Results with more elements than this are not folded.
 pub const FOLD_LIMIT: usize = 1 << 24;
@@ -52,8 +54,18 @@ pub fn fold_constants(graph: &mut Graph) -> Result<usize, InterpError> {
         let operands = graph.operands(id);
         let mut values = Vec::with_capacity(operands.len());
         for &operand in &operands {
-            match &graph.node(operand).op {
+            let producer = graph.node(operand);
+            match &producer.op {
                 Op::Constant(t) => values.push(Arc::clone(t)),
+                // An empty tensor's value is known whatever produces it.
+                _ if producer.ty.numel() == 0 => {
+                    let empty = TensorData::from_le_bytes(producer.ty.dtype, &[])
+                        .and_then(|data| Tensor::new(producer.ty.shape.clone(), data));
+                    match empty {
+                        Some(t) => values.push(Arc::new(t)),
+                        None => break,
+                    }
+                }
                 _ => break,
             }
         }
@@ -132,6 +144,35 @@ mod tests {
         }
         assert!(g.find("unused").is_none() && g.find("a").is_none());
         assert_eq!(g.inputs(), &[x]);
+    }
+
+    #[test]
+    fn reductions_over_empty_inputs_fold_to_their_identity() {
+        let mut g = Graph::new("g");
+        let x = g
+            .add_input("x", TensorType::new(DType::Bool, vec![2, 0, 4]))
+            .expect("x");
+        let max = g
+            .add_node(
+                "max",
+                Op::Reduce {
+                    kind: crate::graph::ReduceKind::Max,
+                    axes: vec![1],
+                    keep_dims: true,
+                },
+                &[x],
+            )
+            .expect("reduce");
+        g.add_output("max", max);
+        assert_eq!(fold(&mut g).expect("folds").folded, 1);
+        match &g.node(max).op {
+            Op::Constant(t) => {
+                assert_eq!(t.shape(), &[2, 1, 4]);
+                assert_eq!(t.to_f32_vec(), vec![0.0; 8], "max over nothing is false");
+            }
+            other => panic!("not folded: {other:?}"),
+        }
+        assert_eq!(g.inputs(), &[x], "the empty input stays an input");
     }
 
     #[test]

@@ -242,10 +242,11 @@ impl<'t> Emitter<'t> {
                     rs1: l,
                     rs2: s,
                 });
+                let tile = self.imm32(*tile)?;
                 self.emit(Instr::Mini {
                     rd: t,
                     rs1: t,
-                    imm: Imm32(*tile as i32),
+                    imm: tile,
                 });
                 self.emit(Instr::Maxi {
                     rd: t,
@@ -257,14 +258,23 @@ impl<'t> Emitter<'t> {
             Ext::Scaled(inner, k) => {
                 let r = self.ext_reg(inner)?;
                 let t = self.temp()?;
+                let k = self.imm32(*k)?;
                 self.emit(Instr::Muli {
                     rd: t,
                     rs1: r,
-                    imm: Imm32(*k as i32),
+                    imm: k,
                 });
                 Ok(t)
             }
         }
+    }
+
+    /// A tile size or scale as a 32-bit immediate (kernels keep these small;
+    /// a larger one is a lowering bug, not something to truncate).
+    fn imm32(&self, n: u64) -> Result<Imm32, CodegenError> {
+        i32::try_from(n)
+            .map(Imm32)
+            .map_err(|_| self.err(format!("size {n} does not fit a 32-bit immediate")))
     }
 
     /// A size as a `Val` (register + 16-bit immediate).

@@ -61,7 +61,9 @@ pub struct EgraphOptions {
     pub iter_limit: usize,
     /// Runner limit: e-nodes per e-graph.
     pub node_limit: usize,
-    /// Runner limit: time per e-graph.
+    /// Runner limit: time per e-graph. Off by default, because a limit in
+    /// wall time makes the output depend on the machine's load; the
+    /// iteration and e-node limits bound the work deterministically.
     pub time_limit: Duration,
     /// Optimize identical segments once (off: every segment gets its own
     /// e-graph; for measuring and testing the reuse).
@@ -69,8 +71,8 @@ pub struct EgraphOptions {
 }
 
 impl EgraphOptions {
-    /// Defaults for a target: 30 iterations, 20 000 e-nodes, 10 s per
-    /// e-graph, no rule limit, reuse on. `TESSERA_EGRAPH_ITER_LIMIT`,
+    /// Defaults for a target: 30 iterations, 20 000 e-nodes, no time limit,
+    /// no rule limit, reuse on. `TESSERA_EGRAPH_ITER_LIMIT`,
     /// `TESSERA_EGRAPH_NODE_LIMIT` and `TESSERA_EGRAPH_TIME_LIMIT` (seconds)
     /// override the limits.
     pub fn new(target: Target, mxu: MxuType) -> EgraphOptions {
@@ -81,7 +83,7 @@ impl EgraphOptions {
             rule_limit: None,
             iter_limit: env("TESSERA_EGRAPH_ITER_LIMIT").map_or(30, |v| v as usize),
             node_limit: env("TESSERA_EGRAPH_NODE_LIMIT").map_or(20_000, |v| v as usize),
-            time_limit: Duration::from_secs(env("TESSERA_EGRAPH_TIME_LIMIT").unwrap_or(10)),
+            time_limit: env("TESSERA_EGRAPH_TIME_LIMIT").map_or(Duration::MAX, Duration::from_secs),
             reuse: true,
         }
     }

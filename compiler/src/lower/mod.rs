@@ -112,6 +112,9 @@ pub struct Ctx<'g> {
     weights: HashMap<NodeId, u64>,
     arena: RefCell<Arena>,
     scratch: RefCell<Vec<(u64, u64)>>,
+    /// Nodes a template asked the address of but that have no storage (a
+    /// lowering bug, reported once the node's kernels are built).
+    unplaced: RefCell<Vec<NodeId>>,
     views: Views,
 }
 
@@ -127,7 +130,32 @@ impl Ctx<'_> {
     /// tensor they view: use [`Ctx::view4`] for those).
     pub fn addr(&self, id: NodeId) -> u64 {
         let root = self.views.root(self.graph, id);
-        self.addr.get(&root).copied().unwrap_or(0)
+        self.placed(root)
+    }
+
+    /// DRAM address of a node with storage; a node without is recorded as a
+    /// lowering bug (see [`Ctx::take_unplaced`]) and gets address 0.
+    fn placed(&self, id: NodeId) -> u64 {
+        match self.addr.get(&id) {
+            Some(&at) => at,
+            None => {
+                self.unplaced.borrow_mut().push(id);
+                0
+            }
+        }
+    }
+
+    /// The lowering bug [`Ctx::placed`] recorded for `node`, if any.
+    fn take_unplaced(&self, node: NodeId) -> Option<LowerError> {
+        let missing = std::mem::take(&mut *self.unplaced.borrow_mut());
+        let first = *missing.first()?;
+        Some(LowerError::Unsupported {
+            node: self.graph.node(node).name.clone(),
+            message: format!(
+                "internal: `{}` has no DRAM storage when the kernels are built",
+                self.graph.node(first).name
+            ),
+        })
     }
 
     /// A rank-4 f32 operand as a strided view (through absorbed layout ops).
@@ -141,12 +169,7 @@ impl Ctx<'_> {
         };
         match self.views.view(self.graph, id) {
             Some(v) if v.strides.len() == 4 => attention::Tensor4 {
-                addr: self
-                    .addr
-                    .get(&v.root)
-                    .copied()
-                    .unwrap_or(0)
-                    .wrapping_add((v.offset * 4) as u64),
+                addr: self.placed(v.root).wrapping_add((v.offset * 4) as u64),
                 strides: [v.strides[0], v.strides[1], v.strides[2], v.strides[3]],
             },
             _ => dense(),
@@ -378,6 +401,7 @@ pub fn lower(graph: &Graph, target: &Target, precision: Precision) -> Result<Low
         weights,
         arena: RefCell::new(Arena::new(next)),
         scratch: RefCell::new(Vec::new()),
+        unplaced: RefCell::new(Vec::new()),
         views,
     };
     let mut kernels: Vec<Kernel> = Vec::new();
@@ -433,6 +457,7 @@ pub fn lower(graph: &Graph, target: &Target, precision: Precision) -> Result<Low
             Err(LowerError::Many(mut v)) => errors.append(&mut v),
             Err(e) => errors.push(e),
         }
+        errors.extend(ctx.take_unplaced(id));
         // Free the node's scratch, then what is dead after this node.
         for (at, bytes) in ctx.scratch.borrow_mut().drain(..) {
             ctx.arena.borrow_mut().release(at, bytes);
@@ -453,6 +478,7 @@ pub fn lower(graph: &Graph, target: &Target, precision: Precision) -> Result<Low
             Ok(mut ks) => kernels.append(&mut ks),
             Err(e) => errors.push(e),
         }
+        errors.extend(ctx.take_unplaced(id));
     }
     if !errors.is_empty() {
         return Err(if errors.len() == 1 {
