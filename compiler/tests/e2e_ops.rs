@@ -207,6 +207,20 @@ fn attention_causal_with_full_mask_and_long_keys() {
     check(&attention_graph(1, 3, 3, 10, 10, 12, None, true), 24);
 }
 
+/// Causal attention in several query blocks on `tiny` (ACC holds few rows):
+/// each block's softmax runs over the keys it can see and zeroes P past
+/// them, for grouped and per-head K/V, with more keys than queries, and
+/// with an additive mask as well.
+#[test]
+fn causal_attention_skips_the_keys_a_query_block_cannot_see() {
+    check(&attention_graph(1, 4, 2, 24, 24, 8, None, true), 25);
+    check(&attention_graph(1, 2, 2, 20, 28, 8, None, true), 26);
+    check(
+        &attention_graph(2, 2, 2, 16, 16, 8, Some(vec![2, 1, 1, 16]), true),
+        27,
+    );
+}
+
 #[test]
 fn rope_rotates_halves() {
     let mut rng = Rng(5);

@@ -140,30 +140,43 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
             message: "an attention mask constant along the keys".into(),
         });
     }
-    // With one query head per KV head (plain multi-head attention), each
-    // task loads its own K and V and the pipeline runs over all heads;
-    // with grouped queries K and V are loaded once per group.
-    let kv_per_task = group == 1;
-    let kv_slots = if kv_per_task { 2 } else { 1 };
-    // Bytes per query row and fixed bytes, to choose TQ.
+    // Bytes per query row (Q, scores, P, O, row statistics, mask rows).
     let per_q = 2 * d * 4
         + 2 * d * e
         + sk * 4
         + 2 * sk * e
         + 2 * d * 4
+        + 2 * 4
         + if mask_full { 2 * sk * 4 } else { 0 };
-    let fixed = 2 * kv_slots * sk * d * (4 + e)
-        + if spec.mask.is_some() && !mask_full {
-            2 * sk * 4
-        } else {
-            0
-        }
-        + if spec.causal { sq * sk * 4 } else { 0 }
-        + 64 * 24;
-    let spm_rows = target.spm_bytes.saturating_sub(fixed) / per_q.max(1);
     let acc_rows = target.acc_bytes.saturating_sub(256) / (3 * (sk + d) * 4);
-    let cap = spm_rows.min(acc_rows).min(512);
-    let tq = (1..=cap.min(sq)).rev().find(|t| sq % t == 0).unwrap_or(0);
+    // The largest TQ dividing SQ that fits, with `kv_slots` copies of K
+    // and V on chip.
+    let choose_tq = |kv_slots: u64| {
+        let fixed = 2 * kv_slots * sk * d * (4 + e)
+            + if spec.mask.is_some() && !mask_full {
+                2 * sk * 4
+            } else {
+                0
+            }
+            + if spec.causal { sk * 4 } else { 0 }
+            + 64 * 24;
+        // The causal mask is one TQ × TQ triangle (see below).
+        let spm_need = |tq: u64| fixed + tq * per_q + if spec.causal { tq * tq * 4 } else { 0 };
+        (1..=acc_rows.min(512).min(sq))
+            .rev()
+            .find(|&t| sq % t == 0 && spm_need(t) <= target.spm_bytes)
+            .unwrap_or(0)
+    };
+    // With one query head per KV head (plain multi-head attention) and
+    // one query block per head, each task loads its own K and V and the
+    // pipeline runs over all heads, overlapping the loads. Otherwise K and
+    // V are loaded once per KV head and the pipeline runs over the query
+    // heads of the group and the query blocks: a head's K and V are not
+    // loaded and converted again for each of its query blocks.
+    let per_task_tq = if group == 1 { choose_tq(2) } else { 0 };
+    let kv_per_task = per_task_tq == sq;
+    let kv_slots = if kv_per_task { 2 } else { 1 };
+    let tq = if kv_per_task { sq } else { choose_tq(1) };
     if tq == 0 {
         return Err(LowerError::DoesNotFit(format!(
             "`{}`: attention over {sk} keys of dimension {d} needs more SPM/ACC than the target has",
@@ -184,13 +197,23 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
         None => None,
     };
     let scores = mem.alloc("scores", Mem::Spm, tq * sk * 4, 1)?;
-    // The causal mask, built once: 0 where key j <= i + (sk - sq), else -inf.
+    // Causal attention: query row q0 + i sees keys j <= q0 + i + (sk - sq).
+    // A block of TQ rows at q0 therefore sees nothing past column
+    // w = q0 + TQ + (sk - sq), and only the TQ columns of the diagonal band
+    // [w - TQ, w) are partly masked, the same way for every block: one
+    // TQ × TQ triangle (0 on and below the diagonal, -inf above), built once,
+    // is added to the band, and the softmax runs over w columns, not SK.
     let causal_mask = if spec.causal {
-        Some(mem.alloc("causal", Mem::Spm, sq * sk * 4, 1)?)
+        Some(mem.alloc("causal", Mem::Spm, tq * tq * 4, 1)?)
     } else {
         None
     };
-    let stat = mem.alloc("row_stat", Mem::Spm, tq * 4, 1)?;
+    let zero_row = if spec.causal && sq > tq {
+        Some(mem.alloc("zero_row", Mem::Spm, sk * 4, 1)?)
+    } else {
+        None
+    };
+    let stat = mem.alloc("row_stat", Mem::Spm, tq * 4, 2)?;
     let pbuf = mem.alloc("p", Mem::Spm, tq * sk * e, 2)?;
     let oout = mem.alloc("o", Mem::Spm, tq * d * 4, 2)?;
     let sacc = mem.alloc("s_acc", Mem::Acc, tq * sk * 4, 3)?;
@@ -417,7 +440,18 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
     // VPU: scores = S·scale (+ mask), causal, softmax, P.
     let sp = sk * 4;
     let rows = Ext::Const(tq);
-    let cols = Ext::Const(sk);
+    // (Causal attention has sk >= sq, checked above.)
+    let band = tq + sk.saturating_sub(sq);
+    let cols = if spec.causal {
+        // w = min(SK, vqb·TQ + TQ + SK − SQ).
+        Ext::Tail {
+            tile: sk,
+            limit: band as i64,
+            start: Affine::var(0, vqb, -(tq as i64)),
+        }
+    } else {
+        Ext::Const(sk)
+    };
     let full = |a: Addr, stride: u64| Opnd {
         addr: a,
         stride,
@@ -456,30 +490,31 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
     }
     softmax.push(Stmt::Signal(credit(Vpu, Dma), 1));
     if let Some(cm) = &causal_mask {
-        // Rows q0.. of the precomputed causal mask.
-        let rows_at = Addr::new(
-            Mem::Spm,
-            Affine::var(cm.offset as i64, vqb, (tq * sp) as i64),
-        );
+        // The triangle onto the band: columns q0 + SK − SQ ..
+        let at_band = Affine::var(((sk - sq) * 4) as i64, vqb, (tq * 4) as i64);
+        let band_at = scores.at(&zero, 0).at.plus_affine(&at_band);
+        let band_at = Addr::new(Mem::Spm, band_at);
         softmax.push(Stmt::Vpu(VpuStmt::Bin {
             func: BinFunc::Add,
-            dst: scores.at(&zero, 0),
+            dst: band_at.clone(),
             dstride: sp,
-            a: full(scores.at(&zero, 0), sp),
-            b: full(rows_at, sp),
+            a: full(band_at, sp),
+            b: full(cm.at(&zero, 0), tq * 4),
             rows: rows.clone(),
-            cols: cols.clone(),
+            cols: Ext::Const(tq),
         }));
     }
+    // Row statistics are per SPM slot: task t's 1/sum scales its O after
+    // task t + 1's softmax has run.
     let col = Opnd {
-        addr: stat.at(&zero, 0),
+        addr: stat.at(&s, 0),
         stride: 4,
         bcast: Bcast::Col,
     };
     let red = |func| {
         Stmt::Vpu(VpuStmt::Red {
             func,
-            dst: stat.at(&zero, 0),
+            dst: stat.at(&s, 0),
             dstride: 4,
             a: full(scores.at(&zero, 0), sp),
             rows: rows.clone(),
@@ -506,26 +541,50 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
         cols: cols.clone(),
     }));
     softmax.push(red(RedFunc::Sum));
-    // One reciprocal per row, then a multiply: cheaper than a division per element.
-    // (A packed column of tq values is processed as one row of tq lanes.)
+    // P stays unnormalized (its entries are in [0, 1]); O = (P·V) / sum is
+    // scaled when it leaves ACC, which touches TQ × D values instead of
+    // TQ × SK. One reciprocal per row (a packed column of tq values is
+    // processed as one row of tq lanes), then a multiply.
     softmax.push(Stmt::Vpu(VpuStmt::Un {
         func: UnFunc::Recip,
-        dst: stat.at(&zero, 0),
+        dst: stat.at(&s, 0),
         dstride: tq * 4,
-        a: full(stat.at(&zero, 0), tq * 4),
+        a: full(stat.at(&s, 0), tq * 4),
         rows: Ext::Const(1),
         cols: rows.clone(),
     }));
-    softmax.push(Stmt::Vpu(VpuStmt::Bin {
-        func: BinFunc::Mul,
-        dst: scores.at(&zero, 0),
-        dstride: sp,
-        a: full(scores.at(&zero, 0), sp),
-        b: col,
+    softmax.push(Stmt::Vpu(VpuStmt::Cvt {
+        dst: pbuf.at(&s, 0),
+        dtype: spec.mxu.dtype(),
+        dstride: sk * e,
+        a: scores.at(&zero, 0),
+        atype: IsaType::F32,
+        astride: sp,
         rows: rows.clone(),
         cols: cols.clone(),
     }));
-    softmax.push(cvt(pbuf.at(&s, 0), scores.at(&zero, 0), rows.clone(), sk));
+    if let Some(zeros) = &zero_row {
+        // P·V runs over all SK keys: P is 0 past w (converted from a row
+        // of zeros read with stride 0).
+        let past_w =
+            pbuf.at(&s, 0)
+                .at
+                .plus_affine(&Affine::var((band * e) as i64, vqb, (tq * e) as i64));
+        softmax.push(Stmt::Vpu(VpuStmt::Cvt {
+            dst: Addr::new(Mem::Spm, past_w),
+            dtype: spec.mxu.dtype(),
+            dstride: sk * e,
+            a: zeros.at(&zero, 0),
+            atype: IsaType::F32,
+            astride: 0,
+            rows: rows.clone(),
+            cols: Ext::Tail {
+                tile: sk,
+                limit: (sq - tq) as i64,
+                start: Affine::var(0, vqb, tq as i64),
+            },
+        }));
+    }
     softmax.push(Stmt::Signal(data(Vpu, Mxu), 1));
     // MXU: O = P·V, in chunks of D (≤ N) and of keys (≤ K).
     let (on, on_count) = chunks(d, u64::from(target.mxu_n));
@@ -569,11 +628,12 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
     let move_o = vec![
         Stmt::Wait(data(Mxu, Vpu), 1),
         Stmt::Wait(credit(Dma, Vpu), 1),
-        Stmt::Vpu(VpuStmt::Un {
-            func: UnFunc::Mov,
+        Stmt::Vpu(VpuStmt::Bin {
+            func: BinFunc::Mul,
             dst: oout.at(&s, 0),
             dstride: d * 4,
             a: full(oacc.at(&acc_slot, 0), d * 4),
+            b: col,
             rows: rows.clone(),
             cols: Ext::Const(d),
         }),
@@ -654,40 +714,42 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
 
     let mut mask_build = Vec::new();
     if let Some(cm) = &causal_mask {
+        // Row r of the triangle: 0 up to column r, -inf after.
         let vr = vars.fresh();
-        let first_masked = Affine::var(sk as i64 - sq as i64 + 1, vr, 1);
         mask_build.push(Stmt::Vpu(VpuStmt::Fill {
             dst: cm.at(&zero, 0),
-            dstride: sk * 4,
+            dstride: tq * 4,
             bits: 0,
-            rows: Ext::Const(sq),
-            cols: Ext::Const(sk),
+            rows: Ext::Const(tq),
+            cols: Ext::Const(tq),
         }));
         mask_build.push(Stmt::For {
             var: vr,
-            count: sq,
+            count: tq,
             body: vec![Stmt::Vpu(VpuStmt::Fill {
                 dst: Addr::new(
                     Mem::Spm,
-                    Affine::var(cm.offset as i64, vr, (sk * 4) as i64).plus_affine(&Affine {
-                        constant: first_masked.constant * 4,
-                        terms: first_masked
-                            .terms
-                            .iter()
-                            .map(|&(v, k)| (v, 4 * k))
-                            .collect(),
-                    }),
+                    Affine::var(cm.offset as i64 + 4, vr, (tq * 4 + 4) as i64),
                 ),
-                dstride: sk * 4,
+                dstride: tq * 4,
                 bits: f32::NEG_INFINITY.to_bits(),
                 rows: Ext::Const(1),
                 cols: Ext::Tail {
-                    tile: sk,
-                    limit: sk as i64,
-                    start: first_masked,
+                    tile: tq,
+                    limit: tq as i64 - 1,
+                    start: Affine::var(0, vr, 1),
                 },
             })],
         });
+    }
+    if let Some(zeros) = &zero_row {
+        mask_build.push(Stmt::Vpu(VpuStmt::Fill {
+            dst: zeros.at(&zero, 0),
+            dstride: sk * 4,
+            bits: 0,
+            rows: Ext::Const(1),
+            cols: Ext::Const(sk),
+        }));
     }
     // ACC slots rotate mod 3: a0 is task t's, a1 task t+1's, am task t-1's.
     let mut body = mask_build;
