@@ -302,7 +302,13 @@ impl Loadable {
             }
         }
         for (kind, list) in [("input", &self.inputs), ("output", &self.outputs)] {
+            // Callers find tensors by name, so a second one of the same
+            // name could never be written or read.
+            let mut seen = std::collections::HashSet::new();
             for t in list {
+                if !seen.insert(t.name.as_str()) {
+                    return invalid(format!("two {kind}s are named `{}`", t.name));
+                }
                 if DType::from_bits(u128::from(t.dtype)).is_err() {
                     return invalid(format!(
                         "{kind} `{}` has unknown dtype code {}",
@@ -405,6 +411,30 @@ mod tests {
             Err(LoadableError::Version { found: 9, .. })
         ));
         assert_eq!(Loadable::from_bytes(b"hello"), Err(LoadableError::BadMagic));
+    }
+
+    #[test]
+    fn duplicate_tensor_names_are_refused() {
+        let mut l = sample();
+        l.inputs.push(TensorDesc::new("x", DType::F32, &[1], 64));
+        let err = l.validate().expect_err("two inputs x").to_string();
+        assert_eq!(err, "invalid loadable: two inputs are named `x`");
+        assert!(Loadable::from_bytes(&l.to_bytes()).is_err());
+
+        let mut l = sample();
+        l.outputs.push(TensorDesc::new("y", DType::F32, &[1], 64));
+        l.outputs.push(TensorDesc::new("z", DType::F32, &[1], 128));
+        l.validate().expect("distinct names");
+        l.outputs.push(TensorDesc::new("y", DType::F32, &[2], 256));
+        let err = l.validate().expect_err("two outputs y").to_string();
+        assert_eq!(err, "invalid loadable: two outputs are named `y`");
+
+        // An input and an output may share a name (a graph passing its
+        // input through), each list being looked up on its own.
+        let mut l = sample();
+        l.outputs
+            .push(TensorDesc::new("x", DType::F32, &[2, 3], 64));
+        l.validate().expect("input and output both named x");
     }
 
     #[test]
