@@ -175,8 +175,9 @@ pub enum LoadableError {
     /// The message is well-formed but inconsistent.
     #[error("invalid loadable: {0}")]
     Invalid(String),
-    /// The code does not decode.
-    #[error("invalid code: {0}")]
+    /// The code does not decode (offsets count from the start of the code
+    /// section, not of the file).
+    #[error("invalid code section: {0}")]
     Code(#[from] DecodeError),
 }
 
@@ -435,6 +436,33 @@ mod tests {
         l.outputs
             .push(TensorDesc::new("x", DType::F32, &[2, 3], 64));
         l.validate().expect("input and output both named x");
+    }
+
+    #[test]
+    fn decode_errors_name_offsets_in_the_code_section() {
+        let mut l = sample();
+        // Second word (code bytes 16..32): an unassigned opcode.
+        l.code[16] = 0xff;
+        let bytes = l.to_bytes();
+        let err = Loadable::from_bytes(&bytes).expect_err("bad opcode");
+        assert_eq!(
+            err,
+            LoadableError::Code(DecodeError::UnknownOpcode {
+                offset: 16,
+                opcode: 0xff
+            })
+        );
+        assert_eq!(
+            err.to_string(),
+            "invalid code section: byte offset 16: unknown opcode 0xff"
+        );
+        // In the file the word sits after the header and the payload's
+        // leading fields, so the file offset would be a different number.
+        let in_file = bytes
+            .windows(16)
+            .position(|w| w == &l.code[16..32])
+            .expect("word in file");
+        assert!(in_file > HEADER_BYTES + 16, "{in_file}");
     }
 
     #[test]
