@@ -450,11 +450,16 @@ fn directive(asm: &mut Assembler, line: &Line, text: &str, col: usize) -> Result
         }
         ".input" | ".output" => match tensor_directive(rest) {
             Ok(desc) => {
-                if name == ".input" {
-                    asm.loadable.inputs.push(desc);
+                let list = if name == ".input" {
+                    &mut asm.loadable.inputs
                 } else {
-                    asm.loadable.outputs.push(desc);
+                    &mut asm.loadable.outputs
+                };
+                if list.iter().any(|t| t.name == desc.name) {
+                    let m = format!("`{}` is declared twice", desc.name);
+                    return fail(asm, m);
                 }
+                list.push(desc);
             }
             Err(m) => return fail(asm, m),
         },
@@ -788,6 +793,10 @@ mod tests {
         assert!(err.message.contains("expected 3"), "{err}");
         let err = assemble("dma.copy spm[0], dram[0]\n", "e.s", None).expect_err("kw");
         assert!(err.message.contains("bytes="), "{err}");
+        let src = ".output \"y\" f32 [1] @ 0\n.output \"y\" f32 [1] @ 64\nhalt\n";
+        let err = assemble(src, "e.s", None).expect_err("twice");
+        assert_eq!(err.line, 2);
+        assert_eq!(err.message, ".output: `y` is declared twice");
     }
 
     #[test]

@@ -101,7 +101,8 @@ pub fn mxu_load_weights(_t: &Target, k: u64, _n: u64) -> u64 {
 }
 
 /// Cost of `mxu.mm` streaming `m` rows: (stream-port occupancy, cycles from
-/// start to the last result written in ACC).
+/// start to the last result written in ACC). The occupancy is at least one
+/// cycle: an empty matmul still takes its slot on the port.
 pub fn mxu_matmul(t: &Target, m: u64, dtype: MxuType) -> (u64, u64) {
     let passes = match dtype {
         MxuType::Bf16 | MxuType::F16 => 1,

@@ -94,13 +94,15 @@ impl InstrInfo {
     }
 }
 
-/// Why a word or byte stream is not a valid instruction.
+/// Why a word or byte stream is not a valid instruction. Offsets count
+/// bytes from the start of the code section (instruction k is at 16·k), not
+/// from the start of a `.tnpu` file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// The opcode byte is not in the table.
     #[error("byte offset {offset}: unknown opcode {opcode:#04x}")]
     UnknownOpcode {
-        /// Byte offset of the word.
+        /// Byte offset of the word in the code section.
         offset: u64,
         /// The opcode byte.
         opcode: u8,
@@ -108,7 +110,7 @@ pub enum DecodeError {
     /// A field holds a value with no meaning.
     #[error("byte offset {offset}: `{mnemonic}` field `{field}`: {reason}")]
     BadField {
-        /// Byte offset of the word.
+        /// Byte offset of the word in the code section.
         offset: u64,
         /// Instruction mnemonic.
         mnemonic: &'static str,
@@ -120,7 +122,7 @@ pub enum DecodeError {
     /// Bits above the last field are set.
     #[error("byte offset {offset}: `{mnemonic}` has reserved bits set (bit {first_bit} and up must be zero)")]
     ReservedBits {
-        /// Byte offset of the word.
+        /// Byte offset of the word in the code section.
         offset: u64,
         /// Instruction mnemonic.
         mnemonic: &'static str,
@@ -130,7 +132,7 @@ pub enum DecodeError {
     /// The code is not a whole number of words.
     #[error("byte offset {offset}: code ends inside an instruction word ({len} bytes is not a multiple of 16)")]
     Truncated {
-        /// Offset of the partial word.
+        /// Byte offset of the partial word in the code section.
         offset: u64,
         /// Total code length.
         len: u64,

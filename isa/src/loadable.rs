@@ -175,8 +175,9 @@ pub enum LoadableError {
     /// The message is well-formed but inconsistent.
     #[error("invalid loadable: {0}")]
     Invalid(String),
-    /// The code does not decode.
-    #[error("invalid code: {0}")]
+    /// The code does not decode (offsets count from the start of the code
+    /// section, not of the file).
+    #[error("invalid code section: {0}")]
     Code(#[from] DecodeError),
 }
 
@@ -302,7 +303,13 @@ impl Loadable {
             }
         }
         for (kind, list) in [("input", &self.inputs), ("output", &self.outputs)] {
+            // Callers find tensors by name, so a second one of the same
+            // name could never be written or read.
+            let mut seen = std::collections::HashSet::new();
             for t in list {
+                if !seen.insert(t.name.as_str()) {
+                    return invalid(format!("two {kind}s are named `{}`", t.name));
+                }
                 if DType::from_bits(u128::from(t.dtype)).is_err() {
                     return invalid(format!(
                         "{kind} `{}` has unknown dtype code {}",
@@ -405,6 +412,57 @@ mod tests {
             Err(LoadableError::Version { found: 9, .. })
         ));
         assert_eq!(Loadable::from_bytes(b"hello"), Err(LoadableError::BadMagic));
+    }
+
+    #[test]
+    fn duplicate_tensor_names_are_refused() {
+        let mut l = sample();
+        l.inputs.push(TensorDesc::new("x", DType::F32, &[1], 64));
+        let err = l.validate().expect_err("two inputs x").to_string();
+        assert_eq!(err, "invalid loadable: two inputs are named `x`");
+        assert!(Loadable::from_bytes(&l.to_bytes()).is_err());
+
+        let mut l = sample();
+        l.outputs.push(TensorDesc::new("y", DType::F32, &[1], 64));
+        l.outputs.push(TensorDesc::new("z", DType::F32, &[1], 128));
+        l.validate().expect("distinct names");
+        l.outputs.push(TensorDesc::new("y", DType::F32, &[2], 256));
+        let err = l.validate().expect_err("two outputs y").to_string();
+        assert_eq!(err, "invalid loadable: two outputs are named `y`");
+
+        // An input and an output may share a name (a graph passing its
+        // input through), each list being looked up on its own.
+        let mut l = sample();
+        l.outputs
+            .push(TensorDesc::new("x", DType::F32, &[2, 3], 64));
+        l.validate().expect("input and output both named x");
+    }
+
+    #[test]
+    fn decode_errors_name_offsets_in_the_code_section() {
+        let mut l = sample();
+        // Second word (code bytes 16..32): an unassigned opcode.
+        l.code[16] = 0xff;
+        let bytes = l.to_bytes();
+        let err = Loadable::from_bytes(&bytes).expect_err("bad opcode");
+        assert_eq!(
+            err,
+            LoadableError::Code(DecodeError::UnknownOpcode {
+                offset: 16,
+                opcode: 0xff
+            })
+        );
+        assert_eq!(
+            err.to_string(),
+            "invalid code section: byte offset 16: unknown opcode 0xff"
+        );
+        // In the file the word sits after the header and the payload's
+        // leading fields, so the file offset would be a different number.
+        let in_file = bytes
+            .windows(16)
+            .position(|w| w == &l.code[16..32])
+            .expect("word in file");
+        assert!(in_file > HEADER_BYTES + 16, "{in_file}");
     }
 
     #[test]

@@ -290,6 +290,36 @@ mod tests {
     }
 
     #[test]
+    fn pow_follows_libm_powf_special_cases() {
+        let pow = |a: f32, b: f32| binary(BinFunc::Pow, a, b, 0.0);
+        let (nan, inf) = (f32::NAN, f32::INFINITY);
+        // The cases SPEC.md §4.5 lists, where a NaN operand does not give NaN.
+        assert_eq!(pow(1.0, nan), 1.0);
+        assert_eq!(pow(1.0, -inf), 1.0);
+        assert_eq!(pow(nan, 0.0), 1.0);
+        assert_eq!(pow(nan, -0.0), 1.0);
+        assert_eq!(pow(-1.0, inf), 1.0);
+        assert_eq!(pow(-1.0, -inf), 1.0);
+        // Otherwise NaN in, NaN out; and negative bases with non-integers.
+        assert!(pow(nan, 1.0).is_nan());
+        assert!(pow(2.0, nan).is_nan());
+        assert!(pow(-1.0, nan).is_nan());
+        assert!(pow(-8.0, 1.0 / 3.0).is_nan());
+        assert_eq!(pow(-2.0, 3.0), -8.0);
+        // Zeros and infinities.
+        assert_eq!(pow(0.0, -1.0), inf);
+        assert_eq!(pow(-0.0, -1.0), -inf);
+        assert_eq!(pow(-0.0, -2.0), inf);
+        assert_eq!(pow(-0.0, 3.0).to_bits(), (-0.0f32).to_bits());
+        assert_eq!(pow(0.5, inf), 0.0);
+        assert_eq!(pow(2.0, -inf), 0.0);
+        assert_eq!(pow(-inf, 3.0), -inf);
+        assert_eq!(pow(-inf, -3.0).to_bits(), (-0.0f32).to_bits());
+        // Results are libm's bits, not the host's.
+        assert_eq!(pow(3.7, 2.3).to_bits(), libm::powf(3.7, 2.3).to_bits());
+    }
+
+    #[test]
     fn reduction_follows_the_lane_order() {
         // With 2 lanes: p0 = 1e8 + -1e8 = 0, p1 = 1 + 1 = 2 → 2.
         let row = [1e8f32, 1.0, -1e8, 1.0];

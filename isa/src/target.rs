@@ -263,14 +263,16 @@ impl Target {
                 return bad(field, format!("must be a power of two, is {value}"));
             }
         }
-        if self.mxu_k > 4096 || self.mxu_n > 4096 {
-            return bad("mxu_k", "array sides are at most 4096".into());
-        }
-        if self.vpu_lanes > 4096 {
-            return bad("vpu_lanes", format!("at most 4096, is {}", self.vpu_lanes));
-        }
-        if self.semaphores > 32 {
-            return bad("semaphores", format!("at most 32, is {}", self.semaphores));
+        let at_most: [(&'static str, u32, u32); 4] = [
+            ("mxu_k", self.mxu_k, 4096),
+            ("mxu_n", self.mxu_n, 4096),
+            ("vpu_lanes", self.vpu_lanes, 4096),
+            ("semaphores", self.semaphores, 32),
+        ];
+        for (field, value, limit) in at_most {
+            if value > limit {
+                return bad(field, format!("at most {limit}, is {value}"));
+            }
         }
         let tile_bytes = u64::from(self.mxu_k) * u64::from(self.mxu_n) * 4;
         if self.spm_bytes < tile_bytes {
@@ -367,6 +369,69 @@ mod tests {
         t.dram_bytes_per_cycle = 0;
         let err = t.validate().expect_err("zero").to_string();
         assert!(err.contains("dram_bytes_per_cycle"), "{err}");
+    }
+
+    /// `t` with one field set through its TOML form, so tests can name
+    /// fields as the spec and target files do.
+    fn with(t: &Target, field: &str, value: u64) -> Target {
+        let mut table = toml::Table::try_from(t).expect("table");
+        let v = i64::try_from(value).expect("value");
+        table.insert(field.into(), toml::Value::Integer(v));
+        table.try_into().expect("target")
+    }
+
+    #[test]
+    fn zero_is_allowed_only_for_latencies_startup_and_penalty() {
+        let allowed = [
+            "vpu_startup_cycles",
+            "dram_latency_cycles",
+            "branch_penalty_cycles",
+        ];
+        let tiny = Target::tiny();
+        let table = toml::Table::try_from(&tiny).expect("table");
+        for field in table.keys().filter(|f| *f != "name") {
+            let result = with(&tiny, field, 0).validate();
+            if allowed.contains(&field.as_str()) {
+                assert_eq!(result, Ok(()), "{field} = 0");
+            } else {
+                let err = result.expect_err(field).to_string();
+                assert!(err.contains(&format!("`{field}`")), "{field}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn upper_limits_are_enforced_exactly_as_documented() {
+        // (field, largest accepted value, the next value every other rule
+        // accepts) as SPEC.md §11 lists them. Memories are 64 MiB so that a
+        // 4096-wide array's fp32 tile fits.
+        let mut roomy = Target::base();
+        roomy.spm_bytes = 64 << 20;
+        roomy.acc_bytes = 64 << 20;
+        let limits: [(&str, u64, u64); 11] = [
+            ("mxu_k", 4096, 8192),
+            ("mxu_n", 4096, 8192),
+            ("vpu_lanes", 4096, 8192),
+            ("semaphores", 32, 33),
+            ("dma_max_inflight", 1024, 1025),
+            ("dma_queue_depth", 1024, 1025),
+            ("mxu_queue_depth", 1024, 1025),
+            ("vpu_queue_depth", 1024, 1025),
+            ("spm_bytes", 1 << 32, (1 << 32) + 64),
+            ("acc_bytes", 1 << 32, (1 << 32) + 64),
+            ("dram_bytes", 1 << 40, (1 << 40) + 4096),
+        ];
+        for (field, limit, over) in limits {
+            assert_eq!(with(&roomy, field, limit).validate(), Ok(()), "{field}");
+            let err = with(&roomy, field, over)
+                .validate()
+                .expect_err(field)
+                .to_string();
+            assert!(
+                err.contains(&format!("`{field}`")) && err.contains(&format!("{over}")),
+                "{field}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::exec::{self, bad_operand, Access, FaultKind, RawFault, Weights};
 use crate::memory::Memories;
 use crate::ops::{resolve, vpu_pattern, DmaDimRegs, Op, Pattern};
 use crate::race::{join, Detector, Vc, ENGINES};
-use crate::stats::{StallReason, Stats, UnitStats};
+use crate::stats::{BusyUnion, StallReason, Stats, UnitStats};
 use crate::trace::{tracks, Trace};
 use crate::vpu;
 
@@ -72,6 +72,8 @@ struct DmaState {
     inflight: Vec<Inflight>,
     dram_bus_free: u64,
     onchip_bus_free: u64,
+    /// Cycles in which either bus moves data (the DMA's busy cycles).
+    busy: BusyUnion,
 }
 
 #[derive(Default)]
@@ -205,6 +207,7 @@ pub fn run(
         .max()
         .unwrap_or(0);
     m.stats.cycles = end;
+    m.units[DMA + 1].busy_cycles = m.dma.busy.total();
     for (name, unit) in ["su", "dma", "mxu", "vpu"].into_iter().zip(m.units) {
         m.stats.engines.insert(name, unit);
     }
@@ -338,11 +341,12 @@ impl Machine<'_> {
                 )
             }
             Op::Matmul { .. } => {
+                // Waiting for the stream port is waiting for the previous
+                // matmul, which keeps the MXU busy: it is not a stall. Only
+                // the wait for the weights beyond that counts.
+                base = base.max(self.mxu.stream_free);
                 let ready = self.mxu.cur.map_or(0, |c| self.mxu.buf_ready[c]);
-                (
-                    base.max(self.mxu.stream_free).max(ready),
-                    StallReason::Weights,
-                )
+                (base.max(ready), StallReason::Weights)
             }
             _ => (base, StallReason::None),
         };
@@ -800,7 +804,10 @@ impl Machine<'_> {
         let complete = data_start + c.bus_cycles;
         *bus_free = complete;
         self.units[DMA + 1].stall(StallReason::Bandwidth, data_start - ready);
-        self.units[DMA + 1].busy_cycles += c.bus_cycles;
+        // The two buses run at once, so busy cycles are the union of their
+        // data phases, not the sum of the transfers' bus cycles.
+        self.dma.busy.settle(start);
+        self.dma.busy.add(data_start, complete);
         self.stats.busy_by_pc[pc as usize] += c.bus_cycles;
         self.stats.dram_read_bytes += c.dram_read;
         self.stats.dram_write_bytes += c.dram_write;

@@ -63,6 +63,54 @@ impl UnitStats {
     }
 }
 
+/// The total length of a union of half-open cycle intervals, for a unit
+/// with several resources that can be busy at once (the DMA engine's DRAM
+/// and on-chip buses): a cycle in which any of them moves data counts once.
+///
+/// Intervals may arrive out of order, but none that is added later may
+/// start before the `now` last given to [`BusyUnion::settle`]; intervals
+/// that end by then are folded into a count, so memory stays bounded by the
+/// intervals still open.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BusyUnion {
+    settled: u64,
+    /// Disjoint, sorted, not touching.
+    open: Vec<(u64, u64)>,
+}
+
+impl BusyUnion {
+    /// Adds the cycles `[start, end)`.
+    pub(crate) fn add(&mut self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        let (mut lo, mut hi) = (start, end);
+        // Absorb every open interval that overlaps or touches [lo, hi).
+        self.open.retain(|&(a, b)| {
+            if a <= hi && lo <= b {
+                lo = lo.min(a);
+                hi = hi.max(b);
+                false
+            } else {
+                true
+            }
+        });
+        let at = self.open.partition_point(|&(a, _)| a < lo);
+        self.open.insert(at, (lo, hi));
+    }
+
+    /// Declares that no interval added from now on starts before `now`.
+    pub(crate) fn settle(&mut self, now: u64) {
+        let done = self.open.partition_point(|&(_, b)| b <= now);
+        self.settled += self.open.drain(..done).map(|(a, b)| b - a).sum::<u64>();
+    }
+
+    /// Cycles covered by at least one interval.
+    pub(crate) fn total(&self) -> u64 {
+        self.settled + self.open.iter().map(|(a, b)| b - a).sum::<u64>()
+    }
+}
+
 /// Everything a run measured.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Stats {
@@ -260,4 +308,40 @@ pub struct NodeProfile {
     pub mxu_utilization: f64,
     /// The compiler's lower bound on its cycles.
     pub roofline_cycles: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_union_counts_overlapping_cycles_once() {
+        let mut u = BusyUnion::default();
+        u.add(33, 545);
+        u.add(2, 130);
+        assert_eq!(u.total(), 543);
+        u.add(545, 600);
+        assert_eq!(u.total(), 598);
+        u.add(700, 710);
+        u.add(650, 655);
+        u.add(600, 650);
+        assert_eq!(u.total(), 598 + 50 + 5 + 10);
+    }
+
+    #[test]
+    fn busy_union_settles_finished_intervals() {
+        let mut u = BusyUnion::default();
+        u.add(0, 10);
+        u.add(20, 30);
+        u.add(25, 40);
+        u.settle(15);
+        assert_eq!(u.open, vec![(20, 40)]);
+        u.add(15, 22);
+        assert_eq!(u.open, vec![(15, 40)]);
+        u.settle(40);
+        assert!(u.open.is_empty());
+        assert_eq!(u.total(), 10 + 25);
+        u.add(40, 40);
+        assert_eq!(u.total(), 35);
+    }
 }

@@ -91,6 +91,15 @@ pub fn run(
     Ok((result, sim))
 }
 
+/// Assembles `source` for `target`, runs it without inputs and returns its
+/// statistics.
+pub fn stats_of(source: &str, target: &Target) -> tessera_sim::Stats {
+    match run(build(source, target), &[]) {
+        Ok((result, _)) => result.stats,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 /// The GEMM reference of SPEC.md §4.4: sequential fp32 sum from +0.0.
 pub fn gemm_reference(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
     let mut c = vec![0f32; m * n];
