@@ -3,8 +3,10 @@
 # seq 128) compiled for `base` in bf16 and simulated.
 #
 # Prints compile time and peak memory, simulated cycles, the roofline and
-# their ratio, MXU utilization, simulator wall time, and the correctness of
-# the outputs against onnxruntime (cosine similarity).
+# their ratio, MXU utilization, simulator wall time, the correctness of
+# the outputs against onnxruntime (cosine similarity), the cycles without
+# the e-graph optimizer, and onnxruntime's CPU time for scale.
+# Compile time against depth: run with BENCH_LAYERS=12 and BENCH_LAYERS=24.
 #
 # The model is generated on demand (not committed) with the pinned Python
 # environment of models/requirements.txt:
@@ -57,4 +59,35 @@ PY
 
 echo "== check against onnxruntime"
 $T check "$DIR/model.onnx" --data "$DIR/test_data_set_0" --target "$TARGET" --precision "$PRECISION" | tail -2
+
+echo "== without the e-graph optimizer"
+$T compile "$DIR/model.onnx" -o "$OUT/plain.tnpu" --target "$TARGET" --precision "$PRECISION" --no-egraph > /dev/null
+$T run "$OUT/plain.tnpu" --data "$DIR/test_data_set_0" --output-dir "$OUT/plain" \
+    --stats-json "$OUT/plain.json" > /dev/null
+python3 - "$OUT/stats.json" "$OUT/plain.json" <<'PY'
+import json, sys
+with_eg, without = (json.load(open(p))["cycles"] for p in sys.argv[1:3])
+print(f"simulated cycles   {without} without, {with_eg} with the e-graph ({without / with_eg:.2f}x)")
+PY
+
+echo "== onnxruntime on this machine's CPU (for scale; 1 thread, fp32)"
+"$PY" - "$DIR" <<'PY' || echo "(onnxruntime not available to $PY)"
+import sys, time, glob
+import numpy as np, onnx, onnxruntime as ort
+from onnx import numpy_helper
+d = sys.argv[1]
+opts = ort.SessionOptions()
+opts.intra_op_num_threads = 1
+s = ort.InferenceSession(f"{d}/model.onnx", opts, providers=["CPUExecutionProvider"])
+feeds = {}
+for i, path in zip(s.get_inputs(), sorted(glob.glob(f"{d}/test_data_set_0/input_*.pb"))):
+    feeds[i.name] = numpy_helper.to_array(onnx.load_tensor(path))
+s.run(None, feeds)
+runs = []
+for _ in range(5):
+    t = time.perf_counter()
+    s.run(None, feeds)
+    runs.append(time.perf_counter() - t)
+print(f"onnxruntime        {1000 * min(runs):.1f} ms per inference (best of 5)")
+PY
 rm -rf "$OUT"
