@@ -143,6 +143,28 @@ fn gemm_of_two_activations() {
     check(&g, 12);
 }
 
+/// Batch dimensions that broadcast both ways ([3, 1] against [1, 2]), with
+/// the right operand an activation and a constant (weights in the MXU type).
+#[test]
+fn matmul_broadcasting_batches_both_ways() {
+    for constant_b in [false, true] {
+        let mut rng = Rng(41);
+        let mut g = Graph::new("matmul_bcast");
+        let a = g
+            .add_input("a", TensorType::new(DType::F32, vec![3, 1, 5, 12]))
+            .expect("a");
+        let b = if constant_b {
+            constant(&mut g, "b", &[1, 2, 12, 7], &mut rng)
+        } else {
+            g.add_input("b", TensorType::new(DType::F32, vec![1, 2, 12, 7]))
+                .expect("b")
+        };
+        let c = g.add_node("c", Op::MatMul, &[a, b]).expect("matmul");
+        g.add_output("c", c);
+        check(&g, 42);
+    }
+}
+
 #[allow(clippy::too_many_arguments)] // one argument per dimension
 fn attention_graph(
     b: usize,

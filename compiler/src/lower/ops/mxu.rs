@@ -394,11 +394,48 @@ pub(super) fn matmul(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
     } else if a_batch <= 1 {
         (b_batch, m_rows, 0, k * n * e)
     } else {
-        return Err(unsupported(
-            ctx,
-            id,
-            format!("matmul batch broadcast {a_shape:?} x {b_shape:?}"),
+        (0, m_rows, m_rows * k * 4, k * n * e)
+    };
+    let (batch, a_addr, b_addr) = if batch > 0 {
+        (batch, ctx.addr(ops[0]), b_addr)
+    } else {
+        // Batch dimensions broadcasting both ways ([3, 1] x [1, 2]):
+        // both operands are expanded to the result's batch shape first.
+        let out_shape = &node.ty.shape;
+        let out_batch = &out_shape[..out_shape.len() - 2];
+        let mut copies_spec = Vec::new();
+        let mut expand = |what: &str, src: u64, shape: &[usize], rows: usize, cols: usize, es| {
+            let full: Vec<usize> = out_batch.iter().copied().chain([rows, cols]).collect();
+            let bytes = full.iter().product::<usize>() as u64 * es;
+            let at = ctx.scratch(bytes);
+            copies_spec.push(CopySpec {
+                node: node.name.clone(),
+                what: format!("matmul: broadcast {what} to the batch"),
+                src_strides: crate::lower::elementwise::broadcast_strides(shape, &full),
+                dst_strides: dense_strides(&full),
+                sizes: full,
+                src: src as i64,
+                dst: at as i64,
+                esize: es,
+            });
+            at
+        };
+        let a_at = expand(
+            "A",
+            ctx.addr(ops[0]),
+            a_shape,
+            m_rows as usize,
+            k as usize,
+            4,
+        );
+        let b_at = expand("B", b_addr, b_shape, k as usize, n as usize, e);
+        kernels.push(copies(
+            &format!("{}.broadcast", node.name),
+            "broadcast operands to the batch",
+            &copies_spec,
+            ctx.target,
         ));
+        (out_batch.iter().product::<usize>() as u64, a_at, b_at)
     };
     let spec = GemmSpec {
         node: node.name.clone(),
@@ -407,7 +444,7 @@ pub(super) fn matmul(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
         k,
         n,
         a: DramMat {
-            addr: ctx.addr(ops[0]),
+            addr: a_addr,
             row_stride: k * 4,
             batch_stride: a_bs,
         },
