@@ -296,3 +296,62 @@ fn run_reads_npy_and_writes_outputs_stats_and_trace() {
         .as_array()
         .is_some_and(|e| e.len() > 10));
 }
+
+/// Assembles `isa/examples/{example}.s` into the scratch directory as `{name}`.
+fn assemble_example(example: &str, name: &str) -> PathBuf {
+    let prog = scratch(name);
+    let src = repo().join(format!("isa/examples/{example}.s"));
+    let out = tessera(&[
+        "asm",
+        src.to_str().expect("p"),
+        "-o",
+        prog.to_str().expect("p"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    prog
+}
+
+/// Runs tessera with its stdout already closed by the reader, as in
+/// `tessera ... | head -1` once head has exited.
+fn tessera_into_closed_pipe(args: &[&str]) -> Output {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tessera");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly_with_success() {
+    let gemm = assemble_example("gemm", "gemm-pipe.tnpu");
+    let gemm = gemm.to_str().expect("p");
+    let a = scratch("pipe-a.npy");
+    let b = scratch("pipe-b.npy");
+    {
+        use tessera_compiler::tensor::{write_npy, Tensor};
+        write_npy(&Tensor::from_f32(&[20, 24], vec![0.5; 480]), &a).expect("a");
+        write_npy(&Tensor::from_f32(&[24, 20], vec![0.25; 480]), &b).expect("b");
+    }
+    let a_arg = format!("A={}", a.display());
+    let b_arg = format!("B={}", b.display());
+    let commands: [&[&str]; 4] = [
+        &["targets"],
+        &["targets", "tiny"],
+        &["disasm", gemm],
+        &["run", gemm, "--input", &a_arg, "--input", &b_arg, "--stats"],
+    ];
+    for args in commands {
+        let out = tessera_into_closed_pipe(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
+    }
+}

@@ -18,6 +18,7 @@ use tessera_compiler::compare::{check_outputs, read_numbered_pbs, Tolerance};
 use tessera_compiler::interp::{bind_inputs, evaluate, Keep};
 
 use super::compile::{graph_pipeline, CompileOptions};
+use super::output::outln;
 
 /// Arguments of `tessera check`.
 #[derive(Args, Debug)]
@@ -62,7 +63,7 @@ fn simulate(
         .run(&tessera_sim::Options::default())
         .with_context(|| args.model.display().to_string())?;
     if args.stats {
-        super::run::print_stats(&result.stats, &loadable);
+        super::run::print_stats(&result.stats, &loadable)?;
     }
     super::run::read_outputs(&sim, &loadable)
 }
@@ -98,18 +99,18 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     let checks = check_outputs(&actual, &expected, tolerance).map_err(|m| anyhow!(m))?;
     for c in &checks {
-        println!("{}", c.line());
+        outln!("{}", c.line())?;
     }
     let failed: Vec<&str> = checks
         .iter()
         .filter(|c| !c.comparison.pass)
         .map(|c| c.name.as_str())
         .collect();
-    println!(
+    outln!(
         "{} of {} outputs within tolerance ({tolerance})",
         checks.len() - failed.len(),
         checks.len()
-    );
+    )?;
     if let Some(first) = checks.iter().find(|c| !c.comparison.pass) {
         let m = &first.comparison.metrics;
         let why = match tolerance.allowed_abs(m) {

@@ -23,6 +23,8 @@ use tessera_compiler::graph::Graph;
 use tessera_compiler::passes::{run_graph_passes_with, PassOptions, PipelineReport};
 use tessera_isa::{disassemble, DisasmOptions};
 
+use super::output::{out, outln};
+
 /// Options shared by `compile` and `check`.
 #[derive(Args, Debug, Clone)]
 pub struct CompileOptions {
@@ -233,16 +235,16 @@ pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
         })?;
     if args.dump_dir.is_none() {
         if let Some(text) = &before_egraph {
-            print!("{text}");
+            out!("{text}")?;
         }
         if args.emit.contains(&Emit::Egraph) {
-            print!("{}", print_graph(&graph, DataMode::Compact)?);
+            out!("{}", print_graph(&graph, DataMode::Compact)?)?;
         }
     }
     if args.report {
         match &report.egraph {
-            Some(egraph) => print!("{}", egraph.render(true)),
-            None => println!("e-graph: skipped (--no-egraph)"),
+            Some(egraph) => out!("{}", egraph.render(true))?,
+            None => outln!("e-graph: skipped (--no-egraph)")?,
         }
     }
     let wants_backend = args.output.is_some()
@@ -268,17 +270,17 @@ pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
         }
     } else {
         if args.emit.contains(&Emit::Kernels) {
-            print!("{kernels}");
+            out!("{kernels}")?;
         }
         if args.emit.contains(&Emit::Asm) {
-            print!("{asm}");
+            out!("{asm}")?;
         }
     }
     if let Some(out) = &args.output {
         std::fs::write(out, compiled.loadable.to_bytes())
             .with_context(|| out.display().to_string())?;
         if args.emit.is_empty() {
-            println!("{}", summary(&compiled, out));
+            outln!("{}", summary(&compiled, out))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod asm;
 mod check;
 mod compile;
+pub mod output;
 mod run;
 
 /// Tessera: an ahead-of-time compiler and simulator for the Tessera NPU.

@@ -12,6 +12,7 @@ use tessera_isa::Loadable;
 use tessera_sim::{Options, Simulator, Stats};
 
 use super::asm::{load_target, read_loadable};
+use super::output::{out, outln};
 
 /// Arguments of `tessera run`.
 #[derive(Args, Debug)]
@@ -150,7 +151,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(dir) => write_outputs(dir, &outputs, &style)?,
         None => {
             for (name, tensor) in &outputs {
-                println!("{}", summarize(name, tensor));
+                outln!("{}", summarize(name, tensor))?;
             }
         }
     }
@@ -231,23 +232,24 @@ fn summarize(name: &str, tensor: &Tensor) -> String {
 
 /// Prints the statistics table, the roofline comparison and the per-node
 /// profile (the `--stats` output of `run` and `check`).
-pub fn print_stats(stats: &Stats, loadable: &Loadable) {
-    print!("{}", stats.table());
+pub fn print_stats(stats: &Stats, loadable: &Loadable) -> anyhow::Result<()> {
+    out!("{}", stats.table())?;
     if stats.roofline_cycles > 0 {
-        println!(
+        outln!(
             "roofline          {:>14}  (cycles / roofline = {:.2})",
             stats.roofline_cycles,
             stats.cycles as f64 / stats.roofline_cycles as f64
-        );
+        )?;
     }
     if !loadable.source_map.is_empty() {
-        print!("{}", stats.profile_table(loadable, &loadable.target(), 25));
+        out!("{}", stats.profile_table(loadable, &loadable.target(), 25))?;
     }
+    Ok(())
 }
 
 fn report(stats: &Stats, loadable: &Loadable, args: &RunArgs) -> anyhow::Result<()> {
     if args.stats {
-        print_stats(stats, loadable);
+        print_stats(stats, loadable)?;
     }
     if let Some(path) = &args.stats_json {
         let mut json = stats.to_json();
