@@ -282,3 +282,24 @@ fn bad_input_missing_file() {
         &["does_not_exist.onnx"],
     );
 }
+
+#[test]
+fn check_takes_a_cycle_limit() {
+    let out = tessera(&[
+        "check",
+        "models/mlp_block/model.onnx",
+        "--data",
+        "models/mlp_block/test_data_set_0",
+        "--target",
+        "tiny",
+        "--max-cycles",
+        "100",
+    ]);
+    assert_user_error(
+        &out,
+        &[
+            "models/mlp_block/model.onnx: fault: cycle limit exceeded at ",
+            "still running at cycle 101 (limit 100); raise the limit with --max-cycles",
+        ],
+    );
+}
