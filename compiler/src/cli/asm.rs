@@ -15,9 +15,10 @@ pub struct AsmArgs {
     /// Assembly source file.
     file: PathBuf,
     /// Output loadable.
-    #[arg(short, long)]
+    #[arg(short, long, value_name = "FILE")]
     output: PathBuf,
-    /// Target preset or file, used when the source has no `.target`.
+    /// Target preset or file for a source without `.target` (default:
+    /// tiny); a source with `.target` must agree with it.
     #[arg(long)]
     target: Option<String>,
 }
@@ -39,7 +40,8 @@ pub struct DisasmArgs {
 /// Arguments of `tessera targets`.
 #[derive(Args, Debug)]
 pub struct TargetsArgs {
-    /// Print only this preset (or target file), as TOML.
+    /// Print only this preset (or target file), as TOML: a starting point
+    /// for a target file of your own.
     name: Option<String>,
 }
 

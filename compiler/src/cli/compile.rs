@@ -5,9 +5,11 @@
 //! `--emit egraph` after it (compact: large constants as size and
 //! checksum), `--emit kernels` the Kernel IR, `--emit asm` the program's
 //! assembly; `--dump-dir DIR` writes the IR after every stage as numbered
-//! files (`NN-STAGE.graph`, then `kernels.txt`, `program.s`). `--report`
-//! prints what the e-graph optimizer did; `--no-egraph` skips it and
-//! `--egraph-rule-limit N` lets at most N rewrites fire (to bisect one).
+//! files (`NN-STAGE.graph`, then `kernels.txt`, `program.s`), independently
+//! of `--emit`. `--report` prints what the e-graph optimizer did;
+//! `--no-egraph` skips it and `--egraph-rule-limit N` lets at most N
+//! rewrites fire (to bisect one). Only the Graph IR stages run unless
+//! something needs the back end: `-o`, `--emit kernels|asm` or `--dump-dir`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -82,15 +84,18 @@ pub enum Emit {
 pub struct CompileArgs {
     /// The ONNX model.
     model: PathBuf,
-    /// Output loadable.
-    #[arg(short, long)]
+    /// Write the loadable to FILE and, without `--emit`, print a one-line
+    /// summary (kernels, code size, memory peaks, roofline).
+    #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
     #[command(flatten)]
     options: CompileOptions,
     /// Print an IR to stdout (repeatable).
     #[arg(long, value_enum)]
     emit: Vec<Emit>,
-    /// Write the IR after every stage to numbered files in this directory.
+    /// Write the Graph IR after every stage (`01-import.graph`,
+    /// `02-fold.graph`, `03-egraph.graph`), the Kernel IR (`kernels.txt`)
+    /// and the assembly (`program.s`) into DIR.
     #[arg(long, value_name = "DIR")]
     dump_dir: Option<PathBuf>,
     /// Print what the e-graph optimizer did (rules fired, cost before and
@@ -203,7 +208,7 @@ fn summary(compiled: &Compiled, out: &Path) -> String {
         .map(|r| r.roofline_cycles)
         .sum();
     format!(
-        "{}: {} kernels, {} instructions; DRAM peak {:.1} MiB ({:.1} MiB constants); SPM peak {} KiB of {}; roofline {} cycles on `{}`",
+        "{}: {} kernels, {} instructions; DRAM peak {:.1} MiB ({:.1} MiB constants); SPM peak {} KiB of {} KiB; roofline {} cycles on `{}`",
         out.display(),
         program.kernels.len(),
         compiled.code.instrs.len(),
@@ -233,13 +238,11 @@ pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(())
         })?;
-    if args.dump_dir.is_none() {
-        if let Some(text) = &before_egraph {
-            out!("{text}")?;
-        }
-        if args.emit.contains(&Emit::Egraph) {
-            out!("{}", print_graph(&graph, DataMode::Compact)?)?;
-        }
+    if let Some(text) = &before_egraph {
+        out!("{text}")?;
+    }
+    if args.emit.contains(&Emit::Egraph) {
+        out!("{}", print_graph(&graph, DataMode::Compact)?)?;
     }
     if args.report {
         match &report.egraph {
@@ -268,13 +271,12 @@ pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
             let path = dir.join(name);
             std::fs::write(&path, text).with_context(|| path.display().to_string())?;
         }
-    } else {
-        if args.emit.contains(&Emit::Kernels) {
-            out!("{kernels}")?;
-        }
-        if args.emit.contains(&Emit::Asm) {
-            out!("{asm}")?;
-        }
+    }
+    if args.emit.contains(&Emit::Kernels) {
+        out!("{kernels}")?;
+    }
+    if args.emit.contains(&Emit::Asm) {
+        out!("{asm}")?;
     }
     if let Some(out) = &args.output {
         std::fs::write(out, compiled.loadable.to_bytes())
