@@ -115,13 +115,16 @@ pub enum PassError {
         /// Why.
         message: String,
     },
-    /// The verifier rejected the graph after a stage.
-    #[error("after `{pass}`: {source}")]
+    /// The verifier rejected the graph after a stage. (The finding is
+    /// part of the message, so it is deliberately not named `source`:
+    /// thiserror would make it the `source()` too and chain printers would
+    /// show it twice.)
+    #[error("after `{pass}`: {finding}")]
     Verify {
         /// Stage name.
         pass: String,
         /// The verifier's finding.
-        source: VerifyError,
+        finding: VerifyError,
     },
 }
 
@@ -168,9 +171,9 @@ pub fn run_graph_passes_with(
     options: &PassOptions,
     mut observe: impl FnMut(&str, &str, &Graph),
 ) -> Result<PipelineReport, PassError> {
-    verify(graph).map_err(|source| PassError::Verify {
+    verify(graph).map_err(|finding| PassError::Verify {
         pass: IMPORT_STAGE.into(),
-        source,
+        finding,
     })?;
     observe(IMPORT_STAGE, "", graph);
     let mut report = PipelineReport::default();
@@ -183,9 +186,9 @@ pub fn run_graph_passes_with(
         let Some(outcome) = outcome else {
             continue;
         };
-        verify(graph).map_err(|source| PassError::Verify {
+        verify(graph).map_err(|finding| PassError::Verify {
             pass: pass.name.into(),
-            source,
+            finding,
         })?;
         observe(pass.name, &outcome.summary, graph);
         report.stages.push(StageRecord {

@@ -589,13 +589,21 @@ impl Tensor {
     }
 
     /// Reads a serialized `TensorProto` (`.pb`), returning its name too.
+    /// Every error names the file.
     pub fn read_pb(path: &Path) -> Result<(String, Tensor), TensorError> {
         let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
         let proto = TensorProto::parse_from_bytes(&bytes).map_err(|e| TensorError::Io {
             path: path.display().to_string(),
             message: format!("not a TensorProto: {e}"),
         })?;
-        let tensor = Tensor::from_proto(&proto, path.parent())?;
+        let tensor = Tensor::from_proto(&proto, path.parent()).map_err(|e| match e {
+            // Already names the file it failed on (this one or external data).
+            TensorError::Io { .. } => e,
+            other => TensorError::Io {
+                path: path.display().to_string(),
+                message: other.to_string(),
+            },
+        })?;
         Ok((proto.name.clone(), tensor))
     }
 

@@ -282,3 +282,76 @@ fn bad_input_missing_file() {
         &["does_not_exist.onnx"],
     );
 }
+
+#[test]
+fn check_takes_a_cycle_limit() {
+    let out = tessera(&[
+        "check",
+        "models/mlp_block/model.onnx",
+        "--data",
+        "models/mlp_block/test_data_set_0",
+        "--target",
+        "tiny",
+        "--max-cycles",
+        "100",
+    ]);
+    assert_user_error(
+        &out,
+        &[
+            "models/mlp_block/model.onnx: fault: cycle limit exceeded at ",
+            "still running at cycle 101 (limit 100); raise the limit with --max-cycles",
+        ],
+    );
+}
+
+#[test]
+fn compile_emits_what_is_asked_also_with_a_dump_dir() {
+    let dir = std::env::temp_dir().join(format!("tessera-emit-dump-{}", std::process::id()));
+    let dir_arg = dir.display().to_string();
+    let out = tessera(&[
+        "compile",
+        "models/mlp_block/model.onnx",
+        "--target",
+        "tiny",
+        "--emit",
+        "graph",
+        "--emit",
+        "asm",
+        "--dump-dir",
+        &dir_arg,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let asm = std::fs::read_to_string(dir.join("program.s")).expect("program.s");
+    let fold = std::fs::read_to_string(dir.join("02-fold.graph")).expect("fold dump");
+    assert_eq!(text, format!("{fold}{asm}"));
+    assert!(dir.join("kernels.txt").is_file());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn help_describes_what_the_commands_do() {
+    let top = stdout(&tessera(&["--help"]));
+    assert!(
+        top.starts_with("Tessera: compile ONNX models into `.tnpu` loadables"),
+        "{top}"
+    );
+    assert!(
+        top.contains("compile  Compile an ONNX model into a `.tnpu` loadable\n"),
+        "{top}"
+    );
+    let compile = stdout(&tessera(&["compile", "--help"]));
+    for needle in [
+        "kernels.txt",
+        "program.s",
+        "01-import.graph",
+        "-o, --output <FILE>",
+    ] {
+        assert!(compile.contains(needle), "`{needle}` not in:\n{compile}");
+    }
+    assert!(!compile.contains("for now"), "{compile}");
+    for command in ["run", "check"] {
+        let help = stdout(&tessera(&[command, "--help"]));
+        assert!(help.contains("--max-cycles <N>"), "{command}:\n{help}");
+    }
+}

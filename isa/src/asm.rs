@@ -179,10 +179,25 @@ pub fn assemble(
                 file: file.to_string(),
                 line: asm.target_line,
                 column: 1,
-                message: format!(
-                    "the source says `.target {}` but target `{}` was requested",
-                    t.name, d.name
-                ),
+                message: if t.name == d.name {
+                    let list: Vec<String> = t
+                        .differences(d)
+                        .iter()
+                        .map(|(field, source, requested)| {
+                            format!("{field} {source} vs {requested}")
+                        })
+                        .collect();
+                    format!(
+                        "the source's target `{}` has other parameters than the requested one ({})",
+                        t.name,
+                        list.join(", ")
+                    )
+                } else {
+                    format!(
+                        "the source says `.target {}` but target `{}` was requested",
+                        t.name, d.name
+                    )
+                },
             })
         }
         (Some(t), _) => t,

@@ -176,9 +176,10 @@ pub enum LoadableError {
     #[error("invalid loadable: {0}")]
     Invalid(String),
     /// The code does not decode (offsets count from the start of the code
-    /// section, not of the file).
+    /// section, not of the file). The message includes the decode error, so
+    /// it is not also a `source()` (printers of error chains would repeat it).
     #[error("invalid code section: {0}")]
-    Code(#[from] DecodeError),
+    Code(DecodeError),
 }
 
 impl Loadable {
@@ -289,7 +290,7 @@ impl Loadable {
         target
             .validate()
             .map_err(|e| LoadableError::Invalid(e.to_string()))?;
-        let code = decode_program(&self.code)?;
+        let code = decode_program(&self.code).map_err(LoadableError::Code)?;
         let dram = target.dram_bytes;
         for seg in &self.segments {
             let end = seg.dram_addr.checked_add(seg.data.len() as u64);

@@ -332,6 +332,28 @@ impl Target {
     pub fn describe(&self) -> String {
         self.to_toml()
     }
+
+    /// The parameters other than `name` whose values differ, sorted by field
+    /// name, as `(field, value in self, value in other)`.
+    pub fn differences(&self, other: &Target) -> Vec<(String, String, String)> {
+        let fields = |t: &Target| match serde_json::to_value(t) {
+            Ok(serde_json::Value::Object(map)) => map,
+            // A struct of plain numbers and a string always serializes to an object.
+            _ => serde_json::Map::new(),
+        };
+        let theirs = fields(other);
+        let mut differences: Vec<(String, String, String)> = fields(self)
+            .into_iter()
+            .filter(|(field, _)| field != "name")
+            .filter_map(|(field, mine)| {
+                let other_value = theirs.get(&field)?;
+                (mine != *other_value).then(|| (field, mine.to_string(), other_value.to_string()))
+            })
+            .collect();
+        // The map's order depends on serde_json's features; the output must not.
+        differences.sort();
+        differences
+    }
 }
 
 fn one_line(text: &str) -> String {
@@ -432,6 +454,28 @@ mod tests {
                 "{field}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn differences_name_each_parameter_but_not_the_name() {
+        let tiny = Target::tiny();
+        assert!(tiny.differences(&tiny).is_empty());
+        let mut other = Target::tiny();
+        other.name = "other".into();
+        assert!(tiny.differences(&other).is_empty());
+        other.spm_bytes = 32768;
+        other.vpu_lanes = 16;
+        assert_eq!(
+            tiny.differences(&other),
+            [
+                (
+                    "spm_bytes".to_string(),
+                    "16384".to_string(),
+                    "32768".to_string()
+                ),
+                ("vpu_lanes".to_string(), "8".to_string(), "16".to_string()),
+            ]
+        );
     }
 
     #[test]

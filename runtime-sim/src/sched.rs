@@ -26,6 +26,11 @@ const MXU: usize = 1;
 const VPU: usize = 2;
 const ENGINE_OF: [Engine; ENGINES] = [Engine::Dma, Engine::Mxu, Engine::Vpu];
 
+/// The default cycle limit: 10^10 cycles, 10 s of NPU time at 1 GHz. Far
+/// above what a single inference of the models here needs, yet low enough
+/// that an infinite loop is reported after minutes of simulation, not days.
+pub const DEFAULT_MAX_CYCLES: u64 = 10_000_000_000;
+
 /// Knobs of a run.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -38,7 +43,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            max_cycles: 1 << 40,
+            max_cycles: DEFAULT_MAX_CYCLES,
             trace: false,
         }
     }

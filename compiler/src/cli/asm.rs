@@ -7,15 +7,18 @@ use anyhow::Context as _;
 use clap::Args;
 use tessera_isa::{assemble, disassemble, DisasmOptions, Loadable, Target};
 
+use super::output::{out, outln};
+
 /// Arguments of `tessera asm`.
 #[derive(Args, Debug)]
 pub struct AsmArgs {
     /// Assembly source file.
     file: PathBuf,
     /// Output loadable.
-    #[arg(short, long)]
+    #[arg(short, long, value_name = "FILE")]
     output: PathBuf,
-    /// Target preset or file, used when the source has no `.target`.
+    /// Target preset or file for a source without `.target` (default:
+    /// tiny); a source with `.target` must agree with it.
     #[arg(long)]
     target: Option<String>,
 }
@@ -37,7 +40,8 @@ pub struct DisasmArgs {
 /// Arguments of `tessera targets`.
 #[derive(Args, Debug)]
 pub struct TargetsArgs {
-    /// Print only this preset (or target file), as TOML.
+    /// Print only this preset (or target file), as TOML: a starting point
+    /// for a target file of your own.
     name: Option<String>,
 }
 
@@ -69,22 +73,22 @@ pub fn disasm(args: DisasmArgs) -> anyhow::Result<ExitCode> {
         pc_comments: !args.no_pc,
     };
     let text = disassemble(&loadable, options).with_context(|| args.file.display().to_string())?;
-    print!("{text}");
+    out!("{text}")?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn targets(args: TargetsArgs) -> anyhow::Result<ExitCode> {
     match args.name {
-        Some(name) => print!("{}", load_target(&name)?.describe()),
+        Some(name) => out!("{}", load_target(&name)?.describe())?,
         None => {
             for name in Target::PRESETS {
                 let t = Target::preset(name)?;
-                println!("# {name}: {}x{} MXU, {} VPU lanes, {} KiB SPM, {} KiB ACC, {} B/cycle DRAM at {} MHz",
+                outln!("# {name}: {}x{} MXU, {} VPU lanes, {} KiB SPM, {} KiB ACC, {} B/cycle DRAM at {} MHz",
                     t.mxu_k, t.mxu_n, t.vpu_lanes, t.spm_bytes / 1024, t.acc_bytes / 1024,
-                    t.dram_bytes_per_cycle, t.clock_mhz);
-                println!("[{name}]");
-                print!("{}", t.describe());
-                println!();
+                    t.dram_bytes_per_cycle, t.clock_mhz)?;
+                outln!("[{name}]")?;
+                out!("{}", t.describe())?;
+                outln!()?;
             }
         }
     }

@@ -5,9 +5,11 @@
 //! `--emit egraph` after it (compact: large constants as size and
 //! checksum), `--emit kernels` the Kernel IR, `--emit asm` the program's
 //! assembly; `--dump-dir DIR` writes the IR after every stage as numbered
-//! files (`NN-STAGE.graph`, then `kernels.txt`, `program.s`). `--report`
-//! prints what the e-graph optimizer did; `--no-egraph` skips it and
-//! `--egraph-rule-limit N` lets at most N rewrites fire (to bisect one).
+//! files (`NN-STAGE.graph`, then `kernels.txt`, `program.s`), independently
+//! of `--emit`. `--report` prints what the e-graph optimizer did;
+//! `--no-egraph` skips it and `--egraph-rule-limit N` lets at most N
+//! rewrites fire (to bisect one). Only the Graph IR stages run unless
+//! something needs the back end: `-o`, `--emit kernels|asm` or `--dump-dir`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,8 @@ use tessera_compiler::graph::printer::{print_graph, DataMode};
 use tessera_compiler::graph::Graph;
 use tessera_compiler::passes::{run_graph_passes_with, PassOptions, PipelineReport};
 use tessera_isa::{disassemble, DisasmOptions};
+
+use super::output::{out, outln};
 
 /// Options shared by `compile` and `check`.
 #[derive(Args, Debug, Clone)]
@@ -80,15 +84,18 @@ pub enum Emit {
 pub struct CompileArgs {
     /// The ONNX model.
     model: PathBuf,
-    /// Output loadable.
-    #[arg(short, long)]
+    /// Write the loadable to FILE and, without `--emit`, print a one-line
+    /// summary (kernels, code size, memory peaks, roofline).
+    #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
     #[command(flatten)]
     options: CompileOptions,
     /// Print an IR to stdout (repeatable).
     #[arg(long, value_enum)]
     emit: Vec<Emit>,
-    /// Write the IR after every stage to numbered files in this directory.
+    /// Write the Graph IR after every stage (`01-import.graph`,
+    /// `02-fold.graph`, `03-egraph.graph`), the Kernel IR (`kernels.txt`)
+    /// and the assembly (`program.s`) into DIR.
     #[arg(long, value_name = "DIR")]
     dump_dir: Option<PathBuf>,
     /// Print what the e-graph optimizer did (rules fired, cost before and
@@ -201,7 +208,7 @@ fn summary(compiled: &Compiled, out: &Path) -> String {
         .map(|r| r.roofline_cycles)
         .sum();
     format!(
-        "{}: {} kernels, {} instructions; DRAM peak {:.1} MiB ({:.1} MiB constants); SPM peak {} KiB of {}; roofline {} cycles on `{}`",
+        "{}: {} kernels, {} instructions; DRAM peak {:.1} MiB ({:.1} MiB constants); SPM peak {} KiB of {} KiB; roofline {} cycles on `{}`",
         out.display(),
         program.kernels.len(),
         compiled.code.instrs.len(),
@@ -231,18 +238,16 @@ pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(())
         })?;
-    if args.dump_dir.is_none() {
-        if let Some(text) = &before_egraph {
-            print!("{text}");
-        }
-        if args.emit.contains(&Emit::Egraph) {
-            print!("{}", print_graph(&graph, DataMode::Compact)?);
-        }
+    if let Some(text) = &before_egraph {
+        out!("{text}")?;
+    }
+    if args.emit.contains(&Emit::Egraph) {
+        out!("{}", print_graph(&graph, DataMode::Compact)?)?;
     }
     if args.report {
         match &report.egraph {
-            Some(egraph) => print!("{}", egraph.render(true)),
-            None => println!("e-graph: skipped (--no-egraph)"),
+            Some(egraph) => out!("{}", egraph.render(true))?,
+            None => outln!("e-graph: skipped (--no-egraph)")?,
         }
     }
     let wants_backend = args.output.is_some()
@@ -266,19 +271,18 @@ pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
             let path = dir.join(name);
             std::fs::write(&path, text).with_context(|| path.display().to_string())?;
         }
-    } else {
-        if args.emit.contains(&Emit::Kernels) {
-            print!("{kernels}");
-        }
-        if args.emit.contains(&Emit::Asm) {
-            print!("{asm}");
-        }
+    }
+    if args.emit.contains(&Emit::Kernels) {
+        out!("{kernels}")?;
+    }
+    if args.emit.contains(&Emit::Asm) {
+        out!("{asm}")?;
     }
     if let Some(out) = &args.output {
         std::fs::write(out, compiled.loadable.to_bytes())
             .with_context(|| out.display().to_string())?;
         if args.emit.is_empty() {
-            println!("{}", summary(&compiled, out));
+            outln!("{}", summary(&compiled, out))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -8,11 +8,13 @@ use clap::{Parser, Subcommand};
 mod asm;
 mod check;
 mod compile;
+pub mod output;
 mod run;
 
-/// Tessera: an ahead-of-time compiler and simulator for the Tessera NPU.
+/// Tessera: compile ONNX models into `.tnpu` loadables for the Tessera NPU,
+/// simulate and check them, assemble and disassemble NPU programs.
 #[derive(Parser, Debug)]
-#[command(name = "tessera", version, about, long_about = None)]
+#[command(name = "tessera", version, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,17 +22,33 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Compile an ONNX model (for now: import, fold, and dump the IR).
+    /// Compile an ONNX model into a `.tnpu` loadable.
+    ///
+    /// `-o FILE` writes the loadable; `--emit` prints an IR; `--dump-dir DIR`
+    /// writes the Graph IR after every stage, the Kernel IR (`kernels.txt`)
+    /// and the assembly (`program.s`). Without `-o`, `--emit kernels|asm` or
+    /// `--dump-dir`, only the Graph IR stages run (for `--emit graph|egraph`
+    /// and `--report`).
     Compile(compile::CompileArgs),
-    /// Run a model on test data and compare its outputs with the expected ones.
+    /// Check a model against expected outputs on the simulator or the
+    /// reference interpreter.
+    ///
+    /// Reads `input_N.pb` and `output_N.pb` from `--data DIR`; compiles the
+    /// model for the target and precision and simulates it (or, with
+    /// `--interpret`, runs the reference interpreter on the Graph IR); then
+    /// compares every output and exits with 1 if one is out of tolerance.
     Check(check::CheckArgs),
-    /// Simulate a `.tnpu` loadable on inputs; print outputs, statistics, trace.
+    /// Simulate a `.tnpu` loadable on inputs.
+    ///
+    /// Prints a one-line summary of each output (or writes them with
+    /// `--output-dir`), and on request statistics, a per-kernel profile and
+    /// a Chrome trace.
     Run(run::RunArgs),
     /// Assemble a `.s` file into a `.tnpu` loadable.
     Asm(asm::AsmArgs),
     /// Print a `.tnpu` loadable as assembly that re-assembles identically.
     Disasm(asm::DisasmArgs),
-    /// List the target presets and their parameters.
+    /// List the target presets and their parameters, or print one as TOML.
     Targets(asm::TargetsArgs),
 }
 

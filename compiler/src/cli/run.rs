@@ -1,6 +1,8 @@
 //! `tessera run`: simulate a loadable on given inputs, write its outputs,
 //! and report statistics and a trace.
 
+use std::fs::File;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -9,39 +11,59 @@ use clap::Args;
 use tessera_compiler::runtime_io::{bytes_to_tensor, graph_dtype, tensor_to_bytes};
 use tessera_compiler::tensor::{read_npy, write_npy, Tensor};
 use tessera_isa::Loadable;
-use tessera_sim::{Options, Simulator, Stats};
+use tessera_sim::{FaultKind, Options, SimError, Simulator, Stats};
 
 use super::asm::{load_target, read_loadable};
+use super::output::{out, outln};
 
 /// Arguments of `tessera run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// The loadable to run.
     pub program: PathBuf,
-    /// An input: NAME=FILE, FILE being `.npy` or an ONNX TensorProto `.pb`.
-    #[arg(long = "input", value_name = "NAME=FILE")]
-    pub inputs: Vec<String>,
+    /// An input: NAME=FILE, FILE being `.npy` or an ONNX TensorProto `.pb`
+    /// (repeatable). f32 data for an f16 or bf16 input is rounded to it.
+    #[arg(long = "input", value_name = "NAME=FILE", value_parser = parse_input)]
+    pub inputs: Vec<(String, PathBuf)>,
     /// Read inputs from DIR/input_N.pb (ONNX backend-test layout).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// Write outputs here: `NAME.npy` for `--input` files, `output_N.pb` for `--data`.
+    /// Write outputs here: `output_N.pb` with `--data`, else `NAME.npy`.
+    /// Without it, each output is summarized in one line on stdout.
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
-    /// Print a statistics table.
+    /// Print a statistics table and a per-kernel profile.
     #[arg(long)]
     pub stats: bool,
-    /// Write the statistics as JSON.
+    /// Write the statistics and the profile as JSON.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
     /// Write a Chrome trace (Perfetto, chrome://tracing).
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
-    /// Refuse the loadable unless it was built for this target.
+    /// Refuse the loadable unless it was built for this target (preset or
+    /// target file).
     #[arg(long)]
     pub target: Option<String>,
-    /// Stop with a fault after this many cycles.
-    #[arg(long, default_value_t = 1u64 << 40)]
+    #[command(flatten)]
+    pub sim: SimArgs,
+}
+
+/// Simulator options shared by `run` and `check`.
+#[derive(Args, Debug, Clone)]
+pub struct SimArgs {
+    /// Fail if the program is still running after this many cycles.
+    #[arg(long, value_name = "N", default_value_t = tessera_sim::DEFAULT_MAX_CYCLES)]
     pub max_cycles: u64,
+}
+
+fn parse_input(text: &str) -> Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((name, file)) if !name.is_empty() && !file.is_empty() => {
+            Ok((name.to_string(), PathBuf::from(file)))
+        }
+        _ => Err("expected NAME=FILE, e.g. `--input x=x.npy`".into()),
+    }
 }
 
 /// How inputs were given, which decides how outputs are written.
@@ -50,14 +72,19 @@ enum InputStyle {
     Data,
 }
 
-/// Reads a tensor from `.npy` or `.pb` by extension.
+/// One input tensor and the file it came from.
+struct Given {
+    name: String,
+    tensor: Tensor,
+    file: PathBuf,
+}
+
+/// Reads a tensor from `.npy` or `.pb` by extension. Errors name the file.
 pub fn read_tensor_file(path: &Path) -> anyhow::Result<Tensor> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     match ext {
-        "npy" => read_npy(path).with_context(|| path.display().to_string()),
-        "pb" => Ok(Tensor::read_pb(path)
-            .with_context(|| path.display().to_string())?
-            .1),
+        "npy" => Ok(read_npy(path)?),
+        "pb" => Ok(Tensor::read_pb(path)?.1),
         _ => bail!(
             "{}: unknown tensor file type (expected .npy or .pb)",
             path.display()
@@ -66,11 +93,8 @@ pub fn read_tensor_file(path: &Path) -> anyhow::Result<Tensor> {
 }
 
 /// Pairs inputs with the loadable's input descriptors.
-fn gather_inputs(
-    loadable: &Loadable,
-    args: &RunArgs,
-) -> anyhow::Result<(Vec<(String, Tensor)>, InputStyle)> {
-    let mut given: Vec<(String, Tensor)> = Vec::new();
+fn gather_inputs(loadable: &Loadable, args: &RunArgs) -> anyhow::Result<(Vec<Given>, InputStyle)> {
+    let mut given: Vec<Given> = Vec::new();
     let style = if let Some(dir) = &args.data {
         let tensors =
             tessera_compiler::compare::read_numbered_pbs(dir, "input").map_err(|m| anyhow!(m))?;
@@ -78,6 +102,7 @@ fn gather_inputs(
             bail!("{}: no input_0.pb found", dir.display());
         }
         for (position, (name, tensor)) in tensors.into_iter().enumerate() {
+            let file = dir.join(format!("input_{position}.pb"));
             let name = if loadable.inputs.iter().any(|d| d.name == name) {
                 name
             } else {
@@ -85,81 +110,157 @@ fn gather_inputs(
                     .inputs
                     .get(position)
                     .map(|d| d.name.clone())
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "{}: input_{position}.pb has no matching program input",
-                            dir.display()
-                        )
-                    })?
+                    .ok_or_else(|| anyhow!("{}: no matching program input", file.display()))?
             };
-            given.push((name, tensor));
+            given.push(Given { name, tensor, file });
         }
         InputStyle::Data
     } else {
         InputStyle::Files
     };
-    for spec in &args.inputs {
-        let (name, file) = spec
-            .split_once('=')
-            .ok_or_else(|| anyhow!("--input `{spec}`: expected NAME=FILE"))?;
-        given.push((name.to_string(), read_tensor_file(Path::new(file))?));
+    for (name, file) in &args.inputs {
+        given.push(Given {
+            name: name.clone(),
+            tensor: read_tensor_file(file)?,
+            file: file.clone(),
+        });
+    }
+    for (i, g) in given.iter().enumerate() {
+        if let Some(first) = given[..i].iter().find(|h| h.name == g.name) {
+            bail!(
+                "input `{}` is given twice ({} and {})",
+                g.name,
+                first.file.display(),
+                g.file.display()
+            );
+        }
     }
     Ok((given, style))
+}
+
+/// Refuses a loadable built for another target than `spec`.
+fn check_target(loadable: &Loadable, program: &Path, spec: &str) -> anyhow::Result<()> {
+    let wanted = load_target(spec)?;
+    let built = loadable.target();
+    if built == wanted {
+        return Ok(());
+    }
+    if built.name != wanted.name {
+        bail!(
+            "{}: built for target `{}`, not `{}` (recompile for this target)",
+            program.display(),
+            built.name,
+            wanted.name
+        );
+    }
+    let differences: Vec<String> = built
+        .differences(&wanted)
+        .iter()
+        .map(|(field, in_loadable, in_target)| format!("{field} {in_loadable} vs {in_target}"))
+        .collect();
+    bail!(
+        "{}: built for target `{}` with different parameters than `{spec}` ({}; recompile for this target)",
+        program.display(),
+        built.name,
+        differences.join(", ")
+    )
+}
+
+/// The one-line error for a failed simulation of `program`.
+pub fn simulation_error(err: SimError, program: &Path) -> anyhow::Error {
+    let hint = match &err {
+        SimError::Fault(fault) if fault.kind == FaultKind::CycleLimit => {
+            "; raise the limit with --max-cycles"
+        }
+        _ => "",
+    };
+    anyhow!("{}: {err}{hint}", program.display())
+}
+
+/// Creates an output file before the (possibly long) simulation, so that
+/// an unwritable path fails at once.
+fn create_file(path: &Path) -> anyhow::Result<File> {
+    File::create(path).with_context(|| format!("cannot create {}", path.display()))
 }
 
 /// `tessera run`.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let loadable = read_loadable(&args.program)?;
     if let Some(spec) = &args.target {
-        let wanted = load_target(spec)?;
-        let built = loadable.target();
-        if wanted != built {
-            bail!(
-                "{}: built for target `{}`, not `{}` (recompile for this target)",
-                args.program.display(),
-                built.name,
-                wanted.name
-            );
-        }
+        check_target(&loadable, &args.program, spec)?;
     }
     let (inputs, style) = gather_inputs(&loadable, &args)?;
     let mut sim =
         Simulator::new(loadable.clone()).with_context(|| args.program.display().to_string())?;
-    for (name, tensor) in &inputs {
+    for given in &inputs {
         let desc = loadable
             .inputs
             .iter()
-            .find(|d| &d.name == name)
+            .find(|d| d.name == given.name)
             .ok_or_else(|| {
                 let names: Vec<&str> = loadable.inputs.iter().map(|d| d.name.as_str()).collect();
                 anyhow!(
-                    "the program has no input `{name}` (inputs: {})",
+                    "{}: the program has no input `{}` (inputs: {})",
+                    given.file.display(),
+                    given.name,
                     names.join(", ")
                 )
             })?;
-        let bytes = tensor_to_bytes(tensor, desc).map_err(|m| anyhow!(m))?;
-        sim.set_input(name, &bytes)?;
+        let bytes = tensor_to_bytes(&given.tensor, desc)
+            .map_err(|m| anyhow!("{}: {m}", given.file.display()))?;
+        sim.set_input(&given.name, &bytes)
+            .with_context(|| given.file.display().to_string())?;
+    }
+    let trace_file = args.trace.as_deref().map(create_file).transpose()?;
+    let stats_file = args.stats_json.as_deref().map(create_file).transpose()?;
+    if let Some(dir) = &args.output_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let options = Options {
-        max_cycles: args.max_cycles,
+        max_cycles: args.sim.max_cycles,
         trace: args.trace.is_some(),
     };
-    let result = sim.run(&options)?;
+    let result = sim
+        .run(&options)
+        .map_err(|e| simulation_error(e, &args.program))?;
     let outputs = read_outputs(&sim, &loadable)?;
     match &args.output_dir {
         Some(dir) => write_outputs(dir, &outputs, &style)?,
         None => {
             for (name, tensor) in &outputs {
-                println!("{}", summarize(name, tensor));
+                outln!("{}", summarize(name, tensor))?;
             }
         }
     }
-    report(&result.stats, &loadable, &args)?;
-    if let (Some(path), Some(trace)) = (&args.trace, &result.trace) {
-        let text = serde_json::to_string(&trace.to_json())?;
-        std::fs::write(path, text).with_context(|| path.display().to_string())?;
+    if args.stats {
+        print_stats(&result.stats, &loadable)?;
+    }
+    if let (Some(file), Some(path)) = (stats_file, &args.stats_json) {
+        let mut json = result.stats.to_json();
+        json["profile"] =
+            serde_json::to_value(result.stats.by_node(&loadable, &loadable.target()))?;
+        write_json(file, path, &json, true)?;
+    }
+    if let (Some(file), Some(path), Some(trace)) = (trace_file, &args.trace, &result.trace) {
+        write_json(file, path, &trace.to_json(), false)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn write_json(
+    file: File,
+    path: &Path,
+    json: &serde_json::Value,
+    pretty: bool,
+) -> anyhow::Result<()> {
+    let mut writer = std::io::BufWriter::new(file);
+    if pretty {
+        serde_json::to_writer_pretty(&mut writer, json)
+    } else {
+        serde_json::to_writer(&mut writer, json)
+    }
+    .with_context(|| path.display().to_string())?;
+    writer.flush().with_context(|| path.display().to_string())
 }
 
 /// Every output of a finished run as a tensor.
@@ -181,14 +282,11 @@ fn write_outputs(
     outputs: &[(String, Tensor)],
     style: &InputStyle,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
     for (i, (name, tensor)) in outputs.iter().enumerate() {
         match style {
             InputStyle::Data => {
                 let path = dir.join(format!("output_{i}.pb"));
-                tensor
-                    .write_pb(name, &path)
-                    .with_context(|| path.display().to_string())?;
+                tensor.write_pb(name, &path)?;
             }
             InputStyle::Files => {
                 let safe: String = name
@@ -201,8 +299,7 @@ fn write_outputs(
                         }
                     })
                     .collect();
-                let path = dir.join(format!("{safe}.npy"));
-                write_npy(tensor, &path).with_context(|| path.display().to_string())?;
+                write_npy(tensor, &dir.join(format!("{safe}.npy")))?;
             }
         }
     }
@@ -231,29 +328,17 @@ fn summarize(name: &str, tensor: &Tensor) -> String {
 
 /// Prints the statistics table, the roofline comparison and the per-node
 /// profile (the `--stats` output of `run` and `check`).
-pub fn print_stats(stats: &Stats, loadable: &Loadable) {
-    print!("{}", stats.table());
+pub fn print_stats(stats: &Stats, loadable: &Loadable) -> anyhow::Result<()> {
+    out!("{}", stats.table())?;
     if stats.roofline_cycles > 0 {
-        println!(
+        outln!(
             "roofline          {:>14}  (cycles / roofline = {:.2})",
             stats.roofline_cycles,
             stats.cycles as f64 / stats.roofline_cycles as f64
-        );
+        )?;
     }
     if !loadable.source_map.is_empty() {
-        print!("{}", stats.profile_table(loadable, &loadable.target(), 25));
-    }
-}
-
-fn report(stats: &Stats, loadable: &Loadable, args: &RunArgs) -> anyhow::Result<()> {
-    if args.stats {
-        print_stats(stats, loadable);
-    }
-    if let Some(path) = &args.stats_json {
-        let mut json = stats.to_json();
-        json["profile"] = serde_json::to_value(stats.by_node(loadable, &loadable.target()))?;
-        std::fs::write(path, serde_json::to_string_pretty(&json)?)
-            .with_context(|| path.display().to_string())?;
+        out!("{}", stats.profile_table(loadable, &loadable.target(), 25))?;
     }
     Ok(())
 }
