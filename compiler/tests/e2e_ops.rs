@@ -243,6 +243,25 @@ fn causal_attention_skips_the_keys_a_query_block_cannot_see() {
     );
 }
 
+/// Keys too many for whole score rows (or K and V) on `tiny`: the keys
+/// stream through an online softmax there (and on `base` the same graphs
+/// take the whole-row kernel): plain, causal with more keys than queries
+/// (blocks skipped and blocks crossing the diagonal), grouped heads with a
+/// mask per query, and a mask row shared by all queries.
+#[test]
+fn long_key_sequences_stream_through_an_online_softmax() {
+    check(&attention_graph(1, 2, 2, 12, 200, 8, None, false), 51);
+    check(&attention_graph(1, 2, 1, 64, 84, 16, None, true), 52);
+    check(
+        &attention_graph(2, 4, 2, 10, 150, 8, Some(vec![2, 1, 10, 150]), false),
+        53,
+    );
+    check(
+        &attention_graph(2, 2, 2, 6, 150, 8, Some(vec![2, 1, 1, 150]), true),
+        54,
+    );
+}
+
 #[test]
 fn rope_rotates_halves() {
     let mut rng = Rng(5);

@@ -25,11 +25,27 @@ fn count(
                 trips.remove(var);
             }
             Stmt::If {
-                var,
+                lhs,
                 cmp,
                 value,
                 body,
             } => {
+                let var = match lhs.terms.as_slice() {
+                    [(v, 1)] if lhs.constant == 0 => v,
+                    _ => {
+                        // Taken a number of times this check does not
+                        // compute: the body must balance by itself.
+                        let mut own = BTreeMap::new();
+                        let all: u64 = trips.values().product();
+                        count(body, all, trips, &mut own)?;
+                        if let Some((chan, (s, w))) = own.into_iter().find(|(_, (s, w))| s != w) {
+                            return Err(format!(
+                                "`if {lhs}` guards channel {chan} unbalanced: {s} tokens signaled, {w} waited for"
+                            ));
+                        }
+                        continue;
+                    }
+                };
                 let n = *trips
                     .get(var)
                     .ok_or_else(|| format!("`if` on v{}, which is not an enclosing loop", var.0))?;
@@ -62,4 +78,76 @@ pub fn check_balance(kernel: &Kernel) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tessera_isa::Engine;
+
+    use super::*;
+    use crate::kernel::Affine;
+
+    fn kernel(body: Vec<Stmt>) -> Kernel {
+        Kernel {
+            node: "k".into(),
+            summary: String::new(),
+            buffers: vec![],
+            body,
+            rotators: vec![],
+            macs: 0,
+            compulsory_dram_bytes: 0,
+        }
+    }
+
+    fn looped(inner: Vec<Stmt>) -> Vec<Stmt> {
+        let (i, j) = (Var(0), Var(1));
+        vec![Stmt::For {
+            var: i,
+            count: 4,
+            body: vec![Stmt::For {
+                var: j,
+                count: 3,
+                body: inner,
+            }],
+        }]
+    }
+
+    #[test]
+    fn a_single_variable_condition_is_counted() {
+        let chan = Chan::data(Engine::Dma, Engine::Vpu);
+        // Signaled on iterations j >= 1 (2 of 3), waited on all 3: unbalanced.
+        let body = looped(vec![
+            Stmt::If {
+                lhs: Affine::var(0, Var(1), 1),
+                cmp: Cmp::Ge,
+                value: 1,
+                body: vec![Stmt::Signal(chan, 1)],
+            },
+            Stmt::Wait(chan, 1),
+        ]);
+        let err = check_balance(&kernel(body)).expect_err("unbalanced");
+        assert!(err.contains("8 tokens signaled, 12 waited for"), "{err}");
+    }
+
+    #[test]
+    fn a_condition_on_several_variables_must_guard_a_balanced_body() {
+        let chan = Chan::data(Engine::Dma, Engine::Vpu);
+        let cond = Affine::var(0, Var(1), 2).plus(Var(0), -1);
+        let guarded = |body| {
+            looped(vec![Stmt::If {
+                lhs: cond.clone(),
+                cmp: Cmp::Lt,
+                value: 2,
+                body,
+            }])
+        };
+        check_balance(&kernel(guarded(vec![
+            Stmt::Signal(chan, 1),
+            Stmt::Wait(chan, 1),
+        ])))
+        .expect("balanced inside");
+        let err = check_balance(&kernel(guarded(vec![Stmt::Signal(chan, 1)])))
+            .expect_err("unbalanced inside");
+        assert!(err.contains("if 2*v1 - v0"), "{err}");
+    }
 }

@@ -421,12 +421,12 @@ impl<'t> Emitter<'t> {
                 });
             }
             Stmt::If {
-                var,
+                lhs,
                 cmp,
                 value,
                 body,
             } => {
-                let r = self.var_reg(*var)?;
+                let r = self.affine_reg(lhs)?;
                 let v = self.li(*value)?;
                 let skip = self.new_label();
                 // Branch around the body when the condition fails.

@@ -21,6 +21,7 @@ use tessera_isa::cost::{mxu_load_weights, mxu_matmul, vpu_elementwise, vpu_reduc
 use tessera_isa::{MxuType, RedFunc, Target};
 
 use crate::graph::{BinaryOp, Graph, Op, TensorType, UnaryOp};
+use crate::lower::attention_online::OnlineShape;
 
 /// The share of a kernel's DRAM time it costs even when compute dominates:
 /// DRAM bandwidth is shared by every engine's transfers, so moving fewer
@@ -103,13 +104,11 @@ impl CostModel {
         per_row <= t.spm_bytes.saturating_sub(fixed) && 2 * tn * 4 <= t.acc_bytes
     }
 
-    /// Whether fused attention fits: one head's K and V, a block of query
-    /// rows and their scores stay on chip.
-    pub fn attention_fits(&self, sk: usize, d: usize) -> bool {
-        let (sk, d) = (sk as u64, d as u64);
-        let rows = sk.clamp(1, 128);
-        let need = 2 * sk * d * 4 + rows * (2 * d + 2 * sk) * 4;
-        need <= self.target.spm_bytes / 2
+    /// Whether fused attention fits: the lowering keeps whole score rows
+    /// on chip when they fit and else streams the keys (online softmax),
+    /// which needs one block of query rows and of keys.
+    pub fn attention_fits(&self, shape: OnlineShape) -> bool {
+        shape.tiles(&self.target).is_some()
     }
 
     /// Estimated cycles of computing `op` from operands of these types
@@ -206,10 +205,17 @@ impl CostModel {
                 // has at least as many keys as queries, a mask varies along
                 // the keys.
                 let row_mask = operand(3).is_some_and(|m| m.shape.last().is_none_or(|&l| l == 1));
-                if !self.attention_fits(sk as usize, d as usize)
-                    || *causal && sk < sq
-                    || row_mask && sk > 1
-                {
+                let per_query_mask = operand(3)
+                    .is_some_and(|m| m.shape.len() >= 2 && m.shape[m.shape.len() - 2] != 1);
+                let shape = OnlineShape {
+                    sq,
+                    sk,
+                    d,
+                    e: self.mxu.dtype().size(),
+                    mask: operand(3).map(|_| per_query_mask),
+                    causal: *causal,
+                };
+                if !self.attention_fits(shape) || *causal && sk < sq || row_mask && sk > 1 {
                     return None;
                 }
                 let scores = [sq as usize, sk as usize];

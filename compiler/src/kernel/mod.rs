@@ -407,11 +407,13 @@ pub enum Stmt {
     Signal(Chan, u16),
     /// `consumer.wait chan, n`.
     Wait(Chan, u16),
-    /// `body` only when `var cmp value` (e.g. store the previous tile from
-    /// the second iteration on).
+    /// `body` only when `lhs cmp value` (e.g. store the previous tile from
+    /// the second iteration on, or skip a block of keys a causal query
+    /// block cannot see). A condition on more than one loop variable must
+    /// guard a body whose synchronization balances on its own.
     If {
-        /// The tested variable.
-        var: Var,
+        /// The tested expression.
+        lhs: Affine,
         /// The comparison.
         cmp: Cmp,
         /// The constant compared with.

@@ -101,14 +101,19 @@ fn stmt(s: &Stmt, depth: usize, out: &mut String) {
         Stmt::Vpu(v) => writeln!(out, "{pad}{}", vpu(v)),
         Stmt::Signal(c, n) => writeln!(out, "{pad}{}.signal {c} {n}", c.producer()),
         Stmt::Wait(c, n) => writeln!(out, "{pad}{}.wait {c} {n}", c.consumer()),
-        Stmt::If { var, cmp, value, body } => {
+        Stmt::If {
+            lhs,
+            cmp,
+            value,
+            body,
+        } => {
             let op = match cmp {
                 super::Cmp::Eq => "==",
                 super::Cmp::Ne => "!=",
                 super::Cmp::Lt => "<",
                 super::Cmp::Ge => ">=",
             };
-            let _ = writeln!(out, "{pad}if v{} {op} {value} {{", var.0);
+            let _ = writeln!(out, "{pad}if {lhs} {op} {value} {{");
             for b in body {
                 stmt(b, depth + 1, out);
             }

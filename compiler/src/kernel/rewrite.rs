@@ -65,12 +65,12 @@ impl Stmt {
                 body: body.iter().map(|s| s.map_affine(f)).collect(),
             },
             Stmt::If {
-                var,
+                lhs,
                 cmp,
                 value,
                 body,
             } => Stmt::If {
-                var: *var,
+                lhs: f(lhs),
                 cmp: *cmp,
                 value: *value,
                 body: body.iter().map(|s| s.map_affine(f)).collect(),

@@ -8,7 +8,8 @@
 //! score rows in SPM, P·V into ACC, and the result stored. Tasks are
 //! double-buffered and the output of task `t` is stored after task `t + 1`
 //! was loaded, so loads, both matmuls and the softmax overlap across heads.
-//! `TQ` divides the query length so every address stays affine.
+//! `TQ` divides the query length so every address stays affine. When no
+//! `TQ` fits (long sequences), `attention_online.rs` streams the keys.
 //!
 //! Synchronization (data lanes carry events in program order; credit lanes
 //! guard slot reuse, pre-signaled and drained):
@@ -32,6 +33,7 @@ use tessera_isa::{
 use crate::kernel::{Addr, Affine, Chan, Cmp, DmaDim, Ext, Kernel, Mode, Opnd, Stmt, Var, VpuStmt};
 
 use super::alloc::{tiles, OnChip, Vars};
+use super::attention_online::attention_online;
 use super::LowerError;
 
 /// An additive mask operand: f32 in DRAM, with element strides over
@@ -178,10 +180,8 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
     let kv_slots = if kv_per_task { 2 } else { 1 };
     let tq = if kv_per_task { sq } else { choose_tq(1) };
     if tq == 0 {
-        return Err(LowerError::DoesNotFit(format!(
-            "`{}`: attention over {sk} keys of dimension {d} needs more SPM/ACC than the target has",
-            spec.node
-        )));
+        // Whole score rows or K and V do not fit: stream the keys.
+        return attention_online(spec, target);
     }
     let qb = sq / tq;
     let mut mem = OnChip::new(target);
@@ -674,7 +674,7 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
     let mut drain = shift(&move_o, prev.clone(), am);
     drain.extend(shift(&store, prev, am));
     let mut task = vec![Stmt::If {
-        var: vy,
+        lhs: Affine::var(0, vy, 1),
         cmp: Cmp::Lt,
         value: y_count as i64 - 1,
         body: prefetch,
@@ -682,7 +682,7 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
     task.extend(softmax);
     task.extend(pv);
     task.push(Stmt::If {
-        var: vy,
+        lhs: Affine::var(0, vy, 1),
         cmp: Cmp::Ge,
         value: 1,
         body: drain,

@@ -413,7 +413,7 @@ pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
     ];
     n_body.extend(epilogue);
     n_body.push(Stmt::If {
-        var: vn,
+        lhs: Affine::var(0, vn, 1),
         cmp: Cmp::Ge,
         value: 1,
         body: previous,

@@ -19,6 +19,7 @@ use crate::tensor::{DType, Tensor};
 
 pub mod alloc;
 pub mod attention;
+pub mod attention_online;
 pub mod elementwise;
 pub mod gather;
 pub mod gemm;

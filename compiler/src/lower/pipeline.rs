@@ -58,7 +58,7 @@ pub fn build(stream: Stream) -> Vec<Stmt> {
     body.extend(stream.compute);
     body.push(Stmt::Signal(data_out, 1));
     body.push(Stmt::If {
-        var: inner,
+        lhs: Affine::var(0, inner, 1),
         cmp: Cmp::Ge,
         value: 1,
         body: store_prev,
