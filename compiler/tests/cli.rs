@@ -355,3 +355,24 @@ fn help_describes_what_the_commands_do() {
         assert!(help.contains("--max-cycles <N>"), "{command}:\n{help}");
     }
 }
+
+#[test]
+fn compile_without_an_output_compiles_and_summarizes() {
+    let out = tessera(&["compile", "models/mlp_block/model.onnx", "--target", "tiny"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("models/mlp_block/model.onnx (not written: -o FILE writes it): ")
+            && text.contains(" kernels, ")
+            && text.contains("roofline"),
+        "{text}"
+    );
+    // Asking only for Graph IR stops there: no summary.
+    let out = tessera(&["compile", "models/mlp_block/model.onnx", "--emit", "graph"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("graph ") && !text.contains("not written"),
+        "{text}"
+    );
+}

@@ -8,8 +8,9 @@
 //! files (`NN-STAGE.graph`, then `kernels.txt`, `program.s`), independently
 //! of `--emit`. `--report` prints what the e-graph optimizer did;
 //! `--no-egraph` skips it and `--egraph-rule-limit N` lets at most N
-//! rewrites fire (to bisect one). Only the Graph IR stages run unless
-//! something needs the back end: `-o`, `--emit kernels|asm` or `--dump-dir`.
+//! rewrites fire (to bisect one). Asking only for `--emit graph|egraph`
+//! stops after the Graph IR stages; anything else compiles to the end
+//! (without `-o`, the summary is printed and nothing written).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -183,7 +184,7 @@ pub fn backend(graph: &Graph, options: &CompileOptions, model: &Path) -> anyhow:
 }
 
 /// One line on what was produced: kernels, code size, memory, roofline.
-fn summary(compiled: &Compiled, out: &Path) -> String {
+fn summary(compiled: &Compiled, out: &str) -> String {
     use tessera_isa::Mem;
     let program = &compiled.lowered.program;
     let target = compiled.loadable.target();
@@ -209,7 +210,7 @@ fn summary(compiled: &Compiled, out: &Path) -> String {
         .sum();
     format!(
         "{}: {} kernels, {} instructions; DRAM peak {:.1} MiB ({:.1} MiB constants); SPM peak {} KiB of {} KiB; roofline {} cycles on `{}`",
-        out.display(),
+        out,
         program.kernels.len(),
         compiled.code.instrs.len(),
         program.dram_peak as f64 / (1 << 20) as f64,
@@ -250,12 +251,16 @@ pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
             None => outln!("e-graph: skipped (--no-egraph)")?,
         }
     }
-    let wants_backend = args.output.is_some()
-        || args
+    // Asking only for Graph IR stops at the graph; anything else (even
+    // nothing) compiles to the end.
+    let graph_only = !args.emit.is_empty()
+        && args.output.is_none()
+        && args.dump_dir.is_none()
+        && args
             .emit
             .iter()
-            .any(|e| matches!(e, Emit::Kernels | Emit::Asm))
-        || args.dump_dir.is_some();
+            .all(|e| matches!(e, Emit::Graph | Emit::Egraph));
+    let wants_backend = !graph_only;
     if !wants_backend {
         return Ok(ExitCode::SUCCESS);
     }
@@ -278,12 +283,19 @@ pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
     if args.emit.contains(&Emit::Asm) {
         out!("{asm}")?;
     }
-    if let Some(out) = &args.output {
-        std::fs::write(out, compiled.loadable.to_bytes())
-            .with_context(|| out.display().to_string())?;
-        if args.emit.is_empty() {
-            outln!("{}", summary(&compiled, out))?;
+    match &args.output {
+        Some(out) => {
+            std::fs::write(out, compiled.loadable.to_bytes())
+                .with_context(|| out.display().to_string())?;
+            if args.emit.is_empty() {
+                outln!("{}", summary(&compiled, &out.display().to_string()))?;
+            }
         }
+        None if args.emit.is_empty() => {
+            let name = format!("{} (not written: -o FILE writes it)", args.model.display());
+            outln!("{}", summary(&compiled, &name))?;
+        }
+        None => {}
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -26,9 +26,9 @@ enum Command {
     ///
     /// `-o FILE` writes the loadable; `--emit` prints an IR; `--dump-dir DIR`
     /// writes the Graph IR after every stage, the Kernel IR (`kernels.txt`)
-    /// and the assembly (`program.s`). Without `-o`, `--emit kernels|asm` or
-    /// `--dump-dir`, only the Graph IR stages run (for `--emit graph|egraph`
-    /// and `--report`).
+    /// and the assembly (`program.s`). Without `-o` the model is compiled
+    /// and summarized but not written; `--emit graph|egraph` alone stops
+    /// after the Graph IR stages.
     Compile(compile::CompileArgs),
     /// Check a model against expected outputs on the simulator or the
     /// reference interpreter.
