@@ -407,6 +407,12 @@ def build_gpt2(torch, batch=1, seq=8, test_batch=None, test_seq=None):
     return mod, ["input_ids"], example, test, "logits"
 
 
+def build_gpt2_fp16(torch):
+    """GPT-2 with every parameter and activation in float16."""
+    mod, names, example, test, out = build_gpt2(torch)
+    return mod.half(), names, example, test, out
+
+
 def build_bert(torch):
     from transformers import BertConfig, BertModel
 
@@ -687,6 +693,9 @@ CASES: dict[str, Callable[[], None]] = {
                                      "shapes: input_ids['batch','seq'] -> logits['batch','seq',256]. "
                                      "Traced at [2,8]; test data is [2,11].",
                                      dynamic=GPT2_DYNAMIC),
+    "gpt2_fp16": _mk_torch("gpt2_fp16", build_gpt2_fp16, False, GPT2_SRC,
+                           "GPT-2 LM (tiny, random weights) in float16 (torch .half()), input_ids[1,8] -> "
+                           "logits[1,8,256] float16; TorchScript exporter, static shapes."),
     "bert_ts": _mk_torch("bert_ts", build_bert, False, BERT_SRC,
                          "BERT encoder (tiny, random weights), input_ids/attention_mask/token_type_ids [1,8] int64 "
                          "-> last_hidden_state[1,8,32]; mask has 3 padding zeros. TorchScript exporter."),

@@ -12,7 +12,7 @@
 //! other disagreement involving NaN or infinity is an infinite error.
 //! Integer and bool tensors must match exactly, whatever the tolerance.
 
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 /// Error metrics of one comparison.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -69,6 +69,21 @@ impl Tolerance {
     /// rounding of every operand is about 0.4%; 5% leaves room for long
     /// reductions and catches scale errors).
     pub const COSINE_MAX_REL_L2: f64 = 0.05;
+
+    /// The tolerance for a whole model's outputs: [`Tolerance::MODEL_BF16`]
+    /// when the program computes in reduced precision or any expected
+    /// output is fp16/bf16 (onnxruntime then rounds in its own way), else
+    /// [`Tolerance::MODEL_FP32`].
+    pub fn for_model(reduced_precision: bool, expected: &[(String, Tensor)]) -> Tolerance {
+        let half_outputs = expected
+            .iter()
+            .any(|(_, t)| matches!(t.dtype(), DType::F16 | DType::BF16));
+        if reduced_precision || half_outputs {
+            Tolerance::MODEL_BF16
+        } else {
+            Tolerance::MODEL_FP32
+        }
+    }
 }
 
 impl Tolerance {

@@ -5,7 +5,9 @@ use tessera_isa::{Loadable, Target};
 
 use crate::codegen::{generate, Code, CodegenError};
 use crate::graph::Graph;
+use crate::graph::GraphError;
 use crate::lower::{lower, LowerError, Lowered, Precision};
+use crate::widen::widen_half;
 
 /// Why the back end failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,6 +18,9 @@ pub enum BackendError {
     /// Codegen failed.
     #[error(transparent)]
     Codegen(#[from] CodegenError),
+    /// Widening a half-precision graph failed (a compiler bug).
+    #[error("internal: widening to f32: {0}")]
+    Widen(String),
 }
 
 /// Everything the back end produced.
@@ -35,6 +40,9 @@ pub fn compile_graph(
     target: &Target,
     precision: Precision,
 ) -> Result<Compiled, BackendError> {
+    // The NPU computes in f32 between a half-precision model's edges.
+    let widened = widen_half(graph).map_err(|e: GraphError| BackendError::Widen(e.to_string()))?;
+    let graph = widened.as_ref().unwrap_or(graph);
     let mut lowered = lower(graph, target, precision)?;
     let code = generate(&lowered.program, target)?;
     let mut loadable = Loadable::new(target.clone(), &code.instrs);

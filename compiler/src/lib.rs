@@ -26,3 +26,4 @@ pub mod lower;
 pub mod passes;
 pub mod runtime_io;
 pub mod tensor;
+pub mod widen;

@@ -67,8 +67,9 @@ fn optimized_models_compute_what_the_unoptimized_ones_do() {
             );
         }
         let (_, reference) = common::check_on_test_data(&before, &dir);
+        let tolerance = Tolerance::for_model(false, &reference);
         for ((name, a), (_, b)) in optimized.iter().zip(&reference) {
-            let c = compare(a, b, Tolerance::MODEL_FP32).expect("comparable");
+            let c = compare(a, b, tolerance).expect("comparable");
             assert!(
                 c.pass,
                 "{}: `{name}` optimized vs unoptimized: max_abs {:.3e}",

@@ -99,10 +99,7 @@ fn check(name: &str, target: &Target, precision: Precision) -> u64 {
         })
         .collect();
     let refs: Vec<(String, &Tensor)> = actual.iter().map(|(n, t)| (n.clone(), t)).collect();
-    let tolerance = match precision {
-        Precision::Fp32 => Tolerance::Scaled { factor: 1e-4 },
-        Precision::Bf16 => Tolerance::MODEL_BF16,
-    };
+    let tolerance = Tolerance::for_model(precision == Precision::Bf16, &expected);
     for c in check_outputs(&refs, &expected, tolerance).expect("comparable") {
         assert!(
             c.comparison.pass,

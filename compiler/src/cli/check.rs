@@ -7,7 +7,8 @@
 //! (`tessera_compiler::compare`): per output, max abs error, max relative
 //! error and cosine similarity. Tolerance: `max_abs <= 1e-4 * max(1, max
 //! |expected|)` for the interpreter and `--precision fp32`; cosine
-//! similarity ≥ 0.999 and relative L2 error ≤ 0.05 for `--precision bf16`.
+//! similarity ≥ 0.999 and relative L2 error ≤ 0.05 for `--precision bf16`
+//! and for models whose outputs are fp16 or bf16.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,12 +99,8 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         simulated = simulate(&graph, &args, &inputs)?;
         simulated.iter().map(|(n, t)| (n.clone(), t)).collect()
     };
-    let tolerance = if !args.interpret && args.options.precision == super::compile::Precision::Bf16
-    {
-        Tolerance::MODEL_BF16
-    } else {
-        Tolerance::MODEL_FP32
-    };
+    let bf16_program = !args.interpret && args.options.precision == super::compile::Precision::Bf16;
+    let tolerance = Tolerance::for_model(bf16_program, &expected);
     let checks = check_outputs(&actual, &expected, tolerance).map_err(|m| anyhow!(m))?;
     for c in &checks {
         outln!("{}", c.line())?;

@@ -9,7 +9,7 @@
 //! of `--emit`. `--report` prints what the e-graph optimizer did;
 //! `--no-egraph` skips it and `--egraph-rule-limit N` lets at most N
 //! rewrites fire (to bisect one). Asking only for `--emit graph|egraph`
-//! stops after the Graph IR stages; anything else compiles to the end
+//! or `--report` stops after the Graph IR stages; anything else compiles to the end
 //! (without `-o`, the summary is printed and nothing written).
 
 use std::collections::BTreeMap;
@@ -251,9 +251,9 @@ pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
             None => outln!("e-graph: skipped (--no-egraph)")?,
         }
     }
-    // Asking only for Graph IR stops at the graph; anything else (even
-    // nothing) compiles to the end.
-    let graph_only = !args.emit.is_empty()
+    // Asking only for Graph IR (or the e-graph report) stops at the graph;
+    // anything else, even nothing, compiles to the end.
+    let graph_only = (!args.emit.is_empty() || args.report)
         && args.output.is_none()
         && args.dump_dir.is_none()
         && args

@@ -27,8 +27,8 @@ enum Command {
     /// `-o FILE` writes the loadable; `--emit` prints an IR; `--dump-dir DIR`
     /// writes the Graph IR after every stage, the Kernel IR (`kernels.txt`)
     /// and the assembly (`program.s`). Without `-o` the model is compiled
-    /// and summarized but not written; `--emit graph|egraph` alone stops
-    /// after the Graph IR stages.
+    /// and summarized but not written; `--emit graph|egraph` or `--report`
+    /// alone stops after the Graph IR stages.
     Compile(compile::CompileArgs),
     /// Check a model against expected outputs on the simulator or the
     /// reference interpreter.

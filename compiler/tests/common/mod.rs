@@ -103,7 +103,8 @@ pub fn check_on_test_data(graph: &Graph, dir: &Path) -> (Vec<OutputCheck>, Vec<(
         .iter()
         .map(|(n, t)| (n.clone(), t.as_ref()))
         .collect();
-    let checks = check_outputs(&actual, &expected, Tolerance::MODEL_FP32).expect("comparable");
+    let tolerance = Tolerance::for_model(false, &expected);
+    let checks = check_outputs(&actual, &expected, tolerance).expect("comparable");
     let owned = evaluation
         .outputs()
         .iter()

@@ -7,6 +7,7 @@
 use egg::Id;
 
 use crate::graph::{Activation, BinaryOp, GeluApprox, Op};
+use crate::tensor::DType;
 
 use super::algebra::is_scalar_constant;
 use super::layout::is_row;
@@ -318,7 +319,9 @@ fn attention(cx: &mut Ctx<'_>, scaled: bool, masked: bool) -> Option<Id> {
 }
 
 /// Whether `mask` is a visible constant that is 0 where `j <= i + sk - sq`
-/// and ≤ -1e30 elsewhere, for every broadcast copy.
+/// and ≤ -1e30 elsewhere (≤ -65504, the lowest value, in an fp16 mask),
+/// for every broadcast copy: after adding scores of any sane size, the
+/// softmax gives those keys exactly 0, as −∞ would.
 fn is_causal_mask(cx: &Ctx<'_>, mask: Id, sq: usize, sk: usize) -> bool {
     let Some(value) = cx.value(mask) else {
         return false;
@@ -327,10 +330,15 @@ fn is_causal_mask(cx: &Ctx<'_>, mask: Id, sq: usize, sk: usize) -> bool {
     if shape.len() < 2 || shape[shape.len() - 2..] != [sq, sk] || !value.dtype().is_float() {
         return false;
     }
+    let hidden = if value.dtype() == DType::F16 {
+        -65504.0
+    } else {
+        -1e30
+    };
     value.to_f32_vec().iter().enumerate().all(|(e, &m)| {
         let (i, j) = ((e / sk) % sq, e % sk);
         if j + sq > i + sk {
-            m <= -1e30
+            m <= hidden
         } else {
             m == 0.0
         }
