@@ -104,8 +104,41 @@ pub struct AttentionSpec {
     pub mxu: MxuType,
 }
 
+impl AttentionSpec {
+    /// Shapes and flags for kernel summaries: `b1 h12/kv12 q128 k128 d64 causal`.
+    pub fn describe(&self) -> String {
+        format!(
+            "b{} h{}/kv{} q{} k{} d{}{}{}",
+            self.b,
+            self.h,
+            self.hkv,
+            self.sq,
+            self.sk,
+            self.d,
+            if self.mask.is_some() { " +mask" } else { "" },
+            if self.causal { " causal" } else { "" },
+        )
+    }
+
+    /// MACs of both products over all heads.
+    pub fn macs(&self) -> u64 {
+        2 * self.b * self.h * self.sq * self.sk * self.d
+    }
+
+    /// DRAM bytes any schedule moves: Q and O once per query head, K and V
+    /// once per KV head, the mask once per head.
+    pub fn compulsory_dram_bytes(&self) -> u64 {
+        let heads = self.b * self.h;
+        let mask = self
+            .mask
+            .as_ref()
+            .map_or(0, |_| heads * self.sq * self.sk * 4);
+        heads * self.sq * self.d * 4 * 2 + 2 * self.b * self.hkv * self.sk * self.d * 4 + mask
+    }
+}
+
 /// Chunks of `total` no larger than `max`: (tile, count).
-fn chunks(total: u64, max: u64) -> (u64, u64) {
+pub(super) fn chunks(total: u64, max: u64) -> (u64, u64) {
     let t = total.min(max).max(1);
     (t, tiles(total, t))
 }
@@ -776,29 +809,17 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
     body.push(Stmt::Wait(credit(Vpu, Mxu), 3));
     body.push(Stmt::Wait(credit(Dma, Vpu), 2));
 
-    let heads = spec.b * spec.h;
-    let mask_bytes = spec.mask.as_ref().map_or(0, |_| heads * sq * sk * 4);
     Ok(Kernel {
         node: spec.node.clone(),
         summary: format!(
-            "attention b{} h{}/kv{} q{} k{} d{}{}{} ({}; {} query rows per task)",
-            spec.b,
-            spec.h,
-            spec.hkv,
-            sq,
-            sk,
-            d,
-            if spec.mask.is_some() { " +mask" } else { "" },
-            if spec.causal { " causal" } else { "" },
-            spec.mxu,
-            tq
+            "attention {} ({}; {tq} query rows per task)",
+            spec.describe(),
+            spec.mxu
         ),
         buffers: mem.buffers,
         body,
         rotators: vec![(slot, 2), (a0, 3), (a1, 3), (am, 3)],
-        macs: 2 * heads * sq * sk * d,
-        compulsory_dram_bytes: heads * sq * d * 4 * 2
-            + 2 * spec.b * spec.hkv * sk * d * 4
-            + mask_bytes,
+        macs: spec.macs(),
+        compulsory_dram_bytes: spec.compulsory_dram_bytes(),
     })
 }

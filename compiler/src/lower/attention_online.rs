@@ -40,7 +40,7 @@ use tessera_isa::{AccMode, Bcast, BinFunc, Engine, Mem, Order, RedFunc, Target, 
 use crate::kernel::{Addr, Affine, Chan, Cmp, DmaDim, Ext, Kernel, Mode, Opnd, Stmt, VpuStmt};
 
 use super::alloc::{tiles, OnChip, Vars};
-use super::attention::{AttentionSpec, Tensor4};
+use super::attention::{chunks, AttentionSpec, Tensor4};
 use super::LowerError;
 
 /// What the tile choice depends on.
@@ -386,7 +386,7 @@ pub fn attention_online(spec: &AttentionSpec, target: &Target) -> Result<Kernel,
     }
     block.push(Stmt::Signal(data(Vpu, Mxu), 1));
     // MXU: S = Q·K_jᵀ over chunks of D.
-    let (dk, dk_count) = chunk(d, u64::from(target.mxu_k));
+    let (dk, dk_count) = chunks(d, u64::from(target.mxu_k));
     block.extend([
         Stmt::Wait(data(Vpu, Mxu), 1),
         Stmt::For {
@@ -492,7 +492,7 @@ pub fn attention_online(spec: &AttentionSpec, target: &Target) -> Result<Kernel,
         Stmt::Signal(data(Vpu, Mxu), 1),
     ]);
     // MXU: P·V_j over chunks of D (one chunk of keys: TK ≤ K).
-    let (on, on_count) = chunk(d, u64::from(target.mxu_n));
+    let (on, on_count) = chunks(d, u64::from(target.mxu_n));
     block.extend([
         Stmt::Wait(data(Vpu, Mxu), 1),
         Stmt::For {
@@ -622,34 +622,17 @@ pub fn attention_online(spec: &AttentionSpec, target: &Target) -> Result<Kernel,
         Stmt::Wait(credit(Dma, Vpu), 1),
     ]);
 
-    let heads = spec.b * spec.h;
-    let mask_bytes = spec.mask.as_ref().map_or(0, |_| heads * sq * sk * 4);
     Ok(Kernel {
         node: spec.node.clone(),
         summary: format!(
-            "attention (online softmax) b{} h{}/kv{} q{} k{} d{}{}{} ({}; {tq} query rows x {tk} keys per step)",
-            spec.b,
-            spec.h,
-            spec.hkv,
-            sq,
-            sk,
-            d,
-            if spec.mask.is_some() { " +mask" } else { "" },
-            if spec.causal { " causal" } else { "" },
-            spec.mxu,
+            "attention (online softmax) {} ({}; {tq} query rows x {tk} keys per step)",
+            spec.describe(),
+            spec.mxu
         ),
         buffers: mem.buffers,
         body,
         rotators: vec![],
-        macs: 2 * heads * sq * sk * d,
-        compulsory_dram_bytes: heads * sq * d * 4 * 2
-            + 2 * spec.b * spec.hkv * sk * d * 4
-            + mask_bytes,
+        macs: spec.macs(),
+        compulsory_dram_bytes: spec.compulsory_dram_bytes(),
     })
-}
-
-/// Chunks of `total` no larger than `max`: (tile, count).
-fn chunk(total: u64, max: u64) -> (u64, u64) {
-    let t = total.min(max).max(1);
-    (t, tiles(total, t))
 }
