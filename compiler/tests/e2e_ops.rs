@@ -262,6 +262,17 @@ fn long_key_sequences_stream_through_an_online_softmax() {
     );
 }
 
+/// Prime query lengths longer than a query block fits: the online kernel
+/// runs with a shorter last block (whole-row blocks must divide the length).
+#[test]
+fn prime_query_lengths_end_in_a_short_query_block() {
+    check(&attention_graph(1, 2, 2, 131, 131, 8, None, true), 55);
+    check(
+        &attention_graph(1, 2, 1, 131, 40, 8, Some(vec![131, 40]), false),
+        56,
+    );
+}
+
 #[test]
 fn rope_rotates_halves() {
     let mut rng = Rng(5);

@@ -9,7 +9,9 @@
 //! double-buffered and the output of task `t` is stored after task `t + 1`
 //! was loaded, so loads, both matmuls and the softmax overlap across heads.
 //! `TQ` divides the query length so every address stays affine. When no
-//! `TQ` fits (long sequences), `attention_online.rs` streams the keys.
+//! `TQ` fits (long sequences), or the query length has no divisor near the
+//! block size that fits (a prime length), `attention_online.rs` streams the
+//! keys instead.
 //!
 //! Synchronization (data lanes carry events in program order; credit lanes
 //! guard slot reuse, pre-signaled and drained):
@@ -197,10 +199,18 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
             + 64 * 24;
         // The causal mask is one TQ × TQ triangle (see below).
         let spm_need = |tq: u64| fixed + tq * per_q + if spec.causal { tq * tq * 4 } else { 0 };
-        (1..=acc_rows.min(512).min(sq))
-            .rev()
-            .find(|&t| sq % t == 0 && spm_need(t) <= target.spm_bytes)
-            .unwrap_or(0)
+        let fits = |t: &u64| spm_need(*t) <= target.spm_bytes;
+        let mut sizes = (1..=acc_rows.min(512).min(sq)).rev();
+        // The largest block that fits, and the largest dividing SQ.
+        let largest = sizes.clone().find(fits).unwrap_or(0);
+        let dividing = sizes.find(|t| sq % t == 0 && fits(t)).unwrap_or(0);
+        // Far smaller blocks than fit (SQ has no divisor near them: a prime
+        // length) run the online kernel, whose last block may be short.
+        if dividing * 4 < largest {
+            0
+        } else {
+            dividing
+        }
     };
     // With one query head per KV head (plain multi-head attention) and
     // one query block per head, each task loads its own K and V and the
@@ -213,7 +223,8 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
     let kv_slots = if kv_per_task { 2 } else { 1 };
     let tq = if kv_per_task { sq } else { choose_tq(1) };
     if tq == 0 {
-        // Whole score rows or K and V do not fit: stream the keys.
+        // Whole score rows or K and V do not fit, or SQ only divides into
+        // far smaller blocks than fit: stream the keys.
         return attention_online(spec, target);
     }
     let qb = sq / tq;

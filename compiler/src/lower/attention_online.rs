@@ -99,8 +99,9 @@ impl OnlineShape {
         (spm, acc)
     }
 
-    /// The tiles (`TQ` dividing the query length, `TK`), the largest that
-    /// fit, preferring query rows; `None` when not even one row fits.
+    /// The tiles (`TQ`, `TK`), the largest that fit, preferring query rows
+    /// (the last query block may be shorter); `None` when not even one row
+    /// fits.
     pub fn tiles(&self, target: &Target) -> Option<(u64, u64)> {
         let max_tk = self
             .sk
@@ -111,7 +112,7 @@ impl OnlineShape {
             spm <= target.spm_bytes && acc <= target.acc_bytes
         };
         let mut best = None;
-        for tq in (1..=self.sq.min(128)).rev().filter(|t| self.sq % t == 0) {
+        for tq in (1..=self.sq.min(128)).rev() {
             if let Some(tk) = (1..=max_tk).rev().find(|&tk| fits(tq, tk)) {
                 // Blocks of keys at least as wide as the query block (or
                 // all keys the MXU takes at once) keep the per-block
@@ -141,7 +142,7 @@ pub fn attention_online(spec: &AttentionSpec, target: &Target) -> Result<Kernel,
             spec.node
         )));
     };
-    let (qb, kb) = (sq / tq, tiles(sk, tk));
+    let (qb, kb) = (tiles(sq, tq), tiles(sk, tk));
     let mask_full = spec.mask.as_ref().is_some_and(|m| m.strides[2] != 0);
     let window = tq + 2 * tk - 2;
 
@@ -178,6 +179,8 @@ pub fn attention_online(spec: &AttentionSpec, target: &Target) -> Result<Kernel,
     let (data, credit) = (Chan::data, Chan::credit);
     let head = Affine::var(0, vkv, group as i64).plus(vg, 1);
     let q0 = Affine::var(0, vq, tq as i64);
+    // Query rows in this block: TQ, or fewer in the last.
+    let qt = Ext::tile(tq, sq, q0.clone());
     let j0 = Affine::var(0, vj, tk as i64);
     // Keys in this block: TK, or fewer in the last.
     let kt = Ext::tile(tk, sk, j0.clone());
@@ -235,8 +238,8 @@ pub fn attention_online(spec: &AttentionSpec, target: &Target) -> Result<Kernel,
         stride: 4,
         bcast: Bcast::Col,
     };
-    let rows = Ext::Const(tq);
-    // An operation on the row vectors (TQ values as one row).
+    let rows = qt.clone();
+    // An operation on the row vectors (the block's values as one row).
     let vec_bin = |func,
                    dst: &crate::kernel::Buffer,
                    a: &crate::kernel::Buffer,
@@ -248,7 +251,7 @@ pub fn attention_online(spec: &AttentionSpec, target: &Target) -> Result<Kernel,
             a: full(at(a), tq * 4),
             b: full(at(b), tq * 4),
             rows: Ext::Const(1),
-            cols: Ext::Const(tq),
+            cols: qt.clone(),
         })
     };
     let vec_un = |func, dst: &crate::kernel::Buffer, a: &crate::kernel::Buffer| {
@@ -258,7 +261,7 @@ pub fn attention_online(spec: &AttentionSpec, target: &Target) -> Result<Kernel,
             dstride: tq * 4,
             a: full(at(a), tq * 4),
             rows: Ext::Const(1),
-            cols: Ext::Const(tq),
+            cols: qt.clone(),
         })
     };
     let fill = |dst: Addr, stride: u64, bits: u32, rows: Ext, cols: Ext| {
@@ -302,11 +305,11 @@ pub fn attention_online(spec: &AttentionSpec, target: &Target) -> Result<Kernel,
             row_at(&spec.q, &head, &q0),
             &spec.q,
             at(&qstage),
-            Ext::Const(tq),
+            qt.clone(),
         ),
         Stmt::Signal(data(Dma, Vpu), 1),
         Stmt::Wait(data(Dma, Vpu), 1),
-        cvt(at(&qbuf), at(&qstage), Ext::Const(tq)),
+        cvt(at(&qbuf), at(&qstage), qt.clone()),
         Stmt::Signal(credit(Vpu, Dma), 1),
         Stmt::Wait(credit(Dma, Vpu), 1),
         fill(
@@ -363,7 +366,7 @@ pub fn attention_online(spec: &AttentionSpec, target: &Target) -> Result<Kernel,
         };
         if mask_full {
             dims.push(DmaDim {
-                count: Ext::Const(tq),
+                count: qt.clone(),
                 sstride: mq * 4,
                 dstride: sp as i64,
             });
@@ -404,7 +407,7 @@ pub fn attention_online(spec: &AttentionSpec, target: &Target) -> Result<Kernel,
                 Stmt::Matmul {
                     dst: at(&sacc).at,
                     a: at(&qbuf).at.plus(vd, (dk * e) as i64),
-                    m: Ext::Const(tq),
+                    m: qt.clone(),
                     astride: d * e,
                     dstride: sp,
                     mode: Mode::AccAfterFirst(vd),
@@ -510,7 +513,7 @@ pub fn attention_online(spec: &AttentionSpec, target: &Target) -> Result<Kernel,
                 Stmt::Matmul {
                     dst: at(&pvacc).at.plus(vo, (on * 4) as i64),
                     a: at(&pbuf).at,
-                    m: Ext::Const(tq),
+                    m: qt.clone(),
                     astride: tk * e,
                     dstride: d * 4,
                     mode: Mode::Fixed(AccMode::Set),
@@ -564,7 +567,7 @@ pub fn attention_online(spec: &AttentionSpec, target: &Target) -> Result<Kernel,
             row_at(&spec.out, &head, &q0),
             &spec.out,
             at(&obuf),
-            Ext::Const(tq),
+            qt.clone(),
         ),
         Stmt::Signal(credit(Dma, Vpu), 1),
     ]);
