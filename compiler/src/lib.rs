@@ -19,6 +19,7 @@ pub mod driver;
 pub mod egraph;
 pub mod fold;
 pub mod frontend;
+pub mod fuse;
 pub mod graph;
 pub mod interp;
 pub mod kernel;

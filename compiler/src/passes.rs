@@ -17,6 +17,7 @@ use tessera_isa::{MxuType, Target};
 
 use crate::egraph::{optimize, EgraphOptions, EgraphReport};
 use crate::fold::fold;
+use crate::fuse::fuse_elementwise;
 use crate::graph::verify::{verify, VerifyError};
 use crate::graph::Graph;
 
@@ -85,15 +86,23 @@ pub const GRAPH_PASSES: &[GraphPass] = &[
     },
     GraphPass {
         name: "egraph",
-        description: "e-graph optimizer: lift and fuse into NPU-native ops",
+        description:
+            "e-graph optimizer: lift and fuse into NPU-native ops, then fuse elementwise chains",
         run: |graph, options| {
             let Some(egraph) = &options.egraph else {
                 return Ok(None);
             };
             let report = optimize(graph, egraph).map_err(|e| e.to_string())?;
+            // Bisecting rewrites (a rule limit) leaves chains alone, so that
+            // a limit of 0 gives the graph unchanged.
+            let chains = if egraph.rule_limit.is_none() {
+                fuse_elementwise(graph).map_err(|e| e.to_string())?
+            } else {
+                0
+            };
             Ok(Some(PassOutcome {
                 summary: format!(
-                    "{} rewrites, cost {:.0} -> {:.0}",
+                    "{} rewrites, cost {:.0} -> {:.0}, {chains} elementwise chains fused",
                     report.rewrites(),
                     report.cost_before,
                     report.cost_after

@@ -273,6 +273,34 @@ fn prime_query_lengths_end_in_a_short_query_block() {
     );
 }
 
+/// A fused elementwise chain runs as one kernel: arithmetic, a special
+/// function, a comparison feeding `not` and `where`, a broadcast operand and
+/// a scalar constant.
+#[test]
+fn fused_elementwise_chains_run_as_one_kernel() {
+    use tessera_compiler::graph::FusedExpr;
+    let mut rng = Rng(61);
+    let mut g = Graph::new("fused");
+    let x = g
+        .add_input("x", TensorType::new(DType::F32, vec![3, 40]))
+        .expect("x");
+    let y = g
+        .add_input("y", TensorType::new(DType::F32, vec![3, 40]))
+        .expect("y");
+    let row = constant(&mut g, "row", &[40], &mut rng);
+    let half = g
+        .add_constant("half", Arc::new(Tensor::from_f32(&[], vec![0.5])))
+        .expect("half");
+    // where(not(x < y), gelu_tanh(x · row + 0.5), y − x)
+    let expr = FusedExpr::parse("x0.x1.less.not.x0.x2.mul.x3.add.gelu_tanh.x1.x0.sub.where")
+        .expect("expression");
+    let z = g
+        .add_node("z", Op::Elementwise { expr }, &[x, y, row, half])
+        .expect("elementwise");
+    g.add_output("z", z);
+    check(&g, 62);
+}
+
 #[test]
 fn rope_rotates_halves() {
     let mut rng = Rng(5);

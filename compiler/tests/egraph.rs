@@ -118,7 +118,15 @@ fn optimized_models_use_the_npu_native_ops() {
         }
         // Every norm was lifted: the norm ops plus one per decomposed RMS
         // norm (in these models every `reduce_mean` is an RMS norm's).
-        let norm = |op: &Op| matches!(op, Op::LayerNorm { .. } | Op::RmsNorm { .. });
+        let norm = |op: &Op| {
+            matches!(
+                op,
+                Op::LayerNorm { .. }
+                    | Op::RmsNorm { .. }
+                    | Op::AddLayerNorm { .. }
+                    | Op::AddRmsNorm { .. }
+            )
+        };
         let exported = count(&before, norm) + count(&before, |op| op.mnemonic() == "reduce_mean");
         assert_eq!(count(&g, norm), exported, "{model}: norms");
         // Every bias add went into its GEMM: no add of a GEMM's result and
@@ -155,7 +163,25 @@ fn optimized_models_use_the_npu_native_ops() {
 fn model_specific_forms() {
     let dir = common::repo().join("models");
     let (_, llama, _) = common::import_and_optimize(&dir.join("llama_ts"), &options());
-    assert_eq!(count(&llama, |op| matches!(op, Op::RmsNorm { .. })), 5);
+    // Pre-norm: each layer's sums feed the next residual too, so their
+    // norms stay plain; the final norm's sum has no other use and fuses.
+    assert_eq!(count(&llama, |op| matches!(op, Op::RmsNorm { .. })), 4);
+    assert_eq!(count(&llama, |op| matches!(op, Op::AddRmsNorm { .. })), 1);
+    // Post-norm BERT: every norm (embeddings and two per layer) takes its
+    // residual add.
+    for bert in ["bert_ts", "bert_dynamo"] {
+        let (_, g, _) = common::import_and_optimize(&dir.join(bert), &options());
+        assert_eq!(
+            count(&g, |op| matches!(op, Op::AddLayerNorm { .. })),
+            5,
+            "{bert}"
+        );
+        assert_eq!(
+            count(&g, |op| matches!(op, Op::LayerNorm { .. })),
+            0,
+            "{bert}"
+        );
+    }
     assert_eq!(
         count(&llama, |op| *op == Op::Rope),
         4,

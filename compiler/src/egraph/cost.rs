@@ -159,6 +159,12 @@ impl CostModel {
             Op::Binary(BinaryOp::Div | BinaryOp::Pow) => self.vpu(Special, shape, 1),
             Op::Binary(_) | Op::Where | Op::Cast { .. } => self.vpu(Simple, shape, 1),
             Op::Gelu { .. } => self.vpu(Special, shape, 1),
+            // Each op of the chain is one pass over the result.
+            Op::Elementwise { expr } => expr
+                .ops()
+                .into_iter()
+                .map(|op| self.compute(op, &[ty], ty))
+                .sum::<Option<f64>>()?,
             Op::MatMul => {
                 let (a, b) = (operand(0)?, operand(1)?);
                 let (m, k) = (a.shape[a.rank() - 2], a.shape[a.rank() - 1]);
@@ -235,13 +241,17 @@ impl CostModel {
                     + self.vpu(Simple, shape, 1)
                     + self.vpu(Special, shape, 2)
             }
-            Op::LayerNorm { axis, .. } | Op::RmsNorm { axis, .. } => {
+            Op::LayerNorm { axis, .. }
+            | Op::RmsNorm { axis, .. }
+            | Op::AddLayerNorm { axis, .. }
+            | Op::AddRmsNorm { axis, .. } => {
                 let cols: usize = shape[*axis..].iter().product();
                 let rows = (ty.numel() / cols.max(1)) as u64;
-                let (reductions, passes) = if matches!(op, Op::LayerNorm { .. }) {
-                    (2, 4)
-                } else {
-                    (1, 3)
+                let (reductions, passes) = match op {
+                    Op::LayerNorm { .. } => (2, 4),
+                    Op::AddLayerNorm { .. } => (2, 5),
+                    Op::RmsNorm { .. } => (1, 3),
+                    _ => (1, 4),
                 };
                 self.reduce(rows, cols as u64, reductions) + self.vpu(Simple, shape, passes)
             }

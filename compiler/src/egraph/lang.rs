@@ -30,7 +30,7 @@ use crate::graph::{AttrValue, BinaryOp, Op, UnaryOp};
 /// Mnemonics of the ops with neither a unary nor a binary kind, in the
 /// order of [`Op`]'s variants. `kind_name` maps text to these static
 /// strings; a test checks that every op's mnemonic is covered.
-const OTHER_KINDS: [&str; 23] = [
+const OTHER_KINDS: [&str; 26] = [
     "where",
     "cast",
     "gelu",
@@ -49,6 +49,9 @@ const OTHER_KINDS: [&str; 23] = [
     "softmax",
     "layer_norm",
     "rms_norm",
+    "add_layer_norm",
+    "add_rms_norm",
+    "elementwise",
     "conv",
     "trilu",
     "gemm",
@@ -392,6 +395,18 @@ mod tests {
                 axis: 0,
                 epsilon: 1e-5,
             },
+            Op::AddLayerNorm {
+                axis: 1,
+                epsilon: 1e-5,
+            },
+            Op::AddRmsNorm {
+                axis: 1,
+                epsilon: 1e-6,
+            },
+            Op::Elementwise {
+                expr: crate::graph::FusedExpr::parse("x0.x1.mul.gelu_tanh.x2.x0.where")
+                    .expect("word"),
+            },
             Op::Conv(ConvAttrs {
                 strides: vec![1],
                 pads: vec![0, 0],
@@ -431,6 +446,9 @@ mod tests {
                 | Op::Softmax { .. }
                 | Op::LayerNorm { .. }
                 | Op::RmsNorm { .. }
+                | Op::AddLayerNorm { .. }
+                | Op::AddRmsNorm { .. }
+                | Op::Elementwise { .. }
                 | Op::Conv(_)
                 | Op::Trilu { .. }
                 | Op::Gemm { .. }

@@ -161,10 +161,14 @@ impl Op {
                     ("keep_dims", AttrValue::Bool(*keep_dims)),
                 ]
             }
-            Op::LayerNorm { axis, epsilon } | Op::RmsNorm { axis, epsilon } => vec![
+            Op::LayerNorm { axis, epsilon }
+            | Op::RmsNorm { axis, epsilon }
+            | Op::AddLayerNorm { axis, epsilon }
+            | Op::AddRmsNorm { axis, epsilon } => vec![
                 ("axis", AttrValue::Int(*axis as i64)),
                 ("epsilon", AttrValue::Float(*epsilon)),
             ],
+            Op::Elementwise { expr } => vec![("expr", AttrValue::Word(expr.to_word()))],
             Op::Conv(c) => vec![
                 ("strides", ints(&c.strides)),
                 ("pads", ints(&c.pads)),
@@ -321,6 +325,26 @@ impl Op {
             ),
             "rms_norm" => (
                 Op::RmsNorm {
+                    axis: a.usize("axis")?,
+                    epsilon: a.float("epsilon")?,
+                },
+                &["axis", "epsilon"],
+            ),
+            "elementwise" => (
+                Op::Elementwise {
+                    expr: super::fused::FusedExpr::parse(a.word("expr")?)?,
+                },
+                &["expr"],
+            ),
+            "add_layer_norm" => (
+                Op::AddLayerNorm {
+                    axis: a.usize("axis")?,
+                    epsilon: a.float("epsilon")?,
+                },
+                &["axis", "epsilon"],
+            ),
+            "add_rms_norm" => (
+                Op::AddRmsNorm {
                     axis: a.usize("axis")?,
                     epsilon: a.float("epsilon")?,
                 },

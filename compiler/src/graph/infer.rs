@@ -278,6 +278,16 @@ impl Op {
                     .collect();
                 TensorType::new(x.dtype, shape)
             }
+            Op::Elementwise { expr } => {
+                if operands.len() != expr.arity() {
+                    return Err(format!(
+                        "the expression reads {} operands, the node has {}",
+                        expr.arity(),
+                        operands.len()
+                    ));
+                }
+                expr.infer(operands)?
+            }
             Op::Softmax { axis } => {
                 arity(1, 1)?;
                 let x = operands[0];
@@ -287,18 +297,26 @@ impl Op {
                 }
                 x.clone()
             }
-            Op::LayerNorm { axis, .. } | Op::RmsNorm { axis, .. } => {
-                if matches!(self, Op::LayerNorm { .. }) {
-                    arity(2, 3)?;
-                } else {
-                    arity(2, 2)?;
+            Op::LayerNorm { axis, .. }
+            | Op::RmsNorm { axis, .. }
+            | Op::AddLayerNorm { axis, .. }
+            | Op::AddRmsNorm { axis, .. } => {
+                match self {
+                    Op::LayerNorm { .. } => arity(2, 3)?,
+                    Op::RmsNorm { .. } => arity(2, 2)?,
+                    Op::AddLayerNorm { .. } => arity(3, 4)?,
+                    _ => arity(3, 3)?,
                 }
                 let x = operands[0];
                 float_operand(x)?;
                 if *axis >= x.rank() {
                     return Err(format!("axis {axis} out of range for rank {}", x.rank()));
                 }
-                for p in &operands[1..] {
+                let residual = matches!(self, Op::AddLayerNorm { .. } | Op::AddRmsNorm { .. });
+                if residual && operands[1] != x {
+                    return Err(format!("residual {} differs from x {}", operands[1], x));
+                }
+                for p in &operands[1 + usize::from(residual)..] {
                     same_dtype(x, p)?;
                     if broadcast_shapes(&x.shape, &p.shape).ok().as_ref() != Some(&x.shape) {
                         return Err(format!(

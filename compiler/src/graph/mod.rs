@@ -27,6 +27,7 @@ use petgraph::Direction;
 use crate::tensor::{checked_numel, DType, Tensor};
 
 pub mod attrs;
+pub mod fused;
 pub mod infer;
 pub mod op;
 pub mod parser;
@@ -34,6 +35,7 @@ pub mod printer;
 pub mod verify;
 
 pub use attrs::AttrValue;
+pub use fused::FusedExpr;
 pub use op::{Activation, BinaryOp, ConvAttrs, GeluApprox, Op, ReduceKind, UnaryOp};
 
 /// Identifies a node of a [`Graph`]; stable across removals of other nodes.

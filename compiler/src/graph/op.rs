@@ -362,6 +362,28 @@ pub enum Op {
         /// Added to the mean square.
         epsilon: f32,
     },
+    /// `layer_norm(x + residual)`: a residual add and the norm after it
+    /// in one pass (post-norm blocks, where the sum has no other use).
+    /// Operands: x, residual (same shape), scale, optional bias.
+    AddLayerNorm {
+        /// First normalized dimension.
+        axis: usize,
+        /// Added to the variance.
+        epsilon: f32,
+    },
+    /// `rms_norm(x + residual)`. Operands: x, residual (same shape), scale.
+    AddRmsNorm {
+        /// First normalized dimension.
+        axis: usize,
+        /// Added to the mean square.
+        epsilon: f32,
+    },
+    /// A fused chain of elementwise ops (see [`super::fused`]): one
+    /// kernel, intermediates never stored.
+    Elementwise {
+        /// The expression over the operands.
+        expr: super::fused::FusedExpr,
+    },
     /// Convolution (cross-correlation) over `N, C, spatial...`. Operands:
     /// x, weights `[M, C / group, kernel...]`, optional bias `[M]`.
     Conv(ConvAttrs),
@@ -428,6 +450,9 @@ impl Op {
             Op::Softmax { .. } => "softmax",
             Op::LayerNorm { .. } => "layer_norm",
             Op::RmsNorm { .. } => "rms_norm",
+            Op::AddLayerNorm { .. } => "add_layer_norm",
+            Op::AddRmsNorm { .. } => "add_rms_norm",
+            Op::Elementwise { .. } => "elementwise",
             Op::Conv(_) => "conv",
             Op::Trilu { .. } => "trilu",
             Op::Gemm { .. } => "gemm",

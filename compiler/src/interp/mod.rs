@@ -213,6 +213,31 @@ pub fn evaluate(
 
 /// Evaluates one operation on operand values, producing a value of type
 /// `ty` (the node's inferred type). Errors are messages for the caller to
+/// Evaluates a fused expression op by op, each as its own node would be.
+fn fused(expr: &crate::graph::FusedExpr, args: &[&Tensor]) -> Result<Tensor, String> {
+    use crate::graph::FusedExpr;
+    match expr {
+        FusedExpr::Input(i) => args
+            .get(*i)
+            .map(|t| Tensor::clone(t))
+            .ok_or_else(|| format!("operand x{i} is missing")),
+        FusedExpr::Apply(op, sub) => {
+            let values = sub
+                .iter()
+                .map(|e| fused(e, args))
+                .collect::<Result<Vec<_>, _>>()?;
+            let refs: Vec<&Tensor> = values.iter().collect();
+            let types: Vec<TensorType> = values
+                .iter()
+                .map(|t| TensorType::new(t.dtype(), t.shape().to_vec()))
+                .collect();
+            let type_refs: Vec<&TensorType> = types.iter().collect();
+            let ty = op.infer(&type_refs)?;
+            eval_op(op, &refs, &ty)
+        }
+    }
+}
+
 /// attach to a node.
 pub fn eval_op(op: &Op, args: &[&Tensor], ty: &TensorType) -> Result<Tensor, String> {
     let bytes = ty
@@ -263,6 +288,15 @@ pub fn eval_op(op: &Op, args: &[&Tensor], ty: &TensorType) -> Result<Tensor, Str
             reduce::layer_norm(arg(0)?, arg(1)?, args.get(2).copied(), *axis, *epsilon)?
         }
         Op::RmsNorm { axis, epsilon } => reduce::rms_norm(arg(0)?, arg(1)?, *axis, *epsilon)?,
+        Op::Elementwise { expr } => fused(expr, args)?,
+        Op::AddLayerNorm { axis, epsilon } => {
+            let sum = elementwise::binary(crate::graph::BinaryOp::Add, arg(0)?, arg(1)?, ty)?;
+            reduce::layer_norm(&sum, arg(2)?, args.get(3).copied(), *axis, *epsilon)?
+        }
+        Op::AddRmsNorm { axis, epsilon } => {
+            let sum = elementwise::binary(crate::graph::BinaryOp::Add, arg(0)?, arg(1)?, ty)?;
+            reduce::rms_norm(&sum, arg(2)?, *axis, *epsilon)?
+        }
         Op::Gemm { trans_b, act } => {
             fused::gemm(arg(0)?, arg(1)?, args.get(2).copied(), *trans_b, *act, ty)?
         }

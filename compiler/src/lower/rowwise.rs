@@ -121,6 +121,9 @@ pub struct RowSpec {
     pub op: RowOp,
     /// Input address and element type.
     pub input: (u64, DType),
+    /// A second f32 input with the same view, added to the input first
+    /// (residual add + norm); only for the norms.
+    pub residual: Option<u64>,
     /// The input's view.
     pub view: RowView,
     /// Output address and element type; reductions write one value per
@@ -207,11 +210,23 @@ pub fn rowwise(spec: &RowSpec, target: &Target) -> Result<Kernel, LowerError> {
             message: format!("{:?} on {} data", spec.op, in_t.name()),
         });
     }
+    let norm = matches!(spec.op, RowOp::LayerNorm { .. } | RowOp::RmsNorm { .. });
+    if spec.residual.is_some() && !norm {
+        return Err(LowerError::Unsupported {
+            node: spec.node.clone(),
+            message: format!("internal: a residual operand for {:?}", spec.op),
+        });
+    }
     let (ies, oes) = (in_t.size() as u64, out_t.size() as u64);
     let out_cols = if reduce { 1 } else { cols };
     // Per row: input (staging + f32) and output, double-buffered, plus one
     // temporary row and two per-row statistics.
     let per_row = 2 * cols * (4 + if in_t == DType::F32 { 0 } else { ies })
+        + if spec.residual.is_some() {
+            2 * cols * 4
+        } else {
+            0
+        }
         + 2 * out_cols * (4 + if out_t == DType::F32 { 0 } else { oes })
         + cols * 4
         + 16;
@@ -252,6 +267,10 @@ pub fn rowwise(spec: &RowSpec, target: &Target) -> Result<Kernel, LowerError> {
         yout.clone()
     } else {
         mem.alloc("y_raw", Mem::Spm, tr * out_cols * oes, 2)?
+    };
+    let rin = match spec.residual {
+        Some(_) => Some(mem.alloc("residual", Mem::Spm, tr * cols * 4, 2)?),
+        None => None,
     };
     let tmp = mem.alloc("tmp", Mem::Spm, tr * cols * 4, 1)?;
     let stat = mem.alloc("stat", Mem::Spm, tr * 4, 2)?;
@@ -298,7 +317,7 @@ pub fn rowwise(spec: &RowSpec, target: &Target) -> Result<Kernel, LowerError> {
         }
         a.plus(vr, (tr * row_stride * es) as i64)
     };
-    let loads = vec![tile_copy(
+    let mut loads = vec![tile_copy(
         true,
         base(in_addr, ies, v.rows.1),
         xstage.at(&s, 0),
@@ -307,6 +326,17 @@ pub fn rowwise(spec: &RowSpec, target: &Target) -> Result<Kernel, LowerError> {
         ies,
         cols * ies,
     )];
+    if let (Some(addr), Some(r)) = (spec.residual, &rin) {
+        loads.push(tile_copy(
+            true,
+            base(addr, 4, v.rows.1),
+            r.at(&s, 0),
+            v,
+            &trx,
+            4,
+            cols * 4,
+        ));
+    }
     let mut compute = Vec::new();
     if in_t != DType::F32 {
         compute.push(Stmt::Vpu(VpuStmt::Cvt {
@@ -384,6 +414,14 @@ pub fn rowwise(spec: &RowSpec, target: &Target) -> Result<Kernel, LowerError> {
             cols: trx.clone(),
         })
     };
+    if let Some(r) = &rin {
+        let r = Opnd {
+            addr: r.at(&s, 0),
+            stride: pitch,
+            bcast: Bcast::Full,
+        };
+        compute.push(bin(BinFunc::Add, xin.at(&s, 0), x.clone(), r));
+    }
     let inv_n = 1.0 / cols as f32;
     let tmp_full = Opnd {
         addr: tmp.at(&Affine::c(0), 0),
@@ -536,12 +574,20 @@ pub fn rowwise(spec: &RowSpec, target: &Target) -> Result<Kernel, LowerError> {
         stores,
     }));
     let outer_n: u64 = v.outer.iter().map(|o| o.0).product();
-    let in_bytes = outer_n * rows * cols * ies;
+    let in_bytes = outer_n * rows * cols * (ies + if spec.residual.is_some() { 4 } else { 0 });
     Ok(Kernel {
         node: spec.node.clone(),
         summary: format!(
-            "{:?} over {} x {} rows of {} (tile {tr} rows)",
-            spec.op, outer_n, rows, cols
+            "{}{:?} over {} x {} rows of {} (tile {tr} rows)",
+            if spec.residual.is_some() {
+                "residual add + "
+            } else {
+                ""
+            },
+            spec.op,
+            outer_n,
+            rows,
+            cols
         ),
         buffers: mem.buffers,
         body,

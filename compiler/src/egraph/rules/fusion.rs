@@ -92,6 +92,26 @@ pub fn rules() -> Vec<RuleDef> {
             lhs: "(gemm ?g ?a (transpose ?p ?w) ?bias)",
             apply: |cx| gemm_transposed(cx, true),
         },
+        // layer_norm(x + r) = add_layer_norm(x, r): the sum is not stored
+        // (extraction keeps the plain add when the sum has other users, as
+        // in pre-norm blocks, where reading x and r costs more).
+        RuleDef {
+            name: "add-layer-norm",
+            lhs: "(layer_norm ?n (add ?x ?r) ?g)",
+            apply: |cx| residual_norm(cx, "layer_norm", false),
+        },
+        // The same with a bias.
+        RuleDef {
+            name: "add-layer-norm-bias",
+            lhs: "(layer_norm ?n (add ?x ?r) ?g ?b)",
+            apply: |cx| residual_norm(cx, "layer_norm", true),
+        },
+        // rms_norm(x + r) = add_rms_norm(x, r).
+        RuleDef {
+            name: "add-rms-norm",
+            lhs: "(rms_norm ?n (add ?x ?r) ?g)",
+            apply: |cx| residual_norm(cx, "rms_norm", false),
+        },
         // conv(x, w) + b = conv(x, w, b) for b varying only over channels.
         RuleDef {
             name: "conv-bias",
@@ -270,6 +290,25 @@ fn gemm_transposed(cx: &mut Ctx<'_>, with_bias: bool) -> Option<Id> {
         operands.push(cx.v("?bias"));
     }
     cx.add(Op::Gemm { trans_b: true, act }, &operands)
+}
+
+/// The residual norm for the patterns `(norm ?n (add ?x ?r) ?g [?b])`,
+/// when neither addend broadcasts.
+fn residual_norm(cx: &mut Ctx<'_>, kind: &str, bias: bool) -> Option<Id> {
+    let (x, r) = (cx.v("?x"), cx.v("?r"));
+    if cx.ty(x)? != cx.ty(r)? {
+        return None;
+    }
+    let fused = match cx.op(kind, cx.v("?n"))? {
+        Op::LayerNorm { axis, epsilon } => Op::AddLayerNorm { axis, epsilon },
+        Op::RmsNorm { axis, epsilon } => Op::AddRmsNorm { axis, epsilon },
+        _ => return None,
+    };
+    let mut operands = vec![x, r, cx.v("?g")];
+    if bias {
+        operands.push(cx.v("?b"));
+    }
+    cx.add(fused, &operands)
 }
 
 /// Builds the attention for the attention patterns: `?q`, `?kt` (kᵀ, rank

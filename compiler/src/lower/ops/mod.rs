@@ -8,7 +8,7 @@ mod mxu;
 
 use tessera_isa::{BinFunc, UnFunc};
 
-use crate::graph::{BinaryOp, GeluApprox, NodeId, Op, ReduceKind, UnaryOp};
+use crate::graph::{BinaryOp, FusedExpr, GeluApprox, NodeId, Op, ReduceKind, UnaryOp};
 use crate::kernel::Kernel;
 use crate::tensor::DType;
 
@@ -46,6 +46,13 @@ fn unary_func(op: UnaryOp) -> UnFunc {
     }
 }
 
+fn gelu_func(approximate: GeluApprox) -> UnFunc {
+    match approximate {
+        GeluApprox::None => UnFunc::Gelu,
+        GeluApprox::Tanh => UnFunc::GeluTanh,
+    }
+}
+
 fn binary_func(op: BinaryOp) -> BinFunc {
     match op {
         BinaryOp::Add => BinFunc::Add,
@@ -62,6 +69,29 @@ fn binary_func(op: BinaryOp) -> BinFunc {
         BinaryOp::GreaterOrEqual => BinFunc::Ge,
         BinaryOp::And => BinFunc::And,
         BinaryOp::Or => BinFunc::Or,
+    }
+}
+
+/// The kernel expression of a fused chain over its operands' leaves
+/// (`None` for a malformed expression, which the verifier rejects).
+fn fused_ew(expr: &FusedExpr, leaves: &[Ew]) -> Option<Ew> {
+    match expr {
+        FusedExpr::Input(i) => leaves.get(*i).cloned(),
+        FusedExpr::Apply(op, args) => {
+            let args = args
+                .iter()
+                .map(|a| fused_ew(a, leaves).map(Box::new))
+                .collect::<Option<Vec<_>>>()?;
+            let mut args = args.into_iter();
+            let mut next = || args.next();
+            Some(match op.as_ref() {
+                Op::Unary(u) => Ew::Unary(unary_func(*u), next()?),
+                Op::Gelu { approximate } => Ew::Unary(gelu_func(*approximate), next()?),
+                Op::Binary(b) => Ew::Binary(binary_func(*b), next()?, next()?),
+                Op::Where => Ew::Select(next()?, next()?, next()?),
+                _ => return None,
+            })
+        }
     }
 }
 
@@ -120,13 +150,20 @@ pub fn lower_node(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
                 false,
             )
         }
+        Op::Elementwise { expr } => {
+            let mut operands = Vec::new();
+            let leaves: Vec<Ew> = ops
+                .iter()
+                .map(|&o| ew_leaf(ctx, o, &mut operands))
+                .collect();
+            let expr = fused_ew(expr, &leaves)
+                .ok_or_else(|| unsupported(ctx, id, "internal: malformed fused expression"))?;
+            ew_kernel(ctx, id, expr, operands, false)
+        }
         Op::Gelu { approximate } => {
             let mut operands = Vec::new();
             let a = ew_leaf(ctx, ops[0], &mut operands);
-            let f = match approximate {
-                GeluApprox::None => UnFunc::Gelu,
-                GeluApprox::Tanh => UnFunc::GeluTanh,
-            };
+            let f = gelu_func(*approximate);
             ew_kernel(ctx, id, Ew::Unary(f, Box::new(a)), operands, false)
         }
         Op::Binary(b) => {
@@ -198,6 +235,26 @@ pub fn lower_node(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
             let op = RowOp::RmsNorm {
                 epsilon: *epsilon,
                 scale: vector(ctx, id, ops[1])?,
+            };
+            row_kernel(ctx, id, op, RowView::of(&x.ty.shape, *axis, true))
+        }
+        Op::AddLayerNorm { axis, epsilon } => {
+            let x = ctx.graph.node(ops[0]);
+            let op = RowOp::LayerNorm {
+                epsilon: *epsilon,
+                scale: vector(ctx, id, ops[2])?,
+                bias: match ops.get(3) {
+                    Some(&b) => Some(vector(ctx, id, b)?),
+                    None => None,
+                },
+            };
+            row_kernel(ctx, id, op, RowView::of(&x.ty.shape, *axis, true))
+        }
+        Op::AddRmsNorm { axis, epsilon } => {
+            let x = ctx.graph.node(ops[0]);
+            let op = RowOp::RmsNorm {
+                epsilon: *epsilon,
+                scale: vector(ctx, id, ops[2])?,
             };
             row_kernel(ctx, id, op, RowView::of(&x.ty.shape, *axis, true))
         }
@@ -352,13 +409,21 @@ fn vector(ctx: &Ctx, id: NodeId, op: NodeId) -> Result<u64, LowerError> {
     Ok(ctx.addr(op))
 }
 
+/// A row kernel over operand 0 (plus operand 1 added first, for the
+/// residual norms).
 fn row_kernel(ctx: &Ctx, id: NodeId, op: RowOp, view: RowView) -> Result<Vec<Kernel>, LowerError> {
     let node = ctx.graph.node(id);
-    let x = ctx.graph.operands(id)[0];
+    let operands = ctx.graph.operands(id);
+    let x = operands[0];
+    let residual = match node.op {
+        Op::AddLayerNorm { .. } | Op::AddRmsNorm { .. } => Some(ctx.addr(operands[1])),
+        _ => None,
+    };
     let spec = RowSpec {
         node: node.name.clone(),
         op,
         input: (ctx.addr(x), ctx.graph.node(x).ty.dtype),
+        residual,
         view,
         output: (ctx.addr(id), node.ty.dtype),
     };
@@ -388,6 +453,7 @@ fn reduce(
         let view = RowView::block(shape, axes[0], axes[axes.len() - 1]);
         let spec = RowSpec {
             node: node.name.clone(),
+            residual: None,
             op: RowOp::Reduce(f),
             input: (ctx.addr(x_id), x.ty.dtype),
             view,
@@ -421,6 +487,7 @@ fn reduce(
     let view = RowView::of(&permuted, kept.len(), true);
     let row = RowSpec {
         node: node.name.clone(),
+        residual: None,
         op: RowOp::Reduce(f),
         input: (scratch, x.ty.dtype),
         view,

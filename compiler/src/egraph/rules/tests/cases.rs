@@ -556,6 +556,22 @@ pub(super) fn case(rule: &str, b: &mut Builder) -> NodeId {
                 b.binary(BinaryOp::Add, norm, w)
             }
         }
+        "add-layer-norm" | "add-layer-norm-bias" | "add-rms-norm" => {
+            let s = shape(b, 2, 3);
+            let d = s[s.len() - 1];
+            let (x, r) = (b.input(&s), b.input(&s));
+            let sum = b.binary(BinaryOp::Add, x, r);
+            let mut operands = vec![sum, b.random(&[d], 0.5, 1.5)];
+            if rule.ends_with("bias") {
+                operands.push(b.random(&[d], -1.0, 1.0));
+            }
+            let (axis, epsilon) = (s.len() - 1, 1e-5);
+            if rule == "add-rms-norm" {
+                b.op(Op::RmsNorm { axis, epsilon }, &operands)
+            } else {
+                b.op(Op::LayerNorm { axis, epsilon }, &operands)
+            }
+        }
         "softmax" => softmax_case(b, true),
         "softmax-unstable" => softmax_case(b, false),
         "rope" => rope_case(b, false),
