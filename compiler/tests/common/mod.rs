@@ -85,6 +85,11 @@ pub fn import_and_optimize(dir: &Path, options: &EgraphOptions) -> (Graph, Graph
     let mut optimized = graph.clone();
     let report =
         optimize(&mut optimized, options).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    // What the `egraph` pass does after extraction (not while bisecting).
+    if options.rule_limit.is_none() {
+        tessera_compiler::fuse::fuse_elementwise(&mut optimized)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    }
     tessera_compiler::graph::verify::verify(&optimized)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     (graph, optimized, report)
