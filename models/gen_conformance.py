@@ -3,10 +3,11 @@
 
 Run from the repository root:
 
-    python models/gen_conformance.py
+    python models/gen_conformance.py [--out DIR]
 
-Writes tests/conformance/node/<test_name>/{model.onnx,test_data_set_N/*.pb},
-tests/conformance/manifest.txt and tests/conformance/summary.txt.
+Writes DIR/node/<test_name>/{model.onnx,test_data_set_N/*.pb}, DIR/manifest.txt
+and DIR/summary.txt; DIR defaults to tests/conformance. `.ci/run` regenerates
+into a temporary DIR and compares it with the committed files.
 
 Source of the tests: older onnx wheels shipped the generated node tests under
 onnx/backend/test/data/node/. The pinned onnx (see models/requirements.txt) no
@@ -33,6 +34,7 @@ SUPPORTED_DTYPES: the compiler must refuse those tests with a clear error.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import sys
@@ -45,8 +47,7 @@ import onnx
 from onnx import AttributeProto, TensorProto, numpy_helper
 
 REPO = Path(__file__).resolve().parent.parent
-OUT = REPO / "tests" / "conformance"
-NODE_OUT = OUT / "node"
+DEFAULT_OUT = REPO / "tests" / "conformance"
 SIZE_BUDGET = 15 * 1024 * 1024
 
 SUPPORTED_OPS = [
@@ -172,7 +173,8 @@ def shipped_cases(root: Path):
 # -------------------------------------------------------------------------- main
 
 
-def main() -> int:
+def main(out: Path) -> int:
+    node_out = out / "node"
     shipped = Path(onnx.__file__).parent / "backend" / "test" / "data" / "node"
     if shipped.is_dir():
         source = f"onnx {onnx.__version__} wheel: onnx/backend/test/data/node"
@@ -181,9 +183,9 @@ def main() -> int:
         source = f"onnx {onnx.__version__}: regenerated from onnx.backend.test.case.node (np.random.seed(0))"
         cases = generated_cases()
 
-    if NODE_OUT.exists():
-        shutil.rmtree(NODE_OUT)
-    NODE_OUT.mkdir(parents=True)
+    if node_out.exists():
+        shutil.rmtree(node_out)
+    node_out.mkdir(parents=True)
 
     total_seen = 0
     kept = []  # (name, ops, dtypes, bytes)
@@ -192,7 +194,7 @@ def main() -> int:
         ops, dtypes, ok = analyze(model)
         if not ok:
             continue
-        d = NODE_OUT / name
+        d = node_out / name
         d.mkdir()
         (d / "model.onnx").write_bytes(model.SerializeToString())
         for i, (ins, outs) in enumerate(sets):
@@ -211,7 +213,7 @@ def main() -> int:
     for k in sorted(kept, key=lambda k: -k[3]):
         if total <= SIZE_BUDGET:
             break
-        shutil.rmtree(NODE_OUT / k[0])
+        shutil.rmtree(node_out / k[0])
         dropped.append(k)
         total -= k[3]
     kept = [k for k in kept if k not in dropped]
@@ -229,7 +231,7 @@ def main() -> int:
         bad = any(t not in SUPPORTED_DTYPES for t in dtypes)
         n_unsupported += bad
         lines.append(f"{name} {','.join(ops)} {','.join(dtypes)}" + (" # dtype-unsupported" if bad else ""))
-    (OUT / "manifest.txt").write_text("\n".join(lines) + "\n")
+    (out / "manifest.txt").write_text("\n".join(lines) + "\n")
 
     # Per-op coverage summary.
     per_op = Counter()
@@ -254,7 +256,7 @@ def main() -> int:
     missing = [op for op in SUPPORTED_OPS if per_op[op] == 0]
     summary.append("")
     summary.append(f"ops with no test: {', '.join(missing) or 'none'}")
-    (OUT / "summary.txt").write_text("\n".join(summary) + "\n")
+    (out / "summary.txt").write_text("\n".join(summary) + "\n")
     print("\n".join(summary))
     return 0
 
@@ -262,4 +264,11 @@ def main() -> int:
 if __name__ == "__main__":
     # Keep the numpy/onnx reference generators quiet and single-threaded-deterministic.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    sys.exit(main())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="directory to write node/, manifest.txt and summary.txt into (default: tests/conformance)",
+    )
+    sys.exit(main(parser.parse_args().out))
