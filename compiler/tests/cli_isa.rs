@@ -292,9 +292,19 @@ fn run_reads_npy_and_writes_outputs_stats_and_trace() {
     assert_eq!(json["dram_read_bytes"], 384);
     let trace: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&trace).expect("trace")).expect("json");
-    assert!(trace["traceEvents"]
+    // One slice per executed instruction of every unit.
+    let slices = trace["traceEvents"]
         .as_array()
-        .is_some_and(|e| e.len() > 10));
+        .expect("events")
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .count() as u64;
+    let executed: u64 = ["su", "dma", "mxu", "vpu"]
+        .iter()
+        .map(|e| json["engines"][e]["instructions"].as_u64().expect("count"))
+        .sum();
+    assert!(executed > 10, "{json}");
+    assert_eq!(slices, executed);
 }
 
 /// Assembles `isa/examples/{example}.s` into the scratch directory as `{name}`.

@@ -239,27 +239,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let mut json = result.stats.to_json();
         json["profile"] =
             serde_json::to_value(result.stats.by_node(&loadable, &loadable.target()))?;
-        write_json(file, path, &json, true)?;
+        write_json(file, path, &json)?;
     }
     if let (Some(file), Some(path), Some(trace)) = (trace_file, &args.trace, &result.trace) {
-        write_json(file, path, &trace.to_json(), false)?;
+        trace
+            .write_json(file)
+            .with_context(|| path.display().to_string())?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_json(
-    file: File,
-    path: &Path,
-    json: &serde_json::Value,
-    pretty: bool,
-) -> anyhow::Result<()> {
+fn write_json(file: File, path: &Path, json: &serde_json::Value) -> anyhow::Result<()> {
     let mut writer = std::io::BufWriter::new(file);
-    if pretty {
-        serde_json::to_writer_pretty(&mut writer, json)
-    } else {
-        serde_json::to_writer(&mut writer, json)
-    }
-    .with_context(|| path.display().to_string())?;
+    serde_json::to_writer_pretty(&mut writer, json).with_context(|| path.display().to_string())?;
     writer.flush().with_context(|| path.display().to_string())
 }
 
