@@ -292,9 +292,100 @@ fn run_reads_npy_and_writes_outputs_stats_and_trace() {
     assert_eq!(json["dram_read_bytes"], 384);
     let trace: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&trace).expect("trace")).expect("json");
-    assert!(trace["traceEvents"]
+    // One slice per executed instruction of every unit.
+    let slices = trace["traceEvents"]
         .as_array()
-        .is_some_and(|e| e.len() > 10));
+        .expect("events")
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .count() as u64;
+    let executed: u64 = ["su", "dma", "mxu", "vpu"]
+        .iter()
+        .map(|e| json["engines"][e]["instructions"].as_u64().expect("count"))
+        .sum();
+    assert!(executed > 10, "{json}");
+    assert_eq!(slices, executed);
+}
+
+#[test]
+fn run_writes_pb_outputs_for_pb_inputs() {
+    use tessera_compiler::tensor::Tensor;
+    let prog = assemble_example("loop", "loop-pb.tnpu");
+    let x: Vec<f32> = (0..96).map(|i| i as f32 * 0.25 - 9.0).collect();
+    let x_path = scratch("x.pb");
+    Tensor::from_f32(&[96], x.clone())
+        .write_pb("x", &x_path)
+        .expect("pb");
+    let out_dir = scratch("out-pb");
+    let out = tessera(&[
+        "run",
+        prog.to_str().expect("p"),
+        "--input",
+        &format!("x={}", x_path.display()),
+        "--output-dir",
+        out_dir.to_str().expect("p"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (name, y) = Tensor::read_pb(&out_dir.join("y.pb")).expect("y.pb");
+    assert_eq!(name, "y");
+    assert_eq!(y.shape(), [96]);
+    let want: Vec<f32> = x.iter().map(|v| 2.0 * v + 1.0).collect();
+    assert_eq!(y.to_f32_vec(), want);
+    assert!(!out_dir.join("y.npy").exists());
+}
+
+#[test]
+fn run_with_mixed_inputs_writes_outputs_like_the_first_input() {
+    use tessera_compiler::tensor::{read_npy, write_npy, Tensor};
+    let prog = assemble_example("gemm", "gemm-mixed.tnpu");
+    // A = 1 everywhere, B = 0.5 everywhere: every C element is 24 · 0.5.
+    let a = Tensor::from_f32(&[20, 24], vec![1.0; 20 * 24]);
+    let b = Tensor::from_f32(&[24, 20], vec![0.5; 24 * 20]);
+    let (a_pb, a_npy) = (scratch("mixed-a.pb"), scratch("mixed-a.npy"));
+    let (b_pb, b_npy) = (scratch("mixed-b.pb"), scratch("mixed-b.npy"));
+    a.write_pb("A", &a_pb).expect("pb");
+    b.write_pb("B", &b_pb).expect("pb");
+    write_npy(&a, &a_npy).expect("npy");
+    write_npy(&b, &b_npy).expect("npy");
+    let run_into = |dir: &Path, first: String, second: String| {
+        let out = tessera(&[
+            "run",
+            prog.to_str().expect("p"),
+            "--input",
+            &first,
+            "--input",
+            &second,
+            "--output-dir",
+            dir.to_str().expect("p"),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let pb_first = scratch("out-pb-first");
+    run_into(
+        &pb_first,
+        format!("A={}", a_pb.display()),
+        format!("B={}", b_npy.display()),
+    );
+    let (_, c) = Tensor::read_pb(&pb_first.join("C.pb")).expect("C.pb");
+    assert_eq!(c.to_f32_vec(), vec![12.0; 20 * 20]);
+    assert!(!pb_first.join("C.npy").exists());
+    let npy_first = scratch("out-npy-first");
+    run_into(
+        &npy_first,
+        format!("A={}", a_npy.display()),
+        format!("B={}", b_pb.display()),
+    );
+    let c = read_npy(&npy_first.join("C.npy")).expect("C.npy");
+    assert_eq!(c.to_f32_vec(), vec![12.0; 20 * 20]);
+    assert!(!npy_first.join("C.pb").exists());
 }
 
 /// Assembles `isa/examples/{example}.s` into the scratch directory as `{name}`.

@@ -62,6 +62,9 @@ struct Su {
     halted: bool,
     /// Blocked dispatching to this engine since this cycle.
     stalled: Option<(usize, u64)>,
+    /// Cycles the pending dispatch was stalled on a full queue (for its
+    /// trace slice).
+    dispatch_stall: u64,
     dims: [DmaDimRegs; 3],
 }
 
@@ -175,6 +178,7 @@ pub fn run(
             t: 0,
             halted: false,
             stalled: None,
+            dispatch_stall: 0,
             dims: [DmaDimRegs::default(); 3],
         },
         queues: Default::default(),
@@ -421,6 +425,14 @@ impl Machine<'_> {
                 op,
                 dispatched: self.su.t,
             });
+            let stall = std::mem::take(&mut self.su.dispatch_stall);
+            self.trace_instr(
+                tracks::SU,
+                pc,
+                self.su.t - stall,
+                self.su.t + 1,
+                (StallReason::QueueFull, stall),
+            );
             self.su.t += 1;
             self.su.pc += 1;
             self.units[0].busy_cycles += 1;
@@ -433,6 +445,8 @@ impl Machine<'_> {
         } else {
             0
         };
+        let t = self.su.t;
+        self.trace_instr(tracks::SU, pc, t, t + cycles, (StallReason::None, 0));
         self.su.t += cycles;
         self.units[0].busy_cycles += cycles;
         self.units[0].instructions += 1;
@@ -574,6 +588,7 @@ impl Machine<'_> {
             if se == e {
                 let resume = self.su.t.max(start).max(since);
                 self.units[0].stall(StallReason::QueueFull, resume - since);
+                self.su.dispatch_stall = resume - since;
                 self.su.t = resume;
                 self.su.stalled = None;
             }
@@ -586,6 +601,11 @@ impl Machine<'_> {
         let fail = |this: &Self, raw: RawFault| this.fault(engine, pc, raw);
         let mut accesses: Vec<Access> = Vec::new();
         let complete: u64;
+        // The instruction's trace slice: track, first and last cycle, and
+        // the stall at its beginning.
+        let control_track = [tracks::DMA_CONTROL, tracks::MXU_CONTROL, tracks::VPU][e];
+        let mut slice = (control_track, start, start + cost::QUEUE_CONTROL_CYCLES);
+        let mut slice_stall = (StallReason::None, 0);
         match head.op {
             Op::Wait { sem, n } => {
                 self.sem_check(e, pc, sem, false)?;
@@ -605,9 +625,10 @@ impl Machine<'_> {
                 }
                 s.value -= u64::from(n);
                 complete = start + cost::QUEUE_CONTROL_CYCLES;
-                if start > base {
-                    self.trace_slice(e, &format!("wait s{sem}"), base, start, Some(pc), None);
-                }
+                // A wait occupies the head of its queue from when it could
+                // have started: the wait is visible as a long slice.
+                slice.1 = base;
+                slice_stall = (reason, start - base);
             }
             Op::Signal { sem, n } => {
                 self.sem_check(e, pc, sem, true)?;
@@ -644,7 +665,9 @@ impl Machine<'_> {
                     exec::dma_copy(self.mems, dst, src, bytes, &dims).map_err(|r| fail(self, r))?;
                 accesses = acc;
                 let c = cost::dma_copy(self.target, dst.mem, src.mem, bytes, runs);
-                complete = self.dma_transfer(pc, start, c, &accesses);
+                let slot;
+                (complete, slot) = self.dma_transfer(pc, start, c, &accesses);
+                slice = (tracks::DMA + slot, start, complete);
             }
             Op::Gather {
                 dst,
@@ -659,7 +682,9 @@ impl Machine<'_> {
                     exec::dma_gather(self.mems, dst, table, idx, rows, bytes, limit, i64_idx)
                         .map_err(|r| fail(self, r))?;
                 let c = cost::dma_gather(self.target, rows, bytes);
-                complete = self.dma_transfer(pc, start, c, &accesses);
+                let slot;
+                (complete, slot) = self.dma_transfer(pc, start, c, &accesses);
+                slice = (tracks::DMA + slot, start, complete);
             }
             Op::LoadW {
                 src,
@@ -680,7 +705,7 @@ impl Machine<'_> {
                 self.mxu.cur = Some(b);
                 self.mxu.weights = Some(w);
                 self.stats.busy_by_pc[pc as usize] += end - start;
-                self.trace_slice(e, "", start, end, Some(pc), Some(tracks::MXU_LOAD));
+                slice = (tracks::MXU_LOAD, start, end);
                 complete = end;
             }
             Op::Matmul {
@@ -712,7 +737,7 @@ impl Machine<'_> {
                 self.stats.busy_by_pc[pc as usize] += occupancy;
                 self.stats.macs_by_pc[pc as usize] += macs;
                 self.stats.macs += macs;
-                self.trace_slice(e, "", start, stream_end, Some(pc), Some(tracks::MXU_STREAM));
+                slice = (tracks::MXU_STREAM, start, stream_end);
                 complete = start + latency;
             }
             ref op => {
@@ -722,9 +747,10 @@ impl Machine<'_> {
                 self.vpu_free = complete;
                 self.units[VPU + 1].busy_cycles += cycles;
                 self.stats.busy_by_pc[pc as usize] += cycles;
-                self.trace_slice(e, "", start, complete, Some(pc), None);
+                slice = (tracks::VPU, start, complete);
             }
         }
+        self.trace_instr(slice.0, pc, slice.1, slice.2, slice_stall);
         if e == VPU {
             self.vpu_free = self.vpu_free.max(complete);
         }
@@ -798,8 +824,15 @@ impl Machine<'_> {
         }
     }
 
-    /// Schedules a DMA transfer's data phase; returns its completion.
-    fn dma_transfer(&mut self, pc: u32, start: u64, c: cost::DmaCost, accesses: &[Access]) -> u64 {
+    /// Schedules a DMA transfer's data phase; returns its completion and
+    /// the in-flight slot it occupies.
+    fn dma_transfer(
+        &mut self,
+        pc: u32,
+        start: u64,
+        c: cost::DmaCost,
+        accesses: &[Access],
+    ) -> (u64, u32) {
         let bus_free = match c.bus {
             Bus::Dram => &mut self.dma.dram_bus_free,
             Bus::OnChip => &mut self.dma.onchip_bus_free,
@@ -832,17 +865,14 @@ impl Machine<'_> {
             ranges,
             slot,
         });
-        if self.trace.is_some() {
-            self.trace_slice(DMA, "", start, complete, Some(pc), Some(tracks::DMA + slot));
+        if let Some(t) = self.trace.as_mut() {
             if c.bus == Bus::Dram && c.bus_cycles > 0 {
                 let rate = (c.dram_read + c.dram_write) as f64 / c.bus_cycles as f64;
-                if let Some(t) = self.trace.as_mut() {
-                    t.counter("DRAM bandwidth", data_start, rate);
-                    t.counter("DRAM bandwidth", complete, 0.0);
-                }
+                t.counter("DRAM bandwidth", data_start, rate);
+                t.counter("DRAM bandwidth", complete, 0.0);
             }
         }
-        complete
+        (complete, slot)
     }
 
     /// Executes a VPU instruction; returns accesses and cycles.
@@ -949,31 +979,22 @@ impl Machine<'_> {
         })
     }
 
-    fn trace_slice(
+    /// Records the trace slice of the instruction at `pc`, if tracing.
+    fn trace_instr(
         &mut self,
-        e: usize,
-        name: &str,
+        track: u32,
+        pc: u32,
         start: u64,
         end: u64,
-        pc: Option<u32>,
-        track: Option<u32>,
+        (reason, stalled): (StallReason, u64),
     ) {
-        if self.trace.is_none() {
-            return;
-        }
-        let text = if name.is_empty() {
-            pc.and_then(|p| self.code.get(p as usize).map(|i| i.to_asm_at(p)))
-                .unwrap_or_default()
-        } else {
-            name.to_string()
-        };
-        let track = track.unwrap_or(match e {
-            DMA => tracks::DMA,
-            MXU => tracks::MXU_STREAM,
-            _ => tracks::VPU,
-        });
+        let code = self.code;
         if let Some(t) = self.trace.as_mut() {
-            t.slice(track, &text, start, end.max(start + 1), pc);
+            let disassembly = || {
+                code.get(pc as usize)
+                    .map_or_else(String::new, |i| i.to_asm_at(pc))
+            };
+            t.instruction(track, pc, start, end, (reason.name(), stalled), disassembly);
         }
     }
 }

@@ -2,8 +2,10 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+
 use common::*;
-use tessera_isa::Target;
+use tessera_isa::{Engine, Target};
 
 fn targets() -> [Target; 2] {
     [Target::tiny(), Target::base()]
@@ -242,38 +244,137 @@ fn gemm_1024_on_base_respects_the_mxu_bound() {
     assert!(c.iter().all(|v| v.is_finite()));
 }
 
+/// The engine a trace track belongs to, by the track's name.
+fn engine_of_track(name: &str) -> Engine {
+    match name {
+        "SU" => Engine::Su,
+        "MXU control" | "MXU weights" | "MXU stream" => Engine::Mxu,
+        "VPU" => Engine::Vpu,
+        _ if name.starts_with("DMA") => Engine::Dma,
+        _ => panic!("unknown track {name}"),
+    }
+}
+
 #[test]
-fn gemm_trace_is_chrome_json_with_a_track_per_engine() {
+fn gemm_trace_has_one_slice_per_executed_instruction_named_by_its_disassembly() {
     let mut rng = Rng::new(4);
     let (a, _) = bf16_data(&rng.floats(20 * 24, 1.0));
     let (b, _) = bf16_data(&rng.floats(24 * 20, 1.0));
-    let (result, _) = run(
-        build(&example("gemm.s"), &Target::tiny()),
-        &[("A", a), ("B", b)],
-    )
-    .expect("run");
-    let json = result.trace.expect("trace").to_json();
-    let text = serde_json::to_string(&json).expect("serialize");
-    let parsed: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let loadable = build(&example("gemm.s"), &Target::tiny());
+    let code = loadable.instructions().expect("decode");
+    let (result, _) = run(loadable, &[("A", a), ("B", b)]).expect("run");
+    let mut bytes = Vec::new();
+    result
+        .trace
+        .expect("trace")
+        .write_json(&mut bytes)
+        .expect("write");
+    let parsed: serde_json::Value = serde_json::from_slice(&bytes).expect("valid JSON");
     let events = parsed["traceEvents"].as_array().expect("events");
-    let names: Vec<&str> = events
+    let tracks: BTreeMap<u64, &str> = events
         .iter()
         .filter(|e| e["name"] == "thread_name")
-        .filter_map(|e| e["args"]["name"].as_str())
+        .map(|e| {
+            let tid = e["tid"].as_u64().expect("tid");
+            (tid, e["args"]["name"].as_str().expect("name"))
+        })
         .collect();
-    for track in ["SU", "DMA[0]", "MXU weights", "MXU stream", "VPU"] {
-        assert!(names.contains(&track), "no {track} track in {names:?}");
+    for track in [
+        "SU",
+        "DMA control",
+        "DMA[0]",
+        "MXU weights",
+        "MXU stream",
+        "VPU",
+    ] {
+        assert!(
+            tracks.values().any(|n| *n == track),
+            "no {track} track in {tracks:?}"
+        );
     }
-    let slices = |tid: u64| {
-        events
+    let slices: Vec<&serde_json::Value> = events.iter().filter(|e| e["ph"] == "X").collect();
+    let mut per_engine: BTreeMap<Engine, u64> = BTreeMap::new();
+    let mut dispatches = 0;
+    let mut by_track: BTreeMap<u64, Vec<(f64, f64)>> = BTreeMap::new();
+    for slice in &slices {
+        let tid = slice["tid"].as_u64().expect("tid");
+        let track = tracks[&tid];
+        let engine = engine_of_track(track);
+        *per_engine.entry(engine).or_default() += 1;
+        let pc = slice["args"]["pc"].as_u64().expect("pc") as u32;
+        let instr = code[pc as usize];
+        assert_eq!(slice["name"], instr.to_asm_at(pc), "{slice}");
+        if engine == Engine::Su {
+            dispatches += u64::from(instr.engine() != Engine::Su);
+        } else {
+            assert_eq!(instr.engine(), engine, "{slice} on {track}");
+        }
+        let ts = slice["ts"].as_f64().expect("ts");
+        let dur = slice["dur"].as_f64().expect("dur");
+        assert!(dur > 0.0, "{slice}");
+        by_track.entry(tid).or_default().push((ts, ts + dur));
+    }
+    let stats = &result.stats;
+    for (engine, name) in [
+        (Engine::Su, "su"),
+        (Engine::Dma, "dma"),
+        (Engine::Mxu, "mxu"),
+        (Engine::Vpu, "vpu"),
+    ] {
+        assert_eq!(
+            per_engine.get(&engine).copied().unwrap_or(0),
+            stats.engines[name].instructions,
+            "slices of {name}"
+        );
+    }
+    // The SU's slices are its scalar instructions and its dispatches.
+    assert_eq!(
+        dispatches,
+        ["dma", "mxu", "vpu"]
             .iter()
-            .filter(|e| e["ph"] == "X" && e["tid"] == tid)
-            .count()
+            .map(|e| stats.engines[e].instructions)
+            .sum::<u64>()
+    );
+    // Slices on one track never overlap, so viewers draw them side by side.
+    for (tid, mut spans) in by_track {
+        spans.sort_by(|x, y| x.0.total_cmp(&y.0));
+        for pair in spans.windows(2) {
+            assert!(
+                pair[0].1 <= pair[1].0 + 1e-9,
+                "overlap on {}: {pair:?}",
+                tracks[&tid]
+            );
+        }
+    }
+    let named = |prefix: &str| {
+        slices
+            .iter()
+            .any(|e| e["name"].as_str().is_some_and(|n| n.starts_with(prefix)))
     };
-    assert!(slices(10) > 0 && slices(40) > 0 && slices(41) > 0 && slices(50) > 0);
-    assert!(events
+    for prefix in [
+        "li ",
+        "halt",
+        "dma.dim",
+        "dma.signal",
+        "mxu.signal",
+        "vpu.signal",
+    ] {
+        assert!(named(prefix), "no {prefix} slice");
+    }
+    // A semaphore wait shows as a slice covering the cycles it waited and
+    // its own cycle.
+    let clock_mhz = f64::from(Target::tiny().clock_mhz);
+    let waits: Vec<_> = slices
         .iter()
-        .any(|e| e["ph"] == "X" && e["name"].as_str().is_some_and(|n| n.starts_with("wait s"))));
+        .filter(|e| e["args"]["stall"] == "semaphore")
+        .collect();
+    assert!(!waits.is_empty());
+    for wait in waits {
+        assert!(wait["name"].as_str().is_some_and(|n| n.contains(".wait")));
+        let waited = wait["args"]["stall_cycles"].as_u64().expect("cycles");
+        let cycles = wait["dur"].as_f64().expect("dur") * clock_mhz;
+        assert!((cycles - (waited + 1) as f64).abs() < 1e-6, "{wait}");
+    }
     assert!(events
         .iter()
         .any(|e| e["ph"] == "C" && e["name"] == "DRAM bandwidth"));

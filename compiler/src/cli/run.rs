@@ -28,8 +28,9 @@ pub struct RunArgs {
     /// Read inputs from DIR/input_N.pb (ONNX backend-test layout).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// Write outputs here: `output_N.pb` with `--data`, else `NAME.npy`.
-    /// Without it, each output is summarized in one line on stdout.
+    /// Write outputs here, in the format of the inputs: `output_N.pb` with
+    /// `--data`, else `NAME.pb` or `NAME.npy` like the first `--input`
+    /// file. Without it, each output is summarized in one line on stdout.
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
     /// Print a statistics table and a per-kernel profile.
@@ -66,10 +67,14 @@ fn parse_input(text: &str) -> Result<(String, PathBuf), String> {
     }
 }
 
-/// How inputs were given, which decides how outputs are written.
-enum InputStyle {
-    Files,
-    Data,
+/// How outputs are written, which follows how inputs were given.
+enum OutputStyle {
+    /// `output_N.pb` (ONNX backend-test layout), for `--data`.
+    Numbered,
+    /// `NAME.pb` (ONNX TensorProto), when the first `--input` is `.pb`.
+    NamedPb,
+    /// `NAME.npy`, when the first `--input` is `.npy` or there is none.
+    NamedNpy,
 }
 
 /// One input tensor and the file it came from.
@@ -93,7 +98,7 @@ pub fn read_tensor_file(path: &Path) -> anyhow::Result<Tensor> {
 }
 
 /// Pairs inputs with the loadable's input descriptors.
-fn gather_inputs(loadable: &Loadable, args: &RunArgs) -> anyhow::Result<(Vec<Given>, InputStyle)> {
+fn gather_inputs(loadable: &Loadable, args: &RunArgs) -> anyhow::Result<(Vec<Given>, OutputStyle)> {
     let mut given: Vec<Given> = Vec::new();
     let style = if let Some(dir) = &args.data {
         let tensors =
@@ -114,9 +119,12 @@ fn gather_inputs(loadable: &Loadable, args: &RunArgs) -> anyhow::Result<(Vec<Giv
             };
             given.push(Given { name, tensor, file });
         }
-        InputStyle::Data
+        OutputStyle::Numbered
     } else {
-        InputStyle::Files
+        match args.inputs.first() {
+            Some((_, file)) if file.extension().is_some_and(|e| e == "pb") => OutputStyle::NamedPb,
+            _ => OutputStyle::NamedNpy,
+        }
     };
     for (name, file) in &args.inputs {
         given.push(Given {
@@ -239,27 +247,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let mut json = result.stats.to_json();
         json["profile"] =
             serde_json::to_value(result.stats.by_node(&loadable, &loadable.target()))?;
-        write_json(file, path, &json, true)?;
+        write_json(file, path, &json)?;
     }
     if let (Some(file), Some(path), Some(trace)) = (trace_file, &args.trace, &result.trace) {
-        write_json(file, path, &trace.to_json(), false)?;
+        trace
+            .write_json(file)
+            .with_context(|| path.display().to_string())?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_json(
-    file: File,
-    path: &Path,
-    json: &serde_json::Value,
-    pretty: bool,
-) -> anyhow::Result<()> {
+fn write_json(file: File, path: &Path, json: &serde_json::Value) -> anyhow::Result<()> {
     let mut writer = std::io::BufWriter::new(file);
-    if pretty {
-        serde_json::to_writer_pretty(&mut writer, json)
-    } else {
-        serde_json::to_writer(&mut writer, json)
-    }
-    .with_context(|| path.display().to_string())?;
+    serde_json::to_writer_pretty(&mut writer, json).with_context(|| path.display().to_string())?;
     writer.flush().with_context(|| path.display().to_string())
 }
 
@@ -280,27 +280,23 @@ pub fn read_outputs(sim: &Simulator, loadable: &Loadable) -> anyhow::Result<Vec<
 fn write_outputs(
     dir: &Path,
     outputs: &[(String, Tensor)],
-    style: &InputStyle,
+    style: &OutputStyle,
 ) -> anyhow::Result<()> {
     for (i, (name, tensor)) in outputs.iter().enumerate() {
+        let safe: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         match style {
-            InputStyle::Data => {
-                let path = dir.join(format!("output_{i}.pb"));
-                tensor.write_pb(name, &path)?;
-            }
-            InputStyle::Files => {
-                let safe: String = name
-                    .chars()
-                    .map(|c| {
-                        if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
-                            c
-                        } else {
-                            '_'
-                        }
-                    })
-                    .collect();
-                write_npy(tensor, &dir.join(format!("{safe}.npy")))?;
-            }
+            OutputStyle::Numbered => tensor.write_pb(name, &dir.join(format!("output_{i}.pb")))?,
+            OutputStyle::NamedPb => tensor.write_pb(name, &dir.join(format!("{safe}.pb")))?,
+            OutputStyle::NamedNpy => write_npy(tensor, &dir.join(format!("{safe}.npy")))?,
         }
     }
     Ok(())
