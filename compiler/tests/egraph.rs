@@ -159,6 +159,55 @@ fn optimized_models_use_the_npu_native_ops() {
     }
 }
 
+/// Head split and merge come out in one canonical form in every model,
+/// whichever exporter wrote them: each of Q, K and V is
+/// `transpose(reshape(x, [B, S, H, D]), [0, 2, 1, 3])` (with RoPE applied
+/// after the split for LLaMA's Q and K), and the output goes back through
+/// `reshape(transpose(o, [0, 2, 1, 3]), [B, S, H·D])`. The lowering reads
+/// these as strided views, so no copy runs for them.
+#[test]
+fn head_split_and_merge_are_canonical() {
+    let split = [0, 2, 1, 3];
+    for dir in common::model_dirs() {
+        let model = name(&dir);
+        let (_, g, _) = common::import_and_optimize(&dir, &options());
+        let is_split = |id: NodeId| match &g.node(id).op {
+            Op::Transpose { perm } => {
+                *perm == split && matches!(g.node(g.operands(id)[0]).op, Op::Reshape { .. })
+            }
+            _ => false,
+        };
+        for id in g.node_ids() {
+            if !matches!(g.node(id).op, Op::Attention { .. }) {
+                continue;
+            }
+            for &operand in &g.operands(id)[..3] {
+                let through_rope = match g.node(operand).op {
+                    Op::Rope => g.operands(operand)[0],
+                    _ => operand,
+                };
+                assert!(
+                    is_split(through_rope),
+                    "{model}: `{}` reads `{}`, not a canonical head split",
+                    g.node(id).name,
+                    g.node(operand).name
+                );
+            }
+            for user in g.users(id) {
+                let merged = matches!(&g.node(user).op, Op::Transpose { perm } if *perm == split)
+                    && g.users(user)
+                        .iter()
+                        .all(|&u| matches!(g.node(u).op, Op::Reshape { .. }));
+                assert!(
+                    merged,
+                    "{model}: `{}` is not merged canonically",
+                    g.node(id).name
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn model_specific_forms() {
     let dir = common::repo().join("models");
