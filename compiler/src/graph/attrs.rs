@@ -316,39 +316,21 @@ impl Op {
                 };
                 (op, &["axes", "keep_dims"])
             }
-            "layer_norm" => (
-                Op::LayerNorm {
-                    axis: a.usize("axis")?,
-                    epsilon: a.float("epsilon")?,
-                },
-                &["axis", "epsilon"],
-            ),
-            "rms_norm" => (
-                Op::RmsNorm {
-                    axis: a.usize("axis")?,
-                    epsilon: a.float("epsilon")?,
-                },
-                &["axis", "epsilon"],
-            ),
+            "layer_norm" | "rms_norm" | "add_layer_norm" | "add_rms_norm" => {
+                let (axis, epsilon) = (a.usize("axis")?, a.float("epsilon")?);
+                let op = match mnemonic {
+                    "layer_norm" => Op::LayerNorm { axis, epsilon },
+                    "rms_norm" => Op::RmsNorm { axis, epsilon },
+                    "add_layer_norm" => Op::AddLayerNorm { axis, epsilon },
+                    _ => Op::AddRmsNorm { axis, epsilon },
+                };
+                (op, &["axis", "epsilon"])
+            }
             "elementwise" => (
                 Op::Elementwise {
                     expr: super::fused::FusedExpr::parse(a.word("expr")?)?,
                 },
                 &["expr"],
-            ),
-            "add_layer_norm" => (
-                Op::AddLayerNorm {
-                    axis: a.usize("axis")?,
-                    epsilon: a.float("epsilon")?,
-                },
-                &["axis", "epsilon"],
-            ),
-            "add_rms_norm" => (
-                Op::AddRmsNorm {
-                    axis: a.usize("axis")?,
-                    epsilon: a.float("epsilon")?,
-                },
-                &["axis", "epsilon"],
             ),
             "conv" => (
                 Op::Conv(ConvAttrs {

@@ -218,43 +218,30 @@ pub fn lower_node(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
                 RowView::of(&x.ty.shape, *axis, false),
             )
         }
-        Op::LayerNorm { axis, epsilon } => {
+        Op::LayerNorm { axis, epsilon }
+        | Op::RmsNorm { axis, epsilon }
+        | Op::AddLayerNorm { axis, epsilon }
+        | Op::AddRmsNorm { axis, epsilon } => {
             let x = ctx.graph.node(ops[0]);
-            let op = RowOp::LayerNorm {
-                epsilon: *epsilon,
-                scale: vector(ctx, id, ops[1])?,
-                bias: match ops.get(2) {
-                    Some(&b) => Some(vector(ctx, id, b)?),
-                    None => None,
+            // Operands: x, (residual,) scale, (bias).
+            let at = 1 + usize::from(matches!(
+                node.op,
+                Op::AddLayerNorm { .. } | Op::AddRmsNorm { .. }
+            ));
+            let scale = vector(ctx, id, ops[at])?;
+            let op = match node.op {
+                Op::LayerNorm { .. } | Op::AddLayerNorm { .. } => RowOp::LayerNorm {
+                    epsilon: *epsilon,
+                    scale,
+                    bias: match ops.get(at + 1) {
+                        Some(&b) => Some(vector(ctx, id, b)?),
+                        None => None,
+                    },
                 },
-            };
-            row_kernel(ctx, id, op, RowView::of(&x.ty.shape, *axis, true))
-        }
-        Op::RmsNorm { axis, epsilon } => {
-            let x = ctx.graph.node(ops[0]);
-            let op = RowOp::RmsNorm {
-                epsilon: *epsilon,
-                scale: vector(ctx, id, ops[1])?,
-            };
-            row_kernel(ctx, id, op, RowView::of(&x.ty.shape, *axis, true))
-        }
-        Op::AddLayerNorm { axis, epsilon } => {
-            let x = ctx.graph.node(ops[0]);
-            let op = RowOp::LayerNorm {
-                epsilon: *epsilon,
-                scale: vector(ctx, id, ops[2])?,
-                bias: match ops.get(3) {
-                    Some(&b) => Some(vector(ctx, id, b)?),
-                    None => None,
+                _ => RowOp::RmsNorm {
+                    epsilon: *epsilon,
+                    scale,
                 },
-            };
-            row_kernel(ctx, id, op, RowView::of(&x.ty.shape, *axis, true))
-        }
-        Op::AddRmsNorm { axis, epsilon } => {
-            let x = ctx.graph.node(ops[0]);
-            let op = RowOp::RmsNorm {
-                epsilon: *epsilon,
-                scale: vector(ctx, id, ops[2])?,
             };
             row_kernel(ctx, id, op, RowView::of(&x.ty.shape, *axis, true))
         }
