@@ -15,11 +15,16 @@ use tessera_isa::{Engine, Instr, Mem, Target};
 use crate::error::{Deadlock, Fault, InstrRef, RaceReport, SimError};
 use crate::exec::{self, bad_operand, Access, FaultKind, RawFault, Weights};
 use crate::memory::Memories;
-use crate::ops::{resolve, vpu_pattern, DmaDimRegs, Op, Pattern};
+use crate::ops::{resolve, DmaDimRegs, Op};
 use crate::race::{join, Detector, Vc, ENGINES};
 use crate::stats::{BusyUnion, StallReason, Stats, UnitStats};
 use crate::trace::{tracks, Trace};
-use crate::vpu;
+
+mod footprint;
+mod scalar;
+mod vector;
+
+use footprint::{conflicts, footprint};
 
 const DMA: usize = 0;
 const MXU: usize = 1;
@@ -453,126 +458,6 @@ impl Machine<'_> {
         Ok(())
     }
 
-    /// Executes a scalar instruction; returns whether a branch was taken.
-    fn scalar(&mut self, pc: u32, instr: &Instr) -> Result<bool, SimError> {
-        let r = &mut self.su.regs;
-        let mut next = i64::from(pc) + 1;
-        let mut taken = false;
-        let set = |r: &mut [u64; 32], rd: tessera_isa::Reg, v: u64| {
-            if rd.0 != 0 {
-                r[rd.0 as usize] = v;
-            }
-        };
-        let g = |r: &[u64; 32], x: tessera_isa::Reg| r[x.0 as usize];
-        let div_zero =
-            |this: &Self| Err(this.fault(Engine::Su, pc, bad_operand("division by zero".into())));
-        match *instr {
-            Instr::Nop {} => {}
-            Instr::Halt {} => {
-                self.su.halted = true;
-                return Ok(false);
-            }
-            Instr::Li { rd, imm } => set(r, rd, imm.0 as u64),
-            Instr::Add { rd, rs1, rs2 } => set(r, rd, g(r, rs1).wrapping_add(g(r, rs2))),
-            Instr::Sub { rd, rs1, rs2 } => set(r, rd, g(r, rs1).wrapping_sub(g(r, rs2))),
-            Instr::Mul { rd, rs1, rs2 } => set(r, rd, g(r, rs1).wrapping_mul(g(r, rs2))),
-            Instr::Divu { rd, rs1, rs2 } => match g(r, rs1).checked_div(g(r, rs2)) {
-                Some(v) => set(r, rd, v),
-                None => return div_zero(self),
-            },
-            Instr::Remu { rd, rs1, rs2 } => match g(r, rs1).checked_rem(g(r, rs2)) {
-                Some(v) => set(r, rd, v),
-                None => return div_zero(self),
-            },
-            Instr::And { rd, rs1, rs2 } => set(r, rd, g(r, rs1) & g(r, rs2)),
-            Instr::Or { rd, rs1, rs2 } => set(r, rd, g(r, rs1) | g(r, rs2)),
-            Instr::Xor { rd, rs1, rs2 } => set(r, rd, g(r, rs1) ^ g(r, rs2)),
-            Instr::Shl { rd, rs1, rs2 } => set(r, rd, g(r, rs1) << (g(r, rs2) & 63)),
-            Instr::Shr { rd, rs1, rs2 } => set(r, rd, g(r, rs1) >> (g(r, rs2) & 63)),
-            Instr::Sra { rd, rs1, rs2 } => {
-                set(r, rd, ((g(r, rs1) as i64) >> (g(r, rs2) & 63)) as u64)
-            }
-            Instr::Slt { rd, rs1, rs2 } => {
-                set(r, rd, u64::from((g(r, rs1) as i64) < (g(r, rs2) as i64)))
-            }
-            Instr::Sltu { rd, rs1, rs2 } => set(r, rd, u64::from(g(r, rs1) < g(r, rs2))),
-            Instr::Min { rd, rs1, rs2 } => {
-                set(r, rd, (g(r, rs1) as i64).min(g(r, rs2) as i64) as u64)
-            }
-            Instr::Max { rd, rs1, rs2 } => {
-                set(r, rd, (g(r, rs1) as i64).max(g(r, rs2) as i64) as u64)
-            }
-            Instr::Addi { rd, rs1, imm } => {
-                set(r, rd, g(r, rs1).wrapping_add(i64::from(imm.0) as u64))
-            }
-            Instr::Muli { rd, rs1, imm } => {
-                set(r, rd, g(r, rs1).wrapping_mul(i64::from(imm.0) as u64))
-            }
-            Instr::Andi { rd, rs1, imm } => set(r, rd, g(r, rs1) & (i64::from(imm.0) as u64)),
-            Instr::Shli { rd, rs1, imm } => set(r, rd, g(r, rs1) << (imm.0 as u32 & 63)),
-            Instr::Shri { rd, rs1, imm } => set(r, rd, g(r, rs1) >> (imm.0 as u32 & 63)),
-            Instr::Srai { rd, rs1, imm } => {
-                set(r, rd, ((g(r, rs1) as i64) >> (imm.0 as u32 & 63)) as u64)
-            }
-            Instr::Slti { rd, rs1, imm } => {
-                set(r, rd, u64::from((g(r, rs1) as i64) < i64::from(imm.0)))
-            }
-            Instr::Mini { rd, rs1, imm } => {
-                set(r, rd, (g(r, rs1) as i64).min(i64::from(imm.0)) as u64)
-            }
-            Instr::Maxi { rd, rs1, imm } => {
-                set(r, rd, (g(r, rs1) as i64).max(i64::from(imm.0)) as u64)
-            }
-            Instr::Beq { rs1, rs2, target }
-            | Instr::Bne { rs1, rs2, target }
-            | Instr::Blt { rs1, rs2, target }
-            | Instr::Bge { rs1, rs2, target }
-            | Instr::Bltu { rs1, rs2, target }
-            | Instr::Bgeu { rs1, rs2, target } => {
-                let (a, b) = (g(r, rs1), g(r, rs2));
-                taken = match instr {
-                    Instr::Beq { .. } => a == b,
-                    Instr::Bne { .. } => a != b,
-                    Instr::Blt { .. } => (a as i64) < (b as i64),
-                    Instr::Bge { .. } => (a as i64) >= (b as i64),
-                    Instr::Bltu { .. } => a < b,
-                    _ => a >= b,
-                };
-                if taken {
-                    next = i64::from(pc) + i64::from(target.0);
-                }
-            }
-            Instr::Jmp { target } => {
-                taken = true;
-                next = i64::from(pc) + i64::from(target.0);
-            }
-            Instr::Loop { rc, target } => {
-                let v = g(r, rc).wrapping_sub(1);
-                set(r, rc, v);
-                if v != 0 {
-                    taken = true;
-                    next = i64::from(pc) + i64::from(target.0);
-                }
-            }
-            _ => unreachable!("tensor instructions are dispatched, not executed by the SU"),
-        }
-        if next < 0 || next > self.code.len() as i64 {
-            return Err(self.fault(
-                Engine::Su,
-                pc,
-                RawFault {
-                    kind: FaultKind::OutOfBounds,
-                    detail: format!(
-                        "branch to instruction {next}, outside the code ({} instructions)",
-                        self.code.len()
-                    ),
-                },
-            ));
-        }
-        self.su.pc = next as u32;
-        Ok(taken)
-    }
-
     /// Starts engine `e`'s head instruction at `start`.
     fn engine_start(
         &mut self,
@@ -875,110 +760,6 @@ impl Machine<'_> {
         (complete, slot)
     }
 
-    /// Executes a VPU instruction; returns accesses and cycles.
-    fn vector(&mut self, op: &Op) -> Result<(Vec<Access>, u64), RawFault> {
-        let t = self.target;
-        let lanes = t.vpu_lanes as usize;
-        let m = &mut *self.mems;
-        Ok(match *op {
-            Op::Bin {
-                func,
-                dst,
-                a,
-                b,
-                shape,
-                dstride,
-                astride,
-                bstride,
-                abcast,
-                bbcast,
-            } => (
-                vpu::bin(
-                    m,
-                    func,
-                    dst,
-                    a,
-                    b,
-                    shape,
-                    (dstride, astride, bstride),
-                    (abcast, bbcast),
-                )?,
-                cost::vpu_elementwise(t, cost::bin_class(func), shape.rows, shape.cols),
-            ),
-            Op::BinS {
-                func,
-                dst,
-                a,
-                s,
-                shape,
-                dstride,
-                astride,
-                abcast,
-                order,
-            } => (
-                vpu::bin_scalar(m, func, dst, a, s, shape, (dstride, astride), abcast, order)?,
-                cost::vpu_elementwise(t, cost::bin_class(func), shape.rows, shape.cols),
-            ),
-            Op::Un {
-                func,
-                dst,
-                a,
-                shape,
-                dstride,
-                astride,
-                abcast,
-            } => (
-                vpu::un(m, func, dst, a, shape, (dstride, astride), abcast)?,
-                cost::vpu_elementwise(t, cost::un_class(func), shape.rows, shape.cols),
-            ),
-            Op::Red {
-                func,
-                dst,
-                a,
-                shape,
-                dstride,
-                astride,
-                mode,
-            } => (
-                vpu::red(m, lanes, func, dst, a, shape, (dstride, astride), mode)?,
-                cost::vpu_reduce(t, func, shape.rows, shape.cols),
-            ),
-            Op::Cvt {
-                dst,
-                a,
-                dtype,
-                atype,
-                shape,
-                dstride,
-                astride,
-            } => (
-                vpu::cvt(m, dst, a, (dtype, atype), shape, (dstride, astride))?,
-                cost::vpu_elementwise(t, cost::VpuClass::Simple, shape.rows, shape.cols),
-            ),
-            Op::Fill {
-                dst,
-                bits,
-                shape,
-                dstride,
-            } => (
-                vpu::fill(m, dst, bits, shape, dstride)?,
-                cost::vpu_elementwise(t, cost::VpuClass::Simple, shape.rows, shape.cols),
-            ),
-            Op::Trans {
-                dst,
-                a,
-                dtype,
-                shape,
-                dstride,
-                astride,
-            } => (
-                vpu::trans(m, dst, a, dtype, shape, (dstride, astride))?,
-                cost::vpu_elementwise(t, cost::VpuClass::Simple, shape.rows, shape.cols),
-            ),
-            _ => (Vec::new(), cost::QUEUE_CONTROL_CYCLES),
-        })
-    }
-
     /// Records the trace slice of the instruction at `pc`, if tracing.
     fn trace_instr(
         &mut self,
@@ -997,73 +778,4 @@ impl Machine<'_> {
             t.instruction(track, pc, start, end, (reason.name(), stalled), disassembly);
         }
     }
-}
-
-/// Bounding ranges of a DMA op's accesses, for the interlock.
-fn footprint(op: &Op) -> Vec<(Mem, i128, i128, bool)> {
-    let mut out = Vec::new();
-    let mut add = |p: Pattern, write: bool| {
-        if let Some((lo, hi)) = p.bounds() {
-            out.push((p.mem, lo, hi, write));
-        }
-    };
-    match *op {
-        Op::Copy {
-            dst,
-            src,
-            bytes,
-            dims,
-        } => {
-            let pat = |a: crate::ops::Addr, src_side: bool| Pattern {
-                mem: a.mem,
-                base: a.addr,
-                run: bytes,
-                dims: [0, 1, 2].map(|i| {
-                    (
-                        dims[i].count,
-                        if src_side {
-                            dims[i].sstride
-                        } else {
-                            dims[i].dstride
-                        },
-                    )
-                }),
-            };
-            add(pat(src, true), false);
-            add(pat(dst, false), true);
-        }
-        Op::Gather {
-            dst,
-            table,
-            idx,
-            rows,
-            bytes,
-            limit,
-            i64_idx,
-        } => {
-            let isize = if i64_idx { 8 } else { 4 };
-            add(
-                Pattern::contiguous(Mem::Spm, idx, rows.saturating_mul(isize)),
-                false,
-            );
-            add(
-                Pattern::contiguous(Mem::Spm, dst, rows.saturating_mul(bytes)),
-                true,
-            );
-            add(
-                Pattern::contiguous(Mem::Dram, table, limit.saturating_mul(bytes)),
-                false,
-            );
-        }
-        _ => {}
-    }
-    let _ = vpu_pattern;
-    out
-}
-
-fn conflicts(a: &[(Mem, i128, i128, bool)], b: &[(Mem, i128, i128, bool)]) -> bool {
-    a.iter().any(|x| {
-        b.iter()
-            .any(|y| x.0 == y.0 && (x.3 || y.3) && x.1 < y.2 && y.1 < x.2)
-    })
 }

@@ -1,0 +1,115 @@
+//! Functional execution of VPU instructions, with their cost.
+
+use tessera_isa::cost;
+
+use crate::exec::{Access, RawFault};
+use crate::ops::Op;
+use crate::vpu;
+
+use super::Machine;
+
+impl Machine<'_> {
+    /// Executes a VPU instruction; returns accesses and cycles.
+    pub(super) fn vector(&mut self, op: &Op) -> Result<(Vec<Access>, u64), RawFault> {
+        let t = self.target;
+        let lanes = t.vpu_lanes as usize;
+        let m = &mut *self.mems;
+        Ok(match *op {
+            Op::Bin {
+                func,
+                dst,
+                a,
+                b,
+                shape,
+                dstride,
+                astride,
+                bstride,
+                abcast,
+                bbcast,
+            } => (
+                vpu::bin(
+                    m,
+                    func,
+                    dst,
+                    a,
+                    b,
+                    shape,
+                    (dstride, astride, bstride),
+                    (abcast, bbcast),
+                )?,
+                cost::vpu_elementwise(t, cost::bin_class(func), shape.rows, shape.cols),
+            ),
+            Op::BinS {
+                func,
+                dst,
+                a,
+                s,
+                shape,
+                dstride,
+                astride,
+                abcast,
+                order,
+            } => (
+                vpu::bin_scalar(m, func, dst, a, s, shape, (dstride, astride), abcast, order)?,
+                cost::vpu_elementwise(t, cost::bin_class(func), shape.rows, shape.cols),
+            ),
+            Op::Un {
+                func,
+                dst,
+                a,
+                shape,
+                dstride,
+                astride,
+                abcast,
+            } => (
+                vpu::un(m, func, dst, a, shape, (dstride, astride), abcast)?,
+                cost::vpu_elementwise(t, cost::un_class(func), shape.rows, shape.cols),
+            ),
+            Op::Red {
+                func,
+                dst,
+                a,
+                shape,
+                dstride,
+                astride,
+                mode,
+            } => (
+                vpu::red(m, lanes, func, dst, a, shape, (dstride, astride), mode)?,
+                cost::vpu_reduce(t, func, shape.rows, shape.cols),
+            ),
+            Op::Cvt {
+                dst,
+                a,
+                dtype,
+                atype,
+                shape,
+                dstride,
+                astride,
+            } => (
+                vpu::cvt(m, dst, a, (dtype, atype), shape, (dstride, astride))?,
+                cost::vpu_elementwise(t, cost::VpuClass::Simple, shape.rows, shape.cols),
+            ),
+            Op::Fill {
+                dst,
+                bits,
+                shape,
+                dstride,
+            } => (
+                vpu::fill(m, dst, bits, shape, dstride)?,
+                cost::vpu_elementwise(t, cost::VpuClass::Simple, shape.rows, shape.cols),
+            ),
+            Op::Trans {
+                dst,
+                a,
+                dtype,
+                shape,
+                dstride,
+                astride,
+            } => (
+                vpu::trans(m, dst, a, dtype, shape, (dstride, astride))?,
+                cost::vpu_elementwise(t, cost::VpuClass::Simple, shape.rows, shape.cols),
+            ),
+            _ => (Vec::new(), cost::QUEUE_CONTROL_CYCLES),
+        })
+    }
+}
