@@ -22,7 +22,9 @@ use std::fmt::Write as _;
 
 use crate::fields::{parse_int, DType, Field, ParseCtx};
 use crate::instr::{Instr, Operand};
-use crate::loadable::{Loadable, Segment, SourceRange, TensorDesc, ISA_VERSION};
+use crate::loadable::{
+    DebugTensor, Loadable, OnnxNode, Segment, SourceRange, TensorDesc, ISA_VERSION,
+};
 use crate::target::Target;
 
 /// An assembly error at a position in a source file.
@@ -75,7 +77,8 @@ struct Assembler<'s> {
     target_line: usize,
     loadable: Loadable,
     code: Vec<Instr>,
-    open_loc: Option<(u32, String, u64, u64)>,
+    /// The `.loc` range being assembled (its `end` is set when it closes).
+    open_loc: Option<SourceRange>,
     labels: HashMap<String, u32>,
     /// `.equ` symbols and their values.
     symbols: HashMap<String, String>,
@@ -163,15 +166,8 @@ pub fn assemble(
         }
     }
 
-    if let Some((start, node, macs, roofline)) = asm.open_loc.take() {
-        push_loc(
-            &mut asm.loadable,
-            start,
-            asm.code.len() as u32,
-            node,
-            macs,
-            roofline,
-        );
+    if let Some(range) = asm.open_loc.take() {
+        push_loc(&mut asm.loadable, range, asm.code.len() as u32);
     }
     let target = match (asm.target.take(), default_target) {
         (Some(t), Some(d)) if &t != d => {
@@ -243,23 +239,75 @@ fn take_label<'l>(
     Ok(text[first_token_end..].trim_start())
 }
 
-fn push_loc(
-    loadable: &mut Loadable,
-    start: u32,
-    end: u32,
-    node: String,
-    macs: u64,
-    roofline_cycles: u64,
-) {
-    if end > start {
-        loadable.source_map.push(SourceRange {
-            start,
-            end,
-            node,
-            macs,
-            roofline_cycles,
-        });
+/// Closes a `.loc` range at `end`; empty ranges are dropped.
+fn push_loc(loadable: &mut Loadable, mut range: SourceRange, end: u32) {
+    if end > range.start {
+        range.end = end;
+        loadable.source_map.push(range);
     }
+}
+
+/// Parses the operands of `.loc`: `"node" [macs=N] [roofline=N] [from "a" "b" ...]`.
+fn loc_directive(text: &str, pc: u32) -> Result<SourceRange, String> {
+    let (node, mut rest) = quoted(text)?;
+    let mut range = SourceRange::new(pc, pc, &node);
+    loop {
+        let (item, after) = word(rest);
+        if item.is_empty() {
+            return Ok(range);
+        }
+        if item == "from" {
+            let mut names = after.trim_start();
+            while !names.is_empty() {
+                let (name, next) = quoted(names)?;
+                range.sources.push(name);
+                names = next.trim_start();
+            }
+            return Ok(range);
+        }
+        let (key, value) = item.split_once('=').ok_or_else(|| {
+            format!("expected macs=N, roofline=N or from \"node\" ..., found `{item}`")
+        })?;
+        let v = u64::try_from(parse_int(value)?).map_err(|_| format!("negative `{item}`"))?;
+        match key {
+            "macs" => range.macs = v,
+            "roofline" => range.roofline_cycles = v,
+            other => return Err(format!("unknown .loc annotation `{other}`")),
+        }
+        rest = after;
+    }
+}
+
+/// Parses the operands of `.tensor`: `"name" DTYPE [dims] @ ADDR ready=PC [value "onnx_value"]`.
+fn debug_tensor_directive(text: &str) -> Result<DebugTensor, String> {
+    let (desc, rest) = tensor_prefix(text)?;
+    let (item, rest) = word(rest);
+    let ready = item
+        .strip_prefix("ready=")
+        .ok_or_else(|| format!("expected ready=PC after the address, found `{item}`"))?;
+    let ready_pc =
+        u32::try_from(parse_int(ready)?).map_err(|_| format!("`{item}` is out of range"))?;
+    let (item, rest) = word(rest);
+    let value = match item {
+        "" => String::new(),
+        "value" => {
+            let (value, rest) = quoted(rest)?;
+            if !rest.trim().is_empty() {
+                return Err(format!("unexpected `{}` after the value name", rest.trim()));
+            }
+            value
+        }
+        other => {
+            return Err(format!(
+                "expected `value \"name\"` or the end of the line, found `{other}`"
+            ))
+        }
+    };
+    Ok(DebugTensor {
+        desc: Some(desc),
+        value,
+        ready_pc,
+    })
 }
 
 fn instruction(asm: &mut Assembler, line: &Line, text: &str, col: usize) -> Result<(), AsmError> {
@@ -513,37 +561,36 @@ fn directive(asm: &mut Assembler, line: &Line, text: &str, col: usize) -> Result
         }
         ".loc" => {
             let pc = asm.code.len() as u32;
-            if let Some((start, node, macs, roofline)) = asm.open_loc.take() {
-                push_loc(&mut asm.loadable, start, pc, node, macs, roofline);
+            if let Some(range) = asm.open_loc.take() {
+                push_loc(&mut asm.loadable, range, pc);
             }
             if !rest.trim().is_empty() {
-                let parsed = quoted(rest).and_then(|(node, after)| {
-                    let (mut macs, mut roofline) = (0u64, 0u64);
-                    for item in after.split_whitespace() {
-                        let (key, value) = item
-                            .split_once('=')
-                            .ok_or_else(|| format!("expected macs=N or roofline=N, found `{item}`"))?;
-                        let v = u64::try_from(parse_int(value)?).map_err(|_| format!("negative `{item}`"))?;
-                        match key {
-                            "macs" => macs = v,
-                            "roofline" => roofline = v,
-                            other => return Err(format!("unknown .loc annotation `{other}`")),
-                        }
-                    }
-                    Ok((node, macs, roofline))
-                });
-                match parsed {
-                    Ok((node, macs, roofline)) => asm.open_loc = Some((pc, node, macs, roofline)),
+                match loc_directive(rest, pc) {
+                    Ok(range) => asm.open_loc = Some(range),
                     Err(m) => return fail(asm, m),
                 }
             }
         }
+        ".onnx" => {
+            let parsed = quoted(rest).and_then(|(node, after)| match word(after) {
+                (op, "") if !op.is_empty() => Ok((node, op.to_string())),
+                _ => Err("expected `.onnx \"node\" OpType`".to_string()),
+            });
+            match parsed {
+                Ok((name, op_type)) => asm.loadable.onnx_nodes.push(OnnxNode { name, op_type }),
+                Err(m) => return fail(asm, m),
+            }
+        }
+        ".tensor" => match debug_tensor_directive(rest) {
+            Ok(t) => asm.loadable.tensors.push(t),
+            Err(m) => return fail(asm, m),
+        },
         _ => {
             return Err(asm.err(
                 line,
                 col,
                 format!(
-                    "unknown directive `{name}` (expected .target, .param, .equ, .input, .output, .segment, .bytes, .f32 or .loc; labels end with `:`)"
+                    "unknown directive `{name}` (expected .target, .param, .equ, .input, .output, .segment, .bytes, .f32, .loc, .onnx or .tensor; labels end with `:`)"
                 ),
             ))
         }
@@ -580,6 +627,15 @@ impl Target {
 }
 
 fn tensor_directive(text: &str) -> Result<TensorDesc, String> {
+    let (desc, rest) = tensor_prefix(text)?;
+    if !rest.trim().is_empty() {
+        return Err(format!("unexpected `{}` after the address", rest.trim()));
+    }
+    Ok(desc)
+}
+
+/// Parses `"name" DTYPE [dims] @ ADDR` and returns the rest of the text.
+fn tensor_prefix(text: &str) -> Result<(TensorDesc, &str), String> {
     let (name, rest) = quoted(text)?;
     let (dtype_text, rest) = word(rest);
     let dtype = DType::from_name(dtype_text)
@@ -602,8 +658,9 @@ fn tensor_directive(text: &str) -> Result<TensorDesc, String> {
         .trim()
         .strip_prefix('@')
         .ok_or("expected `@ address` after the shape")?;
+    let (addr, rest) = word(addr);
     let addr = u64::try_from(parse_int(addr)?).map_err(|_| "negative address".to_string())?;
-    Ok(TensorDesc::new(&name, dtype, &shape, addr))
+    Ok((TensorDesc::new(&name, dtype, &shape, addr), rest))
 }
 
 fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
@@ -667,16 +724,23 @@ pub fn disassemble(
     write_target(&mut out, &target);
     for (kind, list) in [(".input", &loadable.inputs), (".output", &loadable.outputs)] {
         for t in list {
-            let dims: Vec<String> = t.shape.iter().map(u64::to_string).collect();
-            let _ = writeln!(
-                out,
-                "{kind} {} {} [{}] @ {:#x}",
-                quote(&t.name),
-                t.dtype(),
-                dims.join(", "),
-                t.dram_addr
-            );
+            let _ = writeln!(out, "{kind} {}", tensor_text(t));
         }
+    }
+    for node in &loadable.onnx_nodes {
+        let _ = writeln!(out, ".onnx {} {}", quote(&node.name), node.op_type);
+    }
+    for t in &loadable.tensors {
+        let _ = write!(
+            out,
+            ".tensor {} ready={}",
+            tensor_text(&t.desc()),
+            t.ready_pc
+        );
+        if !t.value.is_empty() {
+            let _ = write!(out, " value {}", quote(&t.value));
+        }
+        out.push('\n');
     }
     for seg in &loadable.segments {
         let _ = writeln!(out, ".segment {} @ {:#x}", quote(&seg.name), seg.dram_addr);
@@ -720,6 +784,12 @@ pub fn disassemble(
             if r.roofline_cycles > 0 {
                 let _ = write!(out, " roofline={}", r.roofline_cycles);
             }
+            if !r.sources.is_empty() {
+                out.push_str(" from");
+                for source in &r.sources {
+                    let _ = write!(out, " {}", quote(source));
+                }
+            }
             out.push('\n');
             open_end = Some(r.end);
         }
@@ -734,6 +804,18 @@ pub fn disassemble(
         }
     }
     Ok(out)
+}
+
+/// `"name" DTYPE [dims] @ ADDR`, as `.input`, `.output` and `.tensor` write it.
+fn tensor_text(t: &TensorDesc) -> String {
+    let dims: Vec<String> = t.shape.iter().map(u64::to_string).collect();
+    format!(
+        "{} {} [{}] @ {:#x}",
+        quote(&t.name),
+        t.dtype(),
+        dims.join(", "),
+        t.dram_addr
+    )
 }
 
 fn write_target(out: &mut String, target: &Target) {
@@ -785,6 +867,57 @@ mod tests {
         assert_eq!(l.source_map, vec![SourceRange::new(0, 3, "node/a")]);
         assert_eq!(l.segments[0].data.len(), 8);
         assert_eq!(l.inputs[0].shape, vec![2, 4]);
+    }
+
+    const DEBUG_SAMPLE: &str = r#"
+        .target tiny
+        .input "x" f32 [2, 4] @ 0x0
+        .output "y" f32 [2, 4] @ 0x100
+        .onnx "/mm" MatMul
+        .onnx "/add \"b\"" Add
+        .tensor "t" f32 [2, 4] @ 0x40 ready=2 value "/mm_output_0"
+        .tensor "y" f32 [2, 4] @ 0x100 ready=3
+        .loc "t" macs=64 roofline=9 from "/mm" "/add \"b\""
+        nop
+        nop
+        .loc "y" from "/add \"b\""
+        nop
+        halt
+    "#;
+
+    #[test]
+    fn debug_directives_record_onnx_nodes_tensors_and_sources() {
+        let l = assemble(DEBUG_SAMPLE, "t.s", None).expect("assemble");
+        assert_eq!(l.onnx_nodes.len(), 2);
+        assert_eq!(l.onnx_nodes[1].name, "/add \"b\"");
+        assert_eq!(l.onnx_nodes[1].op_type, "Add");
+        assert_eq!(l.source_map[0].sources, vec!["/mm", "/add \"b\""]);
+        assert_eq!(
+            (l.source_map[0].macs, l.source_map[0].roofline_cycles),
+            (64, 9)
+        );
+        assert_eq!(l.source_map[1].sources, vec!["/add \"b\""]);
+        assert_eq!(l.tensors[0].value, "/mm_output_0");
+        assert_eq!(l.tensors[0].ready_pc, 2);
+        assert_eq!(l.tensors[0].desc().dram_addr, 0x40);
+        assert_eq!(l.tensors[1].display_name(), "y");
+        let text = disassemble(&l, DisasmOptions::default()).expect("disasm");
+        let again = assemble(&text, "d.s", None).expect("reassemble");
+        assert_eq!(again.to_bytes(), l.to_bytes(), "{text}");
+    }
+
+    #[test]
+    fn a_source_that_is_not_a_listed_onnx_node_is_refused() {
+        let src = DEBUG_SAMPLE.replace(".onnx \"/mm\" MatMul", "");
+        let err = assemble(&src, "t.s", None).expect_err("unlisted source");
+        assert!(err.message.contains("names ONNX node `/mm`"), "{err}");
+    }
+
+    #[test]
+    fn a_debug_tensor_ready_past_the_code_is_refused() {
+        let src = DEBUG_SAMPLE.replace("ready=3", "ready=99");
+        let err = assemble(&src, "t.s", None).expect_err("ready past the code");
+        assert!(err.message.contains("ready at instruction 99"), "{err}");
     }
 
     #[test]

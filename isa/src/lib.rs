@@ -28,5 +28,7 @@ pub use instr::{
     decode_program, encode_program, DecodeError, Engine, FieldInfo, Instr, InstrInfo, INSTRUCTIONS,
     WORD_BYTES,
 };
-pub use loadable::{Loadable, LoadableError, Segment, SourceRange, TensorDesc, ISA_VERSION};
+pub use loadable::{
+    DebugTensor, Loadable, LoadableError, OnnxNode, Segment, SourceRange, TensorDesc, ISA_VERSION,
+};
 pub use target::{Target, TargetError};

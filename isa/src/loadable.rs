@@ -49,6 +49,62 @@ pub struct Loadable {
     /// Instruction ranges and the ONNX nodes they implement.
     #[prost(message, repeated, tag = "7")]
     pub source_map: Vec<SourceRange>,
+    /// The ONNX nodes of the compiled model that a source range names in
+    /// its `sources`, with their op types (for profiles by op type).
+    #[prost(message, repeated, tag = "8")]
+    pub onnx_nodes: Vec<OnnxNode>,
+    /// Every tensor the program computes into DRAM (kernel outputs,
+    /// graph outputs included), for dumps and per-tensor comparison.
+    #[prost(message, repeated, tag = "9")]
+    pub tensors: Vec<DebugTensor>,
+}
+
+/// An ONNX node of the compiled model.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OnnxNode {
+    /// Node name (its first output's name when the model left it empty).
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// ONNX op type (`MatMul`, `Softmax`, ...).
+    #[prost(string, tag = "2")]
+    pub op_type: String,
+}
+
+/// A tensor the program writes into DRAM, and from when its value is final.
+///
+/// Its bytes hold the value from the moment the last instruction before
+/// `ready_pc` that writes them has run until the first instruction at or
+/// after `ready_pc` that touches them (a reader, or a later kernel reusing
+/// the memory). In a well-synchronized program that first touch is ordered
+/// after every write, so a debugger that snapshots the bytes just before it
+/// (or at the end of the run) reads the final value.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DebugTensor {
+    /// Where it lies; the name is the compiler's (Graph IR) value name.
+    #[prost(message, optional, tag = "1")]
+    pub desc: Option<TensorDesc>,
+    /// The ONNX value it holds (empty for a value the compiler made).
+    #[prost(string, tag = "2")]
+    pub value: String,
+    /// One past the last instruction of the kernels that compute it.
+    #[prost(uint32, tag = "3")]
+    pub ready_pc: u32,
+}
+
+impl DebugTensor {
+    /// The tensor's location (validated on load).
+    pub fn desc(&self) -> TensorDesc {
+        self.desc.clone().unwrap_or_default()
+    }
+
+    /// The ONNX value name, else the compiler's name.
+    pub fn display_name(&self) -> &str {
+        match (&self.value, &self.desc) {
+            (v, _) if !v.is_empty() => v,
+            (_, Some(d)) => &d.name,
+            _ => "",
+        }
+    }
 }
 
 /// Initialized DRAM bytes.
@@ -128,6 +184,10 @@ pub struct SourceRange {
     /// (larger of MXU-bound and DRAM-bound time; 0 if unknown).
     #[prost(uint64, tag = "5")]
     pub roofline_cycles: u64,
+    /// Every ONNX node whose computation the range performs (the ops fused
+    /// into its kernel), by name, in model order; empty if unknown.
+    #[prost(string, repeated, tag = "6")]
+    pub sources: Vec<String>,
 }
 
 impl SourceRange {
@@ -311,24 +371,34 @@ impl Loadable {
                 if !seen.insert(t.name.as_str()) {
                     return invalid(format!("two {kind}s are named `{}`", t.name));
                 }
-                if DType::from_bits(u128::from(t.dtype)).is_err() {
-                    return invalid(format!(
-                        "{kind} `{}` has unknown dtype code {}",
-                        t.name, t.dtype
-                    ));
-                }
-                let bytes = t
-                    .shape
-                    .iter()
-                    .try_fold(t.dtype().size(), |n, d| n.checked_mul(*d));
-                let end = bytes.and_then(|b| t.dram_addr.checked_add(b));
-                if end.is_none_or(|e| e > dram) {
-                    return invalid(format!(
-                        "{kind} `{}` at {:#x} with shape {:?} lies outside DRAM",
-                        t.name, t.dram_addr, t.shape
-                    ));
-                }
+                check_tensor(kind, t, dram)?;
             }
+        }
+        for t in &self.tensors {
+            let Some(desc) = &t.desc else {
+                return invalid(format!("debug tensor `{}` has no location", t.value));
+            };
+            check_tensor("debug tensor", desc, dram)?;
+            if t.ready_pc as usize > code.len() {
+                return invalid(format!(
+                    "debug tensor `{}` is ready at instruction {}, past the code ({} instructions)",
+                    desc.name,
+                    t.ready_pc,
+                    code.len()
+                ));
+            }
+        }
+        let onnx: std::collections::HashSet<&str> =
+            self.onnx_nodes.iter().map(|n| n.name.as_str()).collect();
+        if let Some((range, source)) = self
+            .source_map
+            .iter()
+            .find_map(|r| Some((r, r.sources.iter().find(|s| !onnx.contains(s.as_str()))?)))
+        {
+            return invalid(format!(
+                "source map range `{}` names ONNX node `{source}`, which the loadable does not list",
+                range.node
+            ));
         }
         let mut last_end = 0;
         for range in &self.source_map {
@@ -360,6 +430,28 @@ impl Loadable {
             .filter(|r| r.start <= pc && pc < r.end)
             .map(|r| r.node.as_str())
     }
+}
+
+/// Checks a tensor's dtype code and that it lies inside DRAM.
+fn check_tensor(kind: &str, t: &TensorDesc, dram: u64) -> Result<(), LoadableError> {
+    if DType::from_bits(u128::from(t.dtype)).is_err() {
+        return Err(LoadableError::Invalid(format!(
+            "{kind} `{}` has unknown dtype code {}",
+            t.name, t.dtype
+        )));
+    }
+    let bytes = t
+        .shape
+        .iter()
+        .try_fold(t.dtype().size(), |n, d| n.checked_mul(*d));
+    let end = bytes.and_then(|b| t.dram_addr.checked_add(b));
+    if end.is_none_or(|e| e > dram) {
+        return Err(LoadableError::Invalid(format!(
+            "{kind} `{}` at {:#x} with shape {:?} lies outside DRAM",
+            t.name, t.dram_addr, t.shape
+        )));
+    }
+    Ok(())
 }
 
 /// CRC-32 (IEEE 802.3, reflected, as zlib computes it).

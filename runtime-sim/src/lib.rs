@@ -25,7 +25,7 @@ mod vpu;
 pub use error::{Deadlock, Fault, InstrRef, RaceReport, SimError};
 pub use exec::FaultKind;
 pub use memory::Memories;
-pub use sched::{Options, RunResult, DEFAULT_MAX_CYCLES};
+pub use sched::{Options, RunResult, Watch, DEFAULT_MAX_CYCLES};
 pub use stats::{NodeProfile, StallReason, Stats, UnitStats};
 pub use trace::Trace;
 

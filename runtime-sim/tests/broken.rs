@@ -176,7 +176,7 @@ fn runaway_loops_hit_the_cycle_limit() {
     let err = sim
         .run(&tessera_sim::Options {
             max_cycles: 10_000,
-            trace: false,
+            ..Default::default()
         })
         .err()
         .expect("limit");

@@ -23,8 +23,11 @@ use crate::trace::{tracks, Trace};
 mod footprint;
 mod scalar;
 mod vector;
+mod watch;
 
 use footprint::{conflicts, footprint};
+pub use watch::Watch;
+use watch::Watcher;
 
 const DMA: usize = 0;
 const MXU: usize = 1;
@@ -43,6 +46,9 @@ pub struct Options {
     pub max_cycles: u64,
     /// Record a trace.
     pub trace: bool,
+    /// DRAM tensors to snapshot as they are final (see [`Watch`]); their
+    /// bytes are in [`RunResult::snapshots`], in this order.
+    pub watch: Vec<Watch>,
 }
 
 impl Default for Options {
@@ -50,6 +56,7 @@ impl Default for Options {
         Options {
             max_cycles: DEFAULT_MAX_CYCLES,
             trace: false,
+            watch: Vec::new(),
         }
     }
 }
@@ -141,6 +148,8 @@ pub struct RunResult {
     pub stats: Stats,
     /// The trace, if requested.
     pub trace: Option<Trace>,
+    /// The bytes of each watched tensor ([`Options::watch`]) once final.
+    pub snapshots: Vec<Vec<u8>>,
 }
 
 struct Machine<'a> {
@@ -162,6 +171,7 @@ struct Machine<'a> {
     units: [UnitStats; 4],
     trace: Option<Trace>,
     executed: u64,
+    watcher: Watcher,
 }
 
 /// Runs a decoded program on initialized memories.
@@ -211,6 +221,7 @@ pub fn run(
         units: Default::default(),
         trace: options.trace.then(|| Trace::new(target.clock_mhz)),
         executed: 0,
+        watcher: Watcher::new(&options.watch),
     };
     m.run_loop(options.max_cycles)?;
     let end = m
@@ -227,9 +238,11 @@ pub fn run(
     }
     m.stats.race_window_peak = m.detector.peak_records;
     m.stats.finish(target);
+    let snapshots = m.watcher.finish(m.mems);
     Ok(RunResult {
         stats: m.stats,
         trace: m.trace,
+        snapshots,
     })
 }
 
@@ -491,6 +504,10 @@ impl Machine<'_> {
         let control_track = [tracks::DMA_CONTROL, tracks::MXU_CONTROL, tracks::VPU][e];
         let mut slice = (control_track, start, start + cost::QUEUE_CONTROL_CYCLES);
         let mut slice_stall = (StallReason::None, 0);
+        if matches!(head.op, Op::Copy { .. } | Op::Gather { .. }) {
+            self.watcher
+                .before_transfer(pc, &footprint(&head.op), self.mems);
+        }
         match head.op {
             Op::Wait { sem, n } => {
                 self.sem_check(e, pc, sem, false)?;
