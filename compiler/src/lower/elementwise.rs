@@ -516,124 +516,103 @@ impl Eval<'_> {
         }
     }
 
+    /// `dst`, or a fresh temporary.
+    fn dest(&mut self, dst: Option<Addr>) -> Result<Addr, LowerError> {
+        match dst {
+            Some(d) => Ok(d),
+            None => self.temp(),
+        }
+    }
+
+    fn un(&self, func: UnFunc, dst: &Addr, a: Opnd) -> VpuStmt {
+        VpuStmt::Un {
+            func,
+            dst: dst.clone(),
+            dstride: self.pitch * 4,
+            a,
+            rows: self.rows.clone(),
+            cols: self.cols.clone(),
+        }
+    }
+
+    fn bin(&self, func: BinFunc, dst: &Addr, a: Opnd, b: Opnd) -> VpuStmt {
+        VpuStmt::Bin {
+            func,
+            dst: dst.clone(),
+            dstride: self.pitch * 4,
+            a,
+            b,
+            rows: self.rows.clone(),
+            cols: self.cols.clone(),
+        }
+    }
+
+    fn bin_scalar(&self, func: BinFunc, dst: &Addr, a: Opnd, scalar: f32, order: Order) -> VpuStmt {
+        VpuStmt::BinS {
+            func,
+            dst: dst.clone(),
+            dstride: self.pitch * 4,
+            a,
+            scalar,
+            order,
+            rows: self.rows.clone(),
+            cols: self.cols.clone(),
+        }
+    }
+
+    fn fill(&self, dst: &Addr, x: f32) -> VpuStmt {
+        VpuStmt::Fill {
+            dst: dst.clone(),
+            dstride: self.pitch * 4,
+            bits: x.to_bits(),
+            rows: self.rows.clone(),
+            cols: self.cols.clone(),
+        }
+    }
+
     /// Evaluates `e` into `dst` (or a fresh temporary); returns where the
     /// value is (leaves return their operand without copying when `dst`
     /// is `None`).
     fn emit(&mut self, e: &Ew, dst: Option<Addr>) -> Result<Opnd, LowerError> {
-        let (rows, cols, pitch) = (self.rows.clone(), self.cols.clone(), self.pitch);
-        let value = match e {
+        let (d, stmt) = match e {
             Ew::Input(i) => {
                 let o = self.opnds[*i].clone();
-                match dst {
-                    None => return Ok(o),
-                    Some(d) => {
-                        self.stmts.push(Stmt::Vpu(VpuStmt::Un {
-                            func: UnFunc::Mov,
-                            dst: d.clone(),
-                            dstride: pitch * 4,
-                            a: o,
-                            rows,
-                            cols,
-                        }));
-                        return Ok(self.full(d));
-                    }
-                }
+                let Some(d) = dst else {
+                    return Ok(o);
+                };
+                let stmt = self.un(UnFunc::Mov, &d, o);
+                (d, stmt)
             }
             Ew::Scalar(x) => {
-                let d = match dst {
-                    Some(d) => d,
-                    None => self.temp()?,
-                };
-                self.stmts.push(Stmt::Vpu(VpuStmt::Fill {
-                    dst: d.clone(),
-                    dstride: pitch * 4,
-                    bits: x.to_bits(),
-                    rows,
-                    cols,
-                }));
-                return Ok(self.full(d));
+                let d = self.dest(dst)?;
+                (d.clone(), self.fill(&d, *x))
             }
             Ew::Unary(f, a) => {
                 let av = self.emit(a, None)?;
-                let d = match dst {
-                    Some(d) => d,
-                    None => self.temp()?,
-                };
-                self.stmts.push(Stmt::Vpu(VpuStmt::Un {
-                    func: *f,
-                    dst: d.clone(),
-                    dstride: pitch * 4,
-                    a: av,
-                    rows,
-                    cols,
-                }));
-                d
+                let d = self.dest(dst)?;
+                (d.clone(), self.un(*f, &d, av))
             }
-            Ew::Binary(f, a, b) => {
-                let d_slot = dst;
-                match (a.as_ref(), b.as_ref()) {
-                    (_, Ew::Scalar(s)) => {
-                        let av = self.emit(a, None)?;
-                        let d = match d_slot {
-                            Some(d) => d,
-                            None => self.temp()?,
-                        };
-                        self.stmts.push(Stmt::Vpu(VpuStmt::BinS {
-                            func: *f,
-                            dst: d.clone(),
-                            dstride: pitch * 4,
-                            a: av,
-                            scalar: *s,
-                            order: Order::As,
-                            rows,
-                            cols,
-                        }));
-                        d
-                    }
-                    (Ew::Scalar(s), _) => {
-                        let bv = self.emit(b, None)?;
-                        let d = match d_slot {
-                            Some(d) => d,
-                            None => self.temp()?,
-                        };
-                        self.stmts.push(Stmt::Vpu(VpuStmt::BinS {
-                            func: *f,
-                            dst: d.clone(),
-                            dstride: pitch * 4,
-                            a: bv,
-                            scalar: *s,
-                            order: Order::Sa,
-                            rows,
-                            cols,
-                        }));
-                        d
-                    }
-                    _ => {
-                        let av = self.emit(a, None)?;
-                        let bv = self.emit(b, None)?;
-                        let d = match d_slot {
-                            Some(d) => d,
-                            None => self.temp()?,
-                        };
-                        self.stmts.push(Stmt::Vpu(VpuStmt::Bin {
-                            func: *f,
-                            dst: d.clone(),
-                            dstride: pitch * 4,
-                            a: av,
-                            b: bv,
-                            rows,
-                            cols,
-                        }));
-                        d
-                    }
+            Ew::Binary(f, a, b) => match (a.as_ref(), b.as_ref()) {
+                (_, Ew::Scalar(s)) => {
+                    let av = self.emit(a, None)?;
+                    let d = self.dest(dst)?;
+                    (d.clone(), self.bin_scalar(*f, &d, av, *s, Order::As))
                 }
-            }
+                (Ew::Scalar(s), _) => {
+                    let bv = self.emit(b, None)?;
+                    let d = self.dest(dst)?;
+                    (d.clone(), self.bin_scalar(*f, &d, bv, *s, Order::Sa))
+                }
+                _ => {
+                    let av = self.emit(a, None)?;
+                    let bv = self.emit(b, None)?;
+                    let d = self.dest(dst)?;
+                    (d.clone(), self.bin(*f, &d, av, bv))
+                }
+            },
             Ew::Select(c, a, b) => {
                 // The condition goes into the destination, then `sel`.
-                let d = match dst {
-                    Some(d) => d,
-                    None => self.temp()?,
-                };
+                let d = self.dest(dst)?;
                 let av = match a.as_ref() {
                     Ew::Scalar(_) => None,
                     other => Some(self.emit(other, None)?),
@@ -644,38 +623,16 @@ impl Eval<'_> {
                 };
                 self.emit(c, Some(d.clone()))?;
                 let stmt = match (av, bv, a.as_ref(), b.as_ref()) {
-                    (Some(av), Some(bv), _, _) => VpuStmt::Bin {
-                        func: BinFunc::Sel,
-                        dst: d.clone(),
-                        dstride: pitch * 4,
-                        a: av,
-                        b: bv,
-                        rows,
-                        cols,
-                    },
-                    (Some(av), None, _, Ew::Scalar(s)) => VpuStmt::BinS {
-                        func: BinFunc::Sel,
-                        dst: d.clone(),
-                        dstride: pitch * 4,
-                        a: av,
-                        scalar: *s,
-                        order: Order::As,
-                        rows,
-                        cols,
-                    },
-                    (None, Some(bv), Ew::Scalar(s), _) => VpuStmt::BinS {
-                        func: BinFunc::Sel,
-                        dst: d.clone(),
-                        dstride: pitch * 4,
-                        a: bv,
-                        scalar: *s,
-                        order: Order::Sa,
-                        rows,
-                        cols,
-                    },
+                    (Some(av), Some(bv), _, _) => self.bin(BinFunc::Sel, &d, av, bv),
+                    (Some(av), None, _, Ew::Scalar(s)) => {
+                        self.bin_scalar(BinFunc::Sel, &d, av, *s, Order::As)
+                    }
+                    (None, Some(bv), Ew::Scalar(s), _) => {
+                        self.bin_scalar(BinFunc::Sel, &d, bv, *s, Order::Sa)
+                    }
                     _ => {
-                        // Both constant: sel(cond, x, y) = y + cond·(x − y) for
-                        // finite x, y; with infinities use two fills instead.
+                        // Both constant: `x` goes into a temporary, then
+                        // sel(cond, t, y).
                         let (Ew::Scalar(x), Ew::Scalar(y)) = (a.as_ref(), b.as_ref()) else {
                             return Err(LowerError::Unsupported {
                                 node: String::new(),
@@ -683,30 +640,15 @@ impl Eval<'_> {
                             });
                         };
                         let t = self.temp()?;
-                        self.stmts.push(Stmt::Vpu(VpuStmt::Fill {
-                            dst: t.clone(),
-                            dstride: pitch * 4,
-                            bits: x.to_bits(),
-                            rows: rows.clone(),
-                            cols: cols.clone(),
-                        }));
-                        VpuStmt::BinS {
-                            func: BinFunc::Sel,
-                            dst: d.clone(),
-                            dstride: pitch * 4,
-                            a: self.full(t),
-                            scalar: *y,
-                            order: Order::As,
-                            rows,
-                            cols,
-                        }
+                        self.stmts.push(Stmt::Vpu(self.fill(&t, *x)));
+                        self.bin_scalar(BinFunc::Sel, &d, self.full(t), *y, Order::As)
                     }
                 };
-                self.stmts.push(Stmt::Vpu(stmt));
-                d
+                (d, stmt)
             }
         };
-        Ok(self.full(value))
+        self.stmts.push(Stmt::Vpu(stmt));
+        Ok(self.full(d))
     }
 }
 
