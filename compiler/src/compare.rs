@@ -6,7 +6,10 @@
 //! - `max_abs`: the largest `|actual - expected|`;
 //! - `max_rel`: the largest `|actual - expected| / max(|expected|, 1e-6)`;
 //! - `cosine`: the cosine similarity of the two tensors as vectors (1 when
-//!   both are all zero).
+//!   both are all zero);
+//! - `rel_l2`: `‖a − e‖ / ‖e‖`;
+//! - `sqnr_db`: `10·log10(‖e‖² / ‖a − e‖²)`, the signal-to-quantization-noise
+//!   ratio (+∞ when equal).
 //!
 //! NaN equals NaN and an infinity equals the same infinity (error 0); any
 //! other disagreement involving NaN or infinity is an infinite error.
@@ -31,6 +34,10 @@ pub struct Metrics {
     /// Elements where one side is NaN or infinite and the other is not the
     /// same special value.
     pub special_mismatches: usize,
+    /// Signal-to-quantization-noise ratio in dB, `10·log10(‖e‖² / ‖a − e‖²)`
+    /// over the finite elements: +∞ when they are equal, −∞ when the
+    /// expected tensor is zero and the actual one is not.
+    pub sqnr_db: f64,
 }
 
 /// When a comparison passes.
@@ -52,11 +59,13 @@ pub enum Tolerance {
     /// Cosine similarity of the whole tensor at least `min` (reduced
     /// precision: bf16 MXU operands), and — so that a NaN, an infinity or a
     /// wrong scale cannot pass — every non-finite value matched and the
-    /// relative L2 error at most [`Tolerance::COSINE_MAX_REL_L2`]; integer
-    /// outputs must still be exact.
+    /// relative L2 error at most `max_rel_l2`; integer outputs must still
+    /// be exact.
     Cosine {
         /// Smallest acceptable cosine similarity.
         min: f64,
+        /// Largest acceptable relative L2 error.
+        max_rel_l2: f64,
     },
 }
 
@@ -64,11 +73,22 @@ impl Tolerance {
     /// The tolerance `tessera check` uses for fp32 models: 1e-4 scaled.
     pub const MODEL_FP32: Tolerance = Tolerance::Scaled { factor: 1e-4 };
     /// The tolerance for bf16 programs: cosine similarity ≥ 0.999.
-    pub const MODEL_BF16: Tolerance = Tolerance::Cosine { min: 0.999 };
+    pub const MODEL_BF16: Tolerance = Tolerance::Cosine {
+        min: 0.999,
+        max_rel_l2: Tolerance::COSINE_MAX_REL_L2,
+    };
     /// Largest relative L2 error a cosine comparison accepts (a bf16
     /// rounding of every operand is about 0.4%; 5% leaves room for long
     /// reductions and catches scale errors).
     pub const COSINE_MAX_REL_L2: f64 = 0.05;
+    /// The tolerance between a reduced-precision program and the
+    /// interpreter at the same precision (`interp::EvalOptions`): both round
+    /// the same MXU operands, so what is left is f32 rounding in a different
+    /// order and the occasional operand that rounds the other way after it.
+    pub const SAME_PRECISION: Tolerance = Tolerance::Cosine {
+        min: 0.9999,
+        max_rel_l2: 5e-3,
+    };
 
     /// The tolerance for a whole model's outputs: [`Tolerance::MODEL_BF16`]
     /// when the program computes in reduced precision or any expected
@@ -106,10 +126,9 @@ impl std::fmt::Display for Tolerance {
             Tolerance::Elementwise { rtol, atol } => {
                 write!(f, "|a - e| <= {atol:e} + {rtol:e} * |e|")
             }
-            Tolerance::Cosine { min } => write!(
+            Tolerance::Cosine { min, max_rel_l2 } => write!(
                 f,
-                "cosine similarity >= {min}, relative L2 error <= {}, special values matched",
-                Tolerance::COSINE_MAX_REL_L2
+                "cosine similarity >= {min}, relative L2 error <= {max_rel_l2}, special values matched"
             ),
         }
     }
@@ -196,10 +215,15 @@ pub fn compare(
     };
     let pass = match tolerance {
         Tolerance::Scaled { factor } if !exact => max_abs <= factor * max_expected.max(1.0),
-        Tolerance::Cosine { min } if !exact => {
-            special_mismatches == 0 && cosine >= min && rel_l2 <= Tolerance::COSINE_MAX_REL_L2
+        Tolerance::Cosine { min, max_rel_l2 } if !exact => {
+            special_mismatches == 0 && cosine >= min && rel_l2 <= max_rel_l2
         }
         _ => mismatches == 0,
+    };
+    let sqnr_db = if norm_d == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (norm_e / norm_d).log10()
     };
     Ok(Comparison {
         metrics: Metrics {
@@ -209,6 +233,7 @@ pub fn compare(
             max_expected,
             rel_l2,
             special_mismatches,
+            sqnr_db,
         },
         pass,
         mismatches,
@@ -312,6 +337,22 @@ mod tests {
         let loose =
             compare(&actual, &expected, Tolerance::Scaled { factor: 1e-3 }).expect("same type");
         assert!(loose.pass);
+    }
+
+    #[test]
+    fn sqnr_is_signal_over_noise_energy_in_db() {
+        // ‖e‖² = 1 + 4 + 16 = 21, ‖a − e‖² = 0.01: 10·log10(2100).
+        let expected = Tensor::from_f32(&[3], vec![1.0, -2.0, 4.0]);
+        let actual = Tensor::from_f32(&[3], vec![1.0, -2.1, 4.0]);
+        let c = compare(&actual, &expected, Tolerance::MODEL_FP32).expect("same type");
+        let want = 10.0 * (21.0f64 / 0.01).log10();
+        assert!(
+            (c.metrics.sqnr_db - want).abs() < 1e-3,
+            "{}",
+            c.metrics.sqnr_db
+        );
+        let same = compare(&expected, &expected, Tolerance::MODEL_FP32).expect("same type");
+        assert_eq!(same.metrics.sqnr_db, f64::INFINITY);
     }
 
     #[test]

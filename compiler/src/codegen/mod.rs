@@ -60,8 +60,12 @@ pub enum CodegenError {
 pub struct Code {
     /// The instructions.
     pub instrs: Vec<Instr>,
-    /// Instruction ranges per kernel node.
+    /// Instruction ranges per kernel node (kernels without instructions
+    /// left out).
     pub source_map: Vec<SourceRange>,
+    /// Each kernel's instruction range `[start, end)`, one per kernel of the
+    /// program, in order (empty for a kernel without instructions).
+    pub kernel_ranges: Vec<std::ops::Range<u32>>,
 }
 
 /// A branch to patch once its label's position is known.
@@ -689,6 +693,10 @@ pub fn generate(program: &KernelProgram, target: &Target) -> Result<Code, Codege
     em.emit(Instr::Halt {});
     let _ = em.target;
     let instrs = em.resolve()?;
+    let kernel_ranges = ranges
+        .iter()
+        .map(|&(start, end, ..)| start as u32..end as u32)
+        .collect();
     let source_map = ranges
         .into_iter()
         .filter(|(s, e, ..)| e > s)
@@ -698,9 +706,14 @@ pub fn generate(program: &KernelProgram, target: &Target) -> Result<Code, Codege
             node,
             macs,
             roofline_cycles,
+            sources: Vec::new(),
         })
         .collect();
-    Ok(Code { instrs, source_map })
+    Ok(Code {
+        instrs,
+        source_map,
+        kernel_ranges,
+    })
 }
 
 /// A kernel's lower bound on this target: the larger of its MACs at the

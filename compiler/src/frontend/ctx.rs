@@ -212,6 +212,11 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
+    /// The nodes this conversion created so far.
+    pub fn created(&self) -> &[NodeId] {
+        &self.created
+    }
+
     /// The ONNX op type.
     pub fn op_type(&self) -> &str {
         &self.node.op_type

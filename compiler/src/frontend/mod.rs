@@ -33,6 +33,7 @@ use std::sync::Arc;
 use onnx_protobuf::{Message as _, ModelProto, NodeProto, ValueInfoProto};
 
 use crate::graph::{Graph, NodeId, TensorType};
+use crate::provenance::{OnnxNode, Origins};
 use crate::tensor::{DType, Tensor, TensorError};
 
 mod ctx;
@@ -170,11 +171,22 @@ fn list_names(names: &[String]) -> String {
 /// Reads and imports an ONNX file. External data is resolved relative to
 /// the file's directory.
 pub fn import_file(path: &Path, options: &ImportOptions) -> Result<Graph, ImportError> {
+    import_file_traced(path, options).map(|(graph, _)| graph)
+}
+
+/// Imports a model file and records which ONNX node each Graph IR node
+/// comes from (see [`crate::provenance`]).
+pub fn import_file_traced(
+    path: &Path,
+    options: &ImportOptions,
+) -> Result<(Graph, Origins), ImportError> {
     let bytes = std::fs::read(path).map_err(|e| ImportError::Io {
         path: path.display().to_string(),
         message: e.to_string(),
     })?;
-    import_bytes(&bytes, path.parent(), options)
+    let model =
+        ModelProto::parse_from_bytes(&bytes).map_err(|e| ImportError::Parse(e.to_string()))?;
+    import_model_traced(&model, path.parent(), options)
 }
 
 /// Imports a serialized ONNX model.
@@ -212,6 +224,16 @@ pub fn import_model(
     base_dir: Option<&Path>,
     options: &ImportOptions,
 ) -> Result<Graph, ImportError> {
+    import_model_traced(model, base_dir, options).map(|(graph, _)| graph)
+}
+
+/// [`import_model`], also recording which ONNX node each Graph IR node
+/// comes from and which ONNX value it computes.
+pub fn import_model_traced(
+    model: &ModelProto,
+    base_dir: Option<&Path>,
+    options: &ImportOptions,
+) -> Result<(Graph, Origins), ImportError> {
     let onnx = model
         .graph
         .as_ref()
@@ -285,6 +307,24 @@ pub fn import_model(
     }
 
     let order = topological_order(&onnx.node, &names, &values)?;
+    let mut origins = Origins {
+        nodes: onnx
+            .node
+            .iter()
+            .zip(&names)
+            .map(|(node, name)| OnnxNode {
+                name: name.clone(),
+                op_type: node.op_type.clone(),
+                outputs: node
+                    .output
+                    .iter()
+                    .filter(|o| !o.is_empty())
+                    .cloned()
+                    .collect(),
+            })
+            .collect(),
+        ..Origins::default()
+    };
     let mut cache = ConstCache::default();
     for index in order {
         let node = &onnx.node[index];
@@ -309,6 +349,12 @@ pub fn import_model(
         let mut ctx = Ctx::new(&mut graph, &mut cache, node, name, inputs, opset, base_dir);
         let outputs = (entry.convert)(&mut ctx).map_err(|e| ctx.import_error(e))?;
         ctx.finish(&outputs).map_err(|e| ctx.import_error(e))?;
+        let created = ctx.created().to_vec();
+        for id in created {
+            origins
+                .created_by
+                .insert(graph.node(id).name.clone(), index);
+        }
         for (i, output) in node.output.iter().enumerate() {
             if output.is_empty() {
                 continue;
@@ -316,6 +362,8 @@ pub fn import_model(
             match outputs.get(i).copied().flatten() {
                 Some(id) => {
                     values.insert(output.clone(), Value::Node(id));
+                    let node_name = graph.node(id).name.clone();
+                    origins.value_of.entry(node_name).or_insert(output.clone());
                 }
                 None => {
                     return Err(ImportError::Node {
@@ -341,7 +389,7 @@ pub fn import_model(
         )?;
         graph.add_output(&output.name, id);
     }
-    Ok(graph)
+    Ok((graph, origins))
 }
 
 /// The IR name of each ONNX node: its name, else its first output's name,

@@ -24,7 +24,7 @@ pub mod elementwise;
 pub mod gather;
 pub mod gemm;
 pub mod movement;
-mod ops;
+pub(crate) mod ops;
 pub mod pipeline;
 pub mod plan;
 pub mod rowwise;
@@ -99,6 +99,25 @@ pub struct Lowered {
     pub inputs: Vec<TensorDesc>,
     /// Graph outputs.
     pub outputs: Vec<TensorDesc>,
+    /// Every value the kernels compute into DRAM, in execution order.
+    pub tensors: Vec<ComputedTensor>,
+    /// The Graph IR node each kernel of `program` was lowered from (the
+    /// copied node for a copy into an output), one per kernel.
+    pub kernel_nodes: Vec<NodeId>,
+}
+
+/// A value the program computes into DRAM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComputedTensor {
+    /// The Graph IR node whose value it is.
+    pub node: NodeId,
+    /// The node whose kernels write it (`node` itself, or an attention
+    /// that writes its transposing user's layout directly).
+    pub producer: NodeId,
+    /// DRAM byte address (dense, row-major, the node's type).
+    pub addr: u64,
+    /// The kernels (indices into the program's) that compute it.
+    pub kernels: std::ops::Range<usize>,
 }
 
 /// What a kernel template may ask of the lowering.
@@ -406,6 +425,8 @@ pub fn lower(graph: &Graph, target: &Target, precision: Precision) -> Result<Low
         views,
     };
     let mut kernels: Vec<Kernel> = Vec::new();
+    let mut tensors: Vec<ComputedTensor> = Vec::new();
+    let mut kernel_nodes: Vec<NodeId> = Vec::new();
     let mut errors = Vec::new();
     let mut live: Vec<(NodeId, u64, u64)> = Vec::new();
     for (pos, &id) in order.iter().enumerate() {
@@ -454,7 +475,21 @@ pub fn lower(graph: &Graph, target: &Target, precision: Precision) -> Result<Low
             live.push((id, at, bytes));
         }
         match ops::lower_node(&ctx, id) {
-            Ok(mut ks) => kernels.append(&mut ks),
+            Ok(mut ks) if !ks.is_empty() => {
+                let first = kernels.len();
+                kernel_nodes.extend(std::iter::repeat_n(id, ks.len()));
+                kernels.append(&mut ks);
+                let value = ctx.views.produces_into.get(&id).copied().unwrap_or(id);
+                if let Some(&addr) = ctx.addr.get(&value) {
+                    tensors.push(ComputedTensor {
+                        node: value,
+                        producer: id,
+                        addr,
+                        kernels: first..kernels.len(),
+                    });
+                }
+            }
+            Ok(_) => {}
             Err(LowerError::Many(mut v)) => errors.append(&mut v),
             Err(e) => errors.push(e),
         }
@@ -476,7 +511,10 @@ pub fn lower(graph: &Graph, target: &Target, precision: Precision) -> Result<Low
     }
     for (id, region) in output_copies {
         match ops::copy_to(&ctx, id, region) {
-            Ok(mut ks) => kernels.append(&mut ks),
+            Ok(mut ks) => {
+                kernel_nodes.extend(std::iter::repeat_n(id, ks.len()));
+                kernels.append(&mut ks);
+            }
             Err(e) => errors.push(e),
         }
         errors.extend(ctx.take_unplaced(id));
@@ -504,6 +542,8 @@ pub fn lower(graph: &Graph, target: &Target, precision: Precision) -> Result<Low
         segments,
         inputs,
         outputs,
+        tensors,
+        kernel_nodes,
     })
 }
 
