@@ -26,10 +26,27 @@ pub use error::{Deadlock, Fault, InstrRef, RaceReport, SimError};
 pub use exec::FaultKind;
 pub use memory::Memories;
 pub use sched::{Options, RunResult, Watch, DEFAULT_MAX_CYCLES};
-pub use stats::{NodeProfile, StallReason, Stats, UnitStats};
+pub use stats::{NodeProfile, OpTypeProfile, StallReason, Stats, UnitStats};
 pub use trace::Trace;
 
 use tessera_isa::{Instr, Loadable, Mem, TensorDesc};
+
+/// One `Kernels` track slice per source-map range that executed.
+fn add_kernel_slices(trace: &mut Trace, stats: &Stats, loadable: &Loadable) {
+    for r in &loadable.source_map {
+        let pcs = r.start as usize..(r.end as usize).min(stats.start_by_pc.len());
+        let start = stats.start_by_pc[pcs.clone()].iter().copied().min();
+        let end = stats.end_by_pc[pcs].iter().copied().max();
+        let (Some(start), Some(end)) = (start, end) else {
+            continue;
+        };
+        if start == u64::MAX {
+            continue;
+        }
+        let ops = loadable.onnx_ops(&r.sources);
+        trace.kernel(&r.node, start, end, ops, r.sources.join(", "));
+    }
+}
 
 /// A loaded program with its memories.
 pub struct Simulator {
@@ -114,6 +131,9 @@ impl Simulator {
         let node_of = |pc: u32| loadable.node_of(pc).map(str::to_string);
         let mut result = sched::run(&target, &self.code, &node_of, &mut self.mems, options)?;
         result.stats.roofline_cycles = loadable.source_map.iter().map(|r| r.roofline_cycles).sum();
+        if let Some(trace) = result.trace.as_mut() {
+            add_kernel_slices(trace, &result.stats, loadable);
+        }
         Ok(result)
     }
 

@@ -240,7 +240,15 @@ impl Stats {
         for r in &loadable.source_map {
             if let Some(p) = map.get_mut(&r.node) {
                 p.roofline_cycles += r.roofline_cycles;
+                for source in &r.sources {
+                    if !p.onnx_nodes.contains(source) {
+                        p.onnx_nodes.push(source.clone());
+                    }
+                }
             }
+        }
+        for p in map.values_mut() {
+            p.onnx_ops = loadable.onnx_ops(&p.onnx_nodes);
         }
         let peak = target.peak_macs_per_cycle().max(1) as f64;
         for (node, (lo, hi)) in spans {
@@ -259,7 +267,38 @@ impl Stats {
         v
     }
 
-    /// The profile as a table (the `--stats` per-node section).
+    /// Time per ONNX op-type combination: the kernels of [`Stats::by_node`]
+    /// grouped by the ONNX op types fused into them (`Gemm + Add + Gelu`;
+    /// `(unknown)` for ranges without sources), sorted by cycles.
+    pub fn by_op_type(&self, loadable: &Loadable, target: &Target) -> Vec<OpTypeProfile> {
+        let mut map: BTreeMap<String, OpTypeProfile> = BTreeMap::new();
+        for p in self.by_node(loadable, target) {
+            let ops = if p.onnx_ops.is_empty() {
+                "(unknown)".to_string()
+            } else {
+                p.onnx_ops.clone()
+            };
+            let entry = map.entry(ops.clone()).or_insert_with(|| OpTypeProfile {
+                onnx_ops: ops,
+                ..Default::default()
+            });
+            entry.kernels += 1;
+            entry.cycles += p.cycles;
+            entry.macs += p.macs;
+            entry.roofline_cycles += p.roofline_cycles;
+        }
+        let peak = target.peak_macs_per_cycle().max(1) as f64;
+        let mut v: Vec<OpTypeProfile> = map.into_values().collect();
+        for p in &mut v {
+            p.mxu_utilization = p.macs as f64 / (p.cycles.max(1) as f64 * peak);
+        }
+        v.sort_by(|a, b| b.cycles.cmp(&a.cycles).then(a.onnx_ops.cmp(&b.onnx_ops)));
+        v
+    }
+
+    /// The profile as tables (the `--stats` profile sections): the `limit`
+    /// slowest kernels with the ONNX ops fused into each, then the time per
+    /// ONNX op-type combination.
     pub fn profile_table(&self, loadable: &Loadable, target: &Target, limit: usize) -> String {
         let profile = self.by_node(loadable, target);
         let mut out = String::new();
@@ -269,12 +308,12 @@ impl Stats {
         );
         let _ = writeln!(
             out,
-            "{:>12} {:>6} {:>12} {:>8} {:>14}  node",
+            "{:>12} {:>6} {:>12} {:>8} {:>14}  node  [ONNX ops]",
             "cycles", "share", "roofline", "MXU%", "MACs"
         );
         let total = self.cycles.max(1) as f64;
         for p in profile.iter().take(limit) {
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "{:>12} {:>5.1}% {:>12} {:>7.1}% {:>14}  {}",
                 p.cycles,
@@ -284,12 +323,57 @@ impl Stats {
                 p.macs,
                 p.node
             );
+            if !p.onnx_ops.is_empty() {
+                let _ = write!(out, "  [{}]", p.onnx_ops);
+            }
+            out.push('\n');
         }
         if profile.len() > limit {
             let _ = writeln!(out, "  … {} more", profile.len() - limit);
         }
+        let by_op = self.by_op_type(loadable, target);
+        if by_op.iter().any(|p| p.onnx_ops != "(unknown)") {
+            let _ = writeln!(
+                out,
+                "profile by ONNX op types (kernels grouped by what they fuse):"
+            );
+            let _ = writeln!(
+                out,
+                "{:>12} {:>6} {:>12} {:>8} {:>8}  ONNX ops",
+                "cycles", "share", "roofline", "MXU%", "kernels"
+            );
+            for p in &by_op {
+                let _ = writeln!(
+                    out,
+                    "{:>12} {:>5.1}% {:>12} {:>7.1}% {:>8}  {}",
+                    p.cycles,
+                    100.0 * p.cycles as f64 / total,
+                    p.roofline_cycles,
+                    100.0 * p.mxu_utilization,
+                    p.kernels,
+                    p.onnx_ops
+                );
+            }
+        }
         out
     }
+}
+
+/// Time spent on one combination of ONNX op types.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct OpTypeProfile {
+    /// The ONNX op types fused into the kernels, joined by ` + `.
+    pub onnx_ops: String,
+    /// How many kernels (source nodes) fuse exactly these.
+    pub kernels: usize,
+    /// Their elapsed cycles, summed.
+    pub cycles: u64,
+    /// Their MACs.
+    pub macs: u64,
+    /// MACs / (cycles × MXU peak).
+    pub mxu_utilization: f64,
+    /// Their rooflines, summed.
+    pub roofline_cycles: u64,
 }
 
 /// Time spent on one source node.
@@ -308,6 +392,10 @@ pub struct NodeProfile {
     pub mxu_utilization: f64,
     /// The compiler's lower bound on its cycles.
     pub roofline_cycles: u64,
+    /// Every ONNX node fused into it (empty if the loadable does not say).
+    pub onnx_nodes: Vec<String>,
+    /// Their distinct op types in order, joined by ` + `.
+    pub onnx_ops: String,
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! Chrome trace event output (opens in Perfetto and chrome://tracing).
 //!
 //! Exactly one slice per executed instruction, named by its disassembly, on
-//! its unit's track: the SU track has every instruction the SU executed or
+//! its unit's track, plus, for a compiled program, one slice per kernel
+//! (source-map range) on the `Kernels` track, from its first instruction's
+//! start to its last one's end, with the ONNX nodes fused into it in its
+//! `args`: the SU track has every instruction the SU executed or
 //! dispatched; each engine has one or more tracks (DMA: one for queue
 //! control and one per in-flight transfer slot; MXU: queue control, weight
 //! loads, streaming; VPU: one). A `wait`'s slice begins when the wait
@@ -32,6 +35,8 @@ pub mod tracks {
     pub const MXU_STREAM: u32 = 5;
     /// VPU.
     pub const VPU: u32 = 6;
+    /// Kernels: one slice per source-map range of a compiled program.
+    pub const KERNELS: u32 = 7;
     /// First DMA transfer slot; slot i is `DMA + i`. Last, so that any
     /// number of in-flight slots fits.
     pub const DMA: u32 = 16;
@@ -67,6 +72,34 @@ pub struct Trace {
     name_of_pc: Vec<u32>,
     cycles_per_us: f64,
     dma_slots: u32,
+    kernels: Vec<KernelSlice>,
+}
+
+/// A kernel's span on the `Kernels` track.
+#[derive(Debug)]
+struct KernelSlice {
+    name: String,
+    start: u64,
+    end: u64,
+    onnx_ops: String,
+    onnx_nodes: String,
+}
+
+#[derive(Serialize)]
+struct KernelJson<'a> {
+    name: &'a str,
+    ph: &'static str,
+    pid: u32,
+    tid: u32,
+    ts: f64,
+    dur: f64,
+    args: KernelArgs<'a>,
+}
+
+#[derive(Serialize)]
+struct KernelArgs<'a> {
+    onnx_ops: &'a str,
+    onnx_nodes: &'a str,
 }
 
 #[derive(Serialize)]
@@ -167,6 +200,25 @@ impl Trace {
         });
     }
 
+    /// A kernel's span: `onnx_ops` its ONNX op types (`MatMul + Add`),
+    /// `onnx_nodes` the ONNX nodes fused into it.
+    pub(crate) fn kernel(
+        &mut self,
+        name: &str,
+        start: u64,
+        end: u64,
+        onnx_ops: String,
+        onnx_nodes: String,
+    ) {
+        self.kernels.push(KernelSlice {
+            name: name.to_string(),
+            start,
+            end: end.max(start + 1),
+            onnx_ops,
+            onnx_nodes,
+        });
+    }
+
     /// A counter sample.
     pub(crate) fn counter(&mut self, name: &'static str, at: u64, value: f64) {
         self.events.push(Event::Counter { name, at, value });
@@ -211,6 +263,24 @@ impl Trace {
                     pid: 1,
                     tid: Some(tid),
                     args: MetaArgs::Order { sort_index: order },
+                },
+            )?;
+        }
+        for k in &self.kernels {
+            emit(
+                &mut out,
+                &mut first,
+                &KernelJson {
+                    name: &k.name,
+                    ph: "X",
+                    pid: 1,
+                    tid: tracks::KERNELS,
+                    ts: self.us(k.start),
+                    dur: self.us(k.end - k.start),
+                    args: KernelArgs {
+                        onnx_ops: &k.onnx_ops,
+                        onnx_nodes: &k.onnx_nodes,
+                    },
                 },
             )?;
         }
@@ -262,10 +332,14 @@ impl Trace {
     /// (tid, name, sort index) of every track, in display order: the SU,
     /// the DMA, the MXU, the VPU.
     fn track_names(&self) -> Vec<(u32, String, u32)> {
-        let mut v = vec![
+        let mut v = Vec::new();
+        if !self.kernels.is_empty() {
+            v.push((tracks::KERNELS, "Kernels".to_string()));
+        }
+        v.extend([
             (tracks::SU, "SU".to_string()),
             (tracks::DMA_CONTROL, "DMA control".to_string()),
-        ];
+        ]);
         for slot in 0..self.dma_slots.max(1) {
             v.push((tracks::DMA + slot, format!("DMA[{slot}]")));
         }

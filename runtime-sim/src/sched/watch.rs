@@ -10,7 +10,7 @@
 //! later transfer touches is copied at the end of the run. Only the DMA
 //! reaches DRAM, so only its transfers are checked.
 
-use tessera_isa::Mem;
+use tessera_isa::{Loadable, Mem};
 
 use crate::memory::Memories;
 
@@ -23,6 +23,24 @@ pub struct Watch {
     pub bytes: u64,
     /// One past the last instruction of the kernels that compute it.
     pub ready_pc: u32,
+}
+
+impl Watch {
+    /// A watch for every debug tensor the loadable records, in its order.
+    pub fn every_tensor(loadable: &Loadable) -> Vec<Watch> {
+        loadable
+            .tensors
+            .iter()
+            .map(|t| {
+                let desc = t.desc();
+                Watch {
+                    addr: desc.dram_addr,
+                    bytes: desc.bytes(),
+                    ready_pc: t.ready_pc,
+                }
+            })
+            .collect()
+    }
 }
 
 /// The watches of one run and the snapshots taken so far.
