@@ -7,7 +7,7 @@ use tessera_compiler::compare::{compare, Tolerance};
 use tessera_compiler::driver::compile_graph;
 use tessera_compiler::graph::op::Activation;
 use tessera_compiler::graph::{Graph, NodeId, Op, TensorType};
-use tessera_compiler::interp::{evaluate, Keep};
+use tessera_compiler::interp::{evaluate, evaluate_with, EvalOptions, Keep};
 use tessera_compiler::lower::Precision;
 use tessera_compiler::runtime_io::{bytes_to_tensor, graph_dtype, tensor_to_bytes};
 use tessera_compiler::tensor::{DType, Tensor};
@@ -35,7 +35,9 @@ fn constant(g: &mut Graph, name: &str, shape: &[usize], rng: &mut Rng) -> NodeId
 }
 
 /// Compiles and simulates `g` on random inputs; compares with the
-/// interpreter (fp32: 1e-4 scaled; bf16: cosine ≥ 0.999).
+/// interpreter (fp32: 1e-4 scaled; bf16: cosine ≥ 0.999) and, in bf16,
+/// with the interpreter at the program's precision
+/// (`Tolerance::SAME_PRECISION`).
 fn check(g: &Graph, seed: u64) {
     let mut rng = Rng(seed | 1);
     let inputs: Vec<Arc<Tensor>> = g
@@ -49,6 +51,13 @@ fn check(g: &Graph, seed: u64) {
     let reference = evaluate(g, &inputs, Keep::Outputs).expect("interpret");
     for target in [Target::tiny(), Target::base()] {
         for precision in [Precision::Fp32, Precision::Bf16] {
+            let same_precision = (precision == Precision::Bf16).then(|| {
+                let options = EvalOptions {
+                    mxu: precision.mxu(),
+                    target: Some(target.clone()),
+                };
+                evaluate_with(g, &inputs, Keep::Outputs, &options).expect("interpret")
+            });
             let compiled = compile_graph(g, &target, precision).unwrap_or_else(|e| panic!("{e}"));
             let l = compiled.loadable;
             let mut sim = Simulator::new(l.clone()).expect("load");
@@ -58,7 +67,7 @@ fn check(g: &Graph, seed: u64) {
             }
             sim.run(&Options::default())
                 .unwrap_or_else(|e| panic!("{} {}: {e}", target.name, precision.name()));
-            for (desc, (_, want)) in l.outputs.iter().zip(reference.outputs()) {
+            for (o, (desc, (_, want))) in l.outputs.iter().zip(reference.outputs()).enumerate() {
                 let got = bytes_to_tensor(
                     &sim.read_tensor(desc).expect("read"),
                     desc,
@@ -86,6 +95,21 @@ fn check(g: &Graph, seed: u64) {
                         precision.name(),
                         c.metrics
                     );
+                }
+                if let Some(same) = &same_precision {
+                    let want = &same.outputs()[o].1;
+                    let c = compare(&got, want, Tolerance::SAME_PRECISION).expect("comparable");
+                    assert!(
+                        c.pass,
+                        "{} {} against the bf16 interpreter: {:?}",
+                        desc.name, target.name, c.metrics
+                    );
+                    if std::env::var_os("SHOW_METRICS").is_some() {
+                        eprintln!(
+                            "{} {} bf16 vs the bf16 interpreter: {:?}",
+                            desc.name, target.name, c.metrics
+                        );
+                    }
                 }
             }
         }

@@ -422,6 +422,24 @@ impl Loadable {
         self.code.len() / WORD_BYTES
     }
 
+    /// The distinct op types of `sources` (ONNX node names, as a range
+    /// lists them) in order, joined by ` + ` (`MatMul + Add + Gelu`); `?`
+    /// for a node `onnx_nodes` does not list.
+    pub fn onnx_ops(&self, sources: &[String]) -> String {
+        let mut ops: Vec<&str> = Vec::new();
+        for source in sources {
+            let op = self
+                .onnx_nodes
+                .iter()
+                .find(|n| &n.name == source)
+                .map_or("?", |n| n.op_type.as_str());
+            if !ops.contains(&op) {
+                ops.push(op);
+            }
+        }
+        ops.join(" + ")
+    }
+
     /// The source-map node of instruction `pc`, if any.
     pub fn node_of(&self, pc: u32) -> Option<&str> {
         let i = self.source_map.partition_point(|r| r.end <= pc);

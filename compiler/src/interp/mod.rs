@@ -7,6 +7,13 @@
 //! f16/bf16 results are rounded to their type after each op; integers are
 //! computed in i64 and wrapped to their width; bools are bools.
 //!
+//! [`evaluate_with`] computes what a compiled program computes instead
+//! ([`EvalOptions`], `program.rs`): with a bf16 (or f16) MXU the operands
+//! of every matrix product are rounded where the program rounds them
+//! (`mxu.rs`), and with a target the vector unit's functions, reduction
+//! order and row kernels are followed (`vpu.rs`), so that a program can be
+//! compared with a reference of its own precision almost bit for bit.
+//!
 //! Run-time errors (an index out of range, an integer division by zero, a
 //! tensor too large to allocate) are [`InterpError`]s naming the node, never
 //! panics.
@@ -21,7 +28,10 @@ mod elementwise;
 mod fused;
 mod linalg;
 mod movement;
+mod mxu;
+mod program;
 mod reduce;
+mod vpu;
 
 pub(crate) use elementwise::broadcast_index;
 
@@ -61,6 +71,46 @@ pub enum Keep {
     Outputs,
     /// Every node's value (for per-layer comparison).
     All,
+}
+
+/// How an evaluation computes: exact f32 (the default, ONNX semantics) or
+/// what a compiled program computes (the same-precision reference).
+///
+/// Emulated: MXU operands rounded to `mxu` (round to nearest even) and
+/// accumulated in f32 in the MXU's order (SPEC.md §4.4); convolution as
+/// im2col + GEMM; attention in the form of the kernel the target runs;
+/// with a target, the VPU's functions and lane-order reductions in the
+/// row kernels (softmax, norms, reductions) and elementwise functions.
+/// Not emulated: anything the program does in a different f32 order that
+/// is not listed here; every value stays f32 between ops, as the
+/// program's DRAM intermediates are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EvalOptions {
+    /// The MXU's input type. `F32`: products of exact f32 operands, as ONNX
+    /// specifies. `Bf16`/`F16`: both operands of every matmul, GEMM,
+    /// convolution and attention product rounded to that type.
+    pub mxu: tessera_isa::MxuType,
+    /// The target the program is compiled for, whose kernels change
+    /// rounding: which attention kernel runs (whole score rows or an
+    /// online softmax over blocks of keys) and the vector unit (its
+    /// functions, its lanes, which order row sums). `None` (with an f32
+    /// MXU: the exact interpreter): attention with whole score rows, the
+    /// interpreter's own functions, statistics in f64.
+    pub target: Option<tessera_isa::Target>,
+}
+
+impl EvalOptions {
+    /// Exact f32 operands: what [`evaluate`] does.
+    pub const FP32: EvalOptions = EvalOptions {
+        mxu: tessera_isa::MxuType::F32,
+        target: None,
+    };
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions::FP32
+    }
 }
 
 /// The result of evaluating a graph.
@@ -127,6 +177,17 @@ pub fn evaluate(
     inputs: &[Arc<Tensor>],
     keep: Keep,
 ) -> Result<Evaluation, InterpError> {
+    evaluate_with(graph, inputs, keep, &EvalOptions::FP32)
+}
+
+/// [`evaluate`] with the arithmetic `options` describe (a compiled
+/// program's precision).
+pub fn evaluate_with(
+    graph: &Graph,
+    inputs: &[Arc<Tensor>],
+    keep: Keep,
+    options: &EvalOptions,
+) -> Result<Evaluation, InterpError> {
     if inputs.len() != graph.inputs().len() {
         return Err(InterpError::Input {
             input: "*".into(),
@@ -181,13 +242,13 @@ pub fn evaluate(
         let value =
             match &node.op {
                 Op::Constant(t) => Arc::clone(t),
-                op => Arc::new(eval_op(op, &arg_refs, &node.ty).map_err(|message| {
-                    InterpError::Node {
+                op => Arc::new(eval_op_with(op, &arg_refs, &node.ty, options).map_err(
+                    |message| InterpError::Node {
                         node: node.name.clone(),
                         op: op.mnemonic().to_string(),
                         message,
-                    }
-                })?),
+                    },
+                )?),
             };
         values.insert(id, value);
         if keep == Keep::Outputs {
@@ -211,10 +272,12 @@ pub fn evaluate(
     Ok(Evaluation { values, outputs })
 }
 
-/// Evaluates one operation on operand values, producing a value of type
-/// `ty` (the node's inferred type). Errors are messages for the caller to
 /// Evaluates a fused expression op by op, each as its own node would be.
-fn fused(expr: &crate::graph::FusedExpr, args: &[&Tensor]) -> Result<Tensor, String> {
+fn fused(
+    expr: &crate::graph::FusedExpr,
+    args: &[&Tensor],
+    options: &EvalOptions,
+) -> Result<Tensor, String> {
     use crate::graph::FusedExpr;
     match expr {
         FusedExpr::Input(i) => args
@@ -224,7 +287,7 @@ fn fused(expr: &crate::graph::FusedExpr, args: &[&Tensor]) -> Result<Tensor, Str
         FusedExpr::Apply(op, sub) => {
             let values = sub
                 .iter()
-                .map(|e| fused(e, args))
+                .map(|e| fused(e, args, options))
                 .collect::<Result<Vec<_>, _>>()?;
             let refs: Vec<&Tensor> = values.iter().collect();
             let types: Vec<TensorType> = values
@@ -233,13 +296,25 @@ fn fused(expr: &crate::graph::FusedExpr, args: &[&Tensor]) -> Result<Tensor, Str
                 .collect();
             let type_refs: Vec<&TensorType> = types.iter().collect();
             let ty = op.infer(&type_refs)?;
-            eval_op(op, &refs, &ty)
+            eval_op_with(op, &refs, &ty, options)
         }
     }
 }
 
+/// Evaluates one operation on operand values, producing a value of type
+/// `ty` (the node's inferred type). Errors are messages for the caller to
 /// attach to a node.
 pub fn eval_op(op: &Op, args: &[&Tensor], ty: &TensorType) -> Result<Tensor, String> {
+    eval_op_with(op, args, ty, &EvalOptions::FP32)
+}
+
+/// [`eval_op`] with the arithmetic `options` describe.
+pub fn eval_op_with(
+    op: &Op,
+    args: &[&Tensor],
+    ty: &TensorType,
+    options: &EvalOptions,
+) -> Result<Tensor, String> {
     let bytes = ty
         .checked_numel()
         .and_then(|n| n.checked_mul(ty.dtype.size()));
@@ -253,6 +328,9 @@ pub fn eval_op(op: &Op, args: &[&Tensor], ty: &TensorType) -> Result<Tensor, Str
             .copied()
             .ok_or_else(|| format!("missing operand {i}"))
     };
+    if let Some(out) = program::eval(op, args, ty, options) {
+        return of_type(out?, ty);
+    }
     let out = match op {
         Op::Input => return Err("inputs are not evaluated".into()),
         Op::Constant(t) => Tensor::clone(t),
@@ -288,7 +366,7 @@ pub fn eval_op(op: &Op, args: &[&Tensor], ty: &TensorType) -> Result<Tensor, Str
             reduce::layer_norm(arg(0)?, arg(1)?, args.get(2).copied(), *axis, *epsilon)?
         }
         Op::RmsNorm { axis, epsilon } => reduce::rms_norm(arg(0)?, arg(1)?, *axis, *epsilon)?,
-        Op::Elementwise { expr } => fused(expr, args)?,
+        Op::Elementwise { expr } => fused(expr, args, options)?,
         Op::AddLayerNorm { axis, epsilon } => {
             let sum = elementwise::binary(crate::graph::BinaryOp::Add, arg(0)?, arg(1)?, ty)?;
             reduce::layer_norm(&sum, arg(2)?, args.get(3).copied(), *axis, *epsilon)?
@@ -310,6 +388,11 @@ pub fn eval_op(op: &Op, args: &[&Tensor], ty: &TensorType) -> Result<Tensor, Str
         )?,
         Op::Rope => fused::rope(arg(0)?, arg(1)?, arg(2)?)?,
     };
+    of_type(out, ty)
+}
+
+/// `out`, checked to be of the declared type.
+fn of_type(out: Tensor, ty: &TensorType) -> Result<Tensor, String> {
     if out.dtype() != ty.dtype || out.shape() != ty.shape.as_slice() {
         return Err(format!(
             "internal: produced {} for declared {ty}",
@@ -370,6 +453,40 @@ mod tests {
         assert_eq!(all.outputs()[0].1.to_f32_vec(), vec![-4.0, -9.0]);
         let outputs_only = evaluate(&g, &[x], Keep::Outputs).expect("runs");
         assert!(outputs_only.value(n).is_none(), "intermediates are freed");
+    }
+
+    #[test]
+    fn bf16_mxu_rounds_matmul_operands_and_nothing_else() {
+        // y = x · w + x with x = 1 + 2^-8 and w = 3 + 2^-7, both ties in
+        // bf16 (8 significand bits) that round to even: 1 and 3. bf16: the
+        // product sees 1 · 3, the add sees the exact x; f32: x · w + x.
+        let x_value = 1.0 + 2f32.powi(-8);
+        let w_value = 3.0 + 2f32.powi(-7);
+        let mut g = Graph::new("g");
+        let x = g
+            .add_input("x", TensorType::new(DType::F32, vec![1, 1]))
+            .expect("x");
+        let w = g
+            .add_constant("w", Arc::new(Tensor::from_f32(&[1, 1], vec![w_value])))
+            .expect("w");
+        let p = g.add_node("p", Op::MatMul, &[x, w]).expect("matmul");
+        let y = g
+            .add_node("y", Op::Binary(BinaryOp::Add), &[p, x])
+            .expect("add");
+        g.add_output("y", y);
+        let input = [Arc::new(Tensor::from_f32(&[1, 1], vec![x_value]))];
+        let bf16 = EvalOptions {
+            mxu: tessera_isa::MxuType::Bf16,
+            target: None,
+        };
+        let rounded = evaluate_with(&g, &input, Keep::Outputs, &bf16).expect("runs");
+        assert_eq!(rounded.outputs()[0].1.to_f32_vec(), vec![3.0 + x_value]);
+        let exact = evaluate(&g, &input, Keep::Outputs).expect("runs");
+        assert_eq!(
+            exact.outputs()[0].1.to_f32_vec(),
+            vec![x_value * w_value + x_value]
+        );
+        assert_ne!(x_value * w_value, 3.0);
     }
 
     #[test]

@@ -35,7 +35,7 @@ use tessera_isa::{
 use crate::kernel::{Addr, Affine, Chan, Cmp, DmaDim, Ext, Kernel, Mode, Opnd, Stmt, Var, VpuStmt};
 
 use super::alloc::{tiles, OnChip, Vars};
-use super::attention_online::attention_online;
+use super::attention_online::{attention_online, OnlineShape};
 use super::LowerError;
 
 /// An additive mask operand: f32 in DRAM, with element strides over
@@ -145,6 +145,71 @@ pub(super) fn chunks(total: u64, max: u64) -> (u64, u64) {
     (t, tiles(total, t))
 }
 
+/// The whole-row kernel's block of query rows, and whether each task
+/// loads its own K and V (one query head per KV head, one block per head);
+/// a block of 0 means the online-softmax kernel computes this attention.
+fn whole_row_blocks(shape: &OnlineShape, group: u64, target: &Target) -> (u64, bool) {
+    let OnlineShape { sq, sk, d, e, .. } = *shape;
+    let mask_full = shape.mask == Some(true);
+    // Bytes per query row (Q, scores, P, O, row statistics, mask rows).
+    let per_q = 2 * d * 4
+        + 2 * d * e
+        + sk * 4
+        + 2 * sk * e
+        + 2 * d * 4
+        + 2 * 4
+        + if mask_full { 2 * sk * 4 } else { 0 };
+    let acc_rows = target.acc_bytes.saturating_sub(256) / (3 * (sk + d) * 4);
+    // The largest TQ dividing SQ that fits, with `kv_slots` copies of K
+    // and V on chip.
+    let choose_tq = |kv_slots: u64| {
+        let fixed = 2 * kv_slots * sk * d * (4 + e)
+            + if shape.mask == Some(false) {
+                2 * sk * 4
+            } else {
+                0
+            }
+            + if shape.causal { sk * 4 } else { 0 }
+            + 64 * 24;
+        // The causal mask is one TQ × TQ triangle (see below).
+        let spm_need = |tq: u64| fixed + tq * per_q + if shape.causal { tq * tq * 4 } else { 0 };
+        let fits = |t: &u64| spm_need(*t) <= target.spm_bytes;
+        let mut sizes = (1..=acc_rows.min(512).min(sq)).rev();
+        // The largest block that fits, and the largest dividing SQ.
+        let largest = sizes.clone().find(fits).unwrap_or(0);
+        let dividing = sizes.find(|t| sq % t == 0 && fits(t)).unwrap_or(0);
+        // Far smaller blocks than fit (SQ has no divisor near them: a prime
+        // length) run the online kernel, whose last block may be short.
+        if dividing * 4 < largest {
+            0
+        } else {
+            dividing
+        }
+    };
+    // With one query head per KV head (plain multi-head attention) and
+    // one query block per head, each task loads its own K and V and the
+    // pipeline runs over all heads, overlapping the loads. Otherwise K and
+    // V are loaded once per KV head and the pipeline runs over the query
+    // heads of the group and the query blocks: a head's K and V are not
+    // loaded and converted again for each of its query blocks.
+    let per_task_tq = if group == 1 { choose_tq(2) } else { 0 };
+    let kv_per_task = per_task_tq == sq;
+    let tq = if kv_per_task { sq } else { choose_tq(1) };
+    (tq, kv_per_task)
+}
+
+/// The key block of the online-softmax kernel when [`attention`] computes
+/// an attention of this shape with it (`group` query heads per KV head),
+/// else `None` (whole score rows). The kernels round differently (the
+/// online one rounds probabilities relative to a running maximum), so the
+/// reference interpreter asks which one a program uses.
+pub fn online_key_block(shape: &OnlineShape, group: u64, target: &Target) -> Option<u64> {
+    match whole_row_blocks(shape, group, target) {
+        (0, _) => shape.tiles(target).map(|(_, tk)| tk),
+        _ => None,
+    }
+}
+
 /// Builds the attention kernel.
 pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerError> {
     use Engine::{Dma, Mxu, Vpu};
@@ -177,51 +242,8 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
             message: "an attention mask constant along the keys".into(),
         });
     }
-    // Bytes per query row (Q, scores, P, O, row statistics, mask rows).
-    let per_q = 2 * d * 4
-        + 2 * d * e
-        + sk * 4
-        + 2 * sk * e
-        + 2 * d * 4
-        + 2 * 4
-        + if mask_full { 2 * sk * 4 } else { 0 };
-    let acc_rows = target.acc_bytes.saturating_sub(256) / (3 * (sk + d) * 4);
-    // The largest TQ dividing SQ that fits, with `kv_slots` copies of K
-    // and V on chip.
-    let choose_tq = |kv_slots: u64| {
-        let fixed = 2 * kv_slots * sk * d * (4 + e)
-            + if spec.mask.is_some() && !mask_full {
-                2 * sk * 4
-            } else {
-                0
-            }
-            + if spec.causal { sk * 4 } else { 0 }
-            + 64 * 24;
-        // The causal mask is one TQ × TQ triangle (see below).
-        let spm_need = |tq: u64| fixed + tq * per_q + if spec.causal { tq * tq * 4 } else { 0 };
-        let fits = |t: &u64| spm_need(*t) <= target.spm_bytes;
-        let mut sizes = (1..=acc_rows.min(512).min(sq)).rev();
-        // The largest block that fits, and the largest dividing SQ.
-        let largest = sizes.clone().find(fits).unwrap_or(0);
-        let dividing = sizes.find(|t| sq % t == 0 && fits(t)).unwrap_or(0);
-        // Far smaller blocks than fit (SQ has no divisor near them: a prime
-        // length) run the online kernel, whose last block may be short.
-        if dividing * 4 < largest {
-            0
-        } else {
-            dividing
-        }
-    };
-    // With one query head per KV head (plain multi-head attention) and
-    // one query block per head, each task loads its own K and V and the
-    // pipeline runs over all heads, overlapping the loads. Otherwise K and
-    // V are loaded once per KV head and the pipeline runs over the query
-    // heads of the group and the query blocks: a head's K and V are not
-    // loaded and converted again for each of its query blocks.
-    let per_task_tq = if group == 1 { choose_tq(2) } else { 0 };
-    let kv_per_task = per_task_tq == sq;
+    let (tq, kv_per_task) = whole_row_blocks(&OnlineShape::of(spec), group, target);
     let kv_slots = if kv_per_task { 2 } else { 1 };
-    let tq = if kv_per_task { sq } else { choose_tq(1) };
     if tq == 0 {
         // Whole score rows or K and V do not fit, or SQ only divides into
         // far smaller blocks than fit: stream the keys.

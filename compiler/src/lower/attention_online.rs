@@ -62,7 +62,8 @@ pub struct OnlineShape {
 }
 
 impl OnlineShape {
-    fn of(spec: &AttentionSpec) -> OnlineShape {
+    /// The shape of an attention spec.
+    pub fn of(spec: &AttentionSpec) -> OnlineShape {
         OnlineShape {
             sq: spec.sq,
             sk: spec.sk,

@@ -27,7 +27,9 @@ fn unsupported(ctx: &Ctx, id: NodeId, message: impl Into<String>) -> LowerError 
     }
 }
 
-fn unary_func(op: UnaryOp) -> UnFunc {
+/// The VPU function computing a unary op (also the reference
+/// interpreter's, when it follows a compiled program).
+pub(crate) fn unary_func(op: UnaryOp) -> UnFunc {
     match op {
         UnaryOp::Neg => UnFunc::Neg,
         UnaryOp::Abs => UnFunc::Abs,
@@ -46,14 +48,16 @@ fn unary_func(op: UnaryOp) -> UnFunc {
     }
 }
 
-fn gelu_func(approximate: GeluApprox) -> UnFunc {
+/// The VPU function computing GELU.
+pub(crate) fn gelu_func(approximate: GeluApprox) -> UnFunc {
     match approximate {
         GeluApprox::None => UnFunc::Gelu,
         GeluApprox::Tanh => UnFunc::GeluTanh,
     }
 }
 
-fn binary_func(op: BinaryOp) -> BinFunc {
+/// The VPU function computing a binary op.
+pub(crate) fn binary_func(op: BinaryOp) -> BinFunc {
     match op {
         BinaryOp::Add => BinFunc::Add,
         BinaryOp::Sub => BinFunc::Sub,
