@@ -8,12 +8,10 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use clap::Parser;
-
 mod cli;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = cli::parse();
     let result = cli::run(args).and_then(|code| cli::output::flush_stdout().map(|()| code));
     match result {
         Ok(code) => code,

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 pub mod conformance;
+pub mod models;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

@@ -53,7 +53,7 @@ fn run_test(dir: &Path, target: &Target) -> Outcome {
     }
     if let Err(e) = sim.run(&Options {
         max_cycles: 1 << 32,
-        trace: false,
+        ..Default::default()
     }) {
         return Outcome::Fail(one_line(&format!("simulate: {e}")));
     }

@@ -18,12 +18,13 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use tessera_compiler::driver::{compile_graph, Compiled};
+use tessera_compiler::driver::{compile_graph_traced, Compiled};
 use tessera_compiler::egraph::EgraphOptions;
-use tessera_compiler::frontend::{import_file, ImportOptions};
+use tessera_compiler::frontend::{import_file_traced, ImportOptions};
 use tessera_compiler::graph::printer::{print_graph, DataMode};
 use tessera_compiler::graph::Graph;
 use tessera_compiler::passes::{run_graph_passes_with, PassOptions, PipelineReport};
+use tessera_compiler::provenance::{Origins, Provenance};
 use tessera_isa::{disassemble, DisasmOptions};
 
 use super::output::{out, outln};
@@ -117,13 +118,13 @@ fn parse_dim(text: &str) -> Result<(String, usize), String> {
     Ok((name.trim().to_string(), value))
 }
 
-/// Imports a model with the options' dims.
-pub fn import(model: &Path, options: &CompileOptions) -> anyhow::Result<Graph> {
+/// Imports a model with the options' dims; also where each node came from.
+pub fn import(model: &Path, options: &CompileOptions) -> anyhow::Result<(Graph, Origins)> {
     let import_options = ImportOptions {
         dims: options.dims.iter().cloned().collect::<BTreeMap<_, _>>(),
         ..ImportOptions::default()
     };
-    import_file(model, &import_options).with_context(|| model.display().to_string())
+    import_file_traced(model, &import_options).with_context(|| model.display().to_string())
 }
 
 /// The Graph IR pass options for these compile options.
@@ -143,28 +144,38 @@ pub fn pass_options(options: &CompileOptions) -> anyhow::Result<PassOptions> {
     })
 }
 
-/// Imports and runs the Graph IR passes, calling `observe(index, stage,
-/// graph)` after each stage (index from 1).
-pub fn graph_pipeline(
-    model: &Path,
-    options: &CompileOptions,
-    observe: impl FnMut(usize, &str, &Graph) -> anyhow::Result<()>,
-) -> anyhow::Result<Graph> {
-    graph_pipeline_report(model, options, observe).map(|(graph, _)| graph)
+/// The Graph IR stages' results.
+pub struct Pipeline {
+    /// The graph lowering reads (after every pass).
+    pub graph: Graph,
+    /// The graph after folding, before the e-graph: the model as exported,
+    /// with only compile-time values computed (the reference for
+    /// per-tensor comparison).
+    pub folded: Graph,
+    /// What the passes did.
+    pub report: PipelineReport,
+    /// Which ONNX nodes each node of `graph` computes.
+    pub provenance: Provenance,
 }
 
-/// [`graph_pipeline`], also returning what the passes did.
-pub fn graph_pipeline_report(
+/// Imports and runs the Graph IR passes, calling `observe(index, stage,
+/// graph)` after each stage (index from 1); returns the final and the
+/// folded graph, what the passes did and the provenance.
+pub fn graph_pipeline_traced(
     model: &Path,
     options: &CompileOptions,
     mut observe: impl FnMut(usize, &str, &Graph) -> anyhow::Result<()>,
-) -> anyhow::Result<(Graph, PipelineReport)> {
+) -> anyhow::Result<Pipeline> {
     let pass_options = pass_options(options)?;
-    let mut graph = import(model, options)?;
+    let (mut graph, origins) = import(model, options)?;
     let mut index = 0;
     let mut failure = None;
+    let mut folded = None;
     let report = run_graph_passes_with(&mut graph, &pass_options, |stage, _summary, g| {
         index += 1;
+        if stage == "fold" {
+            folded = Some(g.clone());
+        }
         if failure.is_none() {
             failure = observe(index, stage, g).err();
         }
@@ -173,13 +184,27 @@ pub fn graph_pipeline_report(
     if let Some(err) = failure {
         return Err(err);
     }
-    Ok((graph, report))
+    let folded = folded.unwrap_or_else(|| graph.clone());
+    let provenance = origins.attribute(&folded, &graph);
+    Ok(Pipeline {
+        graph,
+        folded,
+        report,
+        provenance,
+    })
 }
 
-/// Runs the back end on a graph for the options' target and precision.
-pub fn backend(graph: &Graph, options: &CompileOptions, model: &Path) -> anyhow::Result<Compiled> {
+/// Runs the back end on a graph for the options' target and precision,
+/// recording every ONNX node fused into each kernel in the source map when
+/// the provenance is given.
+pub fn backend_traced(
+    graph: &Graph,
+    options: &CompileOptions,
+    model: &Path,
+    provenance: Option<&Provenance>,
+) -> anyhow::Result<Compiled> {
     let target = super::asm::load_target(&options.target)?;
-    compile_graph(graph, &target, options.precision.lower())
+    compile_graph_traced(graph, &target, options.precision.lower(), provenance)
         .with_context(|| model.display().to_string())
 }
 
@@ -227,23 +252,23 @@ pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
     }
     let mut before_egraph = None;
-    let (graph, report) =
-        graph_pipeline_report(&args.model, &args.options, |index, stage, graph| {
-            if let Some(dir) = &args.dump_dir {
-                let path = dir.join(format!("{index:02}-{stage}.graph"));
-                let text = print_graph(graph, DataMode::Compact)?;
-                std::fs::write(&path, text).with_context(|| path.display().to_string())?;
-            }
-            if stage == "fold" && args.emit.contains(&Emit::Graph) {
-                before_egraph = Some(print_graph(graph, DataMode::Compact)?);
-            }
-            Ok(())
-        })?;
+    let pipeline = graph_pipeline_traced(&args.model, &args.options, |index, stage, graph| {
+        if let Some(dir) = &args.dump_dir {
+            let path = dir.join(format!("{index:02}-{stage}.graph"));
+            let text = print_graph(graph, DataMode::Compact)?;
+            std::fs::write(&path, text).with_context(|| path.display().to_string())?;
+        }
+        if stage == "fold" && args.emit.contains(&Emit::Graph) {
+            before_egraph = Some(print_graph(graph, DataMode::Compact)?);
+        }
+        Ok(())
+    })?;
+    let (graph, report) = (&pipeline.graph, &pipeline.report);
     if let Some(text) = &before_egraph {
         out!("{text}")?;
     }
     if args.emit.contains(&Emit::Egraph) {
-        out!("{}", print_graph(&graph, DataMode::Compact)?)?;
+        out!("{}", print_graph(graph, DataMode::Compact)?)?;
     }
     if args.report {
         match &report.egraph {
@@ -264,7 +289,12 @@ pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
     if !wants_backend {
         return Ok(ExitCode::SUCCESS);
     }
-    let compiled = backend(&graph, &args.options, &args.model)?;
+    let compiled = backend_traced(
+        graph,
+        &args.options,
+        &args.model,
+        Some(&pipeline.provenance),
+    )?;
     let kernels = compiled.lowered.program.to_string();
     let asm_options = DisasmOptions {
         data: false,

@@ -7,9 +7,12 @@ use clap::{Parser, Subcommand};
 
 mod asm;
 mod check;
+mod compare_dumps;
 mod compile;
+mod layers;
 pub mod output;
 mod run;
+mod tensors;
 
 /// Tessera: compile ONNX models into `.tnpu` loadables for the Tessera NPU,
 /// simulate and check them, assemble and disassemble NPU programs.
@@ -44,6 +47,14 @@ enum Command {
     /// `--output-dir`), and on request statistics, a per-kernel profile and
     /// a Chrome trace.
     Run(run::RunArgs),
+    /// Compare two tensor dumps by name, with the metrics of
+    /// `check --compare-all`.
+    ///
+    /// Each is a directory written by `--dump-tensors` (an `index.json` and
+    /// `.npy` files) or any directory of `.npy` files named by value; the
+    /// second is the reference. Exits with 1 if a matched tensor is out of
+    /// tolerance.
+    Compare(compare_dumps::CompareArgs),
     /// Assemble a `.s` file into a `.tnpu` loadable.
     Asm(asm::AsmArgs),
     /// Print a `.tnpu` loadable as assembly that re-assembles identically.
@@ -52,12 +63,25 @@ enum Command {
     Targets(asm::TargetsArgs),
 }
 
+/// Parses the command line as [`Parser::parse`] does (usage errors exit
+/// with 2), then records in the arguments what only the matches know.
+pub fn parse() -> Cli {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let (Command::Check(args), Some(("check", sub))) = (&mut cli.command, matches.subcommand()) {
+        args.note_matches(sub);
+    }
+    cli
+}
+
 /// Runs one subcommand.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Compile(args) => compile::compile(args),
         Command::Check(args) => check::check(args),
         Command::Run(args) => run::run(args),
+        Command::Compare(args) => compare_dumps::compare_dumps(args),
         Command::Asm(args) => asm::asm(args),
         Command::Disasm(args) => asm::disasm(args),
         Command::Targets(args) => asm::targets(args),

@@ -42,6 +42,10 @@ pub struct RunArgs {
     /// Write a Chrome trace (Perfetto, chrome://tracing).
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+    /// Write every tensor the program computes (each kernel's output, as
+    /// it becomes final) as `.npy` with an `index.json` into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub dump_tensors: Option<PathBuf>,
     /// Refuse the loadable unless it was built for this target (preset or
     /// target file).
     #[arg(long)]
@@ -224,13 +228,30 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.output_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
+    if args.dump_tensors.is_some() && loadable.tensors.is_empty() {
+        bail!(
+            "{}: the loadable records no computed tensors to dump (it was assembled, or has no kernels)",
+            args.program.display()
+        );
+    }
     let options = Options {
         max_cycles: args.sim.max_cycles,
         trace: args.trace.is_some(),
+        watch: match args.dump_tensors {
+            Some(_) => tessera_sim::Watch::every_tensor(&loadable),
+            None => Vec::new(),
+        },
     };
     let result = sim
         .run(&options)
         .map_err(|e| simulation_error(e, &args.program))?;
+    if let Some(dir) = &args.dump_tensors {
+        let tensors = tessera_compiler::layerwise::captured_tensors(&loadable, &result.snapshots)
+            .map_err(|m| anyhow!(m))?;
+        let entries = super::tensors::entries(&loadable, tensors, |_| String::new());
+        super::tensors::write_dump(dir, &entries)?;
+        outln!("wrote {} tensors to {}", entries.len(), dir.display())?;
+    }
     let outputs = read_outputs(&sim, &loadable)?;
     match &args.output_dir {
         Some(dir) => write_outputs(dir, &outputs, &style)?,
@@ -247,6 +268,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let mut json = result.stats.to_json();
         json["profile"] =
             serde_json::to_value(result.stats.by_node(&loadable, &loadable.target()))?;
+        json["profile_by_op_type"] =
+            serde_json::to_value(result.stats.by_op_type(&loadable, &loadable.target()))?;
         write_json(file, path, &json)?;
     }
     if let (Some(file), Some(path), Some(trace)) = (trace_file, &args.trace, &result.trace) {

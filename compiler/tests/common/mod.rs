@@ -22,6 +22,25 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
+/// Runs the `tessera` binary in the repository root.
+pub fn tessera(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("runs tessera")
+}
+
+/// A run's stdout as text.
+pub fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A run's stderr as text.
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// Model directories under `models/` (those with a `model.onnx`), sorted.
 pub fn model_dirs() -> Vec<PathBuf> {
     dirs_with_model(&repo().join("models"))
