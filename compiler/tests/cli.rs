@@ -393,7 +393,11 @@ fn rel_l2(text: &str, label: &str) -> f64 {
 
 #[test]
 fn the_bf16_reference_rounds_where_the_program_does_and_judges_it() {
-    let gpt2 = ["models/gpt2_ts/model.onnx", "--data", "models/gpt2_ts/test_data_set_0"];
+    let gpt2 = [
+        "models/gpt2_ts/model.onnx",
+        "--data",
+        "models/gpt2_ts/test_data_set_0",
+    ];
     let run = |extra: &[&str]| {
         let mut args = vec!["check"];
         args.extend(gpt2);
@@ -406,18 +410,30 @@ fn the_bf16_reference_rounds_where_the_program_does_and_judges_it() {
     // The reference alone: bf16 MXU operands put it far from exact f32.
     let exact = rel_l2(&run(&["--interpret"]), "logits:");
     let reference = run(&["--interpret", "--precision", "bf16"]);
-    assert!(reference.contains("(the bf16 reference) within tolerance"), "{reference}");
+    assert!(
+        reference.contains("(the bf16 reference) within tolerance"),
+        "{reference}"
+    );
     let reference = rel_l2(&reference, "logits:");
-    assert!(exact < 1e-5 && reference > 100.0 * exact, "{exact} {reference}");
+    assert!(
+        exact < 1e-5 && reference > 100.0 * exact,
+        "{exact} {reference}"
+    );
 
     // The program: judged against the reference, its distance to the
     // expected outputs printed beside; it is the reference's own distance.
     let program = run(&["--precision", "bf16"]);
     assert!(program.contains("logits vs bf16 reference:"), "{program}");
-    assert!(program.lines().next().is_some_and(|l| l.ends_with(" PASS")), "{program}");
+    assert!(
+        program.lines().next().is_some_and(|l| l.ends_with(" PASS")),
+        "{program}"
+    );
     assert!(rel_l2(&program, "vs bf16 reference") < 1e-4, "{program}");
     let to_expected = rel_l2(&program, "logits vs expected:");
-    assert!((to_expected - reference).abs() <= 0.05 * reference, "{program}");
+    assert!(
+        (to_expected - reference).abs() <= 0.05 * reference,
+        "{program}"
+    );
     assert!(
         program.contains("1 of 1 outputs within tolerance of the bf16 reference"),
         "{program}"
