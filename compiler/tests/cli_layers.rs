@@ -270,6 +270,47 @@ fn run_dumps_the_same_tensors_as_check_and_the_interpreter_agrees() {
     );
 }
 
+/// Every tensor a bf16 GPT-2 program computes equals, bit for bit, the
+/// bf16 reference's value (`check --interpret --precision bf16`), and a
+/// bf16 `--compare-all` judges the outputs against that reference too.
+#[test]
+fn a_bf16_program_dump_equals_the_bf16_reference_dump() {
+    let model = "models/gpt2_ts/model.onnx";
+    let data = "models/gpt2_ts/test_data_set_0";
+    let bf16 = ["--target", "tiny", "--precision", "bf16"];
+    let dump = |extra: &[&str], dir: &PathBuf| {
+        let mut args = vec!["check", model, "--data", data];
+        args.extend(bf16);
+        args.extend(extra);
+        let dir = path(dir);
+        args.extend(["--dump-tensors", &dir]);
+        let out = tessera(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let program = scratch("gpt2-bf16-program");
+    let text = dump(&["--compare-all"], &program);
+    assert!(text.contains("21 of 21 tensors within tolerance"), "{text}");
+    assert!(text.contains("logits vs bf16 reference:"), "{text}");
+    assert!(text.contains("logits vs expected:"), "{text}");
+    let reference = scratch("gpt2-bf16-reference");
+    dump(&["--interpret"], &reference);
+    let out = tessera(&[
+        "compare",
+        &path(&program),
+        &path(&reference),
+        "--tolerance",
+        "exact",
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("21 of 21 matched tensors within tolerance"),
+        "{text}"
+    );
+    assert!(text.contains("0 only in"), "{text}");
+}
+
 #[test]
 fn bad_dumps_and_flags_are_one_line_errors() {
     let missing = scratch("missing");

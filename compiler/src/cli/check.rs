@@ -32,7 +32,7 @@ use super::compile::{graph_pipeline_traced, CompileOptions, Precision};
 use super::output::outln;
 use super::run::SimArgs;
 
-mod reference;
+pub(super) mod reference;
 
 /// Arguments of `tessera check`.
 #[derive(Args, Debug)]
@@ -124,7 +124,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             &args.options,
             &args.sim,
             &args.layers,
-            args.interpret,
+            args.interpret.then(|| args.interpreted_program()),
         );
     }
     let pipeline = graph_pipeline_traced(&args.model, &args.options, |_, _, _| Ok(()))?;

@@ -17,12 +17,15 @@ use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
 use tessera_compiler::compare::{check_outputs, read_numbered_pbs, Tolerance};
 use tessera_compiler::graph::{Graph, Op};
-use tessera_compiler::interp::{bind_inputs, evaluate, Evaluation, Keep};
+use tessera_compiler::interp::{
+    bind_inputs, evaluate, evaluate_with, EvalOptions, Evaluation, Keep,
+};
 use tessera_compiler::layerwise::{captured_tensors, compare_tensors};
 use tessera_compiler::runtime_io::tensor_to_bytes;
 use tessera_compiler::tensor::Tensor;
 use tessera_compiler::widen::widen_half;
 
+use super::check::reference;
 use super::compile::{backend_traced, graph_pipeline_traced, CompileOptions, Pipeline, Precision};
 use super::output::{out, outln};
 use super::run::SimArgs;
@@ -62,8 +65,7 @@ fn values_by_name<'a>(
 }
 
 /// Every operation's value as a dump entry, named after its ONNX value.
-fn interpreter_entries(pipeline: &Pipeline, eval: &Evaluation) -> Vec<Entry> {
-    let graph = &pipeline.graph;
+fn interpreter_entries(pipeline: &Pipeline, graph: &Graph, eval: &Evaluation) -> Vec<Entry> {
     let order = graph.canonical_order().unwrap_or_else(|_| graph.node_ids());
     order
         .into_iter()
@@ -98,9 +100,9 @@ pub fn check(
     options: &CompileOptions,
     sim: &SimArgs,
     layers: &LayerArgs,
-    interpret: bool,
+    interpret: Option<Option<&CompileOptions>>,
 ) -> anyhow::Result<ExitCode> {
-    if interpret && layers.compare_all {
+    if interpret.is_some() && layers.compare_all {
         bail!("--compare-all compares the compiled program with the interpreter: leave out --interpret");
     }
     let pipeline = graph_pipeline_traced(model, options, |_, _, _| Ok(()))?;
@@ -110,12 +112,22 @@ pub fn check(
         bail!("{}: no output_0.pb", data.display());
     }
     let context = || data.display().to_string();
-    if interpret {
-        let bound = bind_inputs(&pipeline.graph, &inputs).with_context(context)?;
-        let eval = evaluate(&pipeline.graph, &bound, Keep::All)
+    if let Some(program) = interpret {
+        // As `check --interpret`: exact f32, or as the program compiled
+        // with `program` computes (the same-precision reference).
+        let (widened, eval_options) = match program {
+            Some(program) => (
+                widen_half(&pipeline.graph).map_err(|e| anyhow!("internal: {e}"))?,
+                reference::eval_options(program)?,
+            ),
+            None => (None, EvalOptions::FP32),
+        };
+        let graph = widened.as_ref().unwrap_or(&pipeline.graph);
+        let bound = bind_inputs(graph, &inputs).with_context(context)?;
+        let eval = evaluate_with(graph, &bound, Keep::All, &eval_options)
             .with_context(|| model.display().to_string())?;
         if let Some(dir) = &layers.dump_tensors {
-            let dumped = interpreter_entries(&pipeline, &eval);
+            let dumped = interpreter_entries(&pipeline, graph, &eval);
             write_dump(dir, &dumped)?;
             outln!("wrote {} tensors to {}", dumped.len(), dir.display())?;
         }
@@ -124,7 +136,8 @@ pub fn check(
             .iter()
             .map(|(n, t)| (n.clone(), t.as_ref()))
             .collect();
-        return check_named_outputs(&actual, &expected, Tolerance::for_model(false, &expected));
+        let reduced = program.is_some_and(|p| p.precision == Precision::Bf16);
+        return check_named_outputs(&actual, &expected, Tolerance::for_model(reduced, &expected));
     }
 
     let compiled = backend_traced(&pipeline.graph, options, model, Some(&pipeline.provenance))?;
@@ -199,13 +212,20 @@ pub fn check(
         outln!("wrote {} tensors to {}", dumped.len(), dir.display())?;
     }
     let outputs = super::run::read_outputs(&simulator, &loadable)?;
-    let actual: Vec<(String, &Tensor)> = outputs.iter().map(|(n, t)| (n.clone(), t)).collect();
-    let tolerance = Tolerance::for_model(options.precision == Precision::Bf16, &expected);
-    let code = check_named_outputs(&actual, &expected, tolerance)?;
+    let code = if options.precision == Precision::Bf16 {
+        // As a plain `check`: against the same-precision reference, the
+        // distance to the expected outputs beside it.
+        let program = Some(options);
+        let reference = reference::interpret(&pipeline.graph, &inputs, program, model, data)?;
+        reference::judge(&outputs, &reference, &expected, options.precision)
+    } else {
+        let actual: Vec<(String, &Tensor)> = outputs.iter().map(|(n, t)| (n.clone(), t)).collect();
+        check_named_outputs(&actual, &expected, Tolerance::for_model(false, &expected))
+    };
     if tensors_failed {
         bail!("a computed tensor is out of tolerance (see `first failing tensor` above)");
     }
-    Ok(code)
+    code
 }
 
 /// Prints one line per output and a summary; fails on the first output out
