@@ -57,6 +57,7 @@ SUPPORTED_OPS = [
     "Slice", "Gather", "GatherElements", "GatherND", "Expand", "Where", "Equal", "Less", "LessOrEqual", "Greater",
     "GreaterOrEqual", "And", "Or", "Not", "Cast", "Shape", "Size", "ConstantOfShape", "Range", "Constant",
     "Identity", "Trilu", "Cos", "Sin", "Min", "Max", "Clip", "Conv",
+    "Sign", "Floor", "Ceil", "Round", "CastLike", "Mod", "Tile", "Pad", "CumSum",
 ]
 SUPPORTED_DTYPES = {"float32", "int64", "int32", "bool", "float16", "bfloat16", "uint8", "int8"}
 

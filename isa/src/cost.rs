@@ -132,9 +132,15 @@ pub fn bin_class(f: BinFunc) -> VpuClass {
 /// Class of a unary function.
 pub fn un_class(f: UnFunc) -> VpuClass {
     match f {
-        UnFunc::Mov | UnFunc::Neg | UnFunc::Abs | UnFunc::Relu | UnFunc::Not | UnFunc::Floor => {
-            VpuClass::Simple
-        }
+        UnFunc::Mov
+        | UnFunc::Neg
+        | UnFunc::Abs
+        | UnFunc::Relu
+        | UnFunc::Not
+        | UnFunc::Floor
+        | UnFunc::Ceil
+        | UnFunc::Round
+        | UnFunc::Sign => VpuClass::Simple,
         _ => VpuClass::Special,
     }
 }

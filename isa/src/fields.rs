@@ -834,6 +834,12 @@ enum_field! {
         Not = 17, "not",
         /// round toward negative infinity
         Floor = 18, "floor",
+        /// round toward positive infinity
+        Ceil = 19, "ceil",
+        /// round to the nearest integer, ties to even
+        Round = 20, "round",
+        /// 1.0 if x > 0, -1.0 if x < 0, else x (±0 and NaN unchanged)
+        Sign = 21, "sign",
     }
 }
 

@@ -196,6 +196,17 @@ pub fn unary(f: UnFunc, x: f32) -> f32 {
         UnFunc::Cos => libm::cosf(x),
         UnFunc::Not => bool_f32(x == 0.0),
         UnFunc::Floor => libm::floorf(x),
+        UnFunc::Ceil => libm::ceilf(x),
+        UnFunc::Round => libm::rintf(x),
+        UnFunc::Sign => {
+            if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                x
+            }
+        }
     }
 }
 

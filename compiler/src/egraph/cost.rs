@@ -150,9 +150,14 @@ impl CostModel {
             | Op::Trilu { .. } => 0.0,
             Op::GatherElements { .. } => return None,
             Op::Unary(u) => match u {
-                UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu | UnaryOp::Not => {
-                    self.vpu(Simple, shape, 1)
-                }
+                UnaryOp::Neg
+                | UnaryOp::Abs
+                | UnaryOp::Relu
+                | UnaryOp::Not
+                | UnaryOp::Sign
+                | UnaryOp::Floor
+                | UnaryOp::Ceil
+                | UnaryOp::Round => self.vpu(Simple, shape, 1),
                 UnaryOp::Silu => self.vpu(Special, shape, 1) + self.vpu(Simple, shape, 1),
                 _ => self.vpu(Special, shape, 1),
             },

@@ -37,7 +37,9 @@ impl Op {
                 let x = operands[0];
                 let ok = match u {
                     UnaryOp::Not => x.dtype == DType::Bool,
-                    UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu => x.dtype != DType::Bool,
+                    UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu | UnaryOp::Sign => {
+                        x.dtype != DType::Bool
+                    }
                     _ => x.dtype.is_float(),
                 };
                 if !ok {

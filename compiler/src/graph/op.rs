@@ -51,11 +51,19 @@ pub enum UnaryOp {
     Not,
     /// `x * sigmoid(x)` (SiLU, also called swish).
     Silu,
+    /// `1` for positive, `-1` for negative, else `x` (zero, NaN).
+    Sign,
+    /// Round toward negative infinity.
+    Floor,
+    /// Round toward positive infinity.
+    Ceil,
+    /// Round to the nearest integer, ties to even.
+    Round,
 }
 
 impl UnaryOp {
     /// Every unary op.
-    pub const ALL: [UnaryOp; 14] = [
+    pub const ALL: [UnaryOp; 18] = [
         UnaryOp::Neg,
         UnaryOp::Abs,
         UnaryOp::Sqrt,
@@ -70,6 +78,10 @@ impl UnaryOp {
         UnaryOp::Sin,
         UnaryOp::Not,
         UnaryOp::Silu,
+        UnaryOp::Sign,
+        UnaryOp::Floor,
+        UnaryOp::Ceil,
+        UnaryOp::Round,
     ];
 
     /// The name in the text form.
@@ -89,6 +101,10 @@ impl UnaryOp {
             UnaryOp::Sin => "sin",
             UnaryOp::Not => "not",
             UnaryOp::Silu => "silu",
+            UnaryOp::Sign => "sign",
+            UnaryOp::Floor => "floor",
+            UnaryOp::Ceil => "ceil",
+            UnaryOp::Round => "round",
         }
     }
 }

@@ -80,6 +80,18 @@ pub(crate) fn unary_f32(u: UnaryOp, x: f32) -> f32 {
         UnaryOp::Not => f32::from(u8::from(x == 0.0)),
         // The same arithmetic as `mul(x, sigmoid(x))`, so lifting SiLU is exact.
         UnaryOp::Silu => x * unary_f32(UnaryOp::Sigmoid, x),
+        UnaryOp::Sign => {
+            if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                x
+            }
+        }
+        UnaryOp::Floor => x.floor(),
+        UnaryOp::Ceil => x.ceil(),
+        UnaryOp::Round => x.round_ties_even(),
     }
 }
 
@@ -104,6 +116,7 @@ pub(crate) fn unary(u: UnaryOp, x: &Tensor) -> Result<Tensor, String> {
         UnaryOp::Neg => i64::wrapping_neg,
         UnaryOp::Abs => i64::wrapping_abs,
         UnaryOp::Relu => |v| v.max(0),
+        UnaryOp::Sign => i64::signum,
         _ => return Err(format!("{} does not take {dtype}", u.name())),
     };
     int_result(

@@ -64,6 +64,10 @@ pub(super) fn unary(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
         "Cos" => UnaryOp::Cos,
         "Sin" => UnaryOp::Sin,
         "Not" => UnaryOp::Not,
+        "Sign" => UnaryOp::Sign,
+        "Floor" => UnaryOp::Floor,
+        "Ceil" => UnaryOp::Ceil,
+        "Round" => UnaryOp::Round,
         other => return Err(format!("not a unary op: {other}").into()),
     };
     let x = ctx.input(0)?;
@@ -88,6 +92,60 @@ pub(super) fn cast(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
         return one(x);
     }
     one(ctx.add("cast", Op::Cast { to }, &[x])?)
+}
+
+/// CastLike(x, like): Cast to the element type of `like`.
+pub(super) fn cast_like(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let x = ctx.input(0)?;
+    let to = ctx.input_ty(1)?.dtype;
+    if ctx.ty(x).dtype == to {
+        return one(x);
+    }
+    one(ctx.add("cast", Op::Cast { to }, &[x])?)
+}
+
+/// Mod(a, b, fmod). With `fmod = 1` (C's `fmod`) the result has the sign
+/// of `a`: `r = a - b·trunc(a / b)`, and `a` itself for a finite `a` and an
+/// infinite `b`. With `fmod = 0` (Python's `%`) that of `b`: `r`, plus `b`
+/// where `r` and `b` differ in sign (`r·b < 0`). Integer division
+/// truncates, so integers are exact; floats are as exact as `a / b` is.
+pub(super) fn modulo(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let (a, b) = (ctx.input(0)?, ctx.input(1)?);
+    let dtype = ctx.ty(a).dtype;
+    let fmod = ctx.attr_int("fmod")?.unwrap_or(0) != 0;
+    let bin = |ctx: &mut Ctx, part: &str, op: BinaryOp, x: NodeId, y: NodeId| {
+        ctx.add(part, Op::Binary(op), &[x, y])
+    };
+    let zero = ctx.scalar("zero", dtype, 0.0)?;
+    let quotient = bin(ctx, "quotient", BinaryOp::Div, a, b)?;
+    let whole = if dtype.is_float() {
+        // trunc(q) = q < 0 ? ceil(q) : floor(q)
+        let negative = bin(ctx, "negative", BinaryOp::Less, quotient, zero)?;
+        let up = ctx.add("ceil", Op::Unary(UnaryOp::Ceil), &[quotient])?;
+        let down = ctx.add("floor", Op::Unary(UnaryOp::Floor), &[quotient])?;
+        ctx.add("trunc", Op::Where, &[negative, up, down])?
+    } else {
+        quotient
+    };
+    let product = bin(ctx, "product", BinaryOp::Mul, whole, b)?;
+    let mut remainder = bin(ctx, "remainder", BinaryOp::Sub, a, product)?;
+    if dtype.is_float() {
+        // b·trunc(a / b) is ∞·0 for a finite `a` and an infinite `b`.
+        let inf = ctx.scalar("inf", dtype, f64::INFINITY)?;
+        let abs_a = ctx.add("abs_a", Op::Unary(UnaryOp::Abs), &[a])?;
+        let abs_b = ctx.add("abs_b", Op::Unary(UnaryOp::Abs), &[b])?;
+        let finite_a = bin(ctx, "finite_a", BinaryOp::Less, abs_a, inf)?;
+        let infinite_b = bin(ctx, "infinite_b", BinaryOp::Equal, abs_b, inf)?;
+        let keep_a = bin(ctx, "keep_a", BinaryOp::And, finite_a, infinite_b)?;
+        remainder = ctx.add("fmod", Op::Where, &[keep_a, a, remainder])?;
+    }
+    if fmod {
+        return one(remainder);
+    }
+    let signs = bin(ctx, "signs", BinaryOp::Mul, remainder, b)?;
+    let differ = bin(ctx, "differ", BinaryOp::Less, signs, zero)?;
+    let adjusted = bin(ctx, "adjusted", BinaryOp::Add, remainder, b)?;
+    one(ctx.add("mod", Op::Where, &[differ, adjusted, remainder])?)
 }
 
 /// Clip(x, min, max) = min(max(x, min), max); bounds are inputs since
@@ -241,5 +299,22 @@ mod tests {
         );
         assert_close(&out[0], &[2, 2], &[1., 2., 0., 0.]);
         assert_eq!(out[0].dtype(), DType::F32);
+    }
+
+    #[test]
+    fn mod_follows_the_sign_of_the_divisor_or_the_dividend() {
+        let (a, b) = (i(&[4], &[7, -7, 7, -7]), i(&[4], &[3, 3, -3, -3]));
+        let run = |fmod: i64| {
+            run_node(
+                "Mod",
+                13,
+                &[("a", a.clone()), ("b", b.clone())],
+                &["c"],
+                vec![("fmod", A::I(fmod))],
+            )[0]
+            .to_i64_vec()
+        };
+        assert_eq!(run(0), [1, 2, -2, -1]);
+        assert_eq!(run(1), [1, -1, 1, -1]);
     }
 }

@@ -15,6 +15,7 @@ mod conv;
 mod elementwise;
 mod gather;
 mod matmul;
+mod movement;
 mod norm;
 mod reduce;
 mod shape;
@@ -64,8 +65,14 @@ pub const REGISTRY: &[OpEntry] = &[
     entry("Cos", elementwise::unary),
     entry("Sin", elementwise::unary),
     entry("Not", elementwise::unary),
+    entry("Sign", elementwise::unary),
+    entry("Floor", elementwise::unary),
+    entry("Ceil", elementwise::unary),
+    entry("Round", elementwise::unary),
     entry("Where", elementwise::where_),
     entry("Cast", elementwise::cast),
+    entry("CastLike", elementwise::cast_like),
+    entry("Mod", elementwise::modulo),
     entry("Clip", elementwise::clip),
     // activation.rs
     entry("Gelu", activation::gelu),
@@ -93,6 +100,10 @@ pub const REGISTRY: &[OpEntry] = &[
     entry("Shape", shape::shape),
     entry("Size", shape::size),
     entry("Trilu", shape::trilu),
+    // movement.rs
+    entry("Tile", movement::tile),
+    entry("Pad", movement::pad),
+    entry("CumSum", movement::cumsum),
     // gather.rs
     entry("Gather", gather::gather),
     entry("GatherElements", gather::gather_elements),
@@ -127,6 +138,6 @@ mod tests {
         let before = names.len();
         names.dedup();
         assert_eq!(names.len(), before);
-        assert_eq!(before, 59);
+        assert_eq!(before, 68);
     }
 }

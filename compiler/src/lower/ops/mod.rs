@@ -45,6 +45,10 @@ pub(crate) fn unary_func(op: UnaryOp) -> UnFunc {
         UnaryOp::Sin => UnFunc::Sin,
         UnaryOp::Not => UnFunc::Not,
         UnaryOp::Silu => UnFunc::Silu,
+        UnaryOp::Sign => UnFunc::Sign,
+        UnaryOp::Floor => UnFunc::Floor,
+        UnaryOp::Ceil => UnFunc::Ceil,
+        UnaryOp::Round => UnFunc::Round,
     }
 }
 
