@@ -439,3 +439,76 @@ fn the_bf16_reference_rounds_where_the_program_does_and_judges_it() {
         "{program}"
     );
 }
+
+#[test]
+fn const_input_fixes_a_shape_operand_in_compile_check_and_run() {
+    let dir = "tests/conformance/node/test_reshape_negative_dim";
+    let model = format!("{dir}/model.onnx");
+    let data = format!("{dir}/test_data_set_0");
+    let shape = format!("{data}/input_1.pb");
+    // Without it: the error names the input and the flags.
+    let out = tessera(&["check", &model, "--data", &data, "--interpret"]);
+    assert_user_error(
+        &out,
+        &[
+            "node `reshaped` (Reshape)",
+            "graph input `shape`",
+            "--const-input shape=FILE",
+            "--const-inputs-from-data",
+        ],
+    );
+    let out = tessera(&["check", &model, "--data", &data, "--const-inputs-from-data"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("inputs fixed at compile time from the data: shape\n"),
+        "{}",
+        stdout(&out)
+    );
+    let program = std::env::temp_dir().join(format!("tessera-const-{}.tnpu", std::process::id()));
+    let program = program.display().to_string();
+    let const_input = format!("shape={shape}");
+    let out = tessera(&[
+        "compile",
+        &model,
+        "--const-input",
+        &const_input,
+        "-o",
+        &program,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let outputs = std::env::temp_dir().join(format!("tessera-const-out-{}", std::process::id()));
+    let outputs = outputs.display().to_string();
+    let out = tessera(&[
+        "run",
+        &program,
+        "--data",
+        &data,
+        "--const-input",
+        "shape",
+        "--output-dir",
+        &outputs,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let read = |path: &Path| {
+        tessera_compiler::tensor::Tensor::read_pb(path)
+            .expect("a tensor")
+            .1
+            .to_f32_vec()
+    };
+    let got = read(&Path::new(&outputs).join("output_0.pb"));
+    let want = read(&common::repo().join(&data).join("output_0.pb"));
+    assert_eq!(got, want);
+    let out = tessera(&[
+        "compile",
+        &model,
+        "--const-input",
+        &format!("nosuch={shape}"),
+    ]);
+    assert_user_error(
+        &out,
+        &["`nosuch`", "not a graph input", "inputs: data, shape"],
+    );
+    let data_file = format!("shape={data}/input_0.pb");
+    let out = tessera(&["compile", &model, "--const-input", &data_file]);
+    assert_user_error(&out, &["input `shape`", "f32[2, 3, 4]", "i64[3]"]);
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tessera_compiler::compare::{check_outputs, read_numbered_pbs, Tolerance};
-use tessera_compiler::frontend::{import_file, ImportError, ImportOptions};
+use tessera_compiler::frontend::{import_file, import_specializing, ImportError, ImportOptions};
 use tessera_compiler::graph::Graph;
 use tessera_compiler::interp::bind_inputs;
 use tessera_compiler::passes::run_graph_passes;
@@ -111,32 +111,17 @@ pub fn load_case(dir: &Path) -> Result<Case, Outcome> {
             )
         }
     };
-    let mut specialized = Vec::new();
-    let mut options = ImportOptions::default();
-    let mut graph = loop {
-        let error = match import_file(&dir.join("model.onnx"), &options) {
-            Ok(g) => break g,
-            Err(e) => e,
-        };
-        if let ImportError::NotConstant {
-            input: Some(name), ..
-        } = &error
-        {
-            let known = inputs.iter().find(|(n, _)| n == name);
-            if let (Some((_, value)), false) = (known, options.input_values.contains_key(name)) {
-                options.input_values.insert(name.clone(), value.clone());
-                specialized.push(name.clone());
-                continue;
-            }
+    let path = dir.join("model.onnx");
+    let specialized = import_specializing(&ImportOptions::default(), &inputs, |options| {
+        import_file(&path, options)
+    });
+    let (mut graph, specialized) = specialized.map_err(|error| match error {
+        ImportError::UnsupportedDtype { .. }
+        | ImportError::Tensor(TensorError::UnsupportedDtype { .. }) => {
+            Outcome::Refused(one_line(&error.to_string()))
         }
-        return Err(match error {
-            ImportError::UnsupportedDtype { .. }
-            | ImportError::Tensor(TensorError::UnsupportedDtype { .. }) => {
-                Outcome::Refused(one_line(&error.to_string()))
-            }
-            _ => Outcome::Fail(one_line(&format!("import: {error}"))),
-        });
-    };
+        _ => Outcome::Fail(one_line(&format!("import: {error}"))),
+    })?;
     run_graph_passes(&mut graph, |_, _, _| {})
         .map_err(|e| Outcome::Fail(one_line(&e.to_string())))?;
     let bound =

@@ -26,6 +26,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
 use tessera_compiler::compare::{check_outputs, read_numbered_pbs, Tolerance};
+use tessera_compiler::frontend::{import_file_traced, import_specializing};
 use tessera_compiler::interp::bind_inputs;
 
 use super::compile::{graph_pipeline_traced, CompileOptions, Precision};
@@ -56,6 +57,11 @@ pub struct CheckArgs {
     sim: SimArgs,
     #[command(flatten)]
     layers: super::layers::LayerArgs,
+    /// Fix at compile time, to their values in the data directory, the
+    /// graph inputs that must be known then (a Reshape's shape, a Slice's
+    /// bounds, … fed as inputs): `--const-input` for each, found by import.
+    #[arg(long)]
+    const_inputs_from_data: bool,
     /// Whether `--precision` was on the command line (not its default).
     #[arg(skip)]
     precision_given: bool,
@@ -116,7 +122,33 @@ fn simulate(
     super::run::read_outputs(&sim, &loadable)
 }
 
-pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+/// With `--const-inputs-from-data`: the data's values of the inputs that
+/// must be known at compile time, into the compile options.
+fn const_inputs_from_data(args: &mut CheckArgs) -> anyhow::Result<()> {
+    if !args.const_inputs_from_data {
+        return Ok(());
+    }
+    let inputs = read_numbered_pbs(&args.data, "input").map_err(|m| anyhow!(m))?;
+    let options = super::compile::import_options(&args.options)?;
+    let model = &args.model;
+    let (_, fixed) = import_specializing(&options, &inputs, |o| import_file_traced(model, o))
+        .map_err(|e| super::compile::import_error(e, model))?;
+    if !fixed.is_empty() {
+        outln!(
+            "inputs fixed at compile time from the data: {}",
+            fixed.join(", ")
+        )?;
+    }
+    for name in fixed {
+        if let Some((_, value)) = inputs.iter().find(|(n, _)| *n == name) {
+            args.options.const_values.push((name, value.clone()));
+        }
+    }
+    Ok(())
+}
+
+pub fn check(mut args: CheckArgs) -> anyhow::Result<ExitCode> {
+    const_inputs_from_data(&mut args)?;
     if args.layers.active() {
         return super::layers::check(
             &args.model,

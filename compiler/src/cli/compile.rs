@@ -16,15 +16,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context as _;
+use anyhow::{anyhow, Context as _};
 use clap::{Args, ValueEnum};
 use tessera_compiler::driver::{compile_graph_traced, Compiled};
 use tessera_compiler::egraph::EgraphOptions;
-use tessera_compiler::frontend::{import_file_traced, ImportOptions};
+use tessera_compiler::frontend::{import_file_traced, ImportError, ImportOptions};
 use tessera_compiler::graph::printer::{print_graph, DataMode};
 use tessera_compiler::graph::Graph;
 use tessera_compiler::passes::{run_graph_passes_with, PassOptions, PipelineReport};
 use tessera_compiler::provenance::{Origins, Provenance};
+use tessera_compiler::tensor::Tensor;
 use tessera_isa::{disassemble, DisasmOptions};
 
 use super::output::{out, outln};
@@ -47,6 +48,15 @@ pub struct CompileOptions {
     /// Let at most N e-graph rewrites fire (bisects a bad rewrite).
     #[arg(long, value_name = "N")]
     pub egraph_rule_limit: Option<usize>,
+    /// Fix a graph input at compile time to the tensor in FILE (`.pb` or
+    /// `.npy`), e.g. a Reshape's shape or a Slice's bounds fed as an input
+    /// (repeatable). The program no longer has that input.
+    #[arg(long = "const-input", value_name = "NAME=FILE", value_parser = super::run::parse_input)]
+    pub const_inputs: Vec<(String, PathBuf)>,
+    /// Inputs fixed at compile time to values already read (`check
+    /// --const-inputs-from-data`).
+    #[arg(skip)]
+    pub const_values: Vec<(String, Tensor)>,
 }
 
 /// Arithmetic precision.
@@ -120,11 +130,42 @@ fn parse_dim(text: &str) -> Result<(String, usize), String> {
 
 /// Imports a model with the options' dims; also where each node came from.
 pub fn import(model: &Path, options: &CompileOptions) -> anyhow::Result<(Graph, Origins)> {
-    let import_options = ImportOptions {
+    let import_options = import_options(options)?;
+    import_file_traced(model, &import_options).map_err(|e| import_error(e, model))
+}
+
+/// The frontend's options: the bound dims and the inputs fixed at compile
+/// time (`--const-input`, then the values `check` took from its data).
+pub fn import_options(options: &CompileOptions) -> anyhow::Result<ImportOptions> {
+    let mut input_values = BTreeMap::new();
+    for (name, file) in &options.const_inputs {
+        let value = super::run::read_tensor_file(file)
+            .with_context(|| format!("--const-input {name}={}", file.display()))?;
+        input_values.insert(name.clone(), value);
+    }
+    for (name, value) in &options.const_values {
+        input_values.insert(name.clone(), value.clone());
+    }
+    Ok(ImportOptions {
         dims: options.dims.iter().cloned().collect::<BTreeMap<_, _>>(),
-        ..ImportOptions::default()
+        input_values,
+    })
+}
+
+/// An import error in the context of the model file; one that names a
+/// graph input that must be known at compile time names the flag that
+/// fixes it.
+pub fn import_error(error: ImportError, model: &Path) -> anyhow::Error {
+    let hint = match &error {
+        ImportError::NotConstant {
+            input: Some(input), ..
+        } => format!(
+            " (fix it at compile time with `--const-input {input}=FILE`, \
+             or `check --const-inputs-from-data`)"
+        ),
+        _ => String::new(),
     };
-    import_file_traced(model, &import_options).with_context(|| model.display().to_string())
+    anyhow!("{}: {error}{hint}", model.display())
 }
 
 /// The Graph IR pass options for these compile options.

@@ -28,6 +28,11 @@ pub struct RunArgs {
     /// Read inputs from DIR/input_N.pb (ONNX backend-test layout).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// An input the program was compiled with fixed (`compile
+    /// --const-input NAME=FILE`): its value is in the program, so `--data`
+    /// skips it (repeatable).
+    #[arg(long = "const-input", value_name = "NAME")]
+    pub const_inputs: Vec<String>,
     /// Write outputs here, in the format of the inputs: `output_N.pb` with
     /// `--data`, else `NAME.pb` or `NAME.npy` like the first `--input`
     /// file. Without it, each output is summarized in one line on stdout.
@@ -62,12 +67,12 @@ pub struct SimArgs {
     pub max_cycles: u64,
 }
 
-fn parse_input(text: &str) -> Result<(String, PathBuf), String> {
+pub fn parse_input(text: &str) -> Result<(String, PathBuf), String> {
     match text.split_once('=') {
         Some((name, file)) if !name.is_empty() && !file.is_empty() => {
             Ok((name.to_string(), PathBuf::from(file)))
         }
-        _ => Err("expected NAME=FILE, e.g. `--input x=x.npy`".into()),
+        _ => Err("expected NAME=FILE, e.g. `x=x.npy`".into()),
     }
 }
 
@@ -110,8 +115,12 @@ fn gather_inputs(loadable: &Loadable, args: &RunArgs) -> anyhow::Result<(Vec<Giv
         if tensors.is_empty() {
             bail!("{}: no input_0.pb found", dir.display());
         }
-        for (position, (name, tensor)) in tensors.into_iter().enumerate() {
-            let file = dir.join(format!("input_{position}.pb"));
+        let mut position = 0;
+        for (file_index, (name, tensor)) in tensors.into_iter().enumerate() {
+            let file = dir.join(format!("input_{file_index}.pb"));
+            if args.const_inputs.contains(&name) {
+                continue;
+            }
             let name = if loadable.inputs.iter().any(|d| d.name == name) {
                 name
             } else {
@@ -122,6 +131,7 @@ fn gather_inputs(loadable: &Loadable, args: &RunArgs) -> anyhow::Result<(Vec<Giv
                     .ok_or_else(|| anyhow!("{}: no matching program input", file.display()))?
             };
             given.push(Given { name, tensor, file });
+            position += 1;
         }
         OutputStyle::Numbered
     } else {

@@ -174,6 +174,41 @@ pub fn import_file(path: &Path, options: &ImportOptions) -> Result<Graph, Import
     import_file_traced(path, options).map(|(graph, _)| graph)
 }
 
+/// Runs `import` with `options`, and while it fails because an operand
+/// must be known at compile time but depends on a graph input
+/// ([`ImportError::NotConstant`]) whose value is in `known` (by name),
+/// fixes that input to its value ([`ImportOptions::input_values`]) and
+/// tries again. Returns the result and the inputs fixed, in order. This
+/// is `check --const-inputs-from-data`, and how the conformance runners
+/// specialize node tests.
+pub fn import_specializing<T>(
+    options: &ImportOptions,
+    known: &[(String, Tensor)],
+    mut import: impl FnMut(&ImportOptions) -> Result<T, ImportError>,
+) -> Result<(T, Vec<String>), ImportError> {
+    let mut options = options.clone();
+    let mut fixed = Vec::new();
+    loop {
+        let error = match import(&options) {
+            Ok(result) => return Ok((result, fixed)),
+            Err(error) => error,
+        };
+        let ImportError::NotConstant {
+            input: Some(name), ..
+        } = &error
+        else {
+            return Err(error);
+        };
+        match known.iter().find(|(n, _)| n == name) {
+            Some((_, value)) if !options.input_values.contains_key(name) => {
+                options.input_values.insert(name.clone(), value.clone());
+                fixed.push(name.clone());
+            }
+            _ => return Err(error),
+        }
+    }
+}
+
 /// Imports a model file and records which ONNX node each Graph IR node
 /// comes from (see [`crate::provenance`]).
 pub fn import_file_traced(
@@ -306,6 +341,17 @@ pub fn import_model_traced(
         values.insert(input.name.clone(), Value::Node(id));
     }
 
+    if let Some(unknown) = options
+        .input_values
+        .keys()
+        .find(|name| !onnx.input.iter().any(|i| &i.name == *name))
+    {
+        let inputs: Vec<&str> = onnx.input.iter().map(|i| i.name.as_str()).collect();
+        return Err(ImportError::Model(format!(
+            "a value is given for `{unknown}`, which is not a graph input (inputs: {})",
+            inputs.join(", ")
+        )));
+    }
     let order = topological_order(&onnx.node, &names, &values)?;
     let mut origins = Origins {
         nodes: onnx
