@@ -512,3 +512,22 @@ fn const_input_fixes_a_shape_operand_in_compile_check_and_run() {
     let out = tessera(&["compile", &model, "--const-input", &data_file]);
     assert_user_error(&out, &["input `shape`", "f32[2, 3, 4]", "i64[3]"]);
 }
+
+#[test]
+fn docs_ops_md_is_what_tessera_ops_prints() {
+    let out = tessera(&["ops", "--markdown"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let committed =
+        std::fs::read_to_string(common::repo().join("docs/ops.md")).expect("docs/ops.md");
+    assert!(
+        stdout(&out) == committed,
+        "docs/ops.md is stale: regenerate it with `tessera ops --markdown > docs/ops.md`"
+    );
+    let table = stdout(&tessera(&["ops"]));
+    for op in ["CumSum", "Pad", "Tile", "Mod", "Sign", "MatMul", "Conv"] {
+        assert!(
+            table.lines().any(|l| l.starts_with(&format!("{op} "))),
+            "{op}: {table}"
+        );
+    }
+}

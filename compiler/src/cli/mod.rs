@@ -10,6 +10,7 @@ mod check;
 mod compare_dumps;
 mod compile;
 mod layers;
+mod ops;
 pub mod output;
 mod run;
 mod tensors;
@@ -61,6 +62,9 @@ enum Command {
     Disasm(asm::DisasmArgs),
     /// List the target presets and their parameters, or print one as TOML.
     Targets(asm::TargetsArgs),
+    /// List every supported ONNX op: its attributes, element types and
+    /// where it runs on the NPU (`--markdown`: `docs/ops.md`).
+    Ops(ops::OpsArgs),
 }
 
 /// Parses the command line as [`Parser::parse`] does (usage errors exit
@@ -85,5 +89,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Asm(args) => asm::asm(args),
         Command::Disasm(args) => asm::disasm(args),
         Command::Targets(args) => asm::targets(args),
+        Command::Ops(args) => ops::ops(args),
     }
 }
