@@ -10,6 +10,7 @@ use crate::graph::NodeId;
 use super::ctx::{ConvertResult, Ctx};
 
 mod activation;
+mod composite;
 mod constant;
 mod conv;
 mod elementwise;
@@ -152,6 +153,179 @@ pub const REGISTRY: &[OpEntry] = &[
         "axis",
         FLOAT,
         "VPU row kernel; inside attention kernels",
+    ),
+    // composite.rs
+    entry(
+        "LeakyRelu",
+        composite::activation,
+        "alpha",
+        FLOAT,
+        "VPU (where, mul)",
+    ),
+    entry(
+        "PRelu",
+        composite::activation,
+        "",
+        FLOAT,
+        "VPU (where, mul)",
+    ),
+    entry(
+        "Elu",
+        composite::activation,
+        "alpha",
+        FLOAT,
+        "VPU (exp, where)",
+    ),
+    entry(
+        "Selu",
+        composite::activation,
+        "alpha, gamma",
+        FLOAT,
+        "VPU (exp, where)",
+    ),
+    entry(
+        "Celu",
+        composite::activation,
+        "alpha",
+        FLOAT,
+        "VPU (exp, min, max)",
+    ),
+    entry(
+        "ThresholdedRelu",
+        composite::activation,
+        "alpha",
+        FLOAT,
+        "VPU (where)",
+    ),
+    entry(
+        "HardSigmoid",
+        composite::activation,
+        "alpha, beta",
+        FLOAT,
+        "VPU (mul, add, min, max)",
+    ),
+    entry("HardSwish", composite::activation, "", FLOAT, "VPU"),
+    entry(
+        "Softplus",
+        composite::activation,
+        "",
+        FLOAT,
+        "VPU (relu(x) + log(1 + exp(-abs x)))",
+    ),
+    entry("Softsign", composite::activation, "", FLOAT, "VPU"),
+    entry(
+        "Mish",
+        composite::activation,
+        "",
+        FLOAT,
+        "VPU (softplus, tanh)",
+    ),
+    entry(
+        "LogSoftmax",
+        composite::log_softmax,
+        "axis",
+        FLOAT,
+        "VPU (row max, sum, log)",
+    ),
+    entry("IsNaN", composite::is_special, "", FLOAT, "VPU (x != x)"),
+    entry(
+        "IsInf",
+        composite::is_special,
+        "detect_positive, detect_negative",
+        FLOAT,
+        "VPU (compares)",
+    ),
+    entry("Xor", composite::xor, "", BOOL, "VPU (or, and, not)"),
+    entry(
+        "ReduceMin",
+        composite::reduce,
+        "axes, keepdims, noop_with_empty_axes",
+        ALL,
+        "VPU row reduction (-max(-x))",
+    ),
+    entry(
+        "ReduceL1",
+        composite::reduce,
+        "axes, keepdims, noop_with_empty_axes",
+        NUM,
+        "VPU row reduction",
+    ),
+    entry(
+        "ReduceL2",
+        composite::reduce,
+        "axes, keepdims, noop_with_empty_axes",
+        FLOAT,
+        "VPU row reduction",
+    ),
+    entry(
+        "ReduceSumSquare",
+        composite::reduce,
+        "axes, keepdims, noop_with_empty_axes",
+        NUM,
+        "VPU row reduction",
+    ),
+    entry(
+        "ReduceLogSum",
+        composite::reduce,
+        "axes, keepdims, noop_with_empty_axes",
+        FLOAT,
+        "VPU row reduction",
+    ),
+    entry(
+        "ReduceLogSumExp",
+        composite::reduce,
+        "axes, keepdims, noop_with_empty_axes",
+        FLOAT,
+        "VPU row reductions (max, sum)",
+    ),
+    entry(
+        "BatchNormalization",
+        composite::batch_normalization,
+        "epsilon, training_mode (0 only)",
+        FLOAT,
+        "VPU (folds into constants per channel)",
+    ),
+    entry(
+        "InstanceNormalization",
+        composite::instance_group_normalization,
+        "epsilon",
+        FLOAT,
+        "VPU row kernel (layer norm per channel)",
+    ),
+    entry(
+        "GroupNormalization",
+        composite::instance_group_normalization,
+        "num_groups, epsilon (opset 21: per-channel scale)",
+        FLOAT,
+        "VPU row kernel (layer norm per group)",
+    ),
+    entry(
+        "GlobalAveragePool",
+        composite::global_pool,
+        "",
+        FLOAT,
+        "VPU row reduction",
+    ),
+    entry(
+        "GlobalMaxPool",
+        composite::global_pool,
+        "",
+        FLOAT,
+        "VPU row reduction",
+    ),
+    entry(
+        "DepthToSpace",
+        composite::depth_space,
+        "blocksize, mode",
+        ALL,
+        "DMA (reshape, transpose)",
+    ),
+    entry(
+        "SpaceToDepth",
+        composite::depth_space,
+        "blocksize, mode",
+        ALL,
+        "DMA (reshape, transpose)",
     ),
     // norm.rs
     entry(
@@ -334,6 +508,6 @@ mod tests {
         let before = names.len();
         names.dedup();
         assert_eq!(names.len(), before);
-        assert_eq!(before, 68);
+        assert_eq!(before, 96);
     }
 }

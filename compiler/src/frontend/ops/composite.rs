@@ -1,0 +1,551 @@
+//! ONNX ops composed from Graph IR ops in the frontend, so each runs
+//! wherever its parts run (and fuses like them): the activations (LeakyRelu,
+//! PRelu, Elu, Selu, Celu, ThresholdedRelu, HardSigmoid, HardSwish,
+//! Softplus, Softsign, Mish), LogSoftmax, IsNaN, IsInf, Xor, the
+//! reductions ReduceMin, ReduceL1, ReduceL2, ReduceSumSquare, ReduceLogSum
+//! and ReduceLogSumExp, inference-mode BatchNormalization, Instance- and
+//! GroupNormalization, GlobalAverage/MaxPool, DepthToSpace and
+//! SpaceToDepth.
+
+use crate::graph::{BinaryOp, NodeId, Op, ReduceKind, UnaryOp};
+use crate::tensor::Tensor;
+
+use super::super::ctx::{ConvertResult, Ctx};
+use super::one;
+
+fn bin(ctx: &mut Ctx, part: &str, op: BinaryOp, a: NodeId, b: NodeId) -> ConvertResult<NodeId> {
+    ctx.add(part, Op::Binary(op), &[a, b])
+}
+
+fn un(ctx: &mut Ctx, part: &str, op: UnaryOp, x: NodeId) -> ConvertResult<NodeId> {
+    ctx.add(part, Op::Unary(op), &[x])
+}
+
+/// A scalar of `x`'s element type.
+fn scalar_like(ctx: &mut Ctx, part: &str, x: NodeId, value: f64) -> ConvertResult<NodeId> {
+    let dtype = ctx.ty(x).dtype;
+    ctx.scalar(part, dtype, value)
+}
+
+/// A float attribute with its ONNX default.
+fn float_attr(ctx: &Ctx, name: &str, default: f32) -> ConvertResult<f64> {
+    Ok(f64::from(ctx.attr_float(name)?.unwrap_or(default)))
+}
+
+/// `log(1 + exp(x))` as `relu(x) + log(1 + exp(-|x|))`, which neither
+/// overflows for large `x` nor loses it.
+fn softplus_of(ctx: &mut Ctx, x: NodeId) -> ConvertResult<NodeId> {
+    let one_ = scalar_like(ctx, "one", x, 1.0)?;
+    let abs = un(ctx, "abs", UnaryOp::Abs, x)?;
+    let neg = un(ctx, "neg_abs", UnaryOp::Neg, abs)?;
+    let exp = un(ctx, "exp", UnaryOp::Exp, neg)?;
+    let sum = bin(ctx, "one_plus", BinaryOp::Add, one_, exp)?;
+    let log = un(ctx, "log", UnaryOp::Log, sum)?;
+    let relu = un(ctx, "relu", UnaryOp::Relu, x)?;
+    bin(ctx, "softplus", BinaryOp::Add, relu, log)
+}
+
+/// `max(0, min(1, alpha·x + beta))`.
+fn hard_sigmoid_of(ctx: &mut Ctx, x: NodeId, alpha: f64, beta: f64) -> ConvertResult<NodeId> {
+    let a = scalar_like(ctx, "alpha", x, alpha)?;
+    let b = scalar_like(ctx, "beta", x, beta)?;
+    let scaled = bin(ctx, "scaled", BinaryOp::Mul, a, x)?;
+    let shifted = bin(ctx, "shifted", BinaryOp::Add, scaled, b)?;
+    let one_ = scalar_like(ctx, "one", x, 1.0)?;
+    let zero = scalar_like(ctx, "zero", x, 0.0)?;
+    let upper = bin(ctx, "min", BinaryOp::Min, shifted, one_)?;
+    bin(ctx, "hard_sigmoid", BinaryOp::Max, upper, zero)
+}
+
+/// The elementwise activations.
+pub(super) fn activation(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let x = ctx.input(0)?;
+    if !ctx.ty(x).dtype.is_float() {
+        return Err(format!("{} takes floats, not {}", ctx.op_type(), ctx.ty(x).dtype).into());
+    }
+    let zero = scalar_like(ctx, "zero", x, 0.0)?;
+    let y = match ctx.op_type() {
+        "LeakyRelu" | "PRelu" => {
+            let slope = if ctx.op_type() == "PRelu" {
+                ctx.input(1)?
+            } else {
+                let alpha = float_attr(ctx, "alpha", 0.01)?;
+                scalar_like(ctx, "alpha", x, alpha)?
+            };
+            let negative = bin(ctx, "negative", BinaryOp::Less, x, zero)?;
+            let scaled = bin(ctx, "scaled", BinaryOp::Mul, slope, x)?;
+            ctx.add("select", Op::Where, &[negative, scaled, x])?
+        }
+        "Elu" | "Selu" => {
+            let selu = ctx.op_type() == "Selu";
+            let alpha = if selu {
+                float_attr(ctx, "alpha", 1.673_263_2)?
+            } else {
+                float_attr(ctx, "alpha", 1.0)?
+            };
+            let a = scalar_like(ctx, "alpha", x, alpha)?;
+            let exp = un(ctx, "exp", UnaryOp::Exp, x)?;
+            // Elu: alpha·(e^x − 1) for x < 0; Selu: alpha·e^x − alpha for x ≤ 0.
+            let negative_part = if selu {
+                let scaled = bin(ctx, "scaled", BinaryOp::Mul, a, exp)?;
+                bin(ctx, "shifted", BinaryOp::Sub, scaled, a)?
+            } else {
+                let one_ = scalar_like(ctx, "one", x, 1.0)?;
+                let em1 = bin(ctx, "expm1", BinaryOp::Sub, exp, one_)?;
+                bin(ctx, "scaled", BinaryOp::Mul, a, em1)?
+            };
+            let cmp = if selu {
+                BinaryOp::LessOrEqual
+            } else {
+                BinaryOp::Less
+            };
+            let negative = bin(ctx, "negative", cmp, x, zero)?;
+            let y = ctx.add("select", Op::Where, &[negative, negative_part, x])?;
+            if selu {
+                let gamma = float_attr(ctx, "gamma", 1.050_701)?;
+                let g = scalar_like(ctx, "gamma", x, gamma)?;
+                bin(ctx, "selu", BinaryOp::Mul, g, y)?
+            } else {
+                y
+            }
+        }
+        "Celu" => {
+            // max(0, x) + min(0, alpha·(e^(x/alpha) − 1))
+            let alpha = float_attr(ctx, "alpha", 1.0)?;
+            let a = scalar_like(ctx, "alpha", x, alpha)?;
+            let one_ = scalar_like(ctx, "one", x, 1.0)?;
+            let over = bin(ctx, "over_alpha", BinaryOp::Div, x, a)?;
+            let exp = un(ctx, "exp", UnaryOp::Exp, over)?;
+            let em1 = bin(ctx, "expm1", BinaryOp::Sub, exp, one_)?;
+            let scaled = bin(ctx, "scaled", BinaryOp::Mul, a, em1)?;
+            let low = bin(ctx, "min", BinaryOp::Min, scaled, zero)?;
+            let high = bin(ctx, "max", BinaryOp::Max, x, zero)?;
+            bin(ctx, "celu", BinaryOp::Add, high, low)?
+        }
+        "ThresholdedRelu" => {
+            let alpha = float_attr(ctx, "alpha", 1.0)?;
+            let a = scalar_like(ctx, "alpha", x, alpha)?;
+            let above = bin(ctx, "above", BinaryOp::Greater, x, a)?;
+            ctx.add("select", Op::Where, &[above, x, zero])?
+        }
+        "HardSigmoid" => {
+            let alpha = float_attr(ctx, "alpha", 0.2)?;
+            let beta = float_attr(ctx, "beta", 0.5)?;
+            hard_sigmoid_of(ctx, x, alpha, beta)?
+        }
+        "HardSwish" => {
+            let gate = hard_sigmoid_of(ctx, x, 1.0 / 6.0, 0.5)?;
+            bin(ctx, "hard_swish", BinaryOp::Mul, x, gate)?
+        }
+        "Softplus" => softplus_of(ctx, x)?,
+        "Softsign" => {
+            let one_ = scalar_like(ctx, "one", x, 1.0)?;
+            let abs = un(ctx, "abs", UnaryOp::Abs, x)?;
+            let denominator = bin(ctx, "one_plus", BinaryOp::Add, one_, abs)?;
+            bin(ctx, "softsign", BinaryOp::Div, x, denominator)?
+        }
+        "Mish" => {
+            let softplus = softplus_of(ctx, x)?;
+            let tanh = un(ctx, "tanh", UnaryOp::Tanh, softplus)?;
+            bin(ctx, "mish", BinaryOp::Mul, x, tanh)?
+        }
+        other => return Err(format!("not an activation: {other}").into()),
+    };
+    one(y)
+}
+
+/// LogSoftmax: `(x − max) − log(sum(exp(x − max)))` along `axis` (opset
+/// ≥ 13; before, only along the last axis, where the two agree).
+pub(super) fn log_softmax(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let x = ctx.input(0)?;
+    let rank = ctx.ty(x).rank();
+    if rank == 0 {
+        return Err("log_softmax needs rank >= 1".into());
+    }
+    let default = if ctx.opset >= 13 { -1 } else { 1 };
+    let axis = ctx.axis(ctx.attr_int("axis")?.unwrap_or(default), rank)?;
+    if ctx.opset < 13 && axis != rank - 1 {
+        return Err("LogSoftmax before opset 13 is supported along the last axis only".into());
+    }
+    let reduce = |kind| Op::Reduce {
+        kind,
+        axes: vec![axis],
+        keep_dims: true,
+    };
+    let max = ctx.add("max", reduce(ReduceKind::Max), &[x])?;
+    let shifted = bin(ctx, "shifted", BinaryOp::Sub, x, max)?;
+    let exp = un(ctx, "exp", UnaryOp::Exp, shifted)?;
+    let sum = ctx.add("sum", reduce(ReduceKind::Sum), &[exp])?;
+    let log = un(ctx, "log", UnaryOp::Log, sum)?;
+    one(bin(ctx, "log_softmax", BinaryOp::Sub, shifted, log)?)
+}
+
+/// IsNaN (`x ≠ x`) and IsInf (`x = ±∞`, each sign on request).
+pub(super) fn is_special(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let x = ctx.input(0)?;
+    if !ctx.ty(x).dtype.is_float() {
+        return Err(format!("{} takes floats, not {}", ctx.op_type(), ctx.ty(x).dtype).into());
+    }
+    if ctx.op_type() == "IsNaN" {
+        let equal = bin(ctx, "self_equal", BinaryOp::Equal, x, x)?;
+        return one(un(ctx, "is_nan", UnaryOp::Not, equal)?);
+    }
+    let positive = ctx.attr_int("detect_positive")?.unwrap_or(1) != 0;
+    let negative = ctx.attr_int("detect_negative")?.unwrap_or(1) != 0;
+    let mut found = None;
+    for (wanted, value, part) in [
+        (positive, f64::INFINITY, "positive"),
+        (negative, f64::NEG_INFINITY, "negative"),
+    ] {
+        if !wanted {
+            continue;
+        }
+        let inf = scalar_like(ctx, &format!("{part}_inf"), x, value)?;
+        let is = bin(ctx, part, BinaryOp::Equal, x, inf)?;
+        found = Some(match found {
+            Some(previous) => bin(ctx, "either", BinaryOp::Or, previous, is)?,
+            None => is,
+        });
+    }
+    match found {
+        Some(found) => one(found),
+        None => {
+            let shape = ctx.ty(x).shape;
+            let none = Tensor::new(
+                shape.clone(),
+                crate::tensor::TensorData::Bool(vec![false; shape.iter().product()]),
+            )
+            .ok_or("cannot build the result")?;
+            one(ctx.constant("none", none)?)
+        }
+    }
+}
+
+/// Xor: `(a ∨ b) ∧ ¬(a ∧ b)`.
+pub(super) fn xor(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let (a, b) = (ctx.input(0)?, ctx.input(1)?);
+    let either = bin(ctx, "either", BinaryOp::Or, a, b)?;
+    let both = bin(ctx, "both", BinaryOp::And, a, b)?;
+    let not_both = un(ctx, "not_both", UnaryOp::Not, both)?;
+    one(bin(ctx, "xor", BinaryOp::And, either, not_both)?)
+}
+
+/// The reductions composed from `reduce_sum`/`reduce_max`: ReduceMin
+/// (`−max(−x)`), ReduceL1, ReduceL2, ReduceSumSquare, ReduceLogSum,
+/// ReduceLogSumExp (`log(sum(exp(x − max))) + max`).
+pub(super) fn reduce(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let x = ctx.input(0)?;
+    let rank = ctx.ty(x).rank();
+    let keep_dims = ctx.attr_int("keepdims")?.unwrap_or(1) != 0;
+    let noop = ctx.attr_int("noop_with_empty_axes")?.unwrap_or(0) != 0;
+    let given = match ctx.attr_ints("axes")? {
+        Some(axes) => Some(axes),
+        None => ctx.opt_ints_input(1)?,
+    };
+    let op_type = ctx.op_type().to_string();
+    let mut axes = match given {
+        Some(axes) if !axes.is_empty() => axes
+            .into_iter()
+            .map(|a| ctx.axis(a, rank))
+            .collect::<Result<Vec<_>, _>>()?,
+        // With no axes and `noop_with_empty_axes`, only the elementwise part.
+        _ if noop => Vec::new(),
+        _ => (0..rank).collect(),
+    };
+    axes.sort_unstable();
+    axes.dedup();
+    let reduce = |ctx: &mut Ctx, part: &str, kind, x, keep_dims| {
+        if axes.is_empty() {
+            return Ok(x);
+        }
+        let op = Op::Reduce {
+            kind,
+            axes: axes.clone(),
+            keep_dims,
+        };
+        ctx.add(part, op, &[x])
+    };
+    let y = match op_type.as_str() {
+        "ReduceMin" => {
+            // −max(−x); for bools (all) ¬max(¬x).
+            let flip = if ctx.ty(x).dtype == crate::tensor::DType::Bool {
+                UnaryOp::Not
+            } else {
+                UnaryOp::Neg
+            };
+            let flipped = un(ctx, "flipped", flip, x)?;
+            let max = reduce(ctx, "max", ReduceKind::Max, flipped, keep_dims)?;
+            un(ctx, "reduce_min", flip, max)?
+        }
+        "ReduceL1" => {
+            let abs = un(ctx, "abs", UnaryOp::Abs, x)?;
+            reduce(ctx, "reduce_l1", ReduceKind::Sum, abs, keep_dims)?
+        }
+        "ReduceL2" | "ReduceSumSquare" => {
+            let square = bin(ctx, "square", BinaryOp::Mul, x, x)?;
+            let sum = reduce(ctx, "sum_square", ReduceKind::Sum, square, keep_dims)?;
+            if op_type == "ReduceL2" {
+                if !ctx.ty(x).dtype.is_float() {
+                    return Err("ReduceL2 of integers is not supported".into());
+                }
+                un(ctx, "reduce_l2", UnaryOp::Sqrt, sum)?
+            } else {
+                sum
+            }
+        }
+        "ReduceLogSum" => {
+            let sum = reduce(ctx, "sum", ReduceKind::Sum, x, keep_dims)?;
+            un(ctx, "reduce_log_sum", UnaryOp::Log, sum)?
+        }
+        "ReduceLogSumExp" => {
+            let max = reduce(ctx, "max", ReduceKind::Max, x, true)?;
+            // An infinite maximum would give ∞ − ∞: shift by 0 there.
+            let zero = scalar_like(ctx, "zero", x, 0.0)?;
+            let inf = scalar_like(ctx, "inf", x, f64::INFINITY)?;
+            let abs = un(ctx, "abs_max", UnaryOp::Abs, max)?;
+            let finite = bin(ctx, "finite", BinaryOp::Less, abs, inf)?;
+            let shift = ctx.add("shift", Op::Where, &[finite, max, zero])?;
+            let shifted = bin(ctx, "shifted", BinaryOp::Sub, x, shift)?;
+            let exp = un(ctx, "exp", UnaryOp::Exp, shifted)?;
+            let sum = reduce(ctx, "sum", ReduceKind::Sum, exp, keep_dims)?;
+            let log = un(ctx, "log", UnaryOp::Log, sum)?;
+            let shift = if keep_dims || axes.is_empty() {
+                shift
+            } else {
+                let shape = ctx.ty(log).shape;
+                ctx.reshape("shift_squeezed", shift, shape)?
+            };
+            bin(ctx, "reduce_log_sum_exp", BinaryOp::Add, log, shift)?
+        }
+        other => return Err(format!("not a composed reduction: {other}").into()),
+    };
+    one(y)
+}
+
+/// A per-channel parameter `[C]` shaped to broadcast over `[N, C, …]`.
+fn per_channel(ctx: &mut Ctx, part: &str, p: NodeId, rank: usize) -> ConvertResult<NodeId> {
+    let c = ctx.ty(p).numel();
+    let mut shape = vec![1; rank.saturating_sub(1)];
+    if let Some(first) = shape.first_mut() {
+        *first = c;
+    }
+    ctx.reshape(part, p, shape)
+}
+
+/// BatchNormalization in inference mode: `(x − mean) / sqrt(var + ε) ·
+/// scale + B` per channel (axis 1).
+pub(super) fn batch_normalization(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    if ctx.attr_int("training_mode")?.unwrap_or(0) != 0 {
+        return Err("BatchNormalization in training mode is not supported".into());
+    }
+    if ctx.output_count() > 1 {
+        return Err(
+            "BatchNormalization's running mean and variance outputs (training) are not supported"
+                .into(),
+        );
+    }
+    let x = ctx.input(0)?;
+    let rank = ctx.ty(x).rank();
+    if rank < 2 {
+        return Err("BatchNormalization needs rank >= 2".into());
+    }
+    let epsilon = float_attr(ctx, "epsilon", 1e-5)?;
+    let (scale, bias) = (ctx.input(1)?, ctx.input(2)?);
+    let (mean, var) = (ctx.input(3)?, ctx.input(4)?);
+    let scale = per_channel(ctx, "scale_c", scale, rank)?;
+    let bias = per_channel(ctx, "bias_c", bias, rank)?;
+    let mean = per_channel(ctx, "mean_c", mean, rank)?;
+    let var = per_channel(ctx, "var_c", var, rank)?;
+    let eps = scalar_like(ctx, "epsilon", var, epsilon)?;
+    let shifted = bin(ctx, "var_eps", BinaryOp::Add, var, eps)?;
+    let std_dev = un(ctx, "std_dev", UnaryOp::Sqrt, shifted)?;
+    let centered = bin(ctx, "centered", BinaryOp::Sub, x, mean)?;
+    let normalized = bin(ctx, "normalized", BinaryOp::Div, centered, std_dev)?;
+    let scaled = bin(ctx, "scaled", BinaryOp::Mul, normalized, scale)?;
+    one(bin(ctx, "batch_norm", BinaryOp::Add, scaled, bias)?)
+}
+
+/// InstanceNormalization (statistics per sample and channel, over the
+/// spatial axes) and GroupNormalization (per sample and group of
+/// channels): a layer norm of `x` reshaped to `[N, G, rest]` with unit
+/// scale, then the per-channel scale and bias.
+pub(super) fn instance_group_normalization(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let x = ctx.input(0)?;
+    let ty = ctx.ty(x);
+    let shape = ty.shape.clone();
+    if shape.len() < 2 || !ty.dtype.is_float() {
+        return Err("needs a float input of rank >= 2".into());
+    }
+    let (n, c) = (shape[0], shape[1]);
+    let epsilon = ctx.attr_float("epsilon")?.unwrap_or(1e-5);
+    let groups = if ctx.op_type() == "GroupNormalization" {
+        let g = ctx
+            .attr_int("num_groups")?
+            .ok_or("attribute `num_groups` is required")?;
+        usize::try_from(g)
+            .ok()
+            .filter(|&g| g > 0 && c % g == 0)
+            .ok_or_else(|| format!("num_groups {g} does not divide {c} channels"))?
+    } else {
+        c
+    };
+    let total: usize = shape.iter().product();
+    let rest = total.checked_div(n * groups).unwrap_or(0);
+    let grouped = ctx.reshape("grouped", x, vec![n, groups, rest])?;
+    let ones = Tensor::from_f32_as(ty.dtype, vec![rest], vec![1.0; rest]).ok_or("ones")?;
+    let ones = ctx.constant("unit_scale", ones)?;
+    let normalized = ctx.add(
+        "normalized",
+        Op::LayerNorm { axis: 2, epsilon },
+        &[grouped, ones],
+    )?;
+    let normalized = ctx.reshape("ungrouped", normalized, shape.clone())?;
+    let (scale, bias) = (ctx.input(1)?, ctx.input(2)?);
+    let per_group = ctx.ty(scale).numel() == groups && groups != c;
+    if per_group {
+        // GroupNormalization opset 18: scale and bias per group.
+        return Err(
+            "GroupNormalization with per-group scale and bias (opset 18) is not supported; \
+             opset 21 takes them per channel"
+                .into(),
+        );
+    }
+    let scale = per_channel(ctx, "scale_c", scale, shape.len())?;
+    let bias = per_channel(ctx, "bias_c", bias, shape.len())?;
+    let scaled = bin(ctx, "scaled", BinaryOp::Mul, normalized, scale)?;
+    one(bin(ctx, "norm", BinaryOp::Add, scaled, bias)?)
+}
+
+/// GlobalAveragePool and GlobalMaxPool: the mean or maximum over the
+/// spatial axes, kept as 1.
+pub(super) fn global_pool(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let x = ctx.input(0)?;
+    let rank = ctx.ty(x).rank();
+    if rank < 3 {
+        return Err("needs rank >= 3 ([N, C, spatial…])".into());
+    }
+    let kind = if ctx.op_type() == "GlobalMaxPool" {
+        ReduceKind::Max
+    } else {
+        ReduceKind::Mean
+    };
+    let op = Op::Reduce {
+        kind,
+        axes: (2..rank).collect(),
+        keep_dims: true,
+    };
+    one(ctx.add("pool", op, &[x])?)
+}
+
+/// DepthToSpace (DCR and CRD) and SpaceToDepth: reshape, transpose,
+/// reshape.
+pub(super) fn depth_space(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let x = ctx.input(0)?;
+    let shape = ctx.ty(x).shape;
+    let [n, c, h, w] = shape[..] else {
+        return Err("needs a rank-4 input [N, C, H, W]".into());
+    };
+    let b = ctx
+        .attr_int("blocksize")?
+        .and_then(|b| usize::try_from(b).ok())
+        .filter(|&b| b > 0)
+        .ok_or("attribute `blocksize` must be positive")?;
+    let (split, perm, out) = if ctx.op_type() == "DepthToSpace" {
+        if c % (b * b) != 0 {
+            return Err(format!("blocksize {b}² does not divide {c} channels").into());
+        }
+        let c2 = c / (b * b);
+        let crd = ctx.attr_string("mode")?.as_deref() == Some("CRD");
+        if crd {
+            (
+                vec![n, c2, b, b, h, w],
+                vec![0, 1, 4, 2, 5, 3],
+                vec![n, c2, h * b, w * b],
+            )
+        } else {
+            (
+                vec![n, b, b, c2, h, w],
+                vec![0, 3, 4, 1, 5, 2],
+                vec![n, c2, h * b, w * b],
+            )
+        }
+    } else {
+        if h % b != 0 || w % b != 0 {
+            return Err(format!("blocksize {b} does not divide {h}×{w}").into());
+        }
+        // DCR: channel = (bh·b + bw)·C + c; CRD: c·b² + bh·b + bw.
+        let perm = if ctx.attr_string("mode")?.as_deref() == Some("CRD") {
+            vec![0, 1, 3, 5, 2, 4]
+        } else {
+            vec![0, 3, 5, 1, 2, 4]
+        };
+        (
+            vec![n, c, h / b, b, w / b, b],
+            perm,
+            vec![n, c * b * b, h / b, w / b],
+        )
+    };
+    let split = ctx.reshape("split", x, split)?;
+    let moved = ctx.add("transpose", Op::Transpose { perm }, &[split])?;
+    one(ctx.reshape("merged", moved, out)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::frontend::testutil::*;
+
+    #[test]
+    fn softplus_neither_overflows_nor_loses_large_inputs() {
+        let x = f(&[4], &[-100., 0., 1., 100.]);
+        let got = run_node("Softplus", 13, &[("x", x)], &["y"], vec![]);
+        let want = [0.0, std::f32::consts::LN_2, 1.313_261_7, 100.0];
+        assert_close(&got[0], &[4], &want);
+    }
+
+    #[test]
+    fn log_sum_exp_is_stable_and_keeps_infinities() {
+        let x = f(
+            &[3, 2],
+            &[1000., 1000., f32::NEG_INFINITY, 0., f32::INFINITY, 1.],
+        );
+        let got = run_node(
+            "ReduceLogSumExp",
+            13,
+            &[("x", x)],
+            &["y"],
+            vec![("axes", A::Is(vec![1])), ("keepdims", A::I(0))],
+        );
+        let y = got[0].to_f32_vec();
+        assert_eq!(got[0].shape(), &[3]);
+        assert!(
+            (y[0] - (1000.0 + std::f32::consts::LN_2)).abs() < 1e-3,
+            "{y:?}"
+        );
+        assert!(y[1].abs() < 1e-6, "{y:?}");
+        assert_eq!(y[2], f32::INFINITY, "{y:?}");
+    }
+
+    #[test]
+    fn depth_to_space_and_back_is_the_identity_in_both_modes() {
+        let values: Vec<f32> = (0..32).map(|v| v as f32).collect();
+        for mode in ["DCR", "CRD"] {
+            let x = f(&[1, 8, 2, 2], &values);
+            let up = run_node(
+                "DepthToSpace",
+                13,
+                &[("x", x)],
+                &["y"],
+                vec![("blocksize", A::I(2)), ("mode", A::S(mode))],
+            );
+            assert_eq!(up[0].shape(), &[1, 2, 4, 4]);
+            let down = run_node(
+                "SpaceToDepth",
+                13,
+                &[("y", up[0].clone())],
+                &["z"],
+                vec![("blocksize", A::I(2)), ("mode", A::S(mode))],
+            );
+            assert_close(&down[0], &[1, 8, 2, 2], &values);
+        }
+    }
+}
