@@ -913,6 +913,28 @@ def case_mlp_block_dynamic():
                           "dim_param 'seq' (bind seq=12 for the test data).")
 
 
+def case_gpt2_fp16_converted():
+    """gpt2_ts converted by onnxruntime's float16 tool, keeping f32 inputs/outputs.
+
+    Every op computes in float16 inside (Cast at the edges); onnxruntime's outputs of
+    the converted model are the reference, so a checker must round where ONNX rounds.
+    """
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    src = OUT_ROOT / "gpt2_ts"
+    if not (src / "model.onnx").exists():
+        CASES["gpt2_ts"]()
+    model = convert_float_to_float16(onnx.load(src / "model.onnx"), keep_io_types=True)
+    inputs = [numpy_helper.to_array(onnx.load_tensor(p))
+              for p in sorted((src / "test_data_set_0").glob("input_*.pb"))]
+    save_case("gpt2_fp16_converted", model, inputs,
+              source="models/gpt2_ts converted by onnxruntime.transformers.float16 (keep_io_types=True)",
+              exporter="torchscript + float16 conversion",
+              description="GPT-2 LM (tiny) with every op in float16 between float32 inputs/outputs: "
+                          "input_ids[1,8] -> logits[1,8,256] float32; reference = onnxruntime on the "
+                          "converted model.")
+
+
 # ----------------------------------------------------------------------- registry
 
 CASES: dict[str, Callable[[], None]] = {
@@ -998,6 +1020,7 @@ CASES: dict[str, Callable[[], None]] = {
                                  "ConvNeXt (tiny, random weights, depthwise 7x7 Conv, channels-last LayerNorm, "
                                  "layer scale), pixel_values[1,3,32,32] float32 -> last_hidden_state[1,32,4,4]. "
                                  "Dynamo exporter."),
+    "gpt2_fp16_converted": case_gpt2_fp16_converted,
     "attention_block": case_attention_block,
     "mlp_block": case_mlp_block,
     "mlp_block_dynamic": case_mlp_block_dynamic,

@@ -107,6 +107,23 @@ impl Tolerance {
 }
 
 impl Tolerance {
+    /// [`Tolerance::for_model`] for the outputs of `graph`: a graph that
+    /// computes any value in fp16 or bf16 (converted to half precision
+    /// inside, with f32 inputs and outputs) gets the half-precision
+    /// tolerance, as half-precision outputs do — onnxruntime's half kernels
+    /// round in their own order.
+    pub fn for_graph(
+        graph: &crate::graph::Graph,
+        reduced_precision: bool,
+        expected: &[(String, Tensor)],
+    ) -> Tolerance {
+        let half_inside = graph
+            .node_ids()
+            .into_iter()
+            .any(|id| matches!(graph.node(id).ty.dtype, DType::F16 | DType::BF16));
+        Tolerance::for_model(reduced_precision || half_inside, expected)
+    }
+
     /// The largest absolute error allowed for a tensor with these metrics,
     /// for [`Tolerance::Scaled`] (elementwise tolerances have none).
     pub fn allowed_abs(&self, metrics: &Metrics) -> Option<f64> {

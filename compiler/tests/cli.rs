@@ -531,3 +531,28 @@ fn docs_ops_md_is_what_tessera_ops_prints() {
         );
     }
 }
+
+/// A model converted to fp16 inside (f32 inputs and outputs) is computed
+/// with each op rounded to fp16, as onnxruntime does: the interpreter is
+/// nearer onnxruntime's fp16 outputs than the fp32 model's, and far from
+/// computing in f32 throughout.
+#[test]
+fn an_fp16_converted_model_rounds_like_onnx() {
+    let model = "models/gpt2_fp16_converted/model.onnx";
+    let run = |data: &str| {
+        let out = tessera(&["check", model, "--data", data, "--interpret"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains("within tolerance (cosine similarity >= 0.999"),
+            "{text}"
+        );
+        rel_l2(&text, "logits:")
+    };
+    let to_fp16_onnxruntime = run("models/gpt2_fp16_converted/test_data_set_0");
+    let to_fp32_model = run("models/gpt2_ts/test_data_set_0");
+    assert!(
+        to_fp32_model > 1e-4 && to_fp16_onnxruntime < to_fp32_model,
+        "fp16 rounding: {to_fp16_onnxruntime} to onnxruntime fp16, {to_fp32_model} to fp32"
+    );
+}

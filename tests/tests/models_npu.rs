@@ -25,7 +25,7 @@ fn check(name: &str, target: &Target, precision: Precision) -> u64 {
     let l = compiled.loadable;
     let run = simulate(&p, &l).unwrap_or_else(|e| panic!("{what}: {e}"));
     let refs: Vec<(String, &Tensor)> = run.outputs.iter().map(|(n, t)| (n.clone(), t)).collect();
-    let tolerance = Tolerance::for_model(precision == Precision::Bf16, &p.expected);
+    let tolerance = Tolerance::for_graph(&p.graph, precision == Precision::Bf16, &p.expected);
     for c in check_outputs(&refs, &p.expected, tolerance).expect("comparable") {
         assert!(c.comparison.pass, "{what}: {}", c.line());
     }

@@ -184,7 +184,7 @@ pub fn check(mut args: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     let actual: Vec<(String, &_)> = actual.iter().map(|(n, t)| (n.clone(), t)).collect();
     let reduced = interpret_precision.is_some_and(|p| p == Precision::Bf16);
-    let tolerance = Tolerance::for_model(reduced, &expected);
+    let tolerance = Tolerance::for_graph(graph, reduced, &expected);
     let checks = check_outputs(&actual, &expected, tolerance).map_err(|m| anyhow!(m))?;
     for c in &checks {
         outln!("{}", c.line())?;

@@ -137,7 +137,8 @@ pub fn check(
             .map(|(n, t)| (n.clone(), t.as_ref()))
             .collect();
         let reduced = program.is_some_and(|p| p.precision == Precision::Bf16);
-        return check_named_outputs(&actual, &expected, Tolerance::for_model(reduced, &expected));
+        let tolerance = Tolerance::for_graph(&pipeline.graph, reduced, &expected);
+        return check_named_outputs(&actual, &expected, tolerance);
     }
 
     let compiled = backend_traced(&pipeline.graph, options, model, Some(&pipeline.provenance))?;
@@ -220,7 +221,8 @@ pub fn check(
         reference::judge(&outputs, &reference, &expected, options.precision)
     } else {
         let actual: Vec<(String, &Tensor)> = outputs.iter().map(|(n, t)| (n.clone(), t)).collect();
-        check_named_outputs(&actual, &expected, Tolerance::for_model(false, &expected))
+        let tolerance = Tolerance::for_graph(&pipeline.graph, false, &expected);
+        check_named_outputs(&actual, &expected, tolerance)
     };
     if tensors_failed {
         bail!("a computed tensor is out of tolerance (see `first failing tensor` above)");

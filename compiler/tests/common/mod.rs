@@ -127,7 +127,7 @@ pub fn check_on_test_data(graph: &Graph, dir: &Path) -> (Vec<OutputCheck>, Vec<(
         .iter()
         .map(|(n, t)| (n.clone(), t.as_ref()))
         .collect();
-    let tolerance = Tolerance::for_model(false, &expected);
+    let tolerance = Tolerance::for_graph(graph, false, &expected);
     let checks = check_outputs(&actual, &expected, tolerance).expect("comparable");
     let owned = evaluation
         .outputs()
