@@ -490,6 +490,130 @@ pub(super) fn depth_space(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
     one(ctx.reshape("merged", moved, out)?)
 }
 
+/// A constant `[0, 1, …, n-1]` (or reversed) of `dtype`, shaped to run
+/// along `axis` of a rank-`rank` tensor.
+fn positions(
+    ctx: &mut Ctx,
+    part: &str,
+    n: usize,
+    axis: usize,
+    rank: usize,
+    reversed: bool,
+) -> ConvertResult<NodeId> {
+    let values: Vec<i64> = (0..n as i64)
+        .map(|i| if reversed { n as i64 - 1 - i } else { i })
+        .collect();
+    let mut shape = vec![1; rank];
+    shape[axis] = n;
+    let tensor = Tensor::from_i64_as(crate::tensor::DType::I64, shape, values)
+        .ok_or("cannot build positions")?;
+    ctx.constant(part, tensor)
+}
+
+/// ArgMax and ArgMin (`axis`, `keepdims`, `select_last_index`): the
+/// positions where `x` equals its maximum (of `−x` for ArgMin), reduced to
+/// the first (or last) of them with a maximum over positions. NaN inputs
+/// are not singled out.
+pub(super) fn arg_extreme(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let x = ctx.input(0)?;
+    let ty = ctx.ty(x);
+    let rank = ty.rank();
+    if rank == 0 {
+        return Err("needs rank >= 1".into());
+    }
+    let axis = ctx.axis(ctx.attr_int("axis")?.unwrap_or(0), rank)?;
+    let keep_dims = ctx.attr_int("keepdims")?.unwrap_or(1) != 0;
+    let last = ctx.attr_int("select_last_index")?.unwrap_or(0) != 0;
+    let n = ty.shape[axis];
+    if n == 0 {
+        return Err("an arg-reduction over an empty axis".into());
+    }
+    let values = if ctx.op_type() == "ArgMin" {
+        if ty.dtype == crate::tensor::DType::Bool {
+            un(ctx, "flipped", UnaryOp::Not, x)?
+        } else {
+            un(ctx, "negated", UnaryOp::Neg, x)?
+        }
+    } else {
+        x
+    };
+    let reduce = |keep_dims| Op::Reduce {
+        kind: ReduceKind::Max,
+        axes: vec![axis],
+        keep_dims,
+    };
+    let max = ctx.add("max", reduce(true), &[values])?;
+    let at_max = bin(ctx, "at_max", BinaryOp::Equal, values, max)?;
+    // The last index: max(i where at_max); the first: n−1 − max(n−1−i …).
+    let index = positions(ctx, "positions", n, axis, rank, !last)?;
+    let none = ctx.scalar("none", crate::tensor::DType::I64, -1.0)?;
+    let candidates = ctx.add("candidates", Op::Where, &[at_max, index, none])?;
+    let mut chosen = ctx.add("chosen", reduce(keep_dims), &[candidates])?;
+    if !last {
+        let top = ctx.scalar("last_position", crate::tensor::DType::I64, (n - 1) as f64)?;
+        chosen = bin(ctx, "first", BinaryOp::Sub, top, chosen)?;
+    }
+    one(chosen)
+}
+
+/// OneHot(indices, depth, values = [off, on]) with `axis`: `on` where the
+/// (wrapped, for negative indices) index equals the position along the new
+/// axis, `off` elsewhere. The depth must be known at compile time.
+pub(super) fn one_hot(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let indices = ctx.input(0)?;
+    let depth = ctx.value(1)?;
+    if depth.numel() != 1 {
+        return Err("the depth (input 1) must be a single value".into());
+    }
+    let depth = depth.to_f32_vec()[0];
+    let depth = usize::try_from(depth as i64)
+        .ok()
+        .filter(|&d| d > 0 && depth.fract() == 0.0)
+        .ok_or_else(|| format!("depth {depth} is not a positive integer"))?;
+    let values = ctx.input(2)?;
+    if ctx.ty(values).numel() != 2 {
+        return Err("values (input 2) must be [off, on]".into());
+    }
+    let shape = ctx.ty(indices).shape;
+    let rank = shape.len() + 1;
+    let axis = ctx.axis(ctx.attr_int("axis")?.unwrap_or(-1), rank)?;
+    let indices = if ctx.ty(indices).dtype == crate::tensor::DType::I64 {
+        indices
+    } else {
+        ctx.add(
+            "as_i64",
+            Op::Cast {
+                to: crate::tensor::DType::I64,
+            },
+            &[indices],
+        )?
+    };
+    // Negative indices count from the end.
+    let zero = ctx.scalar("zero", crate::tensor::DType::I64, 0.0)?;
+    let d = ctx.scalar("depth", crate::tensor::DType::I64, depth as f64)?;
+    let negative = bin(ctx, "negative", BinaryOp::Less, indices, zero)?;
+    let wrapped = bin(ctx, "wrapped", BinaryOp::Add, indices, d)?;
+    let indices = ctx.add("index", Op::Where, &[negative, wrapped, indices])?;
+    let mut spread = shape.clone();
+    spread.insert(axis, 1);
+    let indices = ctx.reshape("spread", indices, spread)?;
+    let position = positions(ctx, "positions", depth, axis, rank, false)?;
+    let hot = bin(ctx, "hot", BinaryOp::Equal, indices, position)?;
+    let flat = ctx.reshape("values_flat", values, vec![2])?;
+    let pick = |ctx: &mut Ctx, i: i64, part: &str| -> ConvertResult<NodeId> {
+        let op = Op::Slice {
+            starts: vec![i],
+            ends: vec![i + 1],
+            steps: vec![1],
+        };
+        let v = ctx.add(part, op, &[flat])?;
+        ctx.reshape(&format!("{part}_scalar"), v, vec![])
+    };
+    let off = pick(ctx, 0, "off")?;
+    let on = pick(ctx, 1, "on")?;
+    one(ctx.add("one_hot", Op::Where, &[hot, on, off])?)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::frontend::testutil::*;

@@ -327,6 +327,27 @@ pub const REGISTRY: &[OpEntry] = &[
         ALL,
         "DMA (reshape, transpose)",
     ),
+    entry(
+        "ArgMax",
+        composite::arg_extreme,
+        "axis, keepdims, select_last_index",
+        ALL,
+        "VPU (row max, compare, position max)",
+    ),
+    entry(
+        "ArgMin",
+        composite::arg_extreme,
+        "axis, keepdims, select_last_index",
+        ALL,
+        "VPU (row max of -x, compare, position max)",
+    ),
+    entry(
+        "OneHot",
+        composite::one_hot,
+        "axis",
+        NUM,
+        "VPU (compare with positions, where); depth known at compile time",
+    ),
     // norm.rs
     entry(
         "LayerNormalization",
@@ -508,6 +529,6 @@ mod tests {
         let before = names.len();
         names.dedup();
         assert_eq!(names.len(), before);
-        assert_eq!(before, 96);
+        assert_eq!(before, 99);
     }
 }
