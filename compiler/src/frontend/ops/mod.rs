@@ -18,6 +18,7 @@ mod gather;
 mod matmul;
 mod movement;
 mod norm;
+mod pool;
 mod reduce;
 mod shape;
 
@@ -348,6 +349,21 @@ pub const REGISTRY: &[OpEntry] = &[
         NUM,
         "VPU (compare with positions, where); depth known at compile time",
     ),
+    // pool.rs
+    entry(
+        "MaxPool",
+        pool::pool,
+        "kernel_shape, strides, pads, dilations, auto_pad, ceil_mode (no Indices output)",
+        NUM,
+        "DMA (strided windows) + VPU max",
+    ),
+    entry(
+        "AveragePool",
+        pool::pool,
+        "kernel_shape, strides, pads, dilations, auto_pad, ceil_mode, count_include_pad",
+        FLOAT,
+        "DMA (strided windows) + VPU add, divide",
+    ),
     // norm.rs
     entry(
         "LayerNormalization",
@@ -529,6 +545,6 @@ mod tests {
         let before = names.len();
         names.dedup();
         assert_eq!(names.len(), before);
-        assert_eq!(before, 99);
+        assert_eq!(before, 101);
     }
 }

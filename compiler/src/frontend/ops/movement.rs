@@ -54,7 +54,7 @@ pub(super) fn tile(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
 
 /// The Pad modes.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum PadMode {
+pub(super) enum PadMode {
     Constant,
     Reflect,
     Edge,
@@ -116,7 +116,7 @@ pub(super) fn pad(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
 }
 
 /// Pads (or, for negative amounts, crops) `x` along `axis`.
-fn pad_axis(
+pub(super) fn pad_axis(
     ctx: &mut Ctx,
     x: NodeId,
     axis: usize,
@@ -206,7 +206,7 @@ fn pad_axis(
 }
 
 /// A slice of `[start, end)` by `step` along `axis`, everything elsewhere.
-fn window(shape: &[usize], axis: usize, start: i64, end: i64, step: i64) -> Op {
+pub(super) fn window(shape: &[usize], axis: usize, start: i64, end: i64, step: i64) -> Op {
     let mut starts = vec![0i64; shape.len()];
     let mut ends: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
     let mut steps = vec![1i64; shape.len()];
