@@ -3,7 +3,7 @@
 //! --const-inputs-from-data`, on the interpreter and compiled for `tiny`
 //! in fp32. Every test the library runners pass (tests/conformance/
 //! expected-*.txt) passes through the CLI too, at least as many pass as
-//! onnxruntime reproduces (888 of the 904 with supported dtypes,
+//! onnxruntime reproduces (888 of the 907 with supported dtypes,
 //! tests/conformance/README.md), and every failure is a one-line error.
 
 mod common;

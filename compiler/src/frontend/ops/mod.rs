@@ -13,6 +13,7 @@ mod activation;
 mod composite;
 mod constant;
 mod conv;
+mod einsum;
 mod elementwise;
 mod gather;
 mod matmul;
@@ -401,6 +402,14 @@ pub const REGISTRY: &[OpEntry] = &[
         ALL,
         "VPU row reduction",
     ),
+    // einsum.rs
+    entry(
+        "Einsum",
+        einsum::einsum,
+        "equation (1 or 2 operands, no diagonals)",
+        NUM,
+        "MXU (one batched matmul) + DMA transposes, VPU sums",
+    ),
     // matmul.rs
     entry("MatMul", matmul::matmul, "", NUM, "MXU"),
     entry(
@@ -545,6 +554,6 @@ mod tests {
         let before = names.len();
         names.dedup();
         assert_eq!(names.len(), before);
-        assert_eq!(before, 101);
+        assert_eq!(before, 102);
     }
 }
