@@ -455,3 +455,88 @@ mod tests {
         );
     }
 }
+
+/// Random attributes and constant operands for the composed ops: import,
+/// folding and interpretation return errors, never panic.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use crate::frontend::testutil::*;
+    use crate::interp::run;
+    use crate::passes::{run_graph_passes_with, PassOptions};
+
+    fn try_node(
+        op: &str,
+        attrs: Vec<(&str, A)>,
+        consts: Vec<(&str, crate::tensor::Tensor)>,
+        order: &[&str],
+    ) {
+        let x = f(
+            &[1, 2, 3, 4],
+            &(0..24).map(|v| v as f32).collect::<Vec<_>>(),
+        );
+        let bytes = model(
+            vec![node(op, order, &["y"], attrs)],
+            &[("x", &x)],
+            &consts,
+            &["y"],
+            18,
+        );
+        if let Ok(mut g) = import(&bytes) {
+            if run_graph_passes_with(&mut g, &PassOptions::frontend_only(), |_, _, _| {}).is_ok() {
+                let _ = run(&g, &[x]);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn einsum_equations_never_panic(eq in "[ijk.,>-]{0,12}") {
+            try_node("Einsum", vec![("equation", A::S(Box::leak(eq.into_boxed_str())))], vec![], &["x"]);
+        }
+
+        #[test]
+        fn pads_tiles_and_scans_never_panic(
+            pads in prop::collection::vec(-6i64..6, 0..10),
+            mode in 0usize..5,
+            repeats in prop::collection::vec(-1i64..3, 0..6),
+            axis in -6i64..6,
+        ) {
+            let modes = ["constant", "reflect", "edge", "wrap", "bogus"];
+            let p = i(&[pads.len()], &pads);
+            try_node("Pad", vec![("mode", A::S(modes[mode]))], vec![("p", p)], &["x", "p"]);
+            let r = i(&[repeats.len()], &repeats);
+            try_node("Tile", vec![], vec![("r", r)], &["x", "r"]);
+            try_node("CumSum", vec![("reverse", A::I(axis & 1))], vec![("a", i(&[], &[axis]))], &["x", "a"]);
+            let depth = i(&[], &[axis]);
+            let values = f(&[2], &[0., 1.]);
+            try_node("OneHot", vec![("axis", A::I(axis))], vec![("d", depth), ("v", values)], &["x", "d", "v"]);
+        }
+
+        #[test]
+        fn pools_and_blocks_never_panic(
+            kernel in prop::collection::vec(-1i64..5, 0..4),
+            strides in prop::collection::vec(-1i64..4, 0..4),
+            pads in prop::collection::vec(-1i64..4, 0..6),
+            ceil in 0i64..2,
+            block in -1i64..4,
+        ) {
+            for op in ["MaxPool", "AveragePool"] {
+                let attrs = vec![
+                    ("kernel_shape", A::Is(kernel.clone())),
+                    ("strides", A::Is(strides.clone())),
+                    ("pads", A::Is(pads.clone())),
+                    ("ceil_mode", A::I(ceil)),
+                ];
+                try_node(op, attrs, vec![], &["x"]);
+            }
+            for op in ["DepthToSpace", "SpaceToDepth"] {
+                try_node(op, vec![("blocksize", A::I(block))], vec![], &["x"]);
+            }
+            try_node("ArgMax", vec![("axis", A::I(block - 2))], vec![], &["x"]);
+        }
+    }
+}
