@@ -537,23 +537,122 @@ pub(super) fn arg_extreme(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
     } else {
         x
     };
+    let (_, chosen) = max_and_position(ctx, "", values, axis, last, keep_dims)?;
+    one(chosen)
+}
+
+/// The maximum of `values` along `axis` (kept as 1) and the first (or
+/// last) position where it is reached (i64, kept as 1 when `keep_dims`).
+fn max_and_position(
+    ctx: &mut Ctx,
+    part: &str,
+    values: NodeId,
+    axis: usize,
+    last: bool,
+    keep_dims: bool,
+) -> ConvertResult<(NodeId, NodeId)> {
+    let ty = ctx.ty(values);
+    let (n, rank) = (ty.shape[axis], ty.rank());
     let reduce = |keep_dims| Op::Reduce {
         kind: ReduceKind::Max,
         axes: vec![axis],
         keep_dims,
     };
-    let max = ctx.add("max", reduce(true), &[values])?;
-    let at_max = bin(ctx, "at_max", BinaryOp::Equal, values, max)?;
+    let max = ctx.add(&format!("{part}max"), reduce(true), &[values])?;
+    let at_max = bin(ctx, &format!("{part}at_max"), BinaryOp::Equal, values, max)?;
     // The last index: max(i where at_max); the first: n−1 − max(n−1−i …).
-    let index = positions(ctx, "positions", n, axis, rank, !last)?;
-    let none = ctx.scalar("none", crate::tensor::DType::I64, -1.0)?;
-    let candidates = ctx.add("candidates", Op::Where, &[at_max, index, none])?;
-    let mut chosen = ctx.add("chosen", reduce(keep_dims), &[candidates])?;
+    let index = positions(ctx, &format!("{part}positions"), n, axis, rank, !last)?;
+    let none = ctx.scalar(&format!("{part}none"), crate::tensor::DType::I64, -1.0)?;
+    let candidates = ctx.add(
+        &format!("{part}candidates"),
+        Op::Where,
+        &[at_max, index, none],
+    )?;
+    let mut chosen = ctx.add(&format!("{part}chosen"), reduce(keep_dims), &[candidates])?;
     if !last {
-        let top = ctx.scalar("last_position", crate::tensor::DType::I64, (n - 1) as f64)?;
-        chosen = bin(ctx, "first", BinaryOp::Sub, top, chosen)?;
+        let top = ctx.scalar(
+            &format!("{part}last_position"),
+            crate::tensor::DType::I64,
+            (n - 1) as f64,
+        )?;
+        chosen = bin(ctx, &format!("{part}first"), BinaryOp::Sub, top, chosen)?;
     }
-    one(chosen)
+    Ok((max, chosen))
+}
+
+/// The most values TopK takes (one pass over the row per value).
+const TOP_K_MAX: usize = 64;
+
+/// TopK(x, K) with `axis`, `largest`, `sorted`: K passes, each taking the
+/// row maximum (of −x for the smallest) and its first position, then
+/// masking that position with −∞ (the type's lowest value) for the next pass. Values come out sorted
+/// (ties: lower index first, as ONNX specifies); K must be known at
+/// compile time and at most 64.
+pub(super) fn top_k(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let x = ctx.input(0)?;
+    let ty = ctx.ty(x);
+    if matches!(ty.dtype, crate::tensor::DType::Bool) {
+        return Err("TopK of bool is not supported".into());
+    }
+    let rank = ty.rank();
+    if rank == 0 {
+        return Err("needs rank >= 1".into());
+    }
+    let axis = ctx.axis(ctx.attr_int("axis")?.unwrap_or(-1), rank)?;
+    let k = if ctx.opset < 10 {
+        ctx.attr_int("k")?.ok_or("attribute `k` is required")?
+    } else {
+        let k = ctx.opt_ints_input(1)?.ok_or("K (input 1) is required")?;
+        *k.first()
+            .filter(|_| k.len() == 1)
+            .ok_or("K must be a single value")?
+    };
+    let n = ty.shape[axis];
+    let k = usize::try_from(k)
+        .ok()
+        .filter(|&k| k <= n)
+        .ok_or_else(|| format!("K = {k} for an axis of {n}"))?;
+    if k > TOP_K_MAX {
+        return Err(format!("TopK with K = {k} (at most {TOP_K_MAX} are supported)").into());
+    }
+    let largest = ctx.attr_int("largest")?.unwrap_or(1) != 0;
+    if !largest && ty.dtype == crate::tensor::DType::U8 {
+        return Err("TopK of the smallest u8 values is not supported".into());
+    }
+    let mut current = if largest {
+        x
+    } else {
+        un(ctx, "negated", UnaryOp::Neg, x)?
+    };
+    let index = positions(ctx, "positions", n, axis, rank, false)?;
+    let masked = scalar_like(ctx, "masked", x, super::pool::lowest(ty.dtype))?;
+    let (mut values, mut indices) = (Vec::with_capacity(k), Vec::with_capacity(k));
+    for j in 0..k {
+        let (max, at) = max_and_position(ctx, &format!("pass{j}_"), current, axis, false, true)?;
+        values.push(max);
+        indices.push(at);
+        if j + 1 < k {
+            let taken = bin(ctx, &format!("pass{j}_taken"), BinaryOp::Equal, index, at)?;
+            current = ctx.add(
+                &format!("pass{j}_rest"),
+                Op::Where,
+                &[taken, masked, current],
+            )?;
+        }
+    }
+    let join = |ctx: &mut Ctx, part: &str, parts: Vec<NodeId>| -> ConvertResult<NodeId> {
+        match parts[..] {
+            [] => Err("K = 0 is not supported".into()),
+            [single] => Ok(single),
+            _ => ctx.add(part, Op::Concat { axis }, &parts),
+        }
+    };
+    let mut values = join(ctx, "values", values)?;
+    if !largest {
+        values = un(ctx, "values_negated", UnaryOp::Neg, values)?;
+    }
+    let indices = join(ctx, "indices", indices)?;
+    Ok(vec![Some(values), Some(indices)])
 }
 
 /// OneHot(indices, depth, values = [off, on]) with `axis`: `on` where the

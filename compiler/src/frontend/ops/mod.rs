@@ -344,6 +344,13 @@ pub const REGISTRY: &[OpEntry] = &[
         "VPU (row max of -x, compare, position max)",
     ),
     entry(
+        "TopK",
+        composite::top_k,
+        "axis, largest, sorted (always sorted); K known at compile time, at most 64",
+        NUM,
+        "VPU (K passes of row max, position, mask)",
+    ),
+    entry(
         "OneHot",
         composite::one_hot,
         "axis",
@@ -554,6 +561,6 @@ mod tests {
         let before = names.len();
         names.dedup();
         assert_eq!(names.len(), before);
-        assert_eq!(before, 102);
+        assert_eq!(before, 103);
     }
 }

@@ -537,6 +537,8 @@ mod fuzz {
                 try_node(op, vec![("blocksize", A::I(block))], vec![], &["x"]);
             }
             try_node("ArgMax", vec![("axis", A::I(block - 2))], vec![], &["x"]);
+            let k = i(&[1], &[block * 2 - 1]);
+            try_node("TopK", vec![("axis", A::I(ceil - 1)), ("largest", A::I(ceil))], vec![("k", k)], &["x", "k"]);
         }
     }
 }

@@ -104,7 +104,7 @@ fn axes(ctx: &Ctx, shape: &[usize]) -> ConvertResult<Vec<Axis>> {
 }
 
 /// The lowest value of `dtype` (the padding of a max pool).
-fn lowest(dtype: DType) -> f64 {
+pub(super) fn lowest(dtype: DType) -> f64 {
     match dtype {
         DType::U8 => 0.0,
         DType::I8 => f64::from(i8::MIN),
