@@ -21,6 +21,7 @@ mod movement;
 mod norm;
 mod pool;
 mod reduce;
+mod resize;
 mod shape;
 
 /// Converts one ONNX node.
@@ -485,6 +486,14 @@ pub const REGISTRY: &[OpEntry] = &[
         NUM,
         "DMA shifts + VPU adds (log2 n steps)",
     ),
+    // resize.rs
+    entry(
+        "Resize",
+        resize::resize,
+        "mode (nearest, linear, cubic), coordinate_transformation_mode (not tf_crop_and_resize), nearest_mode, cubic_coeff_a, exclude_outside, keep_aspect_ratio_policy, axes; no antialias; scales or sizes known at compile time",
+        FLOAT,
+        "DMA (constant-index gathers) + VPU weights",
+    ),
     // gather.rs
     entry("Gather", gather::gather, "axis", ALL, "DMA (indexed rows)"),
     entry(
@@ -561,6 +570,6 @@ mod tests {
         let before = names.len();
         names.dedup();
         assert_eq!(names.len(), before);
-        assert_eq!(before, 103);
+        assert_eq!(before, 104);
     }
 }

@@ -537,6 +537,14 @@ mod fuzz {
                 try_node(op, vec![("blocksize", A::I(block))], vec![], &["x"]);
             }
             try_node("ArgMax", vec![("axis", A::I(block - 2))], vec![], &["x"]);
+            let modes = ["nearest", "linear", "cubic", "area"];
+            let transforms = ["half_pixel", "align_corners", "asymmetric", "pytorch_half_pixel"];
+            let scales = f(&[4], &[1.0, 1.0, block as f32 * 0.75, ceil as f32 + 0.5]);
+            let attrs = vec![
+                ("mode", A::S(modes[(block + 1) as usize % 4])),
+                ("coordinate_transformation_mode", A::S(transforms[ceil as usize * 2 + (block & 1) as usize])),
+            ];
+            try_node("Resize", attrs, vec![("s", scales)], &["x", "", "s"]);
             let k = i(&[1], &[block * 2 - 1]);
             try_node("TopK", vec![("axis", A::I(ceil - 1)), ("largest", A::I(ceil))], vec![("k", k)], &["x", "k"]);
         }
