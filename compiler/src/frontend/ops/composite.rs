@@ -2,8 +2,8 @@
 //! wherever its parts run (and fuses like them): the activations (LeakyRelu,
 //! PRelu, Elu, Selu, Celu, ThresholdedRelu, HardSigmoid, HardSwish,
 //! Softplus, Softsign, Mish), LogSoftmax, IsNaN, IsInf, Xor, the
-//! reductions ReduceMin, ReduceL1, ReduceL2, ReduceSumSquare, ReduceLogSum
-//! and ReduceLogSumExp, inference-mode BatchNormalization, Instance- and
+//! reductions ReduceMin, ReduceProd, ReduceL1, ReduceL2, ReduceSumSquare,
+//! ReduceLogSum and ReduceLogSumExp, inference-mode BatchNormalization, Instance- and
 //! GroupNormalization, GlobalAverage/MaxPool, DepthToSpace and
 //! SpaceToDepth.
 
@@ -293,6 +293,27 @@ pub(super) fn reduce(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
                 sum
             }
         }
+        "ReduceProd" => {
+            // Per axis, halves multiplied pairwise until one slice is left
+            // (⌈log₂ n⌉ products; integers exact, floats in tree order).
+            let mut y = x;
+            for &axis in &axes {
+                y = product_along(ctx, y, axis)?;
+            }
+            if keep_dims {
+                y
+            } else {
+                let shape: Vec<usize> = ctx
+                    .ty(y)
+                    .shape
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !axes.contains(i))
+                    .map(|(_, &d)| d)
+                    .collect();
+                ctx.reshape("reduce_prod", y, shape)?
+            }
+        }
         "ReduceLogSum" => {
             let sum = reduce(ctx, "sum", ReduceKind::Sum, x, keep_dims)?;
             un(ctx, "reduce_log_sum", UnaryOp::Log, sum)?
@@ -320,6 +341,67 @@ pub(super) fn reduce(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
         other => return Err(format!("not a composed reduction: {other}").into()),
     };
     one(y)
+}
+
+/// The product of `x` along `axis`, kept as size 1 (1 for an empty axis).
+fn product_along(ctx: &mut Ctx, x: NodeId, axis: usize) -> ConvertResult<NodeId> {
+    let shape = ctx.ty(x).shape;
+    let mut n = shape[axis];
+    if n == 0 {
+        let mut out = shape.clone();
+        out[axis] = 1;
+        let one_ = scalar_like(ctx, "one", x, 1.0)?;
+        return ctx.add("empty_product", Op::Expand { shape: out }, &[one_]);
+    }
+    let mut y = x;
+    let mut step = 0;
+    while n > 1 {
+        let shape = ctx.ty(y).shape;
+        let h = n / 2;
+        let part = |ctx: &mut Ctx, name: &str, start: usize, end: usize, y| {
+            let op = super::movement::window(&shape, axis, start as i64, end as i64, 1);
+            ctx.add(&format!("{name}{axis}_{step}"), op, &[y])
+        };
+        let low = part(ctx, "low", 0, h, y)?;
+        let high = part(ctx, "high", h, 2 * h, y)?;
+        let mut product = bin(
+            ctx,
+            &format!("product{axis}_{step}"),
+            BinaryOp::Mul,
+            low,
+            high,
+        )?;
+        if n % 2 == 1 {
+            // The odd one out joins the first of the products.
+            let odd = part(ctx, "odd", 2 * h, n, y)?;
+            let mut half = shape.clone();
+            half[axis] = h;
+            let first_op = super::movement::window(&half, axis, 0, 1, 1);
+            let first = ctx.add(&format!("first{axis}_{step}"), first_op, &[product])?;
+            let first = bin(
+                ctx,
+                &format!("with_odd{axis}_{step}"),
+                BinaryOp::Mul,
+                first,
+                odd,
+            )?;
+            product = if h > 1 {
+                let rest_op = super::movement::window(&half, axis, 1, h as i64, 1);
+                let rest = ctx.add(&format!("rest{axis}_{step}"), rest_op, &[product])?;
+                ctx.add(
+                    &format!("joined{axis}_{step}"),
+                    Op::Concat { axis },
+                    &[first, rest],
+                )?
+            } else {
+                first
+            };
+        }
+        y = product;
+        n = h;
+        step += 1;
+    }
+    Ok(y)
 }
 
 /// A per-channel parameter `[C]` shaped to broadcast over `[N, C, …]`.
@@ -716,6 +798,25 @@ pub(super) fn one_hot(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
 #[cfg(test)]
 mod tests {
     use crate::frontend::testutil::*;
+
+    #[test]
+    fn reduce_prod_of_every_length_is_the_product() {
+        for n in 0..=9usize {
+            let values: Vec<i64> = (0..2 * n as i64).map(|v| v % 5 - 2).collect();
+            let got = run_node(
+                "ReduceProd",
+                13,
+                &[("x", i(&[2, n], &values))],
+                &["y"],
+                vec![("axes", A::Is(vec![1])), ("keepdims", A::I(0))],
+            );
+            let want: Vec<i64> = (0..2)
+                .map(|r| values[r * n..(r + 1) * n].iter().product())
+                .collect();
+            assert_eq!(got[0].shape(), &[2]);
+            assert_eq!(got[0].to_i64_vec(), want, "n = {n}");
+        }
+    }
 
     #[test]
     fn softplus_neither_overflows_nor_loses_large_inputs() {

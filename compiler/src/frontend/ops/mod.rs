@@ -247,6 +247,13 @@ pub const REGISTRY: &[OpEntry] = &[
         "VPU row reduction (-max(-x))",
     ),
     entry(
+        "ReduceProd",
+        composite::reduce,
+        "axes, keepdims, noop_with_empty_axes",
+        NUM,
+        "DMA halves + VPU multiplies (log2 n steps per axis)",
+    ),
+    entry(
         "ReduceL1",
         composite::reduce,
         "axes, keepdims, noop_with_empty_axes",
@@ -570,6 +577,6 @@ mod tests {
         let before = names.len();
         names.dedup();
         assert_eq!(names.len(), before);
-        assert_eq!(before, 104);
+        assert_eq!(before, 105);
     }
 }
