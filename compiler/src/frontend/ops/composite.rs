@@ -236,24 +236,10 @@ pub(super) fn xor(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
 pub(super) fn reduce(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
     let x = ctx.input(0)?;
     let rank = ctx.ty(x).rank();
-    let keep_dims = ctx.attr_int("keepdims")?.unwrap_or(1) != 0;
-    let noop = ctx.attr_int("noop_with_empty_axes")?.unwrap_or(0) != 0;
-    let given = match ctx.attr_ints("axes")? {
-        Some(axes) => Some(axes),
-        None => ctx.opt_ints_input(1)?,
-    };
     let op_type = ctx.op_type().to_string();
-    let mut axes = match given {
-        Some(axes) if !axes.is_empty() => axes
-            .into_iter()
-            .map(|a| ctx.axis(a, rank))
-            .collect::<Result<Vec<_>, _>>()?,
-        // With no axes and `noop_with_empty_axes`, only the elementwise part.
-        _ if noop => Vec::new(),
-        _ => (0..rank).collect(),
-    };
-    axes.sort_unstable();
-    axes.dedup();
+    // With no axes and `noop_with_empty_axes`, only the elementwise part.
+    let (axes, keep_dims) = super::reduce::reduction_axes(ctx, rank)?;
+    let axes = axes.unwrap_or_default();
     let reduce = |ctx: &mut Ctx, part: &str, kind, x, keep_dims| {
         if axes.is_empty() {
             return Ok(x);

@@ -7,15 +7,14 @@ use crate::graph::{NodeId, Op, ReduceKind};
 use super::super::ctx::{ConvertResult, Ctx};
 use super::one;
 
-/// A reduction; `noop_with_empty_axes` and `keepdims` as in ONNX.
-pub(super) fn reduce(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
-    let kind = match ctx.op_type() {
-        "ReduceMean" => ReduceKind::Mean,
-        "ReduceSum" => ReduceKind::Sum,
-        _ => ReduceKind::Max,
-    };
-    let x = ctx.input(0)?;
-    let rank = ctx.ty(x).rank();
+/// The sorted, distinct axes a reduction of a rank-`rank` input reduces
+/// (from the `axes` attribute or input 1; all when none are given) and its
+/// `keepdims`; `None` for the axes when none are given and
+/// `noop_with_empty_axes` is set (the input passes through).
+pub(super) fn reduction_axes(
+    ctx: &mut Ctx,
+    rank: usize,
+) -> ConvertResult<(Option<Vec<usize>>, bool)> {
     let keep_dims = ctx.attr_int("keepdims")?.unwrap_or(1) != 0;
     let noop = ctx.attr_int("noop_with_empty_axes")?.unwrap_or(0) != 0;
     let given = match ctx.attr_ints("axes")? {
@@ -27,11 +26,26 @@ pub(super) fn reduce(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
             .into_iter()
             .map(|a| ctx.axis(a, rank))
             .collect::<Result<Vec<_>, _>>()?,
-        _ if noop => return one(x),
+        _ if noop => return Ok((None, keep_dims)),
         _ => (0..rank).collect(),
     };
     axes.sort_unstable();
     axes.dedup();
+    Ok((Some(axes), keep_dims))
+}
+
+/// A reduction; `noop_with_empty_axes` and `keepdims` as in ONNX.
+pub(super) fn reduce(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let kind = match ctx.op_type() {
+        "ReduceMean" => ReduceKind::Mean,
+        "ReduceSum" => ReduceKind::Sum,
+        _ => ReduceKind::Max,
+    };
+    let x = ctx.input(0)?;
+    let rank = ctx.ty(x).rank();
+    let (Some(axes), keep_dims) = reduction_axes(ctx, rank)? else {
+        return one(x);
+    };
     let name = match kind {
         ReduceKind::Mean => "reduce_mean",
         ReduceKind::Sum => "reduce_sum",
