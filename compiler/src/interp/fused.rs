@@ -74,6 +74,94 @@ pub(crate) fn activation(act: Activation, x: f32) -> f32 {
     }
 }
 
+/// The geometry of an attention (`q` `[B, H, SQ, D]`, `k` and `v` `[B,
+/// HKV, SK, D]`, `H / HKV` query heads per KV head) and its scores: what the
+/// exact attention and the program's ([`super::mxu::attention`]) compute
+/// alike before the softmax.
+pub(crate) struct Scores<'a> {
+    pub batch: usize,
+    pub heads: usize,
+    pub sq: usize,
+    pub sk: usize,
+    pub d: usize,
+    kv_heads: usize,
+    q: &'a [f32],
+    k: &'a [f32],
+    mask: Option<(Vec<usize>, Vec<f32>)>,
+    scale: f32,
+    causal: bool,
+}
+
+impl<'a> Scores<'a> {
+    /// The scores of `q` and `k` (whose f32 values, as the caller rounded
+    /// them, are `qv` and `kv`).
+    pub fn new(
+        q: &Tensor,
+        k: &Tensor,
+        (qv, kv): (&'a [f32], &'a [f32]),
+        mask: Option<&Tensor>,
+        scale: f32,
+        causal: bool,
+    ) -> Result<Scores<'a>, String> {
+        let &[batch, heads, sq, d] = q.shape() else {
+            return Err("q must have rank 4".into());
+        };
+        let &[_, kv_heads, sk, _] = k.shape() else {
+            return Err("k must have rank 4".into());
+        };
+        let scores_shape = [batch, heads, sq, sk];
+        let mask = mask.map(|m| (broadcast_index(&scores_shape, m.shape()), m.to_f32_vec()));
+        Ok(Scores {
+            batch,
+            heads,
+            sq,
+            sk,
+            d,
+            kv_heads,
+            q: qv,
+            k: kv,
+            mask,
+            scale,
+            causal,
+        })
+    }
+
+    /// Where head `(b, h)`'s query rows start, and its KV head's key and
+    /// value rows.
+    pub fn offsets(&self, b: usize, h: usize) -> (usize, usize) {
+        let group = self.heads / self.kv_heads.max(1);
+        let hk = h / group.max(1);
+        let (sq, sk, d) = (self.sq, self.sk, self.d);
+        (
+            (b * self.heads + h) * sq * d,
+            (b * self.kv_heads + hk) * sk * d,
+        )
+    }
+
+    /// `scores[j] = (q_i · k_j) · scale + mask`, −∞ above the causal
+    /// diagonal, for query row `i` of head `(b, h)`.
+    pub fn row(&self, b: usize, h: usize, i: usize, scores: &mut [f32]) {
+        let (q0, k0) = self.offsets(b, h);
+        let (sq, sk, d) = (self.sq, self.sk, self.d);
+        let q_row = &self.q[q0 + i * d..q0 + (i + 1) * d];
+        for (j, score) in scores.iter_mut().enumerate() {
+            let k_row = &self.k[k0 + j * d..k0 + (j + 1) * d];
+            let mut dot = 0f32;
+            for (x, y) in q_row.iter().zip(k_row) {
+                dot += x * y;
+            }
+            let mut s = dot * self.scale;
+            if let Some((at, values)) = &self.mask {
+                s += values[at[((b * self.heads + h) * sq + i) * sk + j]];
+            }
+            if self.causal && j + sq > i + sk {
+                s = f32::NEG_INFINITY;
+            }
+            *score = s;
+        }
+    }
+}
+
 /// `softmax(q · kᵀ · scale + mask) · v` per batch and head, with grouped
 /// kv heads and an optional causal mask.
 pub(crate) fn attention(
@@ -84,40 +172,16 @@ pub(crate) fn attention(
     scale: f32,
     causal: bool,
 ) -> Result<Tensor, String> {
-    let &[batch, heads, sq, d] = q.shape() else {
-        return Err("q must have rank 4".into());
-    };
-    let &[_, kv_heads, sk, _] = k.shape() else {
-        return Err("k must have rank 4".into());
-    };
-    let group = heads / kv_heads.max(1);
     let (qv, kv, vv) = (q.to_f32_vec(), k.to_f32_vec(), v.to_f32_vec());
-    let scores_shape = [batch, heads, sq, sk];
-    let mask = mask.map(|m| (broadcast_index(&scores_shape, m.shape()), m.to_f32_vec()));
+    let rows = Scores::new(q, k, (&qv, &kv), mask, scale, causal)?;
+    let (sq, d) = (rows.sq, rows.d);
     let mut out = vec![0f32; qv.len()];
-    let mut scores = vec![0f32; sk];
-    for b in 0..batch {
-        for h in 0..heads {
-            let hk = h / group.max(1);
-            let q0 = (b * heads + h) * sq * d;
-            let k0 = (b * kv_heads + hk) * sk * d;
+    let mut scores = vec![0f32; rows.sk];
+    for b in 0..rows.batch {
+        for h in 0..rows.heads {
+            let (q0, k0) = rows.offsets(b, h);
             for i in 0..sq {
-                let q_row = &qv[q0 + i * d..q0 + (i + 1) * d];
-                for (j, score) in scores.iter_mut().enumerate() {
-                    let k_row = &kv[k0 + j * d..k0 + (j + 1) * d];
-                    let mut dot = 0f32;
-                    for (x, y) in q_row.iter().zip(k_row) {
-                        dot += x * y;
-                    }
-                    let mut s = dot * scale;
-                    if let Some((at, values)) = &mask {
-                        s += values[at[((b * heads + h) * sq + i) * sk + j]];
-                    }
-                    if causal && j + sq > i + sk {
-                        s = f32::NEG_INFINITY;
-                    }
-                    *score = s;
-                }
+                rows.row(b, h, i, &mut scores);
                 let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let mut sum = 0f64;
                 for s in scores.iter_mut() {

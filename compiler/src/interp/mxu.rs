@@ -39,8 +39,6 @@ use crate::lower::attention_online::OnlineShape;
 use crate::lower::elementwise::broadcast_strides;
 use crate::tensor::{strides, DType, Tensor};
 
-use super::broadcast_index;
-
 /// One value as the MXU sees it: rounded to its input type.
 pub(crate) fn round(mxu: MxuType, x: f32) -> f32 {
     match mxu {
@@ -228,45 +226,21 @@ pub(crate) fn attention(
     scale: f32,
     causal: bool,
 ) -> Result<Tensor, String> {
-    let &[batch, heads, sq, d] = q.shape() else {
-        return Err("q must have rank 4".into());
-    };
-    let &[_, kv_heads, sk, _] = k.shape() else {
-        return Err("k must have rank 4".into());
-    };
-    let group = heads / kv_heads.max(1);
     let operand =
         |t: &Tensor| -> Vec<f32> { t.to_f32_vec().into_iter().map(|x| round(mxu, x)).collect() };
     let (qv, kv, vv) = (operand(q), operand(k), operand(v));
-    let scores_shape = [batch, heads, sq, sk];
-    let mask = mask.map(|m| (broadcast_index(&scores_shape, m.shape()), m.to_f32_vec()));
+    let rows = super::fused::Scores::new(q, k, (&qv, &kv), mask, scale, causal)?;
+    let (sq, sk, d) = (rows.sq, rows.sk, rows.d);
     let key_block = kernel.key_block.unwrap_or(sk).max(1);
     let mut out = vec![0f32; qv.len()];
     let mut scores = vec![0f32; sk];
     let mut block_out = vec![0f32; d];
     let exp = |x: f32| unary(UnFunc::Exp, x);
-    for b in 0..batch {
-        for h in 0..heads {
-            let hk = h / group.max(1);
-            let q0 = (b * heads + h) * sq * d;
-            let k0 = (b * kv_heads + hk) * sk * d;
+    for b in 0..rows.batch {
+        for h in 0..rows.heads {
+            let (q0, k0) = rows.offsets(b, h);
             for i in 0..sq {
-                let q_row = &qv[q0 + i * d..q0 + (i + 1) * d];
-                for (j, score) in scores.iter_mut().enumerate() {
-                    let k_row = &kv[k0 + j * d..k0 + (j + 1) * d];
-                    let mut dot = 0f32;
-                    for (x, y) in q_row.iter().zip(k_row) {
-                        dot += x * y;
-                    }
-                    let mut s = dot * scale;
-                    if let Some((at, values)) = &mask {
-                        s += values[at[((b * heads + h) * sq + i) * sk + j]];
-                    }
-                    if causal && j + sq > i + sk {
-                        s = f32::NEG_INFINITY;
-                    }
-                    *score = s;
-                }
+                rows.row(b, h, i, &mut scores);
                 let out_row = &mut out[q0 + i * d..q0 + (i + 1) * d];
                 let online = kernel.key_block.is_some();
                 // The online kernel starts from −f32::MAX, so that a block

@@ -6,6 +6,15 @@ use crate::tensor::{DType, Tensor, TensorData};
 
 use super::broadcast_index;
 
+/// `shape` with the reduced `axes` kept as 1.
+pub(crate) fn kept_shape(shape: &[usize], axes: &[usize]) -> Vec<usize> {
+    shape
+        .iter()
+        .enumerate()
+        .map(|(d, &n)| if axes.contains(&d) { 1 } else { n })
+        .collect()
+}
+
 /// Reduces over `axes`; `ty` is the result type.
 pub(crate) fn reduce(
     x: &Tensor,
@@ -13,12 +22,7 @@ pub(crate) fn reduce(
     axes: &[usize],
     ty: &TensorType,
 ) -> Result<Tensor, String> {
-    let keep_shape: Vec<usize> = x
-        .shape()
-        .iter()
-        .enumerate()
-        .map(|(d, &n)| if axes.contains(&d) { 1 } else { n })
-        .collect();
+    let keep_shape = kept_shape(x.shape(), axes);
     let out_len: usize = keep_shape.iter().product();
     let target = broadcast_index(x.shape(), &keep_shape);
     let count: usize = axes.iter().map(|&a| x.shape()[a]).product();

@@ -153,12 +153,7 @@ impl Vpu {
         axes: &[usize],
         ty: &TensorType,
     ) -> Result<Tensor, String> {
-        let keep_shape: Vec<usize> = x
-            .shape()
-            .iter()
-            .enumerate()
-            .map(|(d, &n)| if axes.contains(&d) { 1 } else { n })
-            .collect();
+        let keep_shape = super::reduce::kept_shape(x.shape(), axes);
         let out_len: usize = keep_shape.iter().product();
         let count: usize = axes.iter().map(|&a| x.shape()[a]).product();
         // In row-major order, each output's elements arrive in the
