@@ -504,7 +504,7 @@ impl Machine<'_> {
         let control_track = [tracks::DMA_CONTROL, tracks::MXU_CONTROL, tracks::VPU][e];
         let mut slice = (control_track, start, start + cost::QUEUE_CONTROL_CYCLES);
         let mut slice_stall = (StallReason::None, 0);
-        if matches!(head.op, Op::Copy { .. } | Op::Gather { .. }) {
+        if self.watcher.active() && matches!(head.op, Op::Copy { .. } | Op::Gather { .. }) {
             self.watcher
                 .before_transfer(pc, &footprint(&head.op), self.mems);
         }

@@ -67,6 +67,11 @@ impl Watcher {
         }
     }
 
+    /// Whether anything is watched (else no transfer needs looking at).
+    pub(super) fn active(&self) -> bool {
+        !self.watches.is_empty()
+    }
+
     /// Before the transfer at `pc` with footprint `ranges` executes: copies
     /// every final watched tensor it touches.
     pub(super) fn before_transfer(
