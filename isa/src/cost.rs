@@ -95,6 +95,15 @@ pub fn dma_gather(t: &Target, rows: u64, row_bytes: u64) -> DmaCost {
     }
 }
 
+/// Cost of `dma.scatter` writing `rows` rows of `row_bytes` bytes to DRAM.
+pub fn dma_scatter(t: &Target, rows: u64, row_bytes: u64) -> DmaCost {
+    DmaCost {
+        dram_read: 0,
+        dram_write: rows.saturating_mul(row_bytes),
+        ..dma_gather(t, rows, row_bytes)
+    }
+}
+
 /// Cycles `mxu.ldw` occupies the weight-load port: one weight row per cycle.
 pub fn mxu_load_weights(_t: &Target, k: u64, _n: u64) -> u64 {
     k.max(1)

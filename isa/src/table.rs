@@ -96,6 +96,9 @@ define_isa! {
     /// for i < rows: dst[i] = table[idx[i]] (rows of `bytes` bytes; idx < limit, negative from the end).
     0x42 DmaGather "dma.gather" Dma (dst: SpmAddr, table: DramAddr, idx: SpmAddr)
         [rows: Reg, bytes: Reg, limit: Reg, itype: IdxType];
+    /// for i < rows, in order: table[idx[i]] = src[i] (rows of `bytes` bytes; idx < limit, negative from the end).
+    0x43 DmaScatter "dma.scatter" Dma (table: DramAddr, src: SpmAddr, idx: SpmAddr)
+        [rows: Reg, bytes: Reg, limit: Reg, itype: IdxType];
     /// Waits until semaphore sem >= n, then subtracts n (in the DMA queue).
     0x4E DmaWait "dma.wait" Dma (sem: Sem, n: U16) [];
     /// Adds n to semaphore sem once all earlier DMA instructions completed.

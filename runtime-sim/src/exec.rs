@@ -24,6 +24,8 @@ pub enum FaultKind {
     BadOperand,
     /// `dma.gather` index outside the table.
     GatherIndex,
+    /// `dma.scatter` index outside the table.
+    ScatterIndex,
     /// The run exceeded the cycle limit.
     CycleLimit,
 }
@@ -37,6 +39,7 @@ impl FaultKind {
             FaultKind::BadSemaphore => "bad semaphore",
             FaultKind::BadOperand => "bad operand",
             FaultKind::GatherIndex => "gather index out of range",
+            FaultKind::ScatterIndex => "scatter index out of range",
             FaultKind::CycleLimit => "cycle limit exceeded",
         }
     }
@@ -183,6 +186,61 @@ pub fn dma_copy(
     ))
 }
 
+/// Reads `rows` indices of a `dma.gather`/`dma.scatter` from SPM and
+/// resolves them against a table of `limit` rows (negative from the end).
+/// Returns the row numbers and the index read.
+fn table_rows(
+    mems: &Memories,
+    idx: u64,
+    rows: u64,
+    limit: u64,
+    i64_idx: bool,
+    kind: FaultKind,
+) -> Result<(Vec<u64>, Access), RawFault> {
+    check_size("rows", rows)?;
+    check_size("limit", limit)?;
+    let isize = if i64_idx { 8 } else { 4 };
+    let idx_pat = Pattern::contiguous(Mem::Spm, idx, rows * isize);
+    idx_pat.check(mems)?;
+    idx_pat.check_align(isize)?;
+    let mut raw = vec![0u8; (rows * isize) as usize];
+    mems.read(Mem::Spm, idx, &mut raw)?;
+    let resolved = raw
+        .chunks_exact(isize as usize)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let given: i64 = if i64_idx {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(chunk);
+                i64::from_le_bytes(b)
+            } else {
+                i64::from(i32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
+            };
+            let v = if given < 0 {
+                given.wrapping_add(limit as i64)
+            } else {
+                given
+            };
+            if v < 0 || v as u64 >= limit {
+                return Err(RawFault {
+                    kind,
+                    detail: format!(
+                        "index {given} of row {i} is outside the table of {limit} rows"
+                    ),
+                });
+            }
+            Ok(v as u64)
+        })
+        .collect::<Result<Vec<u64>, RawFault>>()?;
+    Ok((
+        resolved,
+        Access {
+            pattern: idx_pat,
+            write: false,
+        },
+    ))
+}
+
 /// `dma.gather`.
 #[allow(clippy::too_many_arguments)]
 pub fn dma_gather(
@@ -195,48 +253,22 @@ pub fn dma_gather(
     limit: u64,
     i64_idx: bool,
 ) -> Result<Accesses, RawFault> {
-    check_size("rows", rows)?;
     check_size("bytes", bytes)?;
-    check_size("limit", limit)?;
     check_work("a gather", rows.saturating_mul(bytes), MAX_TRANSFER_BYTES)?;
-    let isize = if i64_idx { 8 } else { 4 };
-    let idx_pat = Pattern::contiguous(Mem::Spm, idx, rows * isize);
-    idx_pat.check(mems)?;
-    idx_pat.check_align(isize)?;
+    let (selected, idx_access) =
+        table_rows(mems, idx, rows, limit, i64_idx, FaultKind::GatherIndex)?;
     let dst_pat = Pattern::contiguous(Mem::Spm, dst, rows * bytes);
     dst_pat.check(mems)?;
     let mut accesses = vec![
-        Access {
-            pattern: idx_pat,
-            write: false,
-        },
+        idx_access,
         Access {
             pattern: dst_pat,
             write: true,
         },
     ];
-    let mut raw = vec![0u8; (rows * isize) as usize];
-    mems.read(Mem::Spm, idx, &mut raw)?;
     let mut row = vec![0u8; bytes as usize];
-    for i in 0..rows as usize {
-        let chunk = &raw[i * isize as usize..(i + 1) * isize as usize];
-        let mut v: i64 = if i64_idx {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(chunk);
-            i64::from_le_bytes(b)
-        } else {
-            i64::from(i32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
-        };
-        if v < 0 {
-            v = v.wrapping_add(limit as i64);
-        }
-        if v < 0 || v as u64 >= limit {
-            return Err(RawFault {
-                kind: FaultKind::GatherIndex,
-                detail: format!("index {v} of row {i} is outside the table of {limit} rows"),
-            });
-        }
-        let from = table.wrapping_add((v as u64).wrapping_mul(bytes));
+    for (i, &v) in selected.iter().enumerate() {
+        let from = table.wrapping_add(v.wrapping_mul(bytes));
         let src = Pattern::contiguous(Mem::Dram, from, bytes);
         src.check(mems)?;
         mems.read(Mem::Dram, from, &mut row)?;
@@ -245,6 +277,50 @@ pub fn dma_gather(
             pattern: src,
             write: false,
         });
+    }
+    Ok(accesses)
+}
+
+/// `dma.scatter`: every index and destination row is checked before the
+/// first row is written, then rows are written in order (a later equal
+/// index wins).
+#[allow(clippy::too_many_arguments)]
+pub fn dma_scatter(
+    mems: &mut Memories,
+    table: u64,
+    src: u64,
+    idx: u64,
+    rows: u64,
+    bytes: u64,
+    limit: u64,
+    i64_idx: bool,
+) -> Result<Accesses, RawFault> {
+    check_size("bytes", bytes)?;
+    check_work("a scatter", rows.saturating_mul(bytes), MAX_TRANSFER_BYTES)?;
+    let (selected, idx_access) =
+        table_rows(mems, idx, rows, limit, i64_idx, FaultKind::ScatterIndex)?;
+    let src_pat = Pattern::contiguous(Mem::Spm, src, rows * bytes);
+    src_pat.check(mems)?;
+    let mut accesses = vec![
+        idx_access,
+        Access {
+            pattern: src_pat,
+            write: false,
+        },
+    ];
+    for &v in &selected {
+        let to = table.wrapping_add(v.wrapping_mul(bytes));
+        let dst = Pattern::contiguous(Mem::Dram, to, bytes);
+        dst.check(mems)?;
+        accesses.push(Access {
+            pattern: dst,
+            write: true,
+        });
+    }
+    let mut row = vec![0u8; bytes as usize];
+    for (i, &v) in selected.iter().enumerate() {
+        mems.read(Mem::Spm, src + i as u64 * bytes, &mut row)?;
+        mems.write(Mem::Dram, table.wrapping_add(v.wrapping_mul(bytes)), &row)?;
     }
     Ok(accesses)
 }
@@ -415,4 +491,35 @@ pub fn mxu_matmul(
         });
     }
     Ok((accesses, (m * k * n) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_isa::Target;
+
+    fn dram_row(mems: &Memories, at: u64) -> [u8; 4] {
+        let mut row = [0u8; 4];
+        mems.read(Mem::Dram, at, &mut row).expect("read");
+        row
+    }
+
+    #[test]
+    fn a_faulting_scatter_writes_nothing() {
+        let mut mems = Memories::new(&Target::tiny());
+        let ids: Vec<u8> = [0i32, 1, 7].iter().flat_map(|v| v.to_le_bytes()).collect();
+        mems.write(Mem::Spm, 0, &ids).expect("ids");
+        mems.write(Mem::Spm, 64, &[9u8; 12]).expect("rows");
+        let err = dma_scatter(&mut mems, 0x1000, 64, 0, 3, 4, 4, false).err();
+        assert!(err.is_some(), "index 7 of a 4-row table must fault");
+        assert_eq!(dram_row(&mems, 0x1000), [0; 4]);
+        assert_eq!(dram_row(&mems, 0x1004), [0; 4]);
+        // In range, the same scatter writes rows 0 and 1 only.
+        let ids: Vec<u8> = [0i32, 1, -1].iter().flat_map(|v| v.to_le_bytes()).collect();
+        mems.write(Mem::Spm, 0, &ids).expect("ids");
+        dma_scatter(&mut mems, 0x1000, 64, 0, 3, 4, 4, false).expect("scatter");
+        assert_eq!(dram_row(&mems, 0x1000), [9; 4]);
+        assert_eq!(dram_row(&mems, 0x1008), [0; 4]);
+        assert_eq!(dram_row(&mems, 0x100c), [9; 4]);
+    }
 }

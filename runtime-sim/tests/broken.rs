@@ -224,3 +224,29 @@ fn gather_index_out_of_range_faults() {
         "{err}"
     );
 }
+
+#[test]
+fn scatter_index_out_of_range_faults() {
+    let source = "
+        .segment \"table\" @ 0x1000
+        .f32 1, 2, 3, 4, 5, 6
+        .segment \"ids\" @ 0x0
+        .bytes 00000000 fcffffff
+        li r2, 2
+        li r3, 8
+        li r4, 3
+        dma.copy spm[0], dram[0], bytes=8
+        dma.scatter dram[0x1000], spm[64], spm[0], rows=r2, bytes=r3, limit=r4, itype=i32
+        halt
+    ";
+    let err = run_src(source, &[]);
+    assert!(
+        matches!(&err, SimError::Fault(f) if f.kind == FaultKind::ScatterIndex),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("index -4 of row 1 is outside the table of 3 rows"),
+        "{err}"
+    );
+}

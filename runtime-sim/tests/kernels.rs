@@ -379,3 +379,26 @@ fn gemm_trace_has_one_slice_per_executed_instruction_named_by_its_disassembly() 
         .iter()
         .any(|e| e["ph"] == "C" && e["name"] == "DRAM bandwidth"));
 }
+
+#[test]
+fn scatter_example_updates_rows_later_duplicate_wins() {
+    let ids: Vec<i64> = vec![1, -1, 1];
+    let id_bytes: Vec<u8> = ids.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let rows: Vec<f32> = (0..12).map(|i| 100.0 + i as f32).collect();
+    for target in targets() {
+        let (_, sim) = run(
+            build(&example("scatter.s"), &target),
+            &[("ids", id_bytes.clone()), ("rows", f32_bytes(&rows))],
+        )
+        .expect("run");
+        let cache = bytes_f32(&sim.output("cache").expect("cache"));
+        let mut want: Vec<f32> = (0..5)
+            .flat_map(|r| (0..4).map(move |d| (r * 10 + d) as f32))
+            .collect();
+        // Row 1 is written twice; the third row (the later write) wins.
+        want[4..8].copy_from_slice(&rows[8..12]);
+        // -1 is the last row.
+        want[16..20].copy_from_slice(&rows[4..8]);
+        assert_eq!(cache, want, "{}", target.name);
+    }
+}

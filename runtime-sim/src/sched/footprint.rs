@@ -60,6 +60,29 @@ pub(super) fn footprint(op: &Op) -> Vec<(Mem, i128, i128, bool)> {
                 false,
             );
         }
+        Op::Scatter {
+            table,
+            src,
+            idx,
+            rows,
+            bytes,
+            limit,
+            i64_idx,
+        } => {
+            let isize = if i64_idx { 8 } else { 4 };
+            add(
+                Pattern::contiguous(Mem::Spm, idx, rows.saturating_mul(isize)),
+                false,
+            );
+            add(
+                Pattern::contiguous(Mem::Spm, src, rows.saturating_mul(bytes)),
+                false,
+            );
+            add(
+                Pattern::contiguous(Mem::Dram, table, limit.saturating_mul(bytes)),
+                true,
+            );
+        }
         _ => {}
     }
     let _ = vpu_pattern;

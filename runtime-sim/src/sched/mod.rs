@@ -356,7 +356,7 @@ impl Machine<'_> {
                 ),
                 None => (base, StallReason::Semaphore),
             },
-            Op::Copy { .. } | Op::Gather { .. } => (
+            Op::Copy { .. } | Op::Gather { .. } | Op::Scatter { .. } => (
                 self.dma_start(base, &footprint(&h.op)),
                 StallReason::Inflight,
             ),
@@ -504,7 +504,12 @@ impl Machine<'_> {
         let control_track = [tracks::DMA_CONTROL, tracks::MXU_CONTROL, tracks::VPU][e];
         let mut slice = (control_track, start, start + cost::QUEUE_CONTROL_CYCLES);
         let mut slice_stall = (StallReason::None, 0);
-        if self.watcher.active() && matches!(head.op, Op::Copy { .. } | Op::Gather { .. }) {
+        if self.watcher.active()
+            && matches!(
+                head.op,
+                Op::Copy { .. } | Op::Gather { .. } | Op::Scatter { .. }
+            )
+        {
             self.watcher
                 .before_transfer(pc, &footprint(&head.op), self.mems);
         }
@@ -584,6 +589,23 @@ impl Machine<'_> {
                     exec::dma_gather(self.mems, dst, table, idx, rows, bytes, limit, i64_idx)
                         .map_err(|r| fail(self, r))?;
                 let c = cost::dma_gather(self.target, rows, bytes);
+                let slot;
+                (complete, slot) = self.dma_transfer(pc, start, c, &accesses);
+                slice = (tracks::DMA + slot, start, complete);
+            }
+            Op::Scatter {
+                table,
+                src,
+                idx,
+                rows,
+                bytes,
+                limit,
+                i64_idx,
+            } => {
+                accesses =
+                    exec::dma_scatter(self.mems, table, src, idx, rows, bytes, limit, i64_idx)
+                        .map_err(|r| fail(self, r))?;
+                let c = cost::dma_scatter(self.target, rows, bytes);
                 let slot;
                 (complete, slot) = self.dma_transfer(pc, start, c, &accesses);
                 slice = (tracks::DMA + slot, start, complete);
