@@ -362,6 +362,33 @@ impl<'t> Emitter<'t> {
                     itype: *itype,
                 });
             }
+            Stmt::Scatter {
+                table,
+                src,
+                idx,
+                rows,
+                bytes,
+                limit,
+                itype,
+            } => {
+                let (tb, to) = self.base_off(table, 32)?;
+                let table =
+                    DramAddr::new(Mem::Dram, tb, to).ok_or_else(|| self.err("bad table"))?;
+                let src = self.spm(src)?;
+                let idx = self.spm(idx)?;
+                let rows = self.ext_reg(rows)?;
+                let bytes = self.li(*bytes as i64)?;
+                let limit = self.li(*limit as i64)?;
+                self.emit(Instr::DmaScatter {
+                    table,
+                    src,
+                    idx,
+                    rows,
+                    bytes,
+                    limit,
+                    itype: *itype,
+                });
+            }
             Stmt::LoadW {
                 src,
                 k,

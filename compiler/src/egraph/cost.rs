@@ -147,6 +147,8 @@ impl CostModel {
             | Op::Expand { .. }
             | Op::Gather { .. }
             | Op::GatherNd { .. }
+            | Op::Scatter { .. }
+            | Op::ScatterElements { .. }
             | Op::Trilu { .. } => 0.0,
             Op::GatherElements { .. } => return None,
             Op::Unary(u) => match u {

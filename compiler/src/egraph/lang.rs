@@ -30,7 +30,7 @@ use crate::graph::{AttrValue, BinaryOp, Op, UnaryOp};
 /// Mnemonics of the ops with neither a unary nor a binary kind, in the
 /// order of [`Op`]'s variants. `kind_name` maps text to these static
 /// strings; a test checks that every op's mnemonic is covered.
-const OTHER_KINDS: [&str; 26] = [
+const OTHER_KINDS: [&str; 28] = [
     "where",
     "cast",
     "gelu",
@@ -43,6 +43,8 @@ const OTHER_KINDS: [&str; 26] = [
     "gather",
     "gather_elements",
     "gather_nd",
+    "scatter",
+    "scatter_elements",
     "reduce_sum",
     "reduce_mean",
     "reduce_max",
@@ -371,6 +373,8 @@ mod tests {
             Op::Gather { axis: 0 },
             Op::GatherElements { axis: 0 },
             Op::GatherNd { batch_dims: 0 },
+            Op::Scatter { axis: 0 },
+            Op::ScatterElements { axis: 0 },
             Op::Reduce {
                 kind: ReduceKind::Sum,
                 axes: vec![0],
@@ -442,6 +446,8 @@ mod tests {
                 | Op::Gather { .. }
                 | Op::GatherElements { .. }
                 | Op::GatherNd { .. }
+                | Op::Scatter { .. }
+                | Op::ScatterElements { .. }
                 | Op::Reduce { .. }
                 | Op::Softmax { .. }
                 | Op::LayerNorm { .. }

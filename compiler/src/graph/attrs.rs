@@ -140,6 +140,8 @@ impl Op {
             Op::Concat { axis }
             | Op::Gather { axis }
             | Op::GatherElements { axis }
+            | Op::Scatter { axis }
+            | Op::ScatterElements { axis }
             | Op::Softmax { axis } => {
                 vec![("axis", AttrValue::Int(*axis as i64))]
             }
@@ -279,6 +281,18 @@ impl Op {
             ),
             "gather_elements" => (
                 Op::GatherElements {
+                    axis: a.usize("axis")?,
+                },
+                &["axis"],
+            ),
+            "scatter" => (
+                Op::Scatter {
+                    axis: a.usize("axis")?,
+                },
+                &["axis"],
+            ),
+            "scatter_elements" => (
+                Op::ScatterElements {
                     axis: a.usize("axis")?,
                 },
                 &["axis"],

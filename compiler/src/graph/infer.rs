@@ -232,6 +232,47 @@ impl Op {
                 }
                 TensorType::new(data.dtype, idx.shape.clone())
             }
+            Op::Scatter { axis } => {
+                arity(3, 3)?;
+                let (data, idx, upd) = (operands[0], operands[1], operands[2]);
+                index_operand(idx)?;
+                if *axis >= data.rank() {
+                    return Err(format!("axis {axis} out of range for rank {}", data.rank()));
+                }
+                let mut expected = data.shape[..*axis].to_vec();
+                expected.extend_from_slice(&idx.shape);
+                expected.extend_from_slice(&data.shape[axis + 1..]);
+                if upd.shape != expected || upd.dtype != data.dtype {
+                    return Err(format!(
+                        "updates {} do not match data {} and indices {:?} on axis {axis} (expected {:?})",
+                        upd, data, idx.shape, expected
+                    ));
+                }
+                data.clone()
+            }
+            Op::ScatterElements { axis } => {
+                arity(3, 3)?;
+                let (data, idx, upd) = (operands[0], operands[1], operands[2]);
+                index_operand(idx)?;
+                if *axis >= data.rank()
+                    || idx.rank() != data.rank()
+                    || idx.shape.iter().zip(&data.shape).any(|(i, d)| i > d)
+                {
+                    return Err(format!(
+                        "indices {:?} do not fit data {:?} on axis {axis}",
+                        idx.shape, data.shape
+                    ));
+                }
+                if upd.shape != idx.shape || upd.dtype != data.dtype {
+                    return Err(format!(
+                        "updates {} must have the indices' shape {:?} and the data's type {}",
+                        upd,
+                        idx.shape,
+                        data.dtype.name()
+                    ));
+                }
+                data.clone()
+            }
             Op::GatherNd { batch_dims } => {
                 arity(2, 2)?;
                 let (data, idx) = (operands[0], operands[1]);

@@ -348,6 +348,26 @@ pub enum Op {
         /// Leading dimensions shared by data and indices.
         batch_dims: usize,
     },
+    /// The inverse of `Gather`: `out = data`, then for every position `p`
+    /// of the flattened indices, in order,
+    /// `out[..a, indices[p], b..] = updates[..a, p, b..]` (a later equal
+    /// index wins; negative indices count from the end). Operands
+    /// `[data, indices, updates]`; `updates` is
+    /// `data[..axis] ++ indices.shape ++ data[axis + 1..]`. ONNX ScatterND
+    /// with `reduction = none` becomes this on axis 0.
+    Scatter {
+        /// The indexed axis.
+        axis: usize,
+    },
+    /// The inverse of `GatherElements`: `out = data`, then for every
+    /// position `i` of `indices` (row-major order),
+    /// `out[i with i[axis] = indices[i]] = updates[i]`. Operands
+    /// `[data, indices, updates]`; `indices` and `updates` have one shape,
+    /// of data's rank and no larger than data in any dimension.
+    ScatterElements {
+        /// The indexed axis.
+        axis: usize,
+    },
     /// Reduction over some axes.
     Reduce {
         /// Sum, mean or max.
@@ -462,6 +482,8 @@ impl Op {
             Op::Gather { .. } => "gather",
             Op::GatherElements { .. } => "gather_elements",
             Op::GatherNd { .. } => "gather_nd",
+            Op::Scatter { .. } => "scatter",
+            Op::ScatterElements { .. } => "scatter_elements",
             Op::Reduce { kind, .. } => kind.name(),
             Op::Softmax { .. } => "softmax",
             Op::LayerNorm { .. } => "layer_norm",

@@ -355,6 +355,10 @@ pub fn eval_op_with(
         Op::Gather { axis } => movement::gather(arg(0)?, arg(1)?, *axis, ty)?,
         Op::GatherElements { axis } => movement::gather_elements(arg(0)?, arg(1)?, *axis)?,
         Op::GatherNd { batch_dims } => movement::gather_nd(arg(0)?, arg(1)?, *batch_dims, ty)?,
+        Op::Scatter { axis } => movement::scatter(arg(0)?, arg(1)?, arg(2)?, *axis)?,
+        Op::ScatterElements { axis } => {
+            movement::scatter_elements(arg(0)?, arg(1)?, arg(2)?, *axis)?
+        }
         Op::Trilu { upper, k } => movement::trilu(arg(0)?, *upper, *k)?,
         Op::Reduce {
             kind,

@@ -1,6 +1,6 @@
-//! Data movement: transpose, expand, concat, slice, gathers, trilu. Each
-//! computes, for every output element, the flat index it reads, then
-//! selects those elements (so every dtype is handled alike).
+//! Data movement: transpose, expand, concat, slice, gathers, scatters,
+//! trilu. Each computes, for every output element, the flat index it reads,
+//! then selects those elements (so every dtype is handled alike).
 
 use crate::graph::TensorType;
 use crate::tensor::{map_data, strides, Tensor, TensorData};
@@ -192,6 +192,81 @@ pub(crate) fn gather_nd(
         }
     }
     build(ty, data.data().select(&plan))
+}
+
+/// `data` with the elements at `targets` (flat output positions, in
+/// order: a later equal target wins) taken from `updates`.
+fn overwrite(data: &Tensor, updates: &Tensor, targets: &[usize]) -> Result<Tensor, String> {
+    let n = data.numel();
+    let mut plan: Vec<usize> = (0..n).collect();
+    for (k, &t) in targets.iter().enumerate() {
+        plan[t] = n + k;
+    }
+    let all =
+        TensorData::concat(&[data.data(), updates.data()]).ok_or("operands differ in type")?;
+    Tensor::new(data.shape().to_vec(), all.select(&plan)).ok_or_else(|| "shape mismatch".into())
+}
+
+/// The inverse of Gather: rows `data[o, indices[p], :]` replaced by
+/// `updates[o, p, :]`, in index order.
+pub(crate) fn scatter(
+    data: &Tensor,
+    indices: &Tensor,
+    updates: &Tensor,
+    axis: usize,
+) -> Result<Tensor, String> {
+    let shape = data.shape();
+    let outer: usize = shape[..axis].iter().product();
+    let inner: usize = shape[axis + 1..].iter().product();
+    let dim = shape[axis];
+    let idx = indices
+        .to_i64_vec()
+        .into_iter()
+        .map(|i| resolve(i, dim))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut targets = Vec::with_capacity(updates.numel());
+    for o in 0..outer {
+        for &i in &idx {
+            let base = (o * dim + i) * inner;
+            targets.extend(base..base + inner);
+        }
+    }
+    overwrite(data, updates, &targets)
+}
+
+/// The inverse of GatherElements: `out[i with i[axis] = indices[i]] =
+/// updates[i]` for every position of `indices`, in row-major order.
+pub(crate) fn scatter_elements(
+    data: &Tensor,
+    indices: &Tensor,
+    updates: &Tensor,
+    axis: usize,
+) -> Result<Tensor, String> {
+    let data_strides = strides(data.shape());
+    let idx = indices.to_i64_vec();
+    let mut targets = Vec::with_capacity(idx.len());
+    let mut error = None;
+    let mut k = 0;
+    for_each_index(indices.shape(), |pos| {
+        let mut flat = 0;
+        for d in 0..pos.len() {
+            let coordinate = if d == axis {
+                resolve(idx[k], data.shape()[d]).unwrap_or_else(|e| {
+                    error.get_or_insert(e);
+                    0
+                })
+            } else {
+                pos[d]
+            };
+            flat += coordinate * data_strides[d];
+        }
+        targets.push(flat);
+        k += 1;
+    });
+    if let Some(e) = error {
+        return Err(e);
+    }
+    overwrite(data, updates, &targets)
 }
 
 /// Keeps the upper (`j - i >= k`) or lower (`j - i <= k`) triangle of the

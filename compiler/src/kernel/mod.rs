@@ -371,6 +371,24 @@ pub enum Stmt {
         /// Index type.
         itype: IdxType,
     },
+    /// `dma.scatter` of SPM rows to the table rows selected by indices in
+    /// SPM (in order: a later equal index wins).
+    Scatter {
+        /// DRAM table.
+        table: Affine,
+        /// SPM rows.
+        src: Affine,
+        /// SPM indices.
+        idx: Affine,
+        /// Rows to scatter.
+        rows: Ext,
+        /// Bytes per row.
+        bytes: u64,
+        /// Rows in the table.
+        limit: u64,
+        /// Index type.
+        itype: IdxType,
+    },
     /// `mxu.ldw`.
     LoadW {
         /// SPM source.

@@ -86,6 +86,10 @@ fn stmt(s: &Stmt, depth: usize, out: &mut String) {
             out,
             "{pad}dma.gather spm[{dst}] <- dram[{table}] rows spm[{idx}]:{itype} x {rows} of {bytes} B (table {limit} rows)"
         ),
+        Stmt::Scatter { table, src, idx, rows, bytes, limit, itype } => writeln!(
+            out,
+            "{pad}dma.scatter dram[{table}] <- spm[{src}] rows spm[{idx}]:{itype} x {rows} of {bytes} B (table {limit} rows)"
+        ),
         Stmt::LoadW { src, k, n, stride, dtype, trans } => {
             writeln!(out, "{pad}mxu.ldw spm[{src}] {k}x{n} {dtype} stride {stride} trans={trans}")
         }

@@ -110,6 +110,23 @@ impl Stmt {
                 limit: *limit,
                 itype: *itype,
             },
+            Stmt::Scatter {
+                table,
+                src,
+                idx,
+                rows,
+                bytes,
+                limit,
+                itype,
+            } => Stmt::Scatter {
+                table: f(table),
+                src: f(src),
+                idx: f(idx),
+                rows: ext(rows),
+                bytes: *bytes,
+                limit: *limit,
+                itype: *itype,
+            },
             Stmt::LoadW {
                 src,
                 k,

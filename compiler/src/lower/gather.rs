@@ -1,5 +1,6 @@
-//! Gathers: row gathers with runtime indices on the DMA engine
-//! (`dma.gather`), and gathers with compile-time indices as static copies.
+//! Gathers and scatters: row gathers and scatters with runtime indices on
+//! the DMA engine (`dma.gather`, `dma.scatter`), and gathers with
+//! compile-time indices as static copies.
 //!
 //! `Gather` on axis `a` of `data [outer, V, inner]` with indices `[N]`
 //! (any shape, flattened) copies, for every outer index, the `inner`-sized
@@ -112,6 +113,116 @@ pub fn gather(spec: &GatherSpec, target: &Target) -> Result<Kernel, LowerError> 
         rotators: vec![(slot, 2)],
         macs: 0,
         compulsory_dram_bytes: spec.count * isize + 2 * spec.outer * spec.count * spec.row_bytes,
+    })
+}
+
+/// A row scatter into a table that already holds the data (the kernel
+/// before it copied it there).
+///
+/// For every outer index `o`, tiles of indices and of the matching update
+/// rows go to SPM (alternating between two buffers), then `dma.scatter`
+/// writes the rows to `table[o, idx[p], :]`. Only the DMA engine is
+/// involved: its interlock keeps the scatters in order (each writes the
+/// whole table for the interlock), so a later equal index wins.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScatterSpec {
+    /// Source node.
+    pub node: String,
+    /// Table base address (the node's output).
+    pub table: u64,
+    /// Outer count (dimensions before the axis).
+    pub outer: u64,
+    /// Rows per outer entry (the axis length).
+    pub rows: u64,
+    /// Bytes per row.
+    pub row_bytes: u64,
+    /// Indices base address.
+    pub indices: u64,
+    /// Number of indices (and update rows) per outer entry.
+    pub count: u64,
+    /// Bytes between the index lists of consecutive outer entries (0 when
+    /// every outer entry uses the same indices).
+    pub idx_outer_stride: u64,
+    /// Index type.
+    pub itype: IdxType,
+    /// Update rows base address: `count` dense rows per outer entry.
+    pub updates: u64,
+}
+
+/// Builds a row-scatter kernel.
+pub fn scatter(spec: &ScatterSpec, target: &Target) -> Result<Kernel, LowerError> {
+    let isize = if spec.itype == IdxType::I64 { 8 } else { 4 };
+    let mut mem = OnChip::new(target);
+    let free = mem.free(Mem::Spm).saturating_sub(4 * 64);
+    let cap = (free / (2 * (spec.row_bytes + isize).max(1))).min(spec.count);
+    if cap == 0 {
+        return Err(LowerError::DoesNotFit(format!(
+            "`{}`: a scattered row of {} bytes does not fit SPM",
+            spec.node, spec.row_bytes
+        )));
+    }
+    let tile = balanced_tile(spec.count, cap);
+    let idx = mem.alloc("indices", Mem::Spm, tile * isize, 2)?;
+    let rows_buf = mem.alloc("rows", Mem::Spm, tile * spec.row_bytes, 2)?;
+    let mut vars = Vars::default();
+    let (vo, vt, slot) = (vars.fresh(), vars.fresh(), vars.fresh());
+    let s = Affine::var(0, slot, 1);
+    let n = Ext::tile(tile, spec.count, Affine::var(0, vt, tile as i64));
+    let body = vec![Stmt::For {
+        var: vo,
+        count: spec.outer.max(1),
+        body: vec![Stmt::For {
+            var: vt,
+            count: tiles(spec.count, tile),
+            body: vec![
+                Stmt::Copy {
+                    dst: idx.at(&s, 0),
+                    src: Addr::new(
+                        Mem::Dram,
+                        Affine::var(spec.indices as i64, vo, spec.idx_outer_stride as i64)
+                            .plus(vt, (tile * isize) as i64),
+                    ),
+                    run: n.clone().scaled(isize),
+                    dims: vec![],
+                },
+                Stmt::Copy {
+                    dst: rows_buf.at(&s, 0),
+                    src: Addr::new(
+                        Mem::Dram,
+                        Affine::var(
+                            spec.updates as i64,
+                            vo,
+                            (spec.count * spec.row_bytes) as i64,
+                        )
+                        .plus(vt, (tile * spec.row_bytes) as i64),
+                    ),
+                    run: n.clone().scaled(spec.row_bytes),
+                    dims: vec![],
+                },
+                Stmt::Scatter {
+                    table: Affine::var(spec.table as i64, vo, (spec.rows * spec.row_bytes) as i64),
+                    src: rows_buf.at(&s, 0).at,
+                    idx: idx.at(&s, 0).at,
+                    rows: n.clone(),
+                    bytes: spec.row_bytes,
+                    limit: spec.rows,
+                    itype: spec.itype,
+                },
+                Stmt::Advance(slot),
+            ],
+        }],
+    }];
+    Ok(Kernel {
+        node: spec.node.clone(),
+        summary: format!(
+            "scatter {} x {} rows of {} B into a table of {} rows",
+            spec.outer, spec.count, spec.row_bytes, spec.rows
+        ),
+        buffers: mem.buffers,
+        body,
+        rotators: vec![(slot, 2)],
+        macs: 0,
+        compulsory_dram_bytes: spec.outer * spec.count * (isize + 2 * spec.row_bytes),
     })
 }
 

@@ -1,4 +1,5 @@
-//! Ops that select or place elements: rotary embedding, gathers, Trilu.
+//! Ops that select or place elements: rotary embedding, gathers,
+//! scatters, Trilu.
 
 use tessera_isa::BinFunc;
 
@@ -6,7 +7,7 @@ use super::{copy_to_node, unsupported};
 use crate::graph::NodeId;
 use crate::kernel::Kernel;
 use crate::lower::elementwise::{elementwise, Ew, EwOperand, EwSpec};
-use crate::lower::gather::{gather, static_gather, GatherSpec};
+use crate::lower::gather::{gather, scatter, static_gather, GatherSpec, ScatterSpec};
 use crate::lower::movement::{copies, dense_strides, CopySpec};
 use crate::lower::{Ctx, LowerError};
 use crate::tensor::DType;
@@ -81,6 +82,89 @@ pub(super) fn rope(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
     Ok(kernels)
 }
 
+/// The index type of an indices operand on the DMA engine.
+fn index_type(
+    ctx: &Ctx,
+    id: NodeId,
+    what: &str,
+    dtype: DType,
+) -> Result<tessera_isa::IdxType, LowerError> {
+    match dtype {
+        DType::I64 => Ok(tessera_isa::IdxType::I64),
+        DType::I32 => Ok(tessera_isa::IdxType::I32),
+        other => Err(unsupported(
+            ctx,
+            id,
+            format!("{what} indices of type {}", other.name()),
+        )),
+    }
+}
+
+/// Copies moving `axis` of a dense tensor last (`back = false`) or from last
+/// back to `axis` (`back = true`), for the element-wise gathers and
+/// scatters, which work on rows along the last dimension. `shape` is the
+/// tensor's shape with `axis` in place. Returns where the moved tensor is:
+/// `to` when given, else a scratch buffer (or `addr` itself when `axis` is
+/// already last and no destination is asked for).
+#[allow(clippy::too_many_arguments)]
+fn move_axis(
+    ctx: &Ctx,
+    kernels: &mut Vec<Kernel>,
+    node: &str,
+    what: &str,
+    axis: usize,
+    back: bool,
+    addr: u64,
+    to: Option<u64>,
+    shape: &[usize],
+    esize: u64,
+) -> u64 {
+    let r = shape.len();
+    if axis + 1 == r && to.is_none() {
+        return addr;
+    }
+    let at = to.unwrap_or_else(|| ctx.scratch(shape.iter().product::<usize>() as u64 * esize));
+    let perm: Vec<usize> = (0..r).filter(|&d| d != axis).chain([axis]).collect();
+    let permuted: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+    let (sizes, src_strides, dst_strides) = if back {
+        // out[i] = permuted[perm⁻¹(i)]
+        let pd = dense_strides(&permuted);
+        let mut src_strides = vec![0i64; r];
+        for (j, &p) in perm.iter().enumerate() {
+            src_strides[p] = pd[j];
+        }
+        (shape.to_vec(), src_strides, dense_strides(shape))
+    } else {
+        let dense = dense_strides(shape);
+        (
+            permuted.clone(),
+            perm.iter().map(|&p| dense[p]).collect(),
+            dense_strides(&permuted),
+        )
+    };
+    let purpose = if back {
+        "move the indexed axis back"
+    } else {
+        "move the indexed axis last"
+    };
+    kernels.push(copies(
+        &format!("{node}.{what}"),
+        purpose,
+        &[CopySpec {
+            node: node.into(),
+            what: what.into(),
+            sizes,
+            src: addr as i64,
+            src_strides,
+            dst: at as i64,
+            dst_strides,
+            esize,
+        }],
+        ctx.target,
+    ));
+    at
+}
+
 /// GatherElements: with the gathered axis moved last (by copies when it
 /// is not), each row of indices selects single elements of the matching
 /// data row — a `dma.gather` of one-element rows per row.
@@ -94,17 +178,7 @@ pub(super) fn gather_elements(
     let data = &ctx.graph.node(ops[0]).ty;
     let idx = &ctx.graph.node(ops[1]).ty;
     let r = data.shape.len();
-    let itype = match idx.dtype {
-        DType::I64 => tessera_isa::IdxType::I64,
-        DType::I32 => tessera_isa::IdxType::I32,
-        other => {
-            return Err(unsupported(
-                ctx,
-                id,
-                format!("gather_elements indices of type {}", other.name()),
-            ))
-        }
-    };
+    let itype = index_type(ctx, id, "gather_elements", idx.dtype)?;
     if (0..r).any(|d| d != axis && data.shape[d] != idx.shape[d]) {
         return Err(unsupported(
             ctx,
@@ -117,34 +191,33 @@ pub(super) fn gather_elements(
     }
     let es = data.dtype.size() as u64;
     let isz = idx.dtype.size() as u64;
-    let perm: Vec<usize> = (0..r).filter(|&d| d != axis).chain([axis]).collect();
+    let name = &node.name;
     let mut kernels = Vec::new();
-    let mut to_last = |addr: u64, shape: &[usize], esize: u64, what: &str| -> u64 {
-        if axis + 1 == r {
-            return addr;
-        }
-        let permuted: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
-        let at = ctx.scratch(shape.iter().product::<usize>() as u64 * esize);
-        let dense = dense_strides(shape);
-        kernels.push(copies(
-            &format!("{}.{what}", node.name),
-            "move the gathered axis last",
-            &[CopySpec {
-                node: node.name.clone(),
-                what: what.into(),
-                sizes: permuted.clone(),
-                src: addr as i64,
-                src_strides: perm.iter().map(|&p| dense[p]).collect(),
-                dst: at as i64,
-                dst_strides: dense_strides(&permuted),
-                esize,
-            }],
-            ctx.target,
-        ));
-        at
-    };
-    let d_addr = to_last(ctx.addr(ops[0]), &data.shape, es, "data");
-    let i_addr = to_last(ctx.addr(ops[1]), &idx.shape, isz, "indices");
+    let k = &mut kernels;
+    let d_addr = move_axis(
+        ctx,
+        k,
+        name,
+        "data",
+        axis,
+        false,
+        ctx.addr(ops[0]),
+        None,
+        &data.shape,
+        es,
+    );
+    let i_addr = move_axis(
+        ctx,
+        k,
+        name,
+        "indices",
+        axis,
+        false,
+        ctx.addr(ops[1]),
+        None,
+        &idx.shape,
+        isz,
+    );
     let out_last = if axis + 1 == r {
         ctx.addr(id)
     } else {
@@ -153,7 +226,7 @@ pub(super) fn gather_elements(
     let c_in = data.shape[axis] as u64;
     let c_out = idx.shape[axis] as u64;
     let spec = GatherSpec {
-        node: node.name.clone(),
+        node: name.clone(),
         data: d_addr,
         outer: idx.numel() as u64 / c_out.max(1),
         rows: c_in,
@@ -166,28 +239,150 @@ pub(super) fn gather_elements(
     };
     kernels.push(gather(&spec, ctx.target)?);
     if axis + 1 != r {
-        let permuted: Vec<usize> = perm.iter().map(|&p| idx.shape[p]).collect();
-        let pd = dense_strides(&permuted);
-        // out[i] = permuted[perm^-1(i)]
-        let mut src_strides = vec![0i64; r];
-        for (j, &p) in perm.iter().enumerate() {
-            src_strides[p] = pd[j];
-        }
-        kernels.push(copies(
-            &format!("{}.out", node.name),
-            "move the gathered axis back",
-            &[CopySpec {
-                node: node.name.clone(),
-                what: "gather_elements output".into(),
-                sizes: idx.shape.clone(),
-                src: out_last as i64,
-                src_strides,
-                dst: ctx.addr(id) as i64,
-                dst_strides: dense_strides(&idx.shape),
-                esize: es,
-            }],
-            ctx.target,
+        let k = &mut kernels;
+        move_axis(
+            ctx,
+            k,
+            name,
+            "out",
+            axis,
+            true,
+            out_last,
+            Some(ctx.addr(id)),
+            &idx.shape,
+            es,
+        );
+    }
+    Ok(kernels)
+}
+
+/// Scatter (the row form): the data copied to the output, then the update
+/// rows written over it with `dma.scatter`.
+pub(super) fn scatter_rows(ctx: &Ctx, id: NodeId, axis: usize) -> Result<Vec<Kernel>, LowerError> {
+    let node = ctx.graph.node(id);
+    let ops = ctx.graph.operands(id);
+    let indices = &ctx.graph.node(ops[1]).ty;
+    let itype = index_type(ctx, id, "scatter", indices.dtype)?;
+    let shape = &node.ty.shape;
+    let es = node.ty.dtype.size() as u64;
+    let mut kernels = copy_to_node(ctx, id, ops[0])?;
+    let spec = ScatterSpec {
+        node: node.name.clone(),
+        table: ctx.addr(id),
+        outer: shape[..axis].iter().product::<usize>() as u64,
+        rows: shape[axis] as u64,
+        row_bytes: shape[axis + 1..].iter().product::<usize>() as u64 * es,
+        indices: ctx.addr(ops[1]),
+        count: indices.numel() as u64,
+        idx_outer_stride: 0,
+        itype,
+        updates: ctx.addr(ops[2]),
+    };
+    if spec.count > 0 && spec.row_bytes > 0 {
+        kernels.push(scatter(&spec, ctx.target)?);
+    }
+    Ok(kernels)
+}
+
+/// ScatterElements: with the scattered axis moved last (by copies when it
+/// is not), each row of indices places single elements into the matching
+/// row of the data — a `dma.scatter` of one-element rows per row — and the
+/// result is moved back.
+pub(super) fn scatter_elements(
+    ctx: &Ctx,
+    id: NodeId,
+    axis: usize,
+) -> Result<Vec<Kernel>, LowerError> {
+    let node = ctx.graph.node(id);
+    let ops = ctx.graph.operands(id);
+    let data = &node.ty;
+    let idx = &ctx.graph.node(ops[1]).ty;
+    let r = data.shape.len();
+    let itype = index_type(ctx, id, "scatter_elements", idx.dtype)?;
+    if (0..r).any(|d| d != axis && data.shape[d] != idx.shape[d]) {
+        return Err(unsupported(
+            ctx,
+            id,
+            "scatter_elements with indices smaller than the data outside the axis",
         ));
+    }
+    let es = data.dtype.size() as u64;
+    let isz = idx.dtype.size() as u64;
+    let name = &node.name;
+    let mut kernels = Vec::new();
+    let k = &mut kernels;
+    // The table: the data, with the axis last, in the output or a scratch.
+    let table = if axis + 1 == r {
+        k.extend(copy_to_node(ctx, id, ops[0])?);
+        ctx.addr(id)
+    } else {
+        move_axis(
+            ctx,
+            k,
+            name,
+            "data",
+            axis,
+            false,
+            ctx.addr(ops[0]),
+            None,
+            &data.shape,
+            es,
+        )
+    };
+    if idx.numel() > 0 {
+        let i_addr = move_axis(
+            ctx,
+            k,
+            name,
+            "indices",
+            axis,
+            false,
+            ctx.addr(ops[1]),
+            None,
+            &idx.shape,
+            isz,
+        );
+        let u_addr = move_axis(
+            ctx,
+            k,
+            name,
+            "updates",
+            axis,
+            false,
+            ctx.addr(ops[2]),
+            None,
+            &idx.shape,
+            es,
+        );
+        let c_out = idx.shape[axis] as u64;
+        let spec = ScatterSpec {
+            node: name.clone(),
+            table,
+            outer: idx.numel() as u64 / c_out.max(1),
+            rows: data.shape[axis] as u64,
+            row_bytes: es,
+            indices: i_addr,
+            count: c_out,
+            idx_outer_stride: c_out * isz,
+            itype,
+            updates: u_addr,
+        };
+        kernels.push(scatter(&spec, ctx.target)?);
+    }
+    if axis + 1 != r {
+        let k = &mut kernels;
+        move_axis(
+            ctx,
+            k,
+            name,
+            "out",
+            axis,
+            true,
+            table,
+            Some(ctx.addr(id)),
+            &data.shape,
+            es,
+        );
     }
     Ok(kernels)
 }

@@ -17,7 +17,7 @@ use super::gather::{gather, GatherSpec};
 use super::movement::{copies, dense_strides, CopySpec};
 use super::rowwise::{rowwise, ReduceFn, RowOp, RowSpec, RowView};
 use super::{Ctx, LowerError};
-use indexing::{gather_elements, gather_nd, rope, trilu};
+use indexing::{gather_elements, gather_nd, rope, scatter_elements, scatter_rows, trilu};
 use mxu::{attention_op, conv, gemm_op, matmul};
 
 fn unsupported(ctx: &Ctx, id: NodeId, message: impl Into<String>) -> LowerError {
@@ -373,6 +373,8 @@ pub fn lower_node(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
         }
         Op::GatherNd { batch_dims } => gather_nd(ctx, id, *batch_dims),
         Op::GatherElements { axis } => gather_elements(ctx, id, *axis),
+        Op::Scatter { axis } => scatter_rows(ctx, id, *axis),
+        Op::ScatterElements { axis } => scatter_elements(ctx, id, *axis),
         Op::Trilu { upper, k } => trilu(ctx, id, *upper, *k),
         Op::Gemm { trans_b, act } => gemm_op(ctx, id, *trans_b, *act),
         Op::Attention { scale, causal } => attention_op(ctx, id, *scale, *causal),
