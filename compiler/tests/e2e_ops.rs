@@ -338,3 +338,47 @@ fn rope_rotates_halves() {
     g.add_output("y", y);
     check(&g, 31);
 }
+
+#[test]
+fn scatter_writes_new_rows_into_a_kv_cache() {
+    // past[:, :, 13..16, :] = new, as a KV-cache update exports it, with a
+    // negative index and the last row written twice (the later one wins).
+    let mut g = Graph::new("kv_update");
+    let past = g
+        .add_input("past", TensorType::new(DType::F32, vec![1, 2, 16, 8]))
+        .expect("past");
+    let new = g
+        .add_input("new", TensorType::new(DType::F32, vec![1, 2, 4, 8]))
+        .expect("new");
+    let idx = g
+        .add_constant(
+            "idx",
+            Arc::new(Tensor::from_i64(&[4], vec![13, -2, 15, 15])),
+        )
+        .expect("idx");
+    let y = g
+        .add_node("y", Op::Scatter { axis: 2 }, &[past, idx, new])
+        .expect("scatter");
+    g.add_output("y", y);
+    check(&g, 41);
+}
+
+#[test]
+fn scatter_elements_with_duplicate_indices() {
+    let mut g = Graph::new("scatter_elements");
+    let data = g
+        .add_input("data", TensorType::new(DType::F32, vec![6, 10]))
+        .expect("data");
+    let upd = g
+        .add_input("upd", TensorType::new(DType::F32, vec![6, 3]))
+        .expect("upd");
+    let ids: Vec<i64> = (0..18).map(|i| (i * 7 % 10) as i64 - 3).collect();
+    let idx = g
+        .add_constant("idx", Arc::new(Tensor::from_i64(&[6, 3], ids)))
+        .expect("idx");
+    let y = g
+        .add_node("y", Op::ScatterElements { axis: 1 }, &[data, idx, upd])
+        .expect("scatter_elements");
+    g.add_output("y", y);
+    check(&g, 43);
+}

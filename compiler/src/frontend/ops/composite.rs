@@ -330,7 +330,7 @@ pub(super) fn reduce(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
 }
 
 /// The product of `x` along `axis`, kept as size 1 (1 for an empty axis).
-fn product_along(ctx: &mut Ctx, x: NodeId, axis: usize) -> ConvertResult<NodeId> {
+pub(super) fn product_along(ctx: &mut Ctx, x: NodeId, axis: usize) -> ConvertResult<NodeId> {
     let shape = ctx.ty(x).shape;
     let mut n = shape[axis];
     if n == 0 {

@@ -22,6 +22,7 @@ mod norm;
 mod pool;
 mod reduce;
 mod resize;
+mod scatter;
 mod shape;
 
 /// Converts one ONNX node.
@@ -517,6 +518,28 @@ pub const REGISTRY: &[OpEntry] = &[
         ALL,
         "DMA; indices known at compile time",
     ),
+    // scatter.rs
+    entry(
+        "ScatterElements",
+        scatter::scatter_elements,
+        "axis, reduction (add, mul, max, min composed by one-hot comparison)",
+        ALL,
+        "DMA (dma.scatter); reductions on the VPU",
+    ),
+    entry(
+        "Scatter",
+        scatter::scatter_elements,
+        "axis (deprecated alias of ScatterElements)",
+        ALL,
+        "DMA (dma.scatter)",
+    ),
+    entry(
+        "ScatterND",
+        scatter::scatter_nd,
+        "reduction (add, mul, max, min composed by one-hot comparison)",
+        ALL,
+        "DMA (dma.scatter of rows); reductions on the VPU",
+    ),
     // conv.rs
     entry(
         "Conv",
@@ -577,6 +600,6 @@ mod tests {
         let before = names.len();
         names.dedup();
         assert_eq!(names.len(), before);
-        assert_eq!(before, 105);
+        assert_eq!(before, 108);
     }
 }
