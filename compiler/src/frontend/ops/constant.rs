@@ -1,6 +1,6 @@
-//! Constant, ConstantOfShape (a scalar expanded to the shape), Range
-//! (computed at import: its length decides its shape) and Identity (no
-//! node at all).
+//! Constant, ConstantOfShape (a scalar expanded to the shape), Range and
+//! NonZero (computed at import: their length decides their shape) and
+//! Identity (no node at all).
 
 use crate::fold::FOLD_LIMIT;
 use crate::graph::{NodeId, Op};
@@ -120,6 +120,33 @@ pub(super) fn identity(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
     one(ctx.input(0)?)
 }
 
+/// NonZero: the indices of the non-zero elements, `[rank, count]` int64 in
+/// row-major order. Its length is the count, so the operand must be known
+/// at compile time (computed here); one computed at run time is refused
+/// naming the graph input it depends on, never given a guessed shape.
+pub(super) fn non_zero(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let x = ctx.value(0)?;
+    let shape = x.shape().to_vec();
+    let rank = shape.len();
+    let hits: Vec<usize> = x
+        .to_bool_vec()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &nz)| nz.then_some(i))
+        .collect();
+    let mut out = vec![0i64; rank * hits.len()];
+    for (j, &flat) in hits.iter().enumerate() {
+        let mut rest = flat;
+        for d in (0..rank).rev() {
+            out[d * hits.len() + j] = (rest % shape[d]) as i64;
+            rest /= shape[d];
+        }
+    }
+    // A scalar has rank 0: its result is [0, count] with no elements.
+    let value = Tensor::from_i64(&[rank, hits.len()], out);
+    one(ctx.constant("indices", value)?)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::frontend::testutil::*;
@@ -227,5 +254,28 @@ mod tests {
         let g = import(&bytes).expect("imports");
         assert_eq!(g.node_count(), 1);
         assert!(matches!(g.node(g.outputs()[0].1).op, Op::Input));
+    }
+
+    #[test]
+    fn non_zero_of_a_constant_is_folded() {
+        let x = f(&[2, 3], &[0., 1., 0., f32::NAN, 0., -2.]);
+        let out = run_node_with_consts("NonZero", 13, &[], &[("x", x)], &["x"], &["y"], vec![]);
+        assert_eq!(out[0].shape(), &[2, 3]);
+        assert_eq!(out[0].to_i64_vec(), vec![0, 1, 1, 1, 0, 2]);
+    }
+
+    #[test]
+    fn non_zero_of_a_run_time_value_is_refused_naming_the_node() {
+        let x = f(&[4], &[0., 1., 0., 2.]);
+        let bytes = model(
+            vec![node("NonZero", &["x"], &["y"], vec![])],
+            &[("x", &x)],
+            &[],
+            &["y"],
+            13,
+        );
+        let err = import(&bytes).expect_err("refused").to_string();
+        assert!(err.contains("(NonZero)"), "{err}");
+        assert!(err.contains("depends on graph input `x`"), "{err}");
     }
 }

@@ -3,7 +3,7 @@
 //! max/min).
 
 use crate::graph::{BinaryOp, NodeId, Op, UnaryOp};
-use crate::tensor::DType;
+use crate::tensor::{DType, Tensor};
 
 use super::super::ctx::{ConvertError, ConvertResult, Ctx};
 use super::one;
@@ -148,6 +148,98 @@ pub(super) fn modulo(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
     one(ctx.add("mod", Op::Where, &[differ, adjusted, remainder])?)
 }
 
+/// BitShift(x, y) with `direction` LEFT or RIGHT, on unsigned and (opset
+/// 28) signed integers. `2^y` comes from a constant table gathered by the
+/// shift amount; LEFT is `x · 2^y` wrapped to the type's width, RIGHT is
+/// `floor(x / 2^y)` (arithmetic for signed types). A shift that is negative
+/// or at least the width gives 0 to the left and the sign fill (0 or −1) to
+/// the right, as ONNX specifies. 8-bit types are computed in i32 and
+/// 32-bit ones in i64, then cast back (the cast wraps); 64-bit ones in
+/// their own type. On the NPU, whose VPU computes in fp32, 8-bit shifts
+/// are exact and wider ones while the results fit fp32's 24-bit
+/// significand (or are powers of two).
+pub(super) fn bit_shift(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    let (x, y) = (ctx.input(0)?, ctx.input(1)?);
+    let dtype = ctx.ty(x).dtype;
+    if !dtype.is_int() || ctx.ty(y).dtype != dtype {
+        return Err(format!(
+            "BitShift takes two integer tensors of one type, not {} and {}",
+            dtype.name(),
+            ctx.ty(y).dtype.name()
+        )
+        .into());
+    }
+    let left = match ctx.attr_string("direction")?.as_deref() {
+        Some("LEFT") => true,
+        Some("RIGHT") => false,
+        Some(other) => return Err(format!("unknown direction `{other}`").into()),
+        None => return Err("attribute `direction` is required".into()),
+    };
+    let width = 8 * dtype.size() as i64;
+    let signed = dtype != DType::U8;
+    let work = match width {
+        8 => DType::I32,
+        32 => DType::I64,
+        _ => dtype,
+    };
+    let bin = |ctx: &mut Ctx, part: &str, op: BinaryOp, a: NodeId, b: NodeId| {
+        ctx.add(part, Op::Binary(op), &[a, b])
+    };
+    let cast = |ctx: &mut Ctx, part: &str, v: NodeId, to: DType| {
+        if ctx.ty(v).dtype == to {
+            Ok(v)
+        } else {
+            ctx.add(part, Op::Cast { to }, &[v])
+        }
+    };
+    let (xw, yw) = (cast(ctx, "x_wide", x, work)?, cast(ctx, "y_wide", y, work)?);
+    // The largest shift the table serves: RIGHT on a signed type stops
+    // one short (2^(width-1) is negative there) and fills the sign instead.
+    let top = if !left && signed {
+        width - 2
+    } else {
+        width - 1
+    };
+    let table: Vec<i64> = (0..=top).map(|k| 1i64.wrapping_shl(k as u32)).collect();
+    let table = Tensor::from_i64_as(work, vec![table.len()], table).ok_or("shift table")?;
+    let table = ctx.constant("powers", table)?;
+    let zero = ctx.scalar("zero", work, 0.0)?;
+    let last = ctx.scalar("top", work, top as f64)?;
+    let floor0 = bin(ctx, "amount_low", BinaryOp::Max, yw, zero)?;
+    let amount = bin(ctx, "amount", BinaryOp::Min, floor0, last)?;
+    let index_type = if work == DType::I64 {
+        DType::I64
+    } else {
+        DType::I32
+    };
+    let index = cast(ctx, "amount_index", amount, index_type)?;
+    let factor = ctx.add("factor", Op::Gather { axis: 0 }, &[table, index])?;
+    let not_negative = bin(ctx, "not_negative", BinaryOp::GreaterOrEqual, yw, zero)?;
+    let within = bin(ctx, "within", BinaryOp::LessOrEqual, yw, last)?;
+    let served = bin(ctx, "served", BinaryOp::And, not_negative, within)?;
+    let (shifted, beyond) = if left {
+        (bin(ctx, "product", BinaryOp::Mul, xw, factor)?, zero)
+    } else {
+        let quotient = bin(ctx, "quotient", BinaryOp::Div, xw, factor)?;
+        if signed {
+            // floor: one less where the truncated quotient rounded up.
+            let back = bin(ctx, "back", BinaryOp::Mul, quotient, factor)?;
+            let rounded_up = bin(ctx, "rounded_up", BinaryOp::Greater, back, xw)?;
+            let one_ = ctx.scalar("one", work, 1.0)?;
+            let lower = bin(ctx, "lower", BinaryOp::Sub, quotient, one_)?;
+            let floor = ctx.add("floor", Op::Where, &[rounded_up, lower, quotient])?;
+            let minus_one = ctx.scalar("minus_one", work, -1.0)?;
+            let negative = bin(ctx, "negative", BinaryOp::Less, xw, zero)?;
+            let fill = ctx.add("sign_fill", Op::Where, &[negative, minus_one, zero])?;
+            (floor, fill)
+        } else {
+            (quotient, zero)
+        }
+    };
+    let result = ctx.add("shift", Op::Where, &[served, shifted, beyond])?;
+    one(cast(ctx, "narrow", result, dtype)?)
+}
+
 /// Clip(x, min, max) = min(max(x, min), max); bounds are inputs since
 /// opset 11 and attributes before.
 pub(super) fn clip(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
@@ -182,7 +274,7 @@ pub(super) fn clip(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
 mod tests {
     use crate::frontend::testutil::*;
     use crate::frontend::ImportError;
-    use crate::tensor::DType;
+    use crate::tensor::{DType, Tensor};
 
     #[test]
     fn add_broadcasts_a_row() {
@@ -289,7 +381,7 @@ mod tests {
 
     #[test]
     fn where_broadcasts_all_three() {
-        let c = crate::tensor::Tensor::from_bool(&[2, 1], vec![true, false]);
+        let c = Tensor::from_bool(&[2, 1], vec![true, false]);
         let out = run_node(
             "Where",
             16,
@@ -316,5 +408,32 @@ mod tests {
         };
         assert_eq!(run(0), [1, 2, -2, -1]);
         assert_eq!(run(1), [1, -1, 1, -1]);
+    }
+
+    #[test]
+    fn bit_shift_wraps_left_and_fills_the_sign_right() {
+        let t = |v: &[i64]| Tensor::from_i64_as(DType::I8, vec![v.len()], v.to_vec()).expect("i8");
+        let x = t(&[64, -64, 5, -7, -7, 3]);
+        let y = t(&[1, 1, 9, 1, -1, 7]);
+        let dir = |d: &'static str| vec![("direction", A::S(d))];
+        let left = run_node(
+            "BitShift",
+            28,
+            &[("x", x.clone()), ("y", y.clone())],
+            &["z"],
+            dir("LEFT"),
+        );
+        assert_eq!(left[0].to_i64_vec(), vec![-128, -128, 0, -14, 0, -128]);
+        let right = run_node("BitShift", 28, &[("x", x), ("y", y)], &["z"], dir("RIGHT"));
+        assert_eq!(right[0].to_i64_vec(), vec![32, -32, 0, -4, -1, 0]);
+        let u = |v: &[i64]| Tensor::from_i64_as(DType::U8, vec![v.len()], v.to_vec()).expect("u8");
+        let out = run_node(
+            "BitShift",
+            11,
+            &[("x", u(&[200, 3])), ("y", u(&[1, 8]))],
+            &["z"],
+            dir("LEFT"),
+        );
+        assert_eq!(out[0].to_i64_vec(), vec![144, 0]);
     }
 }

@@ -137,6 +137,13 @@ pub const REGISTRY: &[OpEntry] = &[
         "VPU (div, floor/ceil, where)",
     ),
     entry(
+        "BitShift",
+        elementwise::bit_shift,
+        "direction",
+        "i64, i32, i8, u8",
+        "DMA gathers 2^y; VPU multiply or floor-divide, wrap by cast (exact for 8-bit; 32/64-bit while values fit fp32)",
+    ),
+    entry(
         "Clip",
         elementwise::clip,
         "min, max (opset < 11)",
@@ -548,6 +555,13 @@ pub const REGISTRY: &[OpEntry] = &[
         FLOAT,
         "MXU (im2col GEMM)",
     ),
+    entry(
+        "ConvTranspose",
+        conv::conv_transpose,
+        "auto_pad, dilations, group, kernel_shape, output_padding, output_shape, pads, strides",
+        FLOAT,
+        "MXU (zero-inserted input, stride-1 im2col GEMM with flipped weights)",
+    ),
     // constant.rs
     entry(
         "Constant",
@@ -569,6 +583,13 @@ pub const REGISTRY: &[OpEntry] = &[
         "",
         NUM,
         "compile time (bounds must be known)",
+    ),
+    entry(
+        "NonZero",
+        constant::non_zero,
+        "",
+        ALL,
+        "compile time (its operand must be known: the count decides the shape)",
     ),
     entry(
         "Identity",
@@ -600,6 +621,6 @@ mod tests {
         let before = names.len();
         names.dedup();
         assert_eq!(names.len(), before);
-        assert_eq!(before, 108);
+        assert_eq!(before, 111);
     }
 }
