@@ -523,7 +523,7 @@ pub const REGISTRY: &[OpEntry] = &[
         gather::gather_nd,
         "batch_dims",
         ALL,
-        "DMA; indices known at compile time",
+        "DMA (static copies for compile-time indices, a row gather for run-time ones)",
     ),
     // scatter.rs
     entry(
