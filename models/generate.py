@@ -752,6 +752,90 @@ def build_convnext(torch):
     return mod, ["pixel_values"], example, test, "last_hidden_state"
 
 
+def build_whisper(torch):
+    from transformers import WhisperConfig, WhisperModel
+
+    torch.manual_seed(SEED)
+    cfg = WhisperConfig(
+        vocab_size=64,
+        num_mel_bins=16,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_source_positions=16,  # 32 input frames (the second conv has stride 2)
+        max_target_positions=16,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=3,
+        use_cache=False,
+        attn_implementation="eager",
+    )
+    model = perturb(torch, WhisperModel(cfg).eval(), SEED + 111)
+    assert model.config._attn_implementation == "eager"
+
+    class Whisper(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_features, decoder_input_ids):
+            return self.m(input_features=input_features, decoder_input_ids=decoder_input_ids,
+                          use_cache=False, return_dict=False)[0]
+
+    mod = Whisper(model).eval()
+    g = torch.Generator().manual_seed(SEED + 11)
+
+    def sample():
+        return [torch.randn(1, 16, 32, generator=g), torch.randint(4, 64, (1, 6), generator=g)]
+
+    return mod, ["input_features", "decoder_input_ids"], sample(), sample(), "last_hidden_state"
+
+
+def build_clip(torch):
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(SEED)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=16, eos_token_id=2,
+                         hidden_act="quick_gelu"),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8, num_channels=3, hidden_act="quick_gelu"),
+        projection_dim=16,
+        attn_implementation="eager",
+    )
+    model = perturb(torch, CLIPModel(cfg).eval(), SEED + 112)
+
+    class Clip(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, pixel_values):
+            out = self.m(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values,
+                         return_dict=True)
+            return out.logits_per_image
+
+    mod = Clip(model).eval()
+    g = torch.Generator().manual_seed(SEED + 12)
+
+    def sample():
+        # Two captions of 8 tokens, the second padded after its end token (id 2).
+        ids = torch.randint(3, 64, (2, 8), generator=g)
+        ids[0, 7] = 2
+        ids[1, 5] = 2
+        mask = torch.tensor([[1] * 8, [1] * 6 + [0] * 2], dtype=torch.int64)
+        ids = torch.where(mask.bool(), ids, torch.zeros_like(ids))
+        return [ids, mask, torch.randn(1, 3, 32, 32, generator=g)]
+
+    return mod, ["input_ids", "attention_mask", "pixel_values"], sample(), sample(), "logits_per_image"
+
+
 GPT2_SRC = "transformers.GPT2LMHeadModel(n_embd=32, n_layer=2, n_head=2, vocab=256, n_positions=64, eager attention)"
 BERT_SRC = "transformers.BertModel(hidden=32, layers=2, heads=2, intermediate=64, vocab=256, no pooler, eager attention)"
 LLAMA_SRC = ("transformers.LlamaForCausalLM(hidden=64, layers=2, heads=4, kv_heads=2 (GQA), intermediate=128, "
@@ -769,6 +853,10 @@ DEBERTA_V2_SRC = ("transformers.DebertaV2Model(hidden=32, layers=2, heads=2, int
                   "share_att_key, norm_rel_ebd=layer_norm, no absolute positions, eager attention)")
 SWIN_SRC = ("transformers.SwinModel(image=32x32x3, patch=2, embed_dim=16, depths=[2,2], heads=[2,2], window=4, "
             "mlp_ratio=2, no pooler, eager attention)")
+WHISPER_SRC = ("transformers.WhisperModel(mel_bins=16, frames=32, d_model=32, encoder/decoder layers=2, heads=2, "
+               "ffn=64, vocab=64, max_target_positions=16, eager attention)")
+CLIP_SRC = ("transformers.CLIPModel(text: hidden=32, layers=2, heads=2, vocab=64, max_positions=16; vision: "
+            "image=32x32x3, patch=8, hidden=32, layers=2, heads=2; projection=16, quick_gelu, eager attention)")
 CONVNEXT_SRC = "transformers.ConvNextModel(image=32x32x3, patch=4, hidden_sizes=[16,32], depths=[2,2])"
 
 
@@ -1020,6 +1108,22 @@ CASES: dict[str, Callable[[], None]] = {
                                  "ConvNeXt (tiny, random weights, depthwise 7x7 Conv, channels-last LayerNorm, "
                                  "layer scale), pixel_values[1,3,32,32] float32 -> last_hidden_state[1,32,4,4]. "
                                  "Dynamo exporter."),
+    "whisper_ts": _mk_torch("whisper_ts", build_whisper, False, WHISPER_SRC,
+                            "Whisper encoder-decoder (tiny, random weights, two Conv1d + GELU front end, "
+                            "cross-attention), input_features[1,16,32] float32, decoder_input_ids[1,6] int64 -> "
+                            "decoder last_hidden_state[1,6,32]. TorchScript exporter."),
+    "whisper_dynamo": _mk_torch("whisper_dynamo", build_whisper, True, WHISPER_SRC,
+                                "Whisper encoder-decoder (tiny, random weights, two Conv1d + GELU front end, "
+                                "cross-attention), input_features[1,16,32] float32, decoder_input_ids[1,6] int64 "
+                                "-> decoder last_hidden_state[1,6,32]. Dynamo exporter."),
+    "clip_ts": _mk_torch("clip_ts", build_clip, False, CLIP_SRC,
+                         "CLIP (tiny, random weights, text and vision towers, ArgMax end-token pooling, "
+                         "normalized projections), input_ids/attention_mask[2,8] int64, pixel_values[1,3,32,32] "
+                         "-> logits_per_image[1,2]. TorchScript exporter."),
+    "clip_dynamo": _mk_torch("clip_dynamo", build_clip, True, CLIP_SRC,
+                             "CLIP (tiny, random weights, text and vision towers, ArgMax end-token pooling, "
+                             "normalized projections), input_ids/attention_mask[2,8] int64, "
+                             "pixel_values[1,3,32,32] -> logits_per_image[1,2]. Dynamo exporter."),
     "gpt2_fp16_converted": case_gpt2_fp16_converted,
     "attention_block": case_attention_block,
     "mlp_block": case_mlp_block,
