@@ -35,7 +35,11 @@ fn layers(model: &str) -> usize {
         "attention_block" => 1,
         m if m.starts_with("mlp_block") || m.starts_with("convnext") => 0,
         m if unfused_attention(m) => 0,
-        m if m.starts_with("swin") => 4,
+        // Swin: 2 + 2 blocks; CLIP: 2 text + 2 vision layers.
+        m if m.starts_with("swin") || m.starts_with("clip") => 4,
+        // Whisper: 2 encoder layers, 2 decoder layers with self- and
+        // cross-attention each.
+        m if m.starts_with("whisper") => 6,
         _ => 2,
     }
 }
@@ -47,6 +51,15 @@ fn layers(model: &str) -> usize {
 /// a row kernel; they compile and match, at lower speed.
 fn unfused_attention(model: &str) -> bool {
     model.starts_with("bloom") || model.starts_with("deberta")
+}
+
+/// Models with composed ops no NPU-native op covers yet, left as
+/// elementwise ops and reductions: CLIP normalizes its two projections
+/// with `x / (Σ x²)^0.5` (`pow`, `reduce_sum`, `pow`, `div` on [2, 16] and
+/// [1, 16]) and pools its text tower at `ArgMax(input_ids)`
+/// (`reduce_max`s).
+fn unlifted_tail(model: &str) -> bool {
+    model.starts_with("clip")
 }
 
 /// How many nodes of the graph satisfy `pred`.
@@ -118,6 +131,10 @@ fn optimized_models_use_the_npu_native_ops() {
             if unfused_attention(&model) && leftover == Op::MatMul {
                 continue;
             }
+            let tail = [Op::Binary(BinaryOp::Pow), Op::Binary(BinaryOp::Div)];
+            if unlifted_tail(&model) && tail.contains(&leftover) {
+                continue;
+            }
             assert_eq!(
                 count(&g, |op| *op == leftover),
                 0,
@@ -127,6 +144,9 @@ fn optimized_models_use_the_npu_native_ops() {
         }
         for kind in ["reduce_mean", "reduce_sum", "reduce_max", "softmax"] {
             if unfused_attention(&model) && kind == "softmax" {
+                continue;
+            }
+            if unlifted_tail(&model) && ["reduce_sum", "reduce_max"].contains(&kind) {
                 continue;
             }
             assert_eq!(
@@ -166,8 +186,14 @@ fn optimized_models_use_the_npu_native_ops() {
             );
         }
         // No SiLU left as x · sigmoid(x) (there is no sigmoid at all), and
-        // every GELU went into its GEMM.
-        assert_eq!(count(&g, |op| matches!(op, Op::Gelu { .. })), 0, "{model}");
+        // every GELU went into its GEMM — except Whisper's two front-end
+        // GELUs, which follow Convs (a Conv takes no fused activation yet).
+        let convs_gelu = if model.starts_with("whisper") { 2 } else { 0 };
+        assert_eq!(
+            count(&g, |op| matches!(op, Op::Gelu { .. })),
+            convs_gelu,
+            "{model}"
+        );
         let gemms = count(&g, |op| matches!(op, Op::Gemm { .. }));
         let matmuls = count(&before, |op| *op == Op::MatMul);
         let unfused = count(&g, |op| *op == Op::MatMul);
