@@ -3,9 +3,8 @@
 //! PRelu, Elu, Selu, Celu, ThresholdedRelu, HardSigmoid, HardSwish,
 //! Softplus, Softsign, Mish), LogSoftmax, IsNaN, IsInf, Xor, the
 //! reductions ReduceMin, ReduceProd, ReduceL1, ReduceL2, ReduceSumSquare,
-//! ReduceLogSum and ReduceLogSumExp, inference-mode BatchNormalization, Instance- and
-//! GroupNormalization, GlobalAverage/MaxPool, DepthToSpace and
-//! SpaceToDepth.
+//! ReduceLogSum and ReduceLogSumExp, GlobalAverage/MaxPool, DepthToSpace
+//! and SpaceToDepth, ArgMax/ArgMin, TopK, OneHot.
 
 use crate::graph::{BinaryOp, NodeId, Op, ReduceKind, UnaryOp};
 use crate::tensor::Tensor;
@@ -13,22 +12,33 @@ use crate::tensor::Tensor;
 use super::super::ctx::{ConvertResult, Ctx};
 use super::one;
 
-fn bin(ctx: &mut Ctx, part: &str, op: BinaryOp, a: NodeId, b: NodeId) -> ConvertResult<NodeId> {
+pub(super) fn bin(
+    ctx: &mut Ctx,
+    part: &str,
+    op: BinaryOp,
+    a: NodeId,
+    b: NodeId,
+) -> ConvertResult<NodeId> {
     ctx.add(part, Op::Binary(op), &[a, b])
 }
 
-fn un(ctx: &mut Ctx, part: &str, op: UnaryOp, x: NodeId) -> ConvertResult<NodeId> {
+pub(super) fn un(ctx: &mut Ctx, part: &str, op: UnaryOp, x: NodeId) -> ConvertResult<NodeId> {
     ctx.add(part, Op::Unary(op), &[x])
 }
 
 /// A scalar of `x`'s element type.
-fn scalar_like(ctx: &mut Ctx, part: &str, x: NodeId, value: f64) -> ConvertResult<NodeId> {
+pub(super) fn scalar_like(
+    ctx: &mut Ctx,
+    part: &str,
+    x: NodeId,
+    value: f64,
+) -> ConvertResult<NodeId> {
     let dtype = ctx.ty(x).dtype;
     ctx.scalar(part, dtype, value)
 }
 
 /// A float attribute with its ONNX default.
-fn float_attr(ctx: &Ctx, name: &str, default: f32) -> ConvertResult<f64> {
+pub(super) fn float_attr(ctx: &Ctx, name: &str, default: f32) -> ConvertResult<f64> {
     Ok(f64::from(ctx.attr_float(name)?.unwrap_or(default)))
 }
 
@@ -388,100 +398,6 @@ pub(super) fn product_along(ctx: &mut Ctx, x: NodeId, axis: usize) -> ConvertRes
         step += 1;
     }
     Ok(y)
-}
-
-/// A per-channel parameter `[C]` shaped to broadcast over `[N, C, …]`.
-fn per_channel(ctx: &mut Ctx, part: &str, p: NodeId, rank: usize) -> ConvertResult<NodeId> {
-    let c = ctx.ty(p).numel();
-    let mut shape = vec![1; rank.saturating_sub(1)];
-    if let Some(first) = shape.first_mut() {
-        *first = c;
-    }
-    ctx.reshape(part, p, shape)
-}
-
-/// BatchNormalization in inference mode: `(x − mean) / sqrt(var + ε) ·
-/// scale + B` per channel (axis 1).
-pub(super) fn batch_normalization(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
-    if ctx.attr_int("training_mode")?.unwrap_or(0) != 0 {
-        return Err("BatchNormalization in training mode is not supported".into());
-    }
-    if ctx.output_count() > 1 {
-        return Err(
-            "BatchNormalization's running mean and variance outputs (training) are not supported"
-                .into(),
-        );
-    }
-    let x = ctx.input(0)?;
-    let rank = ctx.ty(x).rank();
-    if rank < 2 {
-        return Err("BatchNormalization needs rank >= 2".into());
-    }
-    let epsilon = float_attr(ctx, "epsilon", 1e-5)?;
-    let (scale, bias) = (ctx.input(1)?, ctx.input(2)?);
-    let (mean, var) = (ctx.input(3)?, ctx.input(4)?);
-    let scale = per_channel(ctx, "scale_c", scale, rank)?;
-    let bias = per_channel(ctx, "bias_c", bias, rank)?;
-    let mean = per_channel(ctx, "mean_c", mean, rank)?;
-    let var = per_channel(ctx, "var_c", var, rank)?;
-    let eps = scalar_like(ctx, "epsilon", var, epsilon)?;
-    let shifted = bin(ctx, "var_eps", BinaryOp::Add, var, eps)?;
-    let std_dev = un(ctx, "std_dev", UnaryOp::Sqrt, shifted)?;
-    let centered = bin(ctx, "centered", BinaryOp::Sub, x, mean)?;
-    let normalized = bin(ctx, "normalized", BinaryOp::Div, centered, std_dev)?;
-    let scaled = bin(ctx, "scaled", BinaryOp::Mul, normalized, scale)?;
-    one(bin(ctx, "batch_norm", BinaryOp::Add, scaled, bias)?)
-}
-
-/// InstanceNormalization (statistics per sample and channel, over the
-/// spatial axes) and GroupNormalization (per sample and group of
-/// channels): a layer norm of `x` reshaped to `[N, G, rest]` with unit
-/// scale, then the per-channel scale and bias.
-pub(super) fn instance_group_normalization(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
-    let x = ctx.input(0)?;
-    let ty = ctx.ty(x);
-    let shape = ty.shape.clone();
-    if shape.len() < 2 || !ty.dtype.is_float() {
-        return Err("needs a float input of rank >= 2".into());
-    }
-    let (n, c) = (shape[0], shape[1]);
-    let epsilon = ctx.attr_float("epsilon")?.unwrap_or(1e-5);
-    let groups = if ctx.op_type() == "GroupNormalization" {
-        let g = ctx
-            .attr_int("num_groups")?
-            .ok_or("attribute `num_groups` is required")?;
-        usize::try_from(g)
-            .ok()
-            .filter(|&g| g > 0 && c % g == 0)
-            .ok_or_else(|| format!("num_groups {g} does not divide {c} channels"))?
-    } else {
-        c
-    };
-    let total: usize = shape.iter().product();
-    let rest = total.checked_div(n * groups).unwrap_or(0);
-    let grouped = ctx.reshape("grouped", x, vec![n, groups, rest])?;
-    let ones = Tensor::from_f32_as(ty.dtype, vec![rest], vec![1.0; rest]).ok_or("ones")?;
-    let ones = ctx.constant("unit_scale", ones)?;
-    let normalized = ctx.add(
-        "normalized",
-        Op::LayerNorm { axis: 2, epsilon },
-        &[grouped, ones],
-    )?;
-    let normalized = ctx.reshape("ungrouped", normalized, shape.clone())?;
-    let (scale, bias) = (ctx.input(1)?, ctx.input(2)?);
-    let per_group = ctx.ty(scale).numel() == groups && groups != c;
-    if per_group {
-        // GroupNormalization opset 18: scale and bias per group.
-        return Err(
-            "GroupNormalization with per-group scale and bias (opset 18) is not supported; \
-             opset 21 takes them per channel"
-                .into(),
-        );
-    }
-    let scale = per_channel(ctx, "scale_c", scale, shape.len())?;
-    let bias = per_channel(ctx, "bias_c", bias, shape.len())?;
-    let scaled = bin(ctx, "scaled", BinaryOp::Mul, normalized, scale)?;
-    one(bin(ctx, "norm", BinaryOp::Add, scaled, bias)?)
 }
 
 /// GlobalAveragePool and GlobalMaxPool: the mean or maximum over the

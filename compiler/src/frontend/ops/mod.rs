@@ -298,21 +298,21 @@ pub const REGISTRY: &[OpEntry] = &[
     ),
     entry(
         "BatchNormalization",
-        composite::batch_normalization,
-        "epsilon, training_mode (0 only)",
+        norm::batch_normalization,
+        "epsilon, momentum, training_mode (batch statistics, running mean and variance outputs)",
         FLOAT,
         "VPU (folds into constants per channel)",
     ),
     entry(
         "InstanceNormalization",
-        composite::instance_group_normalization,
+        norm::instance_group_normalization,
         "epsilon",
         FLOAT,
         "VPU row kernel (layer norm per channel)",
     ),
     entry(
         "GroupNormalization",
-        composite::instance_group_normalization,
+        norm::instance_group_normalization,
         "num_groups, epsilon (opset 21: per-channel scale)",
         FLOAT,
         "VPU row kernel (layer norm per group)",
@@ -377,9 +377,9 @@ pub const REGISTRY: &[OpEntry] = &[
     entry(
         "MaxPool",
         pool::pool,
-        "kernel_shape, strides, pads, dilations, auto_pad, ceil_mode (no Indices output)",
+        "kernel_shape, strides, pads, dilations, auto_pad, ceil_mode, storage_order (Indices output: first maximum)",
         NUM,
-        "DMA (strided windows) + VPU max",
+        "DMA (strided windows) + VPU max; Indices by compare and select",
     ),
     entry(
         "AveragePool",
@@ -505,7 +505,7 @@ pub const REGISTRY: &[OpEntry] = &[
     entry(
         "Resize",
         resize::resize,
-        "mode (nearest, linear, cubic), coordinate_transformation_mode (not tf_crop_and_resize), nearest_mode, cubic_coeff_a, exclude_outside, keep_aspect_ratio_policy, axes; no antialias; scales or sizes known at compile time",
+        "mode (nearest, linear, cubic), coordinate_transformation_mode (all; tf_crop_and_resize with roi known at compile time), nearest_mode, cubic_coeff_a, exclude_outside, extrapolation_value, keep_aspect_ratio_policy, axes, antialias; scales or sizes known at compile time",
         FLOAT,
         "DMA (constant-index gathers) + VPU weights",
     ),

@@ -4,6 +4,8 @@
 //! slice per kernel offset, combined with `max` or `add`; an average
 //! divides by the number of counted positions per window (a constant,
 //! computed at compile time from a tensor of ones padded the same way).
+//! MaxPool's optional Indices output tracks each window's first maximum
+//! alongside, from a constant tensor of positions padded the same way.
 
 use crate::graph::{BinaryOp, NodeId, Op};
 use crate::tensor::{DType, Tensor};
@@ -135,14 +137,13 @@ fn pad_spatial(
     Ok(x)
 }
 
-/// Combines `x`'s window at every kernel offset with `op`.
-fn windows(
+/// `x`'s strided window at every kernel offset, in row-major offset order.
+fn window_slices(
     ctx: &mut Ctx,
     part: &str,
     x: NodeId,
     axes: &[Axis],
-    op: BinaryOp,
-) -> ConvertResult<NodeId> {
+) -> ConvertResult<Vec<NodeId>> {
     let shape = ctx.ty(x).shape;
     let offsets: Vec<Vec<usize>> = axes.iter().fold(vec![vec![]], |acc, a| {
         acc.into_iter()
@@ -155,7 +156,7 @@ fn windows(
             })
             .collect()
     });
-    let mut acc: Option<NodeId> = None;
+    let mut slices = Vec::with_capacity(offsets.len());
     for (w, offset) in offsets.iter().enumerate() {
         let mut starts = vec![0i64; shape.len()];
         let mut ends: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
@@ -166,15 +167,27 @@ fn windows(
             ends[i + 2] = (start + (a.out - 1) * a.stride + 1) as i64;
             steps[i + 2] = a.stride as i64;
         }
-        let slice = ctx.add(
-            &format!("{part}_window{w}"),
-            Op::Slice {
-                starts,
-                ends,
-                steps,
-            },
-            &[x],
-        )?;
+        let op = Op::Slice {
+            starts,
+            ends,
+            steps,
+        };
+        slices.push(ctx.add(&format!("{part}_window{w}"), op, &[x])?);
+    }
+    Ok(slices)
+}
+
+/// Combines `x`'s window at every kernel offset with `op`.
+fn windows(
+    ctx: &mut Ctx,
+    part: &str,
+    x: NodeId,
+    axes: &[Axis],
+    op: BinaryOp,
+) -> ConvertResult<NodeId> {
+    let slices = window_slices(ctx, part, x, axes)?;
+    let mut acc: Option<NodeId> = None;
+    for (w, slice) in slices.into_iter().enumerate() {
         acc = Some(match acc {
             Some(prev) => ctx.add(
                 &format!("{part}_combine{w}"),
@@ -187,6 +200,77 @@ fn windows(
     acc.ok_or_else(|| "an empty kernel".into())
 }
 
+/// MaxPool's Indices output: the flat position in `x` (`[N, C, spatial…]`,
+/// spatial axes row-major, or column-major for `storage_order = 1`) of
+/// each window's first maximum. Positions are padded like the values
+/// (with −1); a later offset wins only where its value is greater, or
+/// where the position so far is padding and its own is not.
+fn max_indices(
+    ctx: &mut Ctx,
+    x: NodeId,
+    padded: NodeId,
+    axes: &[Axis],
+    column_major: bool,
+) -> ConvertResult<NodeId> {
+    let shape = ctx.ty(x).shape;
+    let spatial = &shape[2..];
+    let plane: usize = spatial.iter().product();
+    let mut strides = vec![1usize; spatial.len()];
+    if column_major {
+        for d in 1..spatial.len() {
+            strides[d] = strides[d - 1] * spatial[d - 1];
+        }
+    } else {
+        for d in (0..spatial.len().saturating_sub(1)).rev() {
+            strides[d] = strides[d + 1] * spatial[d + 1];
+        }
+    }
+    let positions: Vec<i64> = (0..plane)
+        .map(|flat| {
+            let (mut rest, mut at) = (flat, 0);
+            for d in (0..spatial.len()).rev() {
+                at += (rest % spatial[d]) * strides[d];
+                rest /= spatial[d];
+            }
+            at as i64
+        })
+        .collect();
+    let mut in_plane = vec![1, 1];
+    in_plane.extend_from_slice(spatial);
+    let in_plane = ctx.constant("in_plane", Tensor::from_i64(&in_plane, positions))?;
+    let (n, c) = (shape[0], shape[1]);
+    let planes: Vec<i64> = (0..(n * c) as i64).map(|p| p * plane as i64).collect();
+    let mut plane_shape = vec![n, c];
+    plane_shape.extend(std::iter::repeat_n(1, spatial.len()));
+    let planes = ctx.constant("planes", Tensor::from_i64(&plane_shape, planes))?;
+    let position = ctx.add("position", Op::Binary(BinaryOp::Add), &[planes, in_plane])?;
+    let minus_one = ctx.scalar("no_position", DType::I64, -1.0)?;
+    let padded_position = pad_spatial(ctx, position, axes, minus_one, minus_one)?;
+    let values = window_slices(ctx, "value", padded, axes)?;
+    let positions = window_slices(ctx, "index", padded_position, axes)?;
+    let bin = |ctx: &mut Ctx, part: String, op: BinaryOp, a: NodeId, b: NodeId| {
+        ctx.add(&part, Op::Binary(op), &[a, b])
+    };
+    let zero = ctx.scalar("zero_position", DType::I64, 0.0)?;
+    let (mut best, mut index) = (values[0], positions[0]);
+    for (w, (&v, &p)) in values.iter().zip(&positions).enumerate().skip(1) {
+        let greater = bin(ctx, format!("greater{w}"), BinaryOp::Greater, v, best)?;
+        let was_pad = bin(ctx, format!("was_pad{w}"), BinaryOp::Less, index, zero)?;
+        let is_real = bin(
+            ctx,
+            format!("is_real{w}"),
+            BinaryOp::GreaterOrEqual,
+            p,
+            zero,
+        )?;
+        let fills = bin(ctx, format!("fills{w}"), BinaryOp::And, was_pad, is_real)?;
+        let take = bin(ctx, format!("take{w}"), BinaryOp::Or, greater, fills)?;
+        best = ctx.add(&format!("best{w}"), Op::Where, &[take, v, best])?;
+        index = ctx.add(&format!("argmax{w}"), Op::Where, &[take, p, index])?;
+    }
+    Ok(index)
+}
+
 /// MaxPool and AveragePool.
 pub(super) fn pool(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
     let x = ctx.input(0)?;
@@ -194,24 +278,18 @@ pub(super) fn pool(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
     if ty.rank() < 3 {
         return Err("needs rank >= 3 ([N, C, spatial…])".into());
     }
-    if ctx.output_name(1).is_some() {
-        return Err("MaxPool's Indices output is not supported".into());
-    }
-    if ctx.attr_int("storage_order")?.unwrap_or(0) != 0 {
-        return Err("storage_order 1 is not supported".into());
-    }
+    let column_major = ctx.attr_int("storage_order")?.unwrap_or(0) != 0;
     let axes = axes(ctx, &ty.shape)?;
     let dtype = ty.dtype;
     if ctx.op_type() == "MaxPool" {
         let low = ctx.scalar("lowest", dtype, lowest(dtype))?;
         let padded = pad_spatial(ctx, x, &axes, low, low)?;
-        return Ok(vec![Some(windows(
-            ctx,
-            "max",
-            padded,
-            &axes,
-            BinaryOp::Max,
-        )?)]);
+        let values = windows(ctx, "max", padded, &axes, BinaryOp::Max)?;
+        let indices = match ctx.output_name(1) {
+            Some(_) => Some(max_indices(ctx, x, padded, &axes, column_major)?),
+            None => None,
+        };
+        return Ok(vec![Some(values), indices]);
     }
     if !dtype.is_float() {
         return Err(format!("AveragePool takes floats, not {dtype}").into());
@@ -236,4 +314,39 @@ pub(super) fn pool(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
         Op::Binary(BinaryOp::Div),
         &[sum, count],
     )?)])
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::frontend::testutil::*;
+
+    #[test]
+    fn max_pool_indices_point_at_real_elements_even_when_padding_ties() {
+        // All −∞: every window ties with its padding; the index must still
+        // name an input element (the first real one), never the pad.
+        let x = f(&[1, 1, 1, 3], &[f32::NEG_INFINITY; 3]);
+        let out = run_node(
+            "MaxPool",
+            12,
+            &[("x", x)],
+            &["y", "i"],
+            vec![
+                ("kernel_shape", A::Is(vec![1, 2])),
+                ("pads", A::Is(vec![0, 1, 0, 1])),
+                ("strides", A::Is(vec![1, 2])),
+            ],
+        );
+        assert_eq!(out[1].to_i64_vec(), vec![0, 1]);
+        // Ties between real elements: the first wins; row-major positions.
+        let x = f(&[1, 2, 2, 2], &[1., 3., 3., 0., 5., 5., 7., 7.]);
+        let out = run_node(
+            "MaxPool",
+            12,
+            &[("x", x)],
+            &["y", "i"],
+            vec![("kernel_shape", A::Is(vec![2, 2]))],
+        );
+        assert_close(&out[0], &[1, 2, 1, 1], &[3., 7.]);
+        assert_eq!(out[1].to_i64_vec(), vec![1, 6]);
+    }
 }

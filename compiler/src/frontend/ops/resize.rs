@@ -2,8 +2,10 @@
 //! each resized axis, a gather of constant source indices (for linear two,
 //! for cubic four, weighted by constant coefficients), so it runs as DMA row
 //! gathers and VPU multiply-adds. Scales or sizes must be known at compile
-//! time. Every coordinate transformation mode except `tf_crop_and_resize`,
-//! every nearest mode, `keep_aspect_ratio_policy`; `antialias` is refused.
+//! time. Every coordinate transformation mode (`tf_crop_and_resize` with a
+//! compile-time region of interest and `extrapolation_value`), every
+//! nearest mode, `keep_aspect_ratio_policy`, `antialias` (kernels
+//! stretched by 1/scale when downsampling, as ONNX's reference does).
 
 use crate::graph::{BinaryOp, NodeId, Op};
 use crate::tensor::{DType, Tensor};
@@ -61,6 +63,209 @@ fn indices(ctx: &mut Ctx, part: &str, values: Vec<i64>) -> ConvertResult<NodeId>
     ctx.constant(part, t)
 }
 
+/// The input coordinate of output `i` under `tf_crop_and_resize` with
+/// region `(start, end)`; `None` outside the input (extrapolated).
+fn crop_source((start, end): (f64, f64), i: usize, n: usize, m: usize) -> Option<f64> {
+    let span = (n - 1) as f64;
+    let x = if m == 1 {
+        (end - start) * span / 2.0
+    } else {
+        i as f64 * (end - start) * span / (m - 1) as f64
+    } + start * span;
+    (0.0..=span).contains(&x).then_some(x)
+}
+
+/// An interpolation kernel: its coefficients for the fractional part of a
+/// coordinate, as ONNX's reference defines them (antialiased kernels are
+/// stretched by 1/scale when downsampling and normalized).
+enum Kernel {
+    Nearest(String),
+    Linear { scale: f64 },
+    Cubic { scale: f64, a: f64, antialias: bool },
+}
+
+/// One output element along an axis: input positions and their weights,
+/// or the extrapolation value.
+enum Taps {
+    At(Vec<(i64, f64)>),
+    Outside,
+}
+
+impl Kernel {
+    fn new(
+        mode: &str,
+        nearest_mode: &str,
+        antialias: bool,
+        scale: f64,
+        a: f64,
+    ) -> ConvertResult<Kernel> {
+        let scale = if antialias { scale.min(1.0) } else { 1.0 };
+        Ok(match mode {
+            "nearest" => Kernel::Nearest(nearest_mode.to_string()),
+            "linear" => Kernel::Linear { scale },
+            "cubic" => Kernel::Cubic {
+                scale,
+                a,
+                antialias,
+            },
+            other => return Err(format!("Resize mode `{other}` is not supported").into()),
+        })
+    }
+
+    fn coefficients(&self, ratio: f64) -> Vec<f64> {
+        let normalized = |c: Vec<f64>| {
+            let sum: f64 = c.iter().sum();
+            c.into_iter().map(|v| v / sum).collect()
+        };
+        match *self {
+            Kernel::Nearest(_) => vec![1.0],
+            Kernel::Linear { scale } => {
+                let start = (-1.0 / scale).floor() as i64 + 1;
+                let footprint = 2 - 2 * start;
+                normalized(
+                    (start..start + footprint)
+                        .map(|i| (1.0 - ((i as f64 - ratio) * scale).abs()).clamp(0.0, 1.0))
+                        .collect(),
+                )
+            }
+            Kernel::Cubic {
+                scale,
+                a,
+                antialias,
+            } => {
+                let coeff = |x: f64| {
+                    let x = x.abs();
+                    if x <= 1.0 {
+                        ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+                    } else if x < 2.0 {
+                        ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a
+                    } else {
+                        0.0
+                    }
+                };
+                let start = (-2.0 / scale).floor() as i64 + 1;
+                let c: Vec<f64> = (start..2 - start)
+                    .map(|i| coeff(scale * (i as f64 - ratio)))
+                    .collect();
+                if antialias {
+                    normalized(c)
+                } else {
+                    c
+                }
+            }
+        }
+    }
+
+    /// The taps of coordinate `x` on an axis of `n`: the `len` positions
+    /// nearest `x` (the left one preferred), clamped to the axis (edge
+    /// values), weights zeroed outside it and renormalized when
+    /// `exclude_outside`.
+    fn taps(&self, x: f64, n: usize, exclude_outside: bool) -> ConvertResult<Taps> {
+        if let Kernel::Nearest(mode) = self {
+            return Ok(Taps::At(vec![(nearest(mode, x, n)? as i64, 1.0)]));
+        }
+        let floor = x.floor();
+        let (ratio, base) = if x == floor {
+            (1.0, floor as i64 - 1)
+        } else {
+            (x - floor, floor as i64)
+        };
+        let mut coeffs = self.coefficients(ratio);
+        let len = coeffs.len() as i64;
+        let first = base - len / 2 + 1;
+        if exclude_outside {
+            for (k, c) in coeffs.iter_mut().enumerate() {
+                let at = first + k as i64;
+                if at < 0 || at >= n as i64 {
+                    *c = 0.0;
+                }
+            }
+            let sum: f64 = coeffs.iter().sum();
+            if sum != 0.0 {
+                coeffs.iter_mut().for_each(|c| *c /= sum);
+            }
+        }
+        Ok(Taps::At(
+            coeffs
+                .into_iter()
+                .enumerate()
+                .map(|(k, c)| ((first + k as i64).clamp(0, n as i64 - 1), c))
+                .collect(),
+        ))
+    }
+}
+
+/// `out[i] = Σₖ w[i][k] · x[idx[i][k]]` along `axis` (plus the
+/// extrapolation value where output `i` lies outside the input): one
+/// gather and one multiply per tap position, taps padded with weight 0.
+fn weighted_taps(
+    ctx: &mut Ctx,
+    x: NodeId,
+    axis: usize,
+    rank: usize,
+    taps: &[Taps],
+    extrapolation: f64,
+) -> ConvertResult<NodeId> {
+    let dtype = ctx.ty(x).dtype;
+    let m = taps.len();
+    let width = taps
+        .iter()
+        .map(|t| match t {
+            Taps::At(v) => v.len(),
+            Taps::Outside => 0,
+        })
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let mut wshape = vec![1; rank];
+    wshape[axis] = m;
+    let mut sum: Option<NodeId> = None;
+    for k in 0..width {
+        let (idx, w): (Vec<i64>, Vec<f32>) = taps
+            .iter()
+            .map(|t| match t {
+                Taps::At(v) => v.get(k).map_or((0, 0.0), |&(i, w)| (i, w as f32)),
+                Taps::Outside => (0, 0.0),
+            })
+            .unzip();
+        let idx = indices(ctx, &format!("tap{k}_{axis}"), idx)?;
+        let g = ctx.add(&format!("gather{k}_{axis}"), Op::Gather { axis }, &[x, idx])?;
+        let w = Tensor::from_f32_as(dtype, wshape.clone(), w).ok_or("weights")?;
+        let w = ctx.constant(&format!("weight{k}_{axis}"), w)?;
+        let term = ctx.add(
+            &format!("weighted{k}_{axis}"),
+            Op::Binary(BinaryOp::Mul),
+            &[g, w],
+        )?;
+        sum = Some(match sum {
+            Some(prev) => ctx.add(
+                &format!("sum{k}_{axis}"),
+                Op::Binary(BinaryOp::Add),
+                &[prev, term],
+            )?,
+            None => term,
+        });
+    }
+    let mut y = sum.ok_or("internal: no taps")?;
+    if taps.iter().any(|t| matches!(t, Taps::Outside)) {
+        let fill: Vec<f32> = taps
+            .iter()
+            .map(|t| match t {
+                Taps::Outside => extrapolation as f32,
+                Taps::At(_) => 0.0,
+            })
+            .collect();
+        let fill = Tensor::from_f32_as(dtype, wshape, fill).ok_or("extrapolation")?;
+        let fill = ctx.constant(&format!("extrapolated{axis}"), fill)?;
+        y = ctx.add(
+            &format!("outside{axis}"),
+            Op::Binary(BinaryOp::Add),
+            &[y, fill],
+        )?;
+    }
+    Ok(y)
+}
+
 pub(super) fn resize(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
     let mut x = ctx.input(0)?;
     let ty = ctx.ty(x);
@@ -69,9 +274,7 @@ pub(super) fn resize(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
         return Err(format!("Resize of {} is not supported (floats only)", ty.dtype).into());
     }
     let mode = ctx.attr_string("mode")?.unwrap_or_else(|| "nearest".into());
-    if ctx.attr_int("antialias")?.unwrap_or(0) != 0 {
-        return Err("Resize with antialias is not supported".into());
-    }
+    let antialias = ctx.attr_int("antialias")?.unwrap_or(0) != 0 && mode != "nearest";
     let policy = ctx
         .attr_string("keep_aspect_ratio_policy")?
         .unwrap_or_else(|| "stretch".into());
@@ -81,14 +284,12 @@ pub(super) fn resize(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
     let cubic_a = f64::from(ctx.attr_float("cubic_coeff_a")?.unwrap_or(-0.75));
     let exclude_outside = ctx.attr_int("exclude_outside")?.unwrap_or(0) != 0;
     let legacy = ctx.op_type() == "Upsample" || ctx.opset < 11;
-    let transform = if legacy {
+    let ctm = ctx.attr_string("coordinate_transformation_mode")?;
+    let crop = !legacy && ctm.as_deref() == Some("tf_crop_and_resize");
+    let transform = if legacy || crop {
         Transform::Asymmetric
     } else {
-        match ctx
-            .attr_string("coordinate_transformation_mode")?
-            .as_deref()
-            .unwrap_or("half_pixel")
-        {
+        match ctm.as_deref().unwrap_or("half_pixel") {
             "half_pixel" => Transform::HalfPixel,
             "half_pixel_symmetric" => Transform::HalfPixelSymmetric,
             "pytorch_half_pixel" => Transform::PytorchHalfPixel,
@@ -176,13 +377,45 @@ pub(super) fn resize(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
         out_shape[axis] = m;
     }
     check_size(&out_shape)?;
-    for (axis, m, s) in plan {
+    // tf_crop_and_resize: the region of interest, [starts…, ends…] over
+    // `axes`, as fractions of each axis.
+    let roi: Option<Vec<f64>> = if crop {
+        let r = ctx.value(1)?;
+        let r: Vec<f64> = r.to_f32_vec().into_iter().map(f64::from).collect();
+        if r.len() != 2 * axes.len() {
+            return Err(format!("roi has {} values for {} axes", r.len(), axes.len()).into());
+        }
+        Some(r)
+    } else {
+        None
+    };
+    let extrapolation = f64::from(ctx.attr_float("extrapolation_value")?.unwrap_or(0.0));
+    for (k, (axis, m, s)) in plan.into_iter().enumerate() {
         let n = ty.shape[axis];
-        if m == n && (s - 1.0).abs() < 1e-12 {
+        let region = roi.as_ref().map(|r| (r[k], r[axes.len() + k]));
+        let whole = region.is_none_or(|(a, b)| a == 0.0 && b == 1.0);
+        if m == n && (s - 1.0).abs() < 1e-12 && whole {
             continue;
         }
         if n == 0 || m == 0 {
             return Err("Resize of an empty axis".into());
+        }
+        if antialias || region.is_some() {
+            let kind = Kernel::new(&mode, &nearest_mode, antialias, s, cubic_a)?;
+            let taps: Vec<Taps> = (0..m)
+                .map(|i| {
+                    let c = match region {
+                        Some(roi) => crop_source(roi, i, n, m),
+                        None => Some(source(transform, i, n, m, s)),
+                    };
+                    match c {
+                        Some(c) => kind.taps(c, n, exclude_outside),
+                        None => Ok(Taps::Outside),
+                    }
+                })
+                .collect::<ConvertResult<Vec<_>>>()?;
+            x = weighted_taps(ctx, x, axis, rank, &taps, extrapolation)?;
+            continue;
         }
         let coords: Vec<f64> = (0..m).map(|i| source(transform, i, n, m, s)).collect();
         match mode.as_str() {
