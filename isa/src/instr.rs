@@ -92,6 +92,25 @@ impl InstrInfo {
             })
             .collect()
     }
+
+    /// The instruction with every field at its smallest valid encoding
+    /// (0 where 0 means something): one concrete instance per table
+    /// entry, for tests that must cover every instruction. An error only if
+    /// some field has no valid value among its first 256 encodings.
+    pub fn smallest(&self) -> Result<Instr, DecodeError> {
+        let mut word = u128::from(self.opcode);
+        for (at, field) in self.field_offsets() {
+            let chosen = (0..=u128::from(u8::MAX)).find(|&v| {
+                let w = word | (v << at);
+                !matches!(
+                    Instr::decode(w, 0),
+                    Err(DecodeError::BadField { field: f, .. }) if f == field.name
+                )
+            });
+            word |= chosen.unwrap_or(0) << at;
+        }
+        Instr::decode(word, 0)
+    }
 }
 
 /// Why a word or byte stream is not a valid instruction. Offsets count

@@ -2,7 +2,7 @@
 
 use tessera_isa::Mem;
 
-use crate::ops::{vpu_pattern, Op, Pattern};
+use crate::ops::{Op, Pattern};
 
 /// Bounding ranges of a DMA op's accesses, for the interlock.
 pub(super) fn footprint(op: &Op) -> Vec<(Mem, i128, i128, bool)> {
@@ -83,9 +83,20 @@ pub(super) fn footprint(op: &Op) -> Vec<(Mem, i128, i128, bool)> {
                 true,
             );
         }
-        _ => {}
+        // Not DMA transfers: nothing in flight on the DMA engine.
+        Op::Wait { .. }
+        | Op::Signal { .. }
+        | Op::DmaDim
+        | Op::LoadW { .. }
+        | Op::Matmul { .. }
+        | Op::Bin { .. }
+        | Op::BinS { .. }
+        | Op::Un { .. }
+        | Op::Red { .. }
+        | Op::Cvt { .. }
+        | Op::Fill { .. }
+        | Op::Trans { .. } => {}
     }
-    let _ = vpu_pattern;
     out
 }
 

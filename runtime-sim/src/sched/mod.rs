@@ -437,7 +437,14 @@ impl Machine<'_> {
                 self.su.stalled = Some((e, self.su.t));
                 return Ok(());
             }
-            let op = resolve(&instr, &self.su.regs, &mut self.su.dims).unwrap_or(Op::DmaDim);
+            // Every queued instruction resolves (ops.rs lists each one; the
+            // `every_instruction_executes` test checks engine and arm agree).
+            let op = resolve(&instr, &self.su.regs, &mut self.su.dims).unwrap_or_else(|| {
+                unreachable!(
+                    "`{}` is queued but resolves to no operation",
+                    instr.mnemonic()
+                )
+            });
             self.queues[e].push_back(Queued {
                 pc,
                 op,

@@ -109,7 +109,29 @@ impl Machine<'_> {
                     next = i64::from(pc) + i64::from(target.0);
                 }
             }
-            _ => unreachable!("tensor instructions are dispatched, not executed by the SU"),
+            // Queued to their engines by dispatch (ops::resolve), never here;
+            // listed without a wildcard so a new instruction must be placed.
+            Instr::DmaCopy { .. }
+            | Instr::DmaDim { .. }
+            | Instr::DmaGather { .. }
+            | Instr::DmaScatter { .. }
+            | Instr::DmaWait { .. }
+            | Instr::DmaSignal { .. }
+            | Instr::MxuLoadW { .. }
+            | Instr::MxuMatmul { .. }
+            | Instr::MxuWait { .. }
+            | Instr::MxuSignal { .. }
+            | Instr::VpuBin { .. }
+            | Instr::VpuBinScalar { .. }
+            | Instr::VpuUn { .. }
+            | Instr::VpuRed { .. }
+            | Instr::VpuCvt { .. }
+            | Instr::VpuFill { .. }
+            | Instr::VpuTrans { .. }
+            | Instr::VpuWait { .. }
+            | Instr::VpuSignal { .. } => {
+                unreachable!("tensor instructions are dispatched, not executed by the SU")
+            }
         }
         if next < 0 || next > self.code.len() as i64 {
             return Err(self.fault(

@@ -109,7 +109,17 @@ impl Machine<'_> {
                 vpu::trans(m, dst, a, dtype, shape, (dstride, astride))?,
                 cost::vpu_elementwise(t, cost::VpuClass::Simple, shape.rows, shape.cols),
             ),
-            _ => (Vec::new(), cost::QUEUE_CONTROL_CYCLES),
+            // Queue control (semaphores, `dma.dim`): no data, fixed cost.
+            Op::Wait { .. } | Op::Signal { .. } | Op::DmaDim => {
+                (Vec::new(), cost::QUEUE_CONTROL_CYCLES)
+            }
+            // The DMA and MXU operations are executed by their engines'
+            // arms in `sched/mod.rs` before this is reached.
+            Op::Copy { .. }
+            | Op::Gather { .. }
+            | Op::Scatter { .. }
+            | Op::LoadW { .. }
+            | Op::Matmul { .. } => unreachable!("not a VPU operation: {op:?}"),
         })
     }
 }
