@@ -695,10 +695,32 @@ fn read_external(proto: &TensorProto, base_dir: Option<&Path>) -> Result<Vec<u8>
             format!("external data location `{location}` must be a relative path inside the model's directory"),
         ));
     }
-    let path = base_dir.unwrap_or(Path::new(".")).join(relative);
+    let base = base_dir.unwrap_or(Path::new("."));
+    let path = base.join(relative);
+    // A symbolic link (the file or a directory on the way) must not lead
+    // out of the model's directory, and only a regular file is read (a
+    // FIFO or device would block or never end).
+    let real = path.canonicalize().map_err(|e| io_error(&path, e))?;
+    let real_base = base.canonicalize().map_err(|e| io_error(base, e))?;
+    if !real.starts_with(&real_base) {
+        return Err(invalid(
+            name,
+            format!(
+                "external data location `{location}` resolves to `{}`, outside the model's directory",
+                real.display()
+            ),
+        ));
+    }
     // Read only the tensor's range: one file often holds every weight.
-    let mut file = std::fs::File::open(&path).map_err(|e| io_error(&path, e))?;
-    let file_len = file.metadata().map_err(|e| io_error(&path, e))?.len();
+    let mut file = std::fs::File::open(&real).map_err(|e| io_error(&path, e))?;
+    let metadata = file.metadata().map_err(|e| io_error(&path, e))?;
+    if !metadata.is_file() {
+        return Err(invalid(
+            name,
+            format!("external data location `{location}` is not a regular file"),
+        ));
+    }
+    let file_len = metadata.len();
     let end = match length {
         Some(len) => offset.checked_add(len),
         None => Some(file_len),

@@ -521,7 +521,7 @@ fn exceeding_the_cycle_limit_is_a_one_line_error_and_the_default_is_1e10() {
     assert_error_text(
         &run_loop_with_limit("loop-limit", &[]),
         &format!(
-            "{}: fault: cycle limit exceeded at su pc 11 `vpu.wait s0, 1`: still running at cycle 11 (limit 10); raise the limit with --max-cycles",
+            "{}: fault: cycle limit exceeded at dma pc 9 `dma.copy spm[r4], dram[r2], bytes=96`: this instruction alone runs to cycle 48 (limit 10); raise the limit with --max-cycles",
             prog.display()
         ),
     );

@@ -382,3 +382,22 @@ fn scatter_elements_with_duplicate_indices() {
     g.add_output("y", y);
     check(&g, 43);
 }
+
+#[test]
+fn trilu_with_extreme_diagonal_offsets() {
+    // k far beyond the matrix (i64 extremes) keeps or zeroes everything,
+    // as the interpreter says; the NPU's address arithmetic must not wrap.
+    for upper in [false, true] {
+        for k in [i64::MAX, i64::MIN, 1 << 40, -(1 << 40), 3, -2] {
+            let mut g = Graph::new("trilu");
+            let x = g
+                .add_input("x", TensorType::new(DType::F32, vec![2, 5, 4]))
+                .expect("x");
+            let y = g
+                .add_node("y", Op::Trilu { upper, k }, &[x])
+                .expect("trilu");
+            g.add_output("y", y);
+            check(&g, 47);
+        }
+    }
+}

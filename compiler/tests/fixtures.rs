@@ -69,6 +69,41 @@ fn external_data_is_read_relative_to_the_model() {
     std::fs::remove_dir_all(&tmp).ok();
 }
 
+/// External data that a symbolic link leads out of the model's directory
+/// (the file itself, or a linked directory on the way) is refused, not
+/// read; so is a location that is not a regular file.
+#[cfg(unix)]
+#[test]
+fn external_data_cannot_escape_the_model_directory_through_links() {
+    use std::os::unix::fs::symlink;
+    let dir = fixture("external_data");
+    let root = std::env::temp_dir().join(format!("tessera-extlink-{}", std::process::id()));
+    let (model_dir, outside) = (root.join("model"), root.join("outside"));
+    std::fs::create_dir_all(&model_dir).expect("model dir");
+    std::fs::create_dir_all(&outside).expect("outside dir");
+    std::fs::copy(dir.join("weights.bin"), outside.join("weights.bin")).expect("copy");
+    std::fs::copy(dir.join("model.onnx"), model_dir.join("model.onnx")).expect("copy");
+    let import = || import_file(&model_dir.join("model.onnx"), &ImportOptions::default());
+    // The weights file is a link to a file outside.
+    symlink(outside.join("weights.bin"), model_dir.join("weights.bin")).expect("link");
+    let err = import().expect_err("link out of the directory");
+    assert!(
+        err.to_string().contains("outside the model's directory"),
+        "{err}"
+    );
+    // A link inside the directory is fine.
+    std::fs::remove_file(model_dir.join("weights.bin")).expect("unlink");
+    std::fs::copy(dir.join("weights.bin"), model_dir.join("real.bin")).expect("copy");
+    symlink(model_dir.join("real.bin"), model_dir.join("weights.bin")).expect("link");
+    import().expect("a link inside the model's directory");
+    // Not a regular file: a directory named like the weights.
+    std::fs::remove_file(model_dir.join("weights.bin")).expect("unlink");
+    std::fs::create_dir(model_dir.join("weights.bin")).expect("dir");
+    let err = import().expect_err("a directory");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    std::fs::remove_dir_all(&root).ok();
+}
+
 #[test]
 fn constant_forms_produce_int_and_float_outputs() {
     let dir = fixture("constant_forms");

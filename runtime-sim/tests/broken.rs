@@ -288,3 +288,34 @@ fn every_instruction_executes() {
         }
     }
 }
+
+/// One `dma.copy` of 2³² one-byte runs at stride 0 would take seconds to
+/// execute functionally; with a cycle limit far below its bus time it
+/// faults before copying anything.
+#[test]
+fn a_huge_transfer_stops_at_the_cycle_limit_before_running() {
+    let source = "
+        li r1, 65536
+        dma.dim 1, count=r1, sstride=0, dstride=0
+        dma.dim 2, count=r1, sstride=0, dstride=0
+        dma.copy spm[0], dram[0], bytes=1
+        halt
+    ";
+    let loadable = build(source, &Target::tiny());
+    let mut sim = tessera_sim::Simulator::new(loadable).expect("load");
+    let started = std::time::Instant::now();
+    let err = sim
+        .run(&tessera_sim::Options {
+            max_cycles: 100_000,
+            ..Default::default()
+        })
+        .err()
+        .expect("limit");
+    assert!(
+        matches!(&err, SimError::Fault(f) if f.kind == FaultKind::CycleLimit && f.at.pc == 3),
+        "{err}"
+    );
+    // Not a timing assertion on the machine: the transfer was never run,
+    // which a generous bound shows (running it takes tens of seconds).
+    assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
+}

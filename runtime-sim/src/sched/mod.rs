@@ -172,6 +172,8 @@ struct Machine<'a> {
     trace: Option<Trace>,
     executed: u64,
     watcher: Watcher,
+    /// `Options::max_cycles`.
+    max_cycles: u64,
 }
 
 /// Runs a decoded program on initialized memories.
@@ -222,6 +224,7 @@ pub fn run(
         trace: options.trace.then(|| Trace::new(target.clock_mhz)),
         executed: 0,
         watcher: Watcher::new(&options.watch),
+        max_cycles: options.max_cycles,
     };
     m.run_loop(options.max_cycles)?;
     let end = m
@@ -267,6 +270,27 @@ impl Machine<'_> {
             at: self.instr_ref(engine, pc),
             detail: raw.detail,
         }))
+    }
+
+    /// Faults with the cycle limit when work starting at `start` and taking
+    /// `cycles` would end past it.
+    fn within_cycle_limit(&self, pc: u32, start: u64, cycles: u64) -> Result<(), SimError> {
+        let end = start.saturating_add(cycles);
+        if end <= self.max_cycles {
+            return Ok(());
+        }
+        let engine = self.code[pc as usize].engine();
+        Err(self.fault(
+            engine,
+            pc,
+            RawFault {
+                kind: FaultKind::CycleLimit,
+                detail: format!(
+                    "this instruction alone runs to cycle {end} (limit {})",
+                    self.max_cycles
+                ),
+            },
+        ))
     }
 
     fn run_loop(&mut self, max_cycles: u64) -> Result<(), SimError> {
@@ -575,6 +599,11 @@ impl Machine<'_> {
                 bytes,
                 dims,
             } => {
+                // A transfer whose bus time alone runs past the cycle limit
+                // faults before its (possibly billions of) runs are copied.
+                let runs = dims.iter().fold(1u64, |n, d| n.saturating_mul(d.count));
+                let estimate = cost::dma_copy(self.target, dst.mem, src.mem, bytes, runs);
+                self.within_cycle_limit(pc, start, estimate.latency + estimate.bus_cycles)?;
                 let (acc, runs) =
                     exec::dma_copy(self.mems, dst, src, bytes, &dims).map_err(|r| fail(self, r))?;
                 accesses = acc;

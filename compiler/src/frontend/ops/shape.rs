@@ -197,6 +197,9 @@ pub(super) fn split(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
                 .ok()
                 .filter(|&n| n > 0)
                 .ok_or("num_outputs must be positive")?;
+            if n != outputs {
+                return Err(format!("num_outputs {n} but the node has {outputs} outputs").into());
+            }
             let chunk = dim.div_ceil(n);
             (0..n)
                 .map(|i| chunk.min(dim.saturating_sub(i * chunk)))
@@ -212,7 +215,8 @@ pub(super) fn split(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
             vec![dim / outputs; outputs]
         }
     };
-    if sizes.len() != outputs || sizes.iter().sum::<usize>() != dim {
+    let total = sizes.iter().try_fold(0usize, |acc, &s| acc.checked_add(s));
+    if sizes.len() != outputs || total != Some(dim) {
         return Err(format!(
             "split sizes {sizes:?} do not cover dimension {dim} with {outputs} outputs"
         )
@@ -485,6 +489,23 @@ mod onnx_tests {
         let g = import(&bytes).expect("imports");
         assert_eq!(g.node(g.outputs()[1].1).name, "Split_node.1");
         assert_eq!(g.node(g.outputs()[1].1).ty.shape, vec![4]);
+        // Hostile counts and sizes are errors, not panics or huge
+        // allocations.
+        for (attr, value) in [
+            ("num_outputs", A::I(1 << 62)),
+            ("num_outputs", A::I(1 << 31)),
+            ("split", A::Is(vec![i64::MAX, i64::MAX])),
+        ] {
+            let bytes = model(
+                vec![node("Split", &["x"], &["a", "b"], vec![(attr, value)])],
+                &[("x", &x)],
+                &[],
+                &["a", "b"],
+                18,
+            );
+            let err = import(&bytes).expect_err("refused").to_string();
+            assert!(err.contains("(Split)"), "{err}");
+        }
     }
 
     #[test]

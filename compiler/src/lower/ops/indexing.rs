@@ -401,6 +401,9 @@ pub(super) fn trilu(ctx: &Ctx, id: NodeId, upper: bool, k: i64) -> Result<Vec<Ke
         return copy_to_node(ctx, id, ops[0]);
     }
     let (rows, cols) = (shape[r - 2] as i64, shape[r - 1] as i64);
+    // Beyond ±(rows, cols) every k keeps or zeroes the same elements;
+    // clamping keeps the address arithmetic below from overflowing.
+    let k = k.clamp(-(rows + 1), cols + 1);
     let mats = (node.ty.numel() as i64) / (rows * cols);
     let es = node.ty.dtype.size() as i64;
     let mut kernels = copy_to_node(ctx, id, ops[0])?;
