@@ -17,13 +17,22 @@ use super::alloc::{balanced_tile, tiles, OnChip, Vars};
 use super::movement::{copy_stmts, CopySpec};
 use super::LowerError;
 
-/// A row gather.
+/// A row gather or scatter between a table in DRAM and dense rows.
+///
+/// Gather on axis `a` of `table [outer, rows, inner]` with `count`
+/// indices per outer entry copies the rows `table[o, idx[p], :]` to
+/// `dense[o, p, :]`; a scatter writes `dense[o, p, :]` over
+/// `table[o, idx[p], :]` (into a table the kernel before it filled). Tiles
+/// of indices (and, for a scatter, of update rows) go to SPM, alternating
+/// between two buffers. Only the DMA engine is involved: it orders its own
+/// transfers, and its interlock keeps the scatters in order (each writes
+/// the whole table for the interlock), so a later equal index wins.
 #[derive(Clone, Debug, PartialEq)]
-pub struct GatherSpec {
+pub struct RowsSpec {
     /// Source node.
     pub node: String,
-    /// Table base address.
-    pub data: u64,
+    /// Table base address (the gather's source, the scatter's output).
+    pub table: u64,
     /// Outer count (dimensions before the axis).
     pub outer: u64,
     /// Rows per outer entry (the axis length).
@@ -32,132 +41,41 @@ pub struct GatherSpec {
     pub row_bytes: u64,
     /// Indices base address.
     pub indices: u64,
-    /// Number of indices per outer entry.
+    /// Number of indices (and dense rows) per outer entry.
     pub count: u64,
     /// Bytes between the index lists of consecutive outer entries (0 when
     /// every outer entry uses the same indices).
     pub idx_outer_stride: u64,
     /// Index type.
     pub itype: IdxType,
-    /// Output base address.
-    pub out: u64,
+    /// Dense rows base address: the gather's output, the scatter's
+    /// updates; `count` rows per outer entry.
+    pub dense: u64,
 }
 
 /// Builds a row-gather kernel.
-pub fn gather(spec: &GatherSpec, target: &Target) -> Result<Kernel, LowerError> {
-    let isize = if spec.itype == IdxType::I64 { 8 } else { 4 };
-    let mut mem = OnChip::new(target);
-    let free = mem.free(Mem::Spm).saturating_sub(4 * 64);
-    let cap = (free / (2 * (spec.row_bytes + isize).max(1))).min(spec.count);
-    if cap == 0 {
-        return Err(LowerError::DoesNotFit(format!(
-            "`{}`: a gathered row of {} bytes does not fit SPM",
-            spec.node, spec.row_bytes
-        )));
-    }
-    let tile = balanced_tile(spec.count, cap);
-    let idx = mem.alloc("indices", Mem::Spm, tile * isize, 2)?;
-    let rows_buf = mem.alloc("rows", Mem::Spm, tile * spec.row_bytes, 2)?;
-    let mut vars = Vars::default();
-    let (vo, vt, slot) = (vars.fresh(), vars.fresh(), vars.fresh());
-    let s = Affine::var(0, slot, 1);
-    let n = Ext::tile(tile, spec.count, Affine::var(0, vt, tile as i64));
-    let body = vec![Stmt::For {
-        var: vo,
-        count: spec.outer.max(1),
-        body: vec![Stmt::For {
-            var: vt,
-            count: tiles(spec.count, tile),
-            body: vec![
-                Stmt::Copy {
-                    dst: idx.at(&s, 0),
-                    src: Addr::new(
-                        Mem::Dram,
-                        Affine::var(spec.indices as i64, vo, spec.idx_outer_stride as i64)
-                            .plus(vt, (tile * isize) as i64),
-                    ),
-                    run: n.clone().scaled(isize),
-                    dims: vec![],
-                },
-                Stmt::Gather {
-                    dst: rows_buf.at(&s, 0).at,
-                    table: Affine::var(spec.data as i64, vo, (spec.rows * spec.row_bytes) as i64),
-                    idx: idx.at(&s, 0).at,
-                    rows: n.clone(),
-                    bytes: spec.row_bytes,
-                    limit: spec.rows,
-                    itype: spec.itype,
-                },
-                Stmt::Copy {
-                    dst: Addr::new(
-                        Mem::Dram,
-                        Affine::var(spec.out as i64, vo, (spec.count * spec.row_bytes) as i64)
-                            .plus(vt, (tile * spec.row_bytes) as i64),
-                    ),
-                    src: rows_buf.at(&s, 0),
-                    run: n.scaled(spec.row_bytes),
-                    dims: vec![],
-                },
-                Stmt::Advance(slot),
-            ],
-        }],
-    }];
-    Ok(Kernel {
-        node: spec.node.clone(),
-        summary: format!(
-            "gather {} x {} rows of {} B from a table of {} rows",
-            spec.outer, spec.count, spec.row_bytes, spec.rows
-        ),
-        buffers: mem.buffers,
-        body,
-        rotators: vec![(slot, 2)],
-        macs: 0,
-        compulsory_dram_bytes: spec.count * isize + 2 * spec.outer * spec.count * spec.row_bytes,
-    })
-}
-
-/// A row scatter into a table that already holds the data (the kernel
-/// before it copied it there).
-///
-/// For every outer index `o`, tiles of indices and of the matching update
-/// rows go to SPM (alternating between two buffers), then `dma.scatter`
-/// writes the rows to `table[o, idx[p], :]`. Only the DMA engine is
-/// involved: its interlock keeps the scatters in order (each writes the
-/// whole table for the interlock), so a later equal index wins.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ScatterSpec {
-    /// Source node.
-    pub node: String,
-    /// Table base address (the node's output).
-    pub table: u64,
-    /// Outer count (dimensions before the axis).
-    pub outer: u64,
-    /// Rows per outer entry (the axis length).
-    pub rows: u64,
-    /// Bytes per row.
-    pub row_bytes: u64,
-    /// Indices base address.
-    pub indices: u64,
-    /// Number of indices (and update rows) per outer entry.
-    pub count: u64,
-    /// Bytes between the index lists of consecutive outer entries (0 when
-    /// every outer entry uses the same indices).
-    pub idx_outer_stride: u64,
-    /// Index type.
-    pub itype: IdxType,
-    /// Update rows base address: `count` dense rows per outer entry.
-    pub updates: u64,
+pub fn gather(spec: &RowsSpec, target: &Target) -> Result<Kernel, LowerError> {
+    rows_kernel(spec, target, false)
 }
 
 /// Builds a row-scatter kernel.
-pub fn scatter(spec: &ScatterSpec, target: &Target) -> Result<Kernel, LowerError> {
+pub fn scatter(spec: &RowsSpec, target: &Target) -> Result<Kernel, LowerError> {
+    rows_kernel(spec, target, true)
+}
+
+fn rows_kernel(spec: &RowsSpec, target: &Target, scatter: bool) -> Result<Kernel, LowerError> {
+    let (verb, preposition) = if scatter {
+        ("scatter", "into")
+    } else {
+        ("gather", "from")
+    };
     let isize = if spec.itype == IdxType::I64 { 8 } else { 4 };
     let mut mem = OnChip::new(target);
     let free = mem.free(Mem::Spm).saturating_sub(4 * 64);
     let cap = (free / (2 * (spec.row_bytes + isize).max(1))).min(spec.count);
     if cap == 0 {
         return Err(LowerError::DoesNotFit(format!(
-            "`{}`: a scattered row of {} bytes does not fit SPM",
+            "`{}`: a {verb}ed row of {} bytes does not fit SPM",
             spec.node, spec.row_bytes
         )));
     }
@@ -168,73 +86,93 @@ pub fn scatter(spec: &ScatterSpec, target: &Target) -> Result<Kernel, LowerError
     let (vo, vt, slot) = (vars.fresh(), vars.fresh(), vars.fresh());
     let s = Affine::var(0, slot, 1);
     let n = Ext::tile(tile, spec.count, Affine::var(0, vt, tile as i64));
+    let table = Affine::var(spec.table as i64, vo, (spec.rows * spec.row_bytes) as i64);
+    let dense = Addr::new(
+        Mem::Dram,
+        Affine::var(spec.dense as i64, vo, (spec.count * spec.row_bytes) as i64)
+            .plus(vt, (tile * spec.row_bytes) as i64),
+    );
+    let load_indices = Stmt::Copy {
+        dst: idx.at(&s, 0),
+        src: Addr::new(
+            Mem::Dram,
+            Affine::var(spec.indices as i64, vo, spec.idx_outer_stride as i64)
+                .plus(vt, (tile * isize) as i64),
+        ),
+        run: n.clone().scaled(isize),
+        dims: vec![],
+    };
+    let moves = if scatter {
+        vec![
+            Stmt::Copy {
+                dst: rows_buf.at(&s, 0),
+                src: dense,
+                run: n.clone().scaled(spec.row_bytes),
+                dims: vec![],
+            },
+            Stmt::Scatter {
+                table,
+                src: rows_buf.at(&s, 0).at,
+                idx: idx.at(&s, 0).at,
+                rows: n,
+                bytes: spec.row_bytes,
+                limit: spec.rows,
+                itype: spec.itype,
+            },
+        ]
+    } else {
+        vec![
+            Stmt::Gather {
+                dst: rows_buf.at(&s, 0).at,
+                table,
+                idx: idx.at(&s, 0).at,
+                rows: n.clone(),
+                bytes: spec.row_bytes,
+                limit: spec.rows,
+                itype: spec.itype,
+            },
+            Stmt::Copy {
+                dst: dense,
+                src: rows_buf.at(&s, 0),
+                run: n.scaled(spec.row_bytes),
+                dims: vec![],
+            },
+        ]
+    };
+    let mut tile_body = vec![load_indices];
+    tile_body.extend(moves);
+    tile_body.push(Stmt::Advance(slot));
     let body = vec![Stmt::For {
         var: vo,
         count: spec.outer.max(1),
         body: vec![Stmt::For {
             var: vt,
             count: tiles(spec.count, tile),
-            body: vec![
-                Stmt::Copy {
-                    dst: idx.at(&s, 0),
-                    src: Addr::new(
-                        Mem::Dram,
-                        Affine::var(spec.indices as i64, vo, spec.idx_outer_stride as i64)
-                            .plus(vt, (tile * isize) as i64),
-                    ),
-                    run: n.clone().scaled(isize),
-                    dims: vec![],
-                },
-                Stmt::Copy {
-                    dst: rows_buf.at(&s, 0),
-                    src: Addr::new(
-                        Mem::Dram,
-                        Affine::var(
-                            spec.updates as i64,
-                            vo,
-                            (spec.count * spec.row_bytes) as i64,
-                        )
-                        .plus(vt, (tile * spec.row_bytes) as i64),
-                    ),
-                    run: n.clone().scaled(spec.row_bytes),
-                    dims: vec![],
-                },
-                Stmt::Scatter {
-                    table: Affine::var(spec.table as i64, vo, (spec.rows * spec.row_bytes) as i64),
-                    src: rows_buf.at(&s, 0).at,
-                    idx: idx.at(&s, 0).at,
-                    rows: n.clone(),
-                    bytes: spec.row_bytes,
-                    limit: spec.rows,
-                    itype: spec.itype,
-                },
-                Stmt::Advance(slot),
-            ],
+            body: tile_body,
         }],
     }];
+    let index_bytes = if scatter {
+        spec.outer * spec.count * isize
+    } else {
+        spec.count * isize
+    };
     Ok(Kernel {
         node: spec.node.clone(),
         summary: format!(
-            "scatter {} x {} rows of {} B into a table of {} rows",
+            "{verb} {} x {} rows of {} B {preposition} a table of {} rows",
             spec.outer, spec.count, spec.row_bytes, spec.rows
         ),
         buffers: mem.buffers,
         body,
         rotators: vec![(slot, 2)],
         macs: 0,
-        compulsory_dram_bytes: spec.outer * spec.count * (isize + 2 * spec.row_bytes),
+        compulsory_dram_bytes: index_bytes + 2 * spec.outer * spec.count * spec.row_bytes,
     })
 }
 
 /// A gather whose indices are known at compile time: one copy per
 /// selected slice (`slices` gives source and destination byte offsets).
-pub fn static_gather(
-    node: &str,
-    what: &str,
-    slices: &[(i64, i64)],
-    slice_bytes: u64,
-    _target: &Target,
-) -> Kernel {
+pub fn static_gather(node: &str, what: &str, slices: &[(i64, i64)], slice_bytes: u64) -> Kernel {
     let mut vars = Vars::default();
     let mut body = Vec::new();
     for &(src, dst) in slices {

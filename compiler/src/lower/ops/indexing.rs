@@ -7,7 +7,7 @@ use super::{copy_to_node, unsupported};
 use crate::graph::NodeId;
 use crate::kernel::Kernel;
 use crate::lower::elementwise::{elementwise, Ew, EwOperand, EwSpec};
-use crate::lower::gather::{gather, scatter, static_gather, GatherSpec, ScatterSpec};
+use crate::lower::gather::{gather, scatter, static_gather, RowsSpec};
 use crate::lower::movement::{copies, dense_strides, CopySpec};
 use crate::lower::{Ctx, LowerError};
 use crate::tensor::DType;
@@ -225,9 +225,9 @@ pub(super) fn gather_elements(
     };
     let c_in = data.shape[axis] as u64;
     let c_out = idx.shape[axis] as u64;
-    let spec = GatherSpec {
+    let spec = RowsSpec {
         node: name.clone(),
-        data: d_addr,
+        table: d_addr,
         outer: idx.numel() as u64 / c_out.max(1),
         rows: c_in,
         row_bytes: es,
@@ -235,7 +235,7 @@ pub(super) fn gather_elements(
         count: c_out,
         idx_outer_stride: c_out * isz,
         itype,
-        out: out_last,
+        dense: out_last,
     };
     kernels.push(gather(&spec, ctx.target)?);
     if axis + 1 != r {
@@ -266,7 +266,7 @@ pub(super) fn scatter_rows(ctx: &Ctx, id: NodeId, axis: usize) -> Result<Vec<Ker
     let shape = &node.ty.shape;
     let es = node.ty.dtype.size() as u64;
     let mut kernels = copy_to_node(ctx, id, ops[0])?;
-    let spec = ScatterSpec {
+    let spec = RowsSpec {
         node: node.name.clone(),
         table: ctx.addr(id),
         outer: shape[..axis].iter().product::<usize>() as u64,
@@ -276,7 +276,7 @@ pub(super) fn scatter_rows(ctx: &Ctx, id: NodeId, axis: usize) -> Result<Vec<Ker
         count: indices.numel() as u64,
         idx_outer_stride: 0,
         itype,
-        updates: ctx.addr(ops[2]),
+        dense: ctx.addr(ops[2]),
     };
     if spec.count > 0 && spec.row_bytes > 0 {
         kernels.push(scatter(&spec, ctx.target)?);
@@ -355,7 +355,7 @@ pub(super) fn scatter_elements(
             es,
         );
         let c_out = idx.shape[axis] as u64;
-        let spec = ScatterSpec {
+        let spec = RowsSpec {
             node: name.clone(),
             table,
             outer: idx.numel() as u64 / c_out.max(1),
@@ -365,7 +365,7 @@ pub(super) fn scatter_elements(
             count: c_out,
             idx_outer_stride: c_out * isz,
             itype,
-            updates: u_addr,
+            dense: u_addr,
         };
         kernels.push(scatter(&spec, ctx.target)?);
     }
@@ -556,6 +556,5 @@ pub(super) fn gather_nd(
         "gather_nd",
         &slices,
         (slice * es) as u64,
-        ctx.target,
     )])
 }

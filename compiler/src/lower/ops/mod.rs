@@ -13,7 +13,7 @@ use crate::kernel::Kernel;
 use crate::tensor::DType;
 
 use super::elementwise::{elementwise, Ew, EwOperand, EwSpec};
-use super::gather::{gather, GatherSpec};
+use super::gather::{gather, RowsSpec};
 use super::movement::{copies, dense_strides, CopySpec};
 use super::rowwise::{rowwise, ReduceFn, RowOp, RowSpec, RowView};
 use super::{Ctx, LowerError};
@@ -354,9 +354,9 @@ pub fn lower_node(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
             };
             let shape = &data.ty.shape;
             let es = data.ty.dtype.size() as u64;
-            let spec = GatherSpec {
+            let spec = RowsSpec {
                 node: node.name.clone(),
-                data: ctx.addr(ops[0]),
+                table: ctx.addr(ops[0]),
                 outer: shape[..*axis].iter().product::<usize>() as u64,
                 rows: shape[*axis] as u64,
                 row_bytes: shape[axis + 1..].iter().product::<usize>() as u64 * es,
@@ -364,7 +364,7 @@ pub fn lower_node(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
                 count: indices.ty.numel() as u64,
                 idx_outer_stride: 0,
                 itype,
-                out: ctx.addr(id),
+                dense: ctx.addr(id),
             };
             if spec.count == 0 || spec.row_bytes == 0 {
                 return Ok(vec![]);
