@@ -6,7 +6,7 @@
 
 use tessera_compiler::codegen::generate;
 use tessera_compiler::driver::package;
-use tessera_compiler::kernel::{Stmt, VpuStmt};
+use tessera_compiler::kernel::{Stmt, VpuOp, VpuStmt};
 use tessera_compiler::lower::{lower, Precision};
 use tessera_isa::{BinFunc, Target};
 use tessera_tests::models::{layer_report, prepare, simulate};
@@ -15,9 +15,13 @@ use tessera_tests::models::{layer_report, prepare, simulate};
 /// epsilon); false if there is none.
 fn break_first_add_scalar(body: &mut [Stmt]) -> bool {
     body.iter_mut().any(|stmt| match stmt {
-        Stmt::Vpu(VpuStmt::BinS {
-            func: BinFunc::Add,
-            scalar,
+        Stmt::Vpu(VpuStmt {
+            op:
+                VpuOp::BinS {
+                    func: BinFunc::Add,
+                    scalar,
+                    ..
+                },
             ..
         }) => {
             *scalar += 1.0;

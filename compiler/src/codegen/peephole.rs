@@ -1,144 +1,81 @@
 //! Rewrites of single statements before they are emitted.
 
-use crate::kernel::{Ext, Opnd, VpuStmt};
+use crate::kernel::{Ext, Opnd, VpuOp, VpuStmt};
 
 /// A dense rows × cols region processed as one row of rows·cols elements:
 /// the VPU's cost is per row (rows × ⌈cols / lanes⌉), so a narrow dense
 /// tile (say 128 × 64 on 128 lanes) costs half as much flattened. Applies
 /// when the sizes are constant and every operand is a full, dense region.
 pub(super) fn flatten(v: &VpuStmt) -> Option<VpuStmt> {
-    let consts = |rows: &Ext, cols: &Ext| match (rows, cols) {
-        (Ext::Const(r), Ext::Const(c)) if *r > 1 => Some((*r, *c)),
-        _ => None,
+    let (Ext::Const(r), Ext::Const(c)) = (&v.rows, &v.cols) else {
+        return None;
     };
-    let dense = |o: &Opnd, cols: u64| o.bcast == tessera_isa::Bcast::Full && o.stride == cols * 4;
-    let one = |n: u64| (Ext::Const(1), Ext::Const(n));
-    match v {
-        VpuStmt::Bin {
-            func,
-            dst,
-            dstride,
-            a,
-            b,
-            rows,
-            cols,
-        } => {
-            let (r, c) = consts(rows, cols)?;
-            (*dstride == c * 4 && dense(a, c) && dense(b, c)).then(|| {
-                let (rows, cols) = one(r * c);
-                let wide = |o: &Opnd| Opnd {
-                    stride: r * c * 4,
-                    ..o.clone()
-                };
-                VpuStmt::Bin {
-                    func: *func,
-                    dst: dst.clone(),
-                    dstride: r * c * 4,
-                    a: wide(a),
-                    b: wide(b),
-                    rows,
-                    cols,
-                }
-            })
+    let (r, c) = (*r, *c);
+    if r <= 1 {
+        return None;
+    }
+    let n = r * c;
+    let dense = |o: &Opnd| o.bcast == tessera_isa::Bcast::Full && o.stride == c * 4;
+    let wide = |o: &Opnd| Opnd {
+        stride: n * 4,
+        ..o.clone()
+    };
+    // The flattened operation, if every source is dense, and the size of a
+    // destination element.
+    let (op, elem) = match &v.op {
+        VpuOp::Bin { func, a, b } => {
+            let op = (dense(a) && dense(b)).then(|| VpuOp::Bin {
+                func: *func,
+                a: wide(a),
+                b: wide(b),
+            });
+            (op, 4)
         }
-        VpuStmt::BinS {
+        VpuOp::BinS {
             func,
-            dst,
-            dstride,
             a,
             scalar,
             order,
-            rows,
-            cols,
         } => {
-            let (r, c) = consts(rows, cols)?;
-            (*dstride == c * 4 && dense(a, c)).then(|| {
-                let (rows, cols) = one(r * c);
-                let a = Opnd {
-                    stride: r * c * 4,
-                    ..a.clone()
-                };
-                VpuStmt::BinS {
-                    func: *func,
-                    dst: dst.clone(),
-                    dstride: r * c * 4,
-                    a,
-                    scalar: *scalar,
-                    order: *order,
-                    rows,
-                    cols,
-                }
-            })
+            let op = dense(a).then(|| VpuOp::BinS {
+                func: *func,
+                a: wide(a),
+                scalar: *scalar,
+                order: *order,
+            });
+            (op, 4)
         }
-        VpuStmt::Un {
-            func,
-            dst,
-            dstride,
-            a,
-            rows,
-            cols,
-        } => {
-            let (r, c) = consts(rows, cols)?;
-            (*dstride == c * 4 && dense(a, c)).then(|| {
-                let (rows, cols) = one(r * c);
-                let a = Opnd {
-                    stride: r * c * 4,
-                    ..a.clone()
-                };
-                VpuStmt::Un {
-                    func: *func,
-                    dst: dst.clone(),
-                    dstride: r * c * 4,
-                    a,
-                    rows,
-                    cols,
-                }
-            })
+        VpuOp::Un { func, a } => {
+            let op = dense(a).then(|| VpuOp::Un {
+                func: *func,
+                a: wide(a),
+            });
+            (op, 4)
         }
-        VpuStmt::Cvt {
-            dst,
+        VpuOp::Cvt {
             dtype,
-            dstride,
             a,
             atype,
             astride,
-            rows,
-            cols,
         } => {
-            let (r, c) = consts(rows, cols)?;
-            (*dstride == c * dtype.size() && *astride == c * atype.size()).then(|| {
-                let (rows, cols) = one(r * c);
-                VpuStmt::Cvt {
-                    dst: dst.clone(),
-                    dtype: *dtype,
-                    dstride: r * c * dtype.size(),
-                    a: a.clone(),
-                    atype: *atype,
-                    astride: r * c * atype.size(),
-                    rows,
-                    cols,
-                }
-            })
+            let op = (*astride == c * atype.size()).then(|| VpuOp::Cvt {
+                dtype: *dtype,
+                a: a.clone(),
+                atype: *atype,
+                astride: n * atype.size(),
+            });
+            (op, dtype.size())
         }
-        VpuStmt::Fill {
-            dst,
-            dstride,
-            bits,
-            rows,
-            cols,
-        } => {
-            let (r, c) = consts(rows, cols)?;
-            (*dstride == c * 4).then(|| {
-                let (rows, cols) = one(r * c);
-                VpuStmt::Fill {
-                    dst: dst.clone(),
-                    dstride: r * c * 4,
-                    bits: *bits,
-                    rows,
-                    cols,
-                }
-            })
-        }
-        VpuStmt::Red { .. } | VpuStmt::Trans { .. } => None,
-    }
+        VpuOp::Fill { bits } => (Some(VpuOp::Fill { bits: *bits }), 4),
+        // A reduction's result is per row, a transpose's layout is 2-D.
+        VpuOp::Red { .. } | VpuOp::Trans { .. } => (None, 4),
+    };
+    let op = op.filter(|_| v.dstride == c * elem)?;
+    Some(VpuStmt {
+        op,
+        dst: v.dst.clone(),
+        dstride: n * elem,
+        rows: Ext::Const(1),
+        cols: Ext::Const(n),
+    })
 }

@@ -3,7 +3,7 @@
 use tessera_isa::{Instr, OnChip, Reg};
 
 use super::{flatten, CodegenError, Emitter};
-use crate::kernel::{Mode, Opnd, VpuStmt};
+use crate::kernel::{Mode, Opnd, VpuOp, VpuStmt};
 
 impl Emitter<'_> {
     pub(super) fn opnd(&mut self, o: &Opnd) -> Result<(OnChip, Reg), CodegenError> {
@@ -12,25 +12,23 @@ impl Emitter<'_> {
         Ok((addr, stride))
     }
 
+    /// The sizes of a VPU statement's block, in registers.
+    fn block(&mut self, v: &VpuStmt) -> Result<(Reg, Reg), CodegenError> {
+        Ok((self.ext_reg(&v.rows)?, self.ext_reg(&v.cols)?))
+    }
+
+    /// Emits one VPU statement. Registers load in the order the instruction
+    /// lists its fields: destination, sources, then the block's sizes.
     pub(super) fn vpu(&mut self, v: &VpuStmt) -> Result<(), CodegenError> {
         let flat = flatten(v);
         let v = flat.as_ref().unwrap_or(v);
-        match v {
-            VpuStmt::Bin {
-                func,
-                dst,
-                dstride,
-                a,
-                b,
-                rows,
-                cols,
-            } => {
-                let dst = self.onchip(dst)?;
-                let dstride = self.li(*dstride as i64)?;
+        let dst = self.onchip(&v.dst)?;
+        let dstride = self.li(v.dstride as i64)?;
+        match &v.op {
+            VpuOp::Bin { func, a, b } => {
                 let (ao, astride) = self.opnd(a)?;
                 let (bo, bstride) = self.opnd(b)?;
-                let rows = self.ext_reg(rows)?;
-                let cols = self.ext_reg(cols)?;
+                let (rows, cols) = self.block(v)?;
                 self.emit(Instr::VpuBin {
                     func: *func,
                     dst,
@@ -45,22 +43,15 @@ impl Emitter<'_> {
                     bbcast: b.bcast,
                 });
             }
-            VpuStmt::BinS {
+            VpuOp::BinS {
                 func,
-                dst,
-                dstride,
                 a,
                 scalar,
                 order,
-                rows,
-                cols,
             } => {
-                let dst = self.onchip(dst)?;
-                let dstride = self.li(*dstride as i64)?;
                 let (ao, astride) = self.opnd(a)?;
                 let s = self.li(i64::from(scalar.to_bits()))?;
-                let rows = self.ext_reg(rows)?;
-                let cols = self.ext_reg(cols)?;
+                let (rows, cols) = self.block(v)?;
                 self.emit(Instr::VpuBinScalar {
                     func: *func,
                     dst,
@@ -74,19 +65,9 @@ impl Emitter<'_> {
                     order: *order,
                 });
             }
-            VpuStmt::Un {
-                func,
-                dst,
-                dstride,
-                a,
-                rows,
-                cols,
-            } => {
-                let dst = self.onchip(dst)?;
-                let dstride = self.li(*dstride as i64)?;
+            VpuOp::Un { func, a } => {
                 let (ao, astride) = self.opnd(a)?;
-                let rows = self.ext_reg(rows)?;
-                let cols = self.ext_reg(cols)?;
+                let (rows, cols) = self.block(v)?;
                 self.emit(Instr::VpuUn {
                     func: *func,
                     dst,
@@ -98,20 +79,9 @@ impl Emitter<'_> {
                     abcast: a.bcast,
                 });
             }
-            VpuStmt::Red {
-                func,
-                dst,
-                dstride,
-                a,
-                rows,
-                cols,
-                mode,
-            } => {
-                let dst = self.onchip(dst)?;
-                let dstride = self.li(*dstride as i64)?;
+            VpuOp::Red { func, a, mode } => {
                 let (ao, astride) = self.opnd(a)?;
-                let rows = self.ext_reg(rows)?;
-                let cols = self.ext_reg(cols)?;
+                let (rows, cols) = self.block(v)?;
                 let red = |mode| Instr::VpuRed {
                     func: *func,
                     dst,
@@ -127,76 +97,49 @@ impl Emitter<'_> {
                     Mode::AccAfterFirst(v) => self.set_then_acc(*v, red)?,
                 }
             }
-            VpuStmt::Cvt {
-                dst,
+            VpuOp::Cvt {
                 dtype,
-                dstride,
                 a,
                 atype,
                 astride,
-                rows,
-                cols,
             } => {
-                let d = self.onchip(dst)?;
-                let ds = self.li(*dstride as i64)?;
                 let ao = self.onchip(a)?;
-                let as_ = self.li(*astride as i64)?;
-                let rows = self.ext_reg(rows)?;
-                let cols = self.ext_reg(cols)?;
+                let astride = self.li(*astride as i64)?;
+                let (rows, cols) = self.block(v)?;
                 self.emit(Instr::VpuCvt {
-                    dst: d,
+                    dst,
                     a: ao,
                     dtype: *dtype,
                     atype: *atype,
                     rows,
                     cols,
-                    dstride: ds,
-                    astride: as_,
+                    dstride,
+                    astride,
                 });
             }
-            VpuStmt::Fill {
-                dst,
-                dstride,
-                bits,
-                rows,
-                cols,
-            } => {
-                let d = self.onchip(dst)?;
-                let ds = self.li(*dstride as i64)?;
+            VpuOp::Fill { bits } => {
                 let value = self.li(i64::from(*bits))?;
-                let rows = self.ext_reg(rows)?;
-                let cols = self.ext_reg(cols)?;
+                let (rows, cols) = self.block(v)?;
                 self.emit(Instr::VpuFill {
-                    dst: d,
+                    dst,
                     value,
                     rows,
                     cols,
-                    dstride: ds,
+                    dstride,
                 });
             }
-            VpuStmt::Trans {
-                dst,
-                dstride,
-                a,
-                astride,
-                dtype,
-                rows,
-                cols,
-            } => {
-                let d = self.onchip(dst)?;
-                let ds = self.li(*dstride as i64)?;
+            VpuOp::Trans { a, astride, dtype } => {
                 let ao = self.onchip(a)?;
-                let as_ = self.li(*astride as i64)?;
-                let rows = self.ext_reg(rows)?;
-                let cols = self.ext_reg(cols)?;
+                let astride = self.li(*astride as i64)?;
+                let (rows, cols) = self.block(v)?;
                 self.emit(Instr::VpuTrans {
-                    dst: d,
+                    dst,
                     a: ao,
                     dtype: *dtype,
                     rows,
                     cols,
-                    dstride: ds,
-                    astride: as_,
+                    dstride,
+                    astride,
                 });
             }
         }

@@ -263,71 +263,59 @@ pub struct DmaDim {
     pub dstride: i64,
 }
 
-/// A VPU instruction.
+/// A VPU instruction: what it computes ([`VpuOp`]) over a `rows × cols`
+/// block written at `dst` with row stride `dstride`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VpuStmt {
+    /// The operation and its operands.
+    pub op: VpuOp,
+    /// Destination address.
+    pub dst: Addr,
+    /// Destination row stride in bytes.
+    pub dstride: u64,
+    /// Rows of the block.
+    pub rows: Ext,
+    /// Columns of the block.
+    pub cols: Ext,
+}
+
+/// The operation of a [`VpuStmt`], with the operands only it has.
 #[derive(Clone, Debug, PartialEq)]
 #[allow(missing_docs)]
-pub enum VpuStmt {
+pub enum VpuOp {
     Bin {
         func: BinFunc,
-        dst: Addr,
-        dstride: u64,
         a: Opnd,
         b: Opnd,
-        rows: Ext,
-        cols: Ext,
     },
     BinS {
         func: BinFunc,
-        dst: Addr,
-        dstride: u64,
         a: Opnd,
         scalar: f32,
         order: Order,
-        rows: Ext,
-        cols: Ext,
     },
     Un {
         func: UnFunc,
-        dst: Addr,
-        dstride: u64,
         a: Opnd,
-        rows: Ext,
-        cols: Ext,
     },
     Red {
         func: RedFunc,
-        dst: Addr,
-        dstride: u64,
         a: Opnd,
-        rows: Ext,
-        cols: Ext,
         mode: Mode,
     },
     Cvt {
-        dst: Addr,
         dtype: DType,
-        dstride: u64,
         a: Addr,
         atype: DType,
         astride: u64,
-        rows: Ext,
-        cols: Ext,
     },
     Fill {
-        dst: Addr,
-        dstride: u64,
         bits: u32,
-        rows: Ext,
-        cols: Ext,
     },
     Trans {
-        dst: Addr,
-        dstride: u64,
         a: Addr,
         astride: u64,
         dtype: DType,
-        rows: Ext,
-        cols: Ext,
     },
 }
 

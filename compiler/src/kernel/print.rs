@@ -2,7 +2,7 @@
 
 use std::fmt::{self, Write as _};
 
-use super::{Addr, Affine, Ext, Kernel, KernelProgram, Mode, Opnd, Stmt, VpuStmt};
+use super::{Addr, Affine, Ext, Kernel, KernelProgram, Mode, Opnd, Stmt, VpuOp, VpuStmt};
 
 fn hex_or_dec(v: i64) -> String {
     if v.unsigned_abs() >= 4096 {
@@ -129,99 +129,49 @@ fn stmt(s: &Stmt, depth: usize, out: &mut String) {
 }
 
 fn vpu(v: &VpuStmt) -> String {
-    match v {
-        VpuStmt::Bin {
-            func,
-            dst,
-            dstride,
-            a,
-            b,
-            rows,
-            cols,
-        } => {
+    let VpuStmt {
+        op,
+        dst,
+        dstride,
+        rows,
+        cols,
+    } = v;
+    let block = format!("[{rows} x {cols}]");
+    match op {
+        VpuOp::Bin { func, a, b } => {
             format!(
-                "vpu.{func} {dst}/{dstride} <- {}, {} [{rows} x {cols}]",
+                "vpu.{func} {dst}/{dstride} <- {}, {} {block}",
                 opnd(a),
                 opnd(b)
             )
         }
-        VpuStmt::BinS {
+        VpuOp::BinS {
             func,
-            dst,
-            dstride,
             a,
             scalar,
             order,
-            rows,
-            cols,
-        } => {
-            format!(
-                "vpu.{func}s {dst}/{dstride} <- {}, {scalar:?} ({order}) [{rows} x {cols}]",
-                opnd(a)
-            )
-        }
-        VpuStmt::Un {
-            func,
-            dst,
-            dstride,
-            a,
-            rows,
-            cols,
-        } => {
-            format!(
-                "vpu.{func} {dst}/{dstride} <- {} [{rows} x {cols}]",
-                opnd(a)
-            )
-        }
-        VpuStmt::Red {
-            func,
-            dst,
-            dstride,
-            a,
-            rows,
-            cols,
-            mode: md,
-        } => {
-            format!(
-                "vpu.red.{func} {dst}/{dstride} <- {} [{rows} x {cols}] {}",
-                opnd(a),
-                mode(md)
-            )
-        }
-        VpuStmt::Cvt {
-            dst,
+        } => format!(
+            "vpu.{func}s {dst}/{dstride} <- {}, {scalar:?} ({order}) {block}",
+            opnd(a)
+        ),
+        VpuOp::Un { func, a } => format!("vpu.{func} {dst}/{dstride} <- {} {block}", opnd(a)),
+        VpuOp::Red { func, a, mode: md } => format!(
+            "vpu.red.{func} {dst}/{dstride} <- {} {block} {}",
+            opnd(a),
+            mode(md)
+        ),
+        VpuOp::Cvt {
             dtype,
-            dstride,
             a,
             atype,
             astride,
-            rows,
-            cols,
-        } => {
-            format!("vpu.cvt {dst}:{dtype}/{dstride} <- {a}:{atype}/{astride} [{rows} x {cols}]")
-        }
-        VpuStmt::Fill {
-            dst,
-            dstride,
-            bits,
-            rows,
-            cols,
-        } => {
-            format!(
-                "vpu.fill {dst}/{dstride} <- {:?} [{rows} x {cols}]",
-                f32::from_bits(*bits)
-            )
-        }
-        VpuStmt::Trans {
-            dst,
-            dstride,
-            a,
-            astride,
-            dtype,
-            rows,
-            cols,
-        } => {
-            format!("vpu.trans {dst}/{dstride} <- {a}/{astride} {dtype} [{rows} x {cols}]")
+        } => format!("vpu.cvt {dst}:{dtype}/{dstride} <- {a}:{atype}/{astride} {block}"),
+        VpuOp::Fill { bits } => format!(
+            "vpu.fill {dst}/{dstride} <- {:?} {block}",
+            f32::from_bits(*bits)
+        ),
+        VpuOp::Trans { a, astride, dtype } => {
+            format!("vpu.trans {dst}/{dstride} <- {a}/{astride} {dtype} {block}")
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Rewriting the affine expressions of statements: substitution of a
 //! variable (e.g. "the previous tile": `v -> v - 1`).
 
-use super::{Addr, Affine, DmaDim, Ext, Opnd, Stmt, Var, VpuStmt};
+use super::{Addr, Affine, DmaDim, Ext, Opnd, Stmt, Var, VpuOp, VpuStmt};
 
 impl Ext {
     /// Rewrites the affine parts.
@@ -22,6 +22,25 @@ impl Addr {
     /// Rewrites the address.
     pub fn map_affine(&self, f: &dyn Fn(&Affine) -> Affine) -> Addr {
         Addr::new(self.mem, f(&self.at))
+    }
+}
+
+impl VpuOp {
+    /// Rewrites the source addresses (the destination is the statement's).
+    fn map_affine(&self, f: &dyn Fn(&Affine) -> Affine) -> VpuOp {
+        let mut op = self.clone();
+        match &mut op {
+            VpuOp::Bin { a, b, .. } => {
+                *a = a.map_affine(f);
+                *b = b.map_affine(f);
+            }
+            VpuOp::BinS { a, .. } | VpuOp::Un { a, .. } | VpuOp::Red { a, .. } => {
+                *a = a.map_affine(f)
+            }
+            VpuOp::Cvt { a, .. } | VpuOp::Trans { a, .. } => *a = a.map_affine(f),
+            VpuOp::Fill { .. } => {}
+        }
+        op
     }
 }
 
@@ -157,124 +176,12 @@ impl Stmt {
                 dstride: *dstride,
                 mode: mode.clone(),
             },
-            Stmt::Vpu(v) => Stmt::Vpu(match v {
-                VpuStmt::Bin {
-                    func,
-                    dst,
-                    dstride,
-                    a,
-                    b,
-                    rows,
-                    cols,
-                } => VpuStmt::Bin {
-                    func: *func,
-                    dst: dst.map_affine(f),
-                    dstride: *dstride,
-                    a: a.map_affine(f),
-                    b: b.map_affine(f),
-                    rows: ext(rows),
-                    cols: ext(cols),
-                },
-                VpuStmt::BinS {
-                    func,
-                    dst,
-                    dstride,
-                    a,
-                    scalar,
-                    order,
-                    rows,
-                    cols,
-                } => VpuStmt::BinS {
-                    func: *func,
-                    dst: dst.map_affine(f),
-                    dstride: *dstride,
-                    a: a.map_affine(f),
-                    scalar: *scalar,
-                    order: *order,
-                    rows: ext(rows),
-                    cols: ext(cols),
-                },
-                VpuStmt::Un {
-                    func,
-                    dst,
-                    dstride,
-                    a,
-                    rows,
-                    cols,
-                } => VpuStmt::Un {
-                    func: *func,
-                    dst: dst.map_affine(f),
-                    dstride: *dstride,
-                    a: a.map_affine(f),
-                    rows: ext(rows),
-                    cols: ext(cols),
-                },
-                VpuStmt::Red {
-                    func,
-                    dst,
-                    dstride,
-                    a,
-                    rows,
-                    cols,
-                    mode,
-                } => VpuStmt::Red {
-                    func: *func,
-                    dst: dst.map_affine(f),
-                    dstride: *dstride,
-                    a: a.map_affine(f),
-                    rows: ext(rows),
-                    cols: ext(cols),
-                    mode: mode.clone(),
-                },
-                VpuStmt::Cvt {
-                    dst,
-                    dtype,
-                    dstride,
-                    a,
-                    atype,
-                    astride,
-                    rows,
-                    cols,
-                } => VpuStmt::Cvt {
-                    dst: dst.map_affine(f),
-                    dtype: *dtype,
-                    dstride: *dstride,
-                    a: a.map_affine(f),
-                    atype: *atype,
-                    astride: *astride,
-                    rows: ext(rows),
-                    cols: ext(cols),
-                },
-                VpuStmt::Fill {
-                    dst,
-                    dstride,
-                    bits,
-                    rows,
-                    cols,
-                } => VpuStmt::Fill {
-                    dst: dst.map_affine(f),
-                    dstride: *dstride,
-                    bits: *bits,
-                    rows: ext(rows),
-                    cols: ext(cols),
-                },
-                VpuStmt::Trans {
-                    dst,
-                    dstride,
-                    a,
-                    astride,
-                    dtype,
-                    rows,
-                    cols,
-                } => VpuStmt::Trans {
-                    dst: dst.map_affine(f),
-                    dstride: *dstride,
-                    a: a.map_affine(f),
-                    astride: *astride,
-                    dtype: *dtype,
-                    rows: ext(rows),
-                    cols: ext(cols),
-                },
+            Stmt::Vpu(v) => Stmt::Vpu(VpuStmt {
+                op: v.op.map_affine(f),
+                dst: v.dst.map_affine(f),
+                dstride: v.dstride,
+                rows: ext(&v.rows),
+                cols: ext(&v.cols),
             }),
             other => other.clone(),
         }

@@ -32,7 +32,9 @@ use tessera_isa::{
     UnFunc,
 };
 
-use crate::kernel::{Addr, Affine, Chan, Cmp, DmaDim, Ext, Kernel, Mode, Opnd, Stmt, Var, VpuStmt};
+use crate::kernel::{
+    Addr, Affine, Chan, Cmp, DmaDim, Ext, Kernel, Mode, Opnd, Stmt, Var, VpuOp, VpuStmt,
+};
 
 use super::alloc::{tiles, OnChip, Vars};
 use super::attention_online::{attention_online, OnlineShape};
@@ -355,13 +357,15 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
 
     // ---- per group: K and V --------------------------------------------------
     let cvt = |dst: Addr, a: Addr, rows: Ext, cols: u64| {
-        Stmt::Vpu(VpuStmt::Cvt {
+        Stmt::Vpu(VpuStmt {
+            op: VpuOp::Cvt {
+                dtype: spec.mxu.dtype(),
+                a,
+                atype: IsaType::F32,
+                astride: cols * 4,
+            },
             dst,
-            dtype: spec.mxu.dtype(),
             dstride: cols * e,
-            a,
-            atype: IsaType::F32,
-            astride: cols * 4,
             rows,
             cols: Ext::Const(cols),
         })
@@ -524,13 +528,15 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
         bcast: Bcast::Full,
     };
     let mut softmax = vec![Stmt::Wait(data(Mxu, Vpu), 1)];
-    softmax.push(Stmt::Vpu(VpuStmt::BinS {
-        func: BinFunc::Mul,
+    softmax.push(Stmt::Vpu(VpuStmt {
+        op: VpuOp::BinS {
+            func: BinFunc::Mul,
+            a: full(sacc.at(&acc_slot, 0), sp),
+            scalar: spec.scale,
+            order: Order::As,
+        },
         dst: scores.at(&zero, 0),
         dstride: sp,
-        a: full(sacc.at(&acc_slot, 0), sp),
-        scalar: spec.scale,
-        order: Order::As,
         rows: rows.clone(),
         cols: cols.clone(),
     }));
@@ -544,12 +550,14 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
                 bcast: Bcast::Row,
             }
         };
-        softmax.push(Stmt::Vpu(VpuStmt::Bin {
-            func: BinFunc::Add,
+        softmax.push(Stmt::Vpu(VpuStmt {
+            op: VpuOp::Bin {
+                func: BinFunc::Add,
+                a: full(scores.at(&zero, 0), sp),
+                b: m,
+            },
             dst: scores.at(&zero, 0),
             dstride: sp,
-            a: full(scores.at(&zero, 0), sp),
-            b: m,
             rows: rows.clone(),
             cols: cols.clone(),
         }));
@@ -560,12 +568,14 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
         let at_band = Affine::var(((sk - sq) * 4) as i64, vqb, (tq * 4) as i64);
         let band_at = scores.at(&zero, 0).at.plus_affine(&at_band);
         let band_at = Addr::new(Mem::Spm, band_at);
-        softmax.push(Stmt::Vpu(VpuStmt::Bin {
-            func: BinFunc::Add,
+        softmax.push(Stmt::Vpu(VpuStmt {
+            op: VpuOp::Bin {
+                func: BinFunc::Add,
+                a: full(band_at.clone(), sp),
+                b: full(cm.at(&zero, 0), tq * 4),
+            },
             dst: band_at.clone(),
             dstride: sp,
-            a: full(band_at, sp),
-            b: full(cm.at(&zero, 0), tq * 4),
             rows: rows.clone(),
             cols: Ext::Const(tq),
         }));
@@ -578,31 +588,37 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
         bcast: Bcast::Col,
     };
     let red = |func| {
-        Stmt::Vpu(VpuStmt::Red {
-            func,
+        Stmt::Vpu(VpuStmt {
+            op: VpuOp::Red {
+                func,
+                a: full(scores.at(&zero, 0), sp),
+                mode: Mode::Fixed(AccMode::Set),
+            },
             dst: stat.at(&s, 0),
             dstride: 4,
-            a: full(scores.at(&zero, 0), sp),
             rows: rows.clone(),
             cols: cols.clone(),
-            mode: Mode::Fixed(AccMode::Set),
         })
     };
     softmax.push(red(RedFunc::Max));
-    softmax.push(Stmt::Vpu(VpuStmt::Bin {
-        func: BinFunc::Sub,
+    softmax.push(Stmt::Vpu(VpuStmt {
+        op: VpuOp::Bin {
+            func: BinFunc::Sub,
+            a: full(scores.at(&zero, 0), sp),
+            b: col.clone(),
+        },
         dst: scores.at(&zero, 0),
         dstride: sp,
-        a: full(scores.at(&zero, 0), sp),
-        b: col.clone(),
         rows: rows.clone(),
         cols: cols.clone(),
     }));
-    softmax.push(Stmt::Vpu(VpuStmt::Un {
-        func: UnFunc::Exp,
+    softmax.push(Stmt::Vpu(VpuStmt {
+        op: VpuOp::Un {
+            func: UnFunc::Exp,
+            a: full(scores.at(&zero, 0), sp),
+        },
         dst: scores.at(&zero, 0),
         dstride: sp,
-        a: full(scores.at(&zero, 0), sp),
         rows: rows.clone(),
         cols: cols.clone(),
     }));
@@ -611,21 +627,25 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
     // scaled when it leaves ACC, which touches TQ × D values instead of
     // TQ × SK. One reciprocal per row (a packed column of tq values is
     // processed as one row of tq lanes), then a multiply.
-    softmax.push(Stmt::Vpu(VpuStmt::Un {
-        func: UnFunc::Recip,
+    softmax.push(Stmt::Vpu(VpuStmt {
+        op: VpuOp::Un {
+            func: UnFunc::Recip,
+            a: full(stat.at(&s, 0), tq * 4),
+        },
         dst: stat.at(&s, 0),
         dstride: tq * 4,
-        a: full(stat.at(&s, 0), tq * 4),
         rows: Ext::Const(1),
         cols: rows.clone(),
     }));
-    softmax.push(Stmt::Vpu(VpuStmt::Cvt {
+    softmax.push(Stmt::Vpu(VpuStmt {
+        op: VpuOp::Cvt {
+            dtype: spec.mxu.dtype(),
+            a: scores.at(&zero, 0),
+            atype: IsaType::F32,
+            astride: sp,
+        },
         dst: pbuf.at(&s, 0),
-        dtype: spec.mxu.dtype(),
         dstride: sk * e,
-        a: scores.at(&zero, 0),
-        atype: IsaType::F32,
-        astride: sp,
         rows: rows.clone(),
         cols: cols.clone(),
     }));
@@ -636,13 +656,15 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
             pbuf.at(&s, 0)
                 .at
                 .plus_affine(&Affine::var((band * e) as i64, vqb, (tq * e) as i64));
-        softmax.push(Stmt::Vpu(VpuStmt::Cvt {
+        softmax.push(Stmt::Vpu(VpuStmt {
+            op: VpuOp::Cvt {
+                dtype: spec.mxu.dtype(),
+                a: zeros.at(&zero, 0),
+                atype: IsaType::F32,
+                astride: 0,
+            },
             dst: Addr::new(Mem::Spm, past_w),
-            dtype: spec.mxu.dtype(),
             dstride: sk * e,
-            a: zeros.at(&zero, 0),
-            atype: IsaType::F32,
-            astride: 0,
             rows: rows.clone(),
             cols: Ext::Tail {
                 tile: sk,
@@ -694,12 +716,14 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
     let move_o = vec![
         Stmt::Wait(data(Mxu, Vpu), 1),
         Stmt::Wait(credit(Dma, Vpu), 1),
-        Stmt::Vpu(VpuStmt::Bin {
-            func: BinFunc::Mul,
+        Stmt::Vpu(VpuStmt {
+            op: VpuOp::Bin {
+                func: BinFunc::Mul,
+                a: full(oacc.at(&acc_slot, 0), d * 4),
+                b: col,
+            },
             dst: oout.at(&s, 0),
             dstride: d * 4,
-            a: full(oacc.at(&acc_slot, 0), d * 4),
-            b: col,
             rows: rows.clone(),
             cols: Ext::Const(d),
         }),
@@ -782,23 +806,25 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
     if let Some(cm) = &causal_mask {
         // Row r of the triangle: 0 up to column r, -inf after.
         let vr = vars.fresh();
-        mask_build.push(Stmt::Vpu(VpuStmt::Fill {
+        mask_build.push(Stmt::Vpu(VpuStmt {
+            op: VpuOp::Fill { bits: 0 },
             dst: cm.at(&zero, 0),
             dstride: tq * 4,
-            bits: 0,
             rows: Ext::Const(tq),
             cols: Ext::Const(tq),
         }));
         mask_build.push(Stmt::For {
             var: vr,
             count: tq,
-            body: vec![Stmt::Vpu(VpuStmt::Fill {
+            body: vec![Stmt::Vpu(VpuStmt {
+                op: VpuOp::Fill {
+                    bits: f32::NEG_INFINITY.to_bits(),
+                },
                 dst: Addr::new(
                     Mem::Spm,
                     Affine::var(cm.offset as i64 + 4, vr, (tq * 4 + 4) as i64),
                 ),
                 dstride: tq * 4,
-                bits: f32::NEG_INFINITY.to_bits(),
                 rows: Ext::Const(1),
                 cols: Ext::Tail {
                     tile: tq,
@@ -809,10 +835,10 @@ pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerE
         });
     }
     if let Some(zeros) = &zero_row {
-        mask_build.push(Stmt::Vpu(VpuStmt::Fill {
+        mask_build.push(Stmt::Vpu(VpuStmt {
+            op: VpuOp::Fill { bits: 0 },
             dst: zeros.at(&zero, 0),
             dstride: sk * 4,
-            bits: 0,
             rows: Ext::Const(1),
             cols: Ext::Const(sk),
         }));

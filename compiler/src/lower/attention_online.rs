@@ -37,7 +37,9 @@
 
 use tessera_isa::{AccMode, Bcast, BinFunc, Engine, Mem, Order, RedFunc, Target, Trans, UnFunc};
 
-use crate::kernel::{Addr, Affine, Chan, Cmp, DmaDim, Ext, Kernel, Mode, Opnd, Stmt, VpuStmt};
+use crate::kernel::{
+    Addr, Affine, Chan, Cmp, DmaDim, Ext, Kernel, Mode, Opnd, Stmt, VpuOp, VpuStmt,
+};
 
 use super::alloc::{tiles, OnChip, Vars};
 use super::attention::{chunks, AttentionSpec, Tensor4};
@@ -218,13 +220,15 @@ pub fn attention_online(spec: &AttentionSpec, target: &Target) -> Result<Kernel,
         }
     };
     let cvt = |dst: Addr, a: Addr, rows: Ext| {
-        Stmt::Vpu(VpuStmt::Cvt {
+        Stmt::Vpu(VpuStmt {
+            op: VpuOp::Cvt {
+                dtype: mxu_type,
+                a,
+                atype: tessera_isa::DType::F32,
+                astride: d * 4,
+            },
             dst,
-            dtype: mxu_type,
             dstride: d * e,
-            a,
-            atype: tessera_isa::DType::F32,
-            astride: d * 4,
             rows,
             cols: Ext::Const(d),
         })
@@ -245,56 +249,64 @@ pub fn attention_online(spec: &AttentionSpec, target: &Target) -> Result<Kernel,
                    dst: &crate::kernel::Buffer,
                    a: &crate::kernel::Buffer,
                    b: &crate::kernel::Buffer| {
-        Stmt::Vpu(VpuStmt::Bin {
-            func,
+        Stmt::Vpu(VpuStmt {
+            op: VpuOp::Bin {
+                func,
+                a: full(at(a), tq * 4),
+                b: full(at(b), tq * 4),
+            },
             dst: at(dst),
             dstride: tq * 4,
-            a: full(at(a), tq * 4),
-            b: full(at(b), tq * 4),
             rows: Ext::Const(1),
             cols: qt.clone(),
         })
     };
     let vec_un = |func, dst: &crate::kernel::Buffer, a: &crate::kernel::Buffer| {
-        Stmt::Vpu(VpuStmt::Un {
-            func,
+        Stmt::Vpu(VpuStmt {
+            op: VpuOp::Un {
+                func,
+                a: full(at(a), tq * 4),
+            },
             dst: at(dst),
             dstride: tq * 4,
-            a: full(at(a), tq * 4),
             rows: Ext::Const(1),
             cols: qt.clone(),
         })
     };
     let fill = |dst: Addr, stride: u64, bits: u32, rows: Ext, cols: Ext| {
-        Stmt::Vpu(VpuStmt::Fill {
+        Stmt::Vpu(VpuStmt {
+            op: VpuOp::Fill { bits },
             dst,
             dstride: stride,
-            bits,
             rows,
             cols,
         })
     };
     let sp = tk * 4;
     let on_scores = |func, b: Opnd| {
-        Stmt::Vpu(VpuStmt::Bin {
-            func,
+        Stmt::Vpu(VpuStmt {
+            op: VpuOp::Bin {
+                func,
+                a: full(at(&scores), sp),
+                b,
+            },
             dst: at(&scores),
             dstride: sp,
-            a: full(at(&scores), sp),
-            b,
             rows: rows.clone(),
             cols: kt.clone(),
         })
     };
     let row_red = |func| {
-        Stmt::Vpu(VpuStmt::Red {
-            func,
+        Stmt::Vpu(VpuStmt {
+            op: VpuOp::Red {
+                func,
+                a: full(at(&scores), sp),
+                mode: Mode::Fixed(AccMode::Set),
+            },
             dst: at(&tmp),
             dstride: 4,
-            a: full(at(&scores), sp),
             rows: rows.clone(),
             cols: kt.clone(),
-            mode: Mode::Fixed(AccMode::Set),
         })
     };
 
@@ -419,13 +431,15 @@ pub fn attention_online(spec: &AttentionSpec, target: &Target) -> Result<Kernel,
     ]);
     // VPU: the online softmax step.
     block.push(Stmt::Wait(data(Mxu, Vpu), 1));
-    block.push(Stmt::Vpu(VpuStmt::BinS {
-        func: BinFunc::Mul,
+    block.push(Stmt::Vpu(VpuStmt {
+        op: VpuOp::BinS {
+            func: BinFunc::Mul,
+            a: full(at(&sacc), sp),
+            scalar: spec.scale,
+            order: Order::As,
+        },
         dst: at(&scores),
         dstride: sp,
-        a: full(at(&sacc), sp),
-        scalar: spec.scale,
-        order: Order::As,
         rows: rows.clone(),
         cols: kt.clone(),
     }));
@@ -471,11 +485,13 @@ pub fn attention_online(spec: &AttentionSpec, target: &Target) -> Result<Kernel,
         vec_bin(BinFunc::Sub, &alpha, &m, &m_new),
         vec_un(UnFunc::Exp, &alpha, &alpha),
         on_scores(BinFunc::Sub, col(&m_new)),
-        Stmt::Vpu(VpuStmt::Un {
-            func: UnFunc::Exp,
+        Stmt::Vpu(VpuStmt {
+            op: VpuOp::Un {
+                func: UnFunc::Exp,
+                a: full(at(&scores), sp),
+            },
             dst: at(&scores),
             dstride: sp,
-            a: full(at(&scores), sp),
             rows: rows.clone(),
             cols: kt.clone(),
         }),
@@ -483,13 +499,15 @@ pub fn attention_online(spec: &AttentionSpec, target: &Target) -> Result<Kernel,
         vec_bin(BinFunc::Mul, &l, &l, &alpha),
         vec_bin(BinFunc::Add, &l, &l, &tmp),
         vec_un(UnFunc::Mov, &m, &m_new),
-        Stmt::Vpu(VpuStmt::Cvt {
+        Stmt::Vpu(VpuStmt {
+            op: VpuOp::Cvt {
+                dtype: mxu_type,
+                a: at(&scores),
+                atype: tessera_isa::DType::F32,
+                astride: sp,
+            },
             dst: at(&pbuf),
-            dtype: mxu_type,
             dstride: tk * e,
-            a: at(&scores),
-            atype: tessera_isa::DType::F32,
-            astride: sp,
             rows: rows.clone(),
             cols: kt.clone(),
         }),
@@ -525,12 +543,14 @@ pub fn attention_online(spec: &AttentionSpec, target: &Target) -> Result<Kernel,
     ]);
     // VPU: O = O·α + P·V.
     let on_o = |func, b: Opnd| {
-        Stmt::Vpu(VpuStmt::Bin {
-            func,
+        Stmt::Vpu(VpuStmt {
+            op: VpuOp::Bin {
+                func,
+                a: full(at(&obuf), d * 4),
+                b,
+            },
             dst: at(&obuf),
             dstride: d * 4,
-            a: full(at(&obuf), d * 4),
-            b,
             rows: rows.clone(),
             cols: Ext::Const(d),
         })

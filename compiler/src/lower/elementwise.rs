@@ -15,7 +15,7 @@ use tessera_isa::{Bcast, BinFunc, DType as IsaType, Mem, Order, Target, UnFunc};
 
 use crate::tensor::DType;
 
-use crate::kernel::{Addr, Affine, DmaDim, Ext, Kernel, Opnd, Stmt, VpuStmt};
+use crate::kernel::{Addr, Affine, DmaDim, Ext, Kernel, Opnd, Stmt, VpuOp, VpuStmt};
 
 use super::alloc::{tiles, OnChip, Vars};
 use super::pipeline::{build, Stream};
@@ -349,13 +349,15 @@ pub fn elementwise(spec: &EwSpec, target: &Target) -> Result<Kernel, LowerError>
             dims,
         });
         if o.dtype != DType::F32 && !spec.cast_only {
-            prep.push(Stmt::Vpu(VpuStmt::Cvt {
+            prep.push(Stmt::Vpu(VpuStmt {
+                op: VpuOp::Cvt {
+                    dtype: DType::F32.into_isa(),
+                    a: stage.at(&slot_a, 0),
+                    atype: o.dtype.into_isa(),
+                    astride: pitch * es,
+                },
                 dst: f32buf.at(&slot_a, 0),
-                dtype: DType::F32.into_isa(),
                 dstride: pitch * 4,
-                a: stage.at(&slot_a, 0),
-                atype: o.dtype.into_isa(),
-                astride: pitch * es,
                 rows: rows_ext,
                 cols: cols_ext,
             }));
@@ -389,17 +391,19 @@ pub fn elementwise(spec: &EwSpec, target: &Target) -> Result<Kernel, LowerError>
     let mut compute = prep;
     if spec.cast_only {
         let src = &opnds[0];
-        compute.push(Stmt::Vpu(VpuStmt::Cvt {
-            dst: out_stage.at(&slot_a, 0),
-            dtype: spec.dtype.into_isa(),
-            dstride: tc * out_es,
-            a: src.addr.clone(),
-            atype: spec.operands[0].dtype.into_isa(),
-            astride: if layouts[0] == Layout::Full {
-                tc * spec.operands[0].dtype.size() as u64
-            } else {
-                0
+        compute.push(Stmt::Vpu(VpuStmt {
+            op: VpuOp::Cvt {
+                dtype: spec.dtype.into_isa(),
+                a: src.addr.clone(),
+                atype: spec.operands[0].dtype.into_isa(),
+                astride: if layouts[0] == Layout::Full {
+                    tc * spec.operands[0].dtype.size() as u64
+                } else {
+                    0
+                },
             },
+            dst: out_stage.at(&slot_a, 0),
+            dstride: tc * out_es,
             rows: trx.clone(),
             cols: tcx.clone(),
         }));
@@ -425,13 +429,15 @@ pub fn elementwise(spec: &EwSpec, target: &Target) -> Result<Kernel, LowerError>
         let dst = out_f32.at(&slot_a, 0);
         eval.emit(&spec.expr, Some(dst))?;
         if spec.dtype != DType::F32 {
-            compute.push(Stmt::Vpu(VpuStmt::Cvt {
+            compute.push(Stmt::Vpu(VpuStmt {
+                op: VpuOp::Cvt {
+                    dtype: spec.dtype.into_isa(),
+                    a: out_f32.at(&slot_a, 0),
+                    atype: IsaType::F32,
+                    astride: tc * 4,
+                },
                 dst: out_stage.at(&slot_a, 0),
-                dtype: spec.dtype.into_isa(),
                 dstride: tc * out_es,
-                a: out_f32.at(&slot_a, 0),
-                atype: IsaType::F32,
-                astride: tc * 4,
                 rows: trx.clone(),
                 cols: tcx.clone(),
             }));
@@ -525,46 +531,45 @@ impl Eval<'_> {
     }
 
     fn un(&self, func: UnFunc, dst: &Addr, a: Opnd) -> VpuStmt {
-        VpuStmt::Un {
-            func,
+        VpuStmt {
+            op: VpuOp::Un { func, a },
             dst: dst.clone(),
             dstride: self.pitch * 4,
-            a,
             rows: self.rows.clone(),
             cols: self.cols.clone(),
         }
     }
 
     fn bin(&self, func: BinFunc, dst: &Addr, a: Opnd, b: Opnd) -> VpuStmt {
-        VpuStmt::Bin {
-            func,
+        VpuStmt {
+            op: VpuOp::Bin { func, a, b },
             dst: dst.clone(),
             dstride: self.pitch * 4,
-            a,
-            b,
             rows: self.rows.clone(),
             cols: self.cols.clone(),
         }
     }
 
     fn bin_scalar(&self, func: BinFunc, dst: &Addr, a: Opnd, scalar: f32, order: Order) -> VpuStmt {
-        VpuStmt::BinS {
-            func,
+        VpuStmt {
+            op: VpuOp::BinS {
+                func,
+                a,
+                scalar,
+                order,
+            },
             dst: dst.clone(),
             dstride: self.pitch * 4,
-            a,
-            scalar,
-            order,
             rows: self.rows.clone(),
             cols: self.cols.clone(),
         }
     }
 
     fn fill(&self, dst: &Addr, x: f32) -> VpuStmt {
-        VpuStmt::Fill {
+        VpuStmt {
+            op: VpuOp::Fill { bits: x.to_bits() },
             dst: dst.clone(),
             dstride: self.pitch * 4,
-            bits: x.to_bits(),
             rows: self.rows.clone(),
             cols: self.cols.clone(),
         }

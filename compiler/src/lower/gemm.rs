@@ -27,7 +27,9 @@
 
 use tessera_isa::{Bcast, BinFunc, Engine, Mem, MxuType, Target, Trans, UnFunc};
 
-use crate::kernel::{Addr, Affine, Chan, Cmp, DmaDim, Ext, Kernel, Mode, Opnd, Stmt, VpuStmt};
+use crate::kernel::{
+    Addr, Affine, Chan, Cmp, DmaDim, Ext, Kernel, Mode, Opnd, Stmt, VpuOp, VpuStmt,
+};
 
 use super::alloc::{balanced_tile, tiles, OnChip, Vars};
 use super::LowerError;
@@ -229,16 +231,18 @@ pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
                 },
                 Stmt::Signal(data(Dma, Vpu), 1),
                 Stmt::Wait(data(Dma, Vpu), 1),
-                Stmt::Vpu(VpuStmt::Cvt {
+                Stmt::Vpu(VpuStmt {
+                    op: VpuOp::Cvt {
+                        dtype: spec.mxu.dtype(),
+                        a: stage.at(&Affine::var(0, rot_a, 1), 0),
+                        atype: tessera_isa::DType::F32,
+                        astride: t.kch * 4,
+                    },
                     dst: Addr::new(
                         Mem::Spm,
                         Affine::var(abuf.offset as i64, vc, (t.kch * e) as i64),
                     ),
-                    dtype: spec.mxu.dtype(),
                     dstride: k * e,
-                    a: stage.at(&Affine::var(0, rot_a, 1), 0),
-                    atype: tessera_isa::DType::F32,
-                    astride: t.kch * 4,
                     rows: tm.clone(),
                     cols,
                 }),
@@ -334,19 +338,21 @@ pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
     ];
     let mut src = acc_tile.clone();
     if let Some(bb) = &bias_buf {
-        epilogue.push(Stmt::Vpu(VpuStmt::Bin {
-            func: BinFunc::Add,
+        epilogue.push(Stmt::Vpu(VpuStmt {
+            op: VpuOp::Bin {
+                func: BinFunc::Add,
+                a: acc_tile.clone(),
+                b: Opnd {
+                    addr: Addr::new(
+                        Mem::Spm,
+                        Affine::var(bb.offset as i64, vn, (t.tn * 4) as i64),
+                    ),
+                    stride: 0,
+                    bcast: Bcast::Row,
+                },
+            },
             dst: out_tile.clone(),
             dstride: t.tn * 4,
-            a: acc_tile.clone(),
-            b: Opnd {
-                addr: Addr::new(
-                    Mem::Spm,
-                    Affine::var(bb.offset as i64, vn, (t.tn * 4) as i64),
-                ),
-                stride: 0,
-                bcast: Bcast::Row,
-            },
             rows: tm.clone(),
             cols: tn.clone(),
         }));
@@ -358,11 +364,10 @@ pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
     }
     let func = spec.act.unwrap_or(UnFunc::Mov);
     if spec.act.is_some() || bias_buf.is_none() {
-        epilogue.push(Stmt::Vpu(VpuStmt::Un {
-            func,
+        epilogue.push(Stmt::Vpu(VpuStmt {
+            op: VpuOp::Un { func, a: src },
             dst: out_tile.clone(),
             dstride: t.tn * 4,
-            a: src,
             rows: tm.clone(),
             cols: tn.clone(),
         }));

@@ -130,7 +130,7 @@ pub fn zero_fill(
     bytes: u64,
     target: &Target,
 ) -> Result<Kernel, super::LowerError> {
-    use crate::kernel::{Chan, VpuStmt};
+    use crate::kernel::{Chan, VpuOp, VpuStmt};
     use tessera_isa::Engine;
     let mut mem = super::alloc::OnChip::new(target);
     let tile = bytes.clamp(4, 4096).div_ceil(4) * 4;
@@ -138,10 +138,10 @@ pub fn zero_fill(
     let full = bytes / tile;
     let rest = bytes % tile;
     let mut body = vec![
-        Stmt::Vpu(VpuStmt::Fill {
+        Stmt::Vpu(VpuStmt {
+            op: VpuOp::Fill { bits: 0 },
             dst: buf.at(&Affine::c(0), 0),
             dstride: tile,
-            bits: 0,
             rows: Ext::Const(1),
             cols: Ext::Const(tile / 4),
         }),

@@ -12,7 +12,7 @@ use tessera_isa::{
     AccMode, Bcast, BinFunc, DType as IsaType, Engine, Mem, Order, RedFunc, Target, UnFunc,
 };
 
-use crate::kernel::{Addr, Affine, Chan, DmaDim, Ext, Kernel, Mode, Opnd, Stmt, VpuStmt};
+use crate::kernel::{Addr, Affine, Chan, DmaDim, Ext, Kernel, Mode, Opnd, Stmt, VpuOp, VpuStmt};
 use crate::runtime_io::isa_dtype;
 use crate::tensor::DType;
 
@@ -339,13 +339,15 @@ pub fn rowwise(spec: &RowSpec, target: &Target) -> Result<Kernel, LowerError> {
     }
     let mut compute = Vec::new();
     if in_t != DType::F32 {
-        compute.push(Stmt::Vpu(VpuStmt::Cvt {
+        compute.push(Stmt::Vpu(VpuStmt {
+            op: VpuOp::Cvt {
+                dtype: IsaType::F32,
+                a: xstage.at(&s, 0),
+                atype: isa_dtype(in_t),
+                astride: cols * ies,
+            },
             dst: xin.at(&s, 0),
-            dtype: IsaType::F32,
             dstride: pitch,
-            a: xstage.at(&s, 0),
-            atype: isa_dtype(in_t),
-            astride: cols * ies,
             rows: trx.clone(),
             cols: colx.clone(),
         }));
@@ -361,23 +363,23 @@ pub fn rowwise(spec: &RowSpec, target: &Target) -> Result<Kernel, LowerError> {
         bcast: Bcast::Col,
     };
     let red = |func, dst: Addr, a: Opnd| {
-        Stmt::Vpu(VpuStmt::Red {
-            func,
+        Stmt::Vpu(VpuStmt {
+            op: VpuOp::Red {
+                func,
+                a,
+                mode: Mode::Fixed(AccMode::Set),
+            },
             dst,
             dstride: 4,
-            a,
             rows: trx.clone(),
             cols: colx.clone(),
-            mode: Mode::Fixed(AccMode::Set),
         })
     };
     let bin = |func, dst: Addr, a: Opnd, b: Opnd| {
-        Stmt::Vpu(VpuStmt::Bin {
-            func,
+        Stmt::Vpu(VpuStmt {
+            op: VpuOp::Bin { func, a, b },
             dst,
             dstride: pitch,
-            a,
-            b,
             rows: trx.clone(),
             cols: colx.clone(),
         })
@@ -385,31 +387,35 @@ pub fn rowwise(spec: &RowSpec, target: &Target) -> Result<Kernel, LowerError> {
     // Per-row statistics are packed columns; the VPU handles one as a
     // single row of `tr` lanes.
     let col_scalar = |func, s: f32| {
-        Stmt::Vpu(VpuStmt::BinS {
-            func,
+        Stmt::Vpu(VpuStmt {
+            op: VpuOp::BinS {
+                func,
+                a: Opnd {
+                    addr: stat.at(&Affine::var(0, slot, 1), 0),
+                    stride: tr * 4,
+                    bcast: Bcast::Full,
+                },
+                scalar: s,
+                order: Order::As,
+            },
             dst: stat.at(&Affine::var(0, slot, 1), 0),
             dstride: tr * 4,
-            a: Opnd {
-                addr: stat.at(&Affine::var(0, slot, 1), 0),
-                stride: tr * 4,
-                bcast: Bcast::Full,
-            },
-            scalar: s,
-            order: Order::As,
             rows: Ext::Const(1),
             cols: trx.clone(),
         })
     };
     let col_unary = |func| {
-        Stmt::Vpu(VpuStmt::Un {
-            func,
+        Stmt::Vpu(VpuStmt {
+            op: VpuOp::Un {
+                func,
+                a: Opnd {
+                    addr: stat.at(&Affine::var(0, slot, 1), 0),
+                    stride: tr * 4,
+                    bcast: Bcast::Full,
+                },
+            },
             dst: stat.at(&Affine::var(0, slot, 1), 0),
             dstride: tr * 4,
-            a: Opnd {
-                addr: stat.at(&Affine::var(0, slot, 1), 0),
-                stride: tr * 4,
-                bcast: Bcast::Full,
-            },
             rows: Ext::Const(1),
             cols: trx.clone(),
         })
@@ -432,11 +438,13 @@ pub fn rowwise(spec: &RowSpec, target: &Target) -> Result<Kernel, LowerError> {
         RowOp::Softmax => {
             compute.push(red(RedFunc::Max, stat.at(&s, 0), x.clone()));
             compute.push(bin(BinFunc::Sub, xin.at(&s, 0), x.clone(), col.clone()));
-            compute.push(Stmt::Vpu(VpuStmt::Un {
-                func: UnFunc::Exp,
+            compute.push(Stmt::Vpu(VpuStmt {
+                op: VpuOp::Un {
+                    func: UnFunc::Exp,
+                    a: x.clone(),
+                },
                 dst: xin.at(&s, 0),
                 dstride: pitch,
-                a: x.clone(),
                 rows: trx.clone(),
                 cols: colx.clone(),
             }));
@@ -504,17 +512,19 @@ pub fn rowwise(spec: &RowSpec, target: &Target) -> Result<Kernel, LowerError> {
             };
             compute.push(red(func, yout.at(&s, 0), x.clone()));
             if *f == ReduceFn::Mean {
-                compute.push(Stmt::Vpu(VpuStmt::BinS {
-                    func: BinFunc::Mul,
+                compute.push(Stmt::Vpu(VpuStmt {
+                    op: VpuOp::BinS {
+                        func: BinFunc::Mul,
+                        a: Opnd {
+                            addr: yout.at(&s, 0),
+                            stride: tr * 4,
+                            bcast: Bcast::Full,
+                        },
+                        scalar: inv_n,
+                        order: Order::As,
+                    },
                     dst: yout.at(&s, 0),
                     dstride: tr * 4,
-                    a: Opnd {
-                        addr: yout.at(&s, 0),
-                        stride: tr * 4,
-                        bcast: Bcast::Full,
-                    },
-                    scalar: inv_n,
-                    order: Order::As,
                     rows: Ext::Const(1),
                     cols: trx.clone(),
                 }));
@@ -523,13 +533,15 @@ pub fn rowwise(spec: &RowSpec, target: &Target) -> Result<Kernel, LowerError> {
     }
     let out_pitch = out_cols * 4;
     if out_t != DType::F32 {
-        compute.push(Stmt::Vpu(VpuStmt::Cvt {
+        compute.push(Stmt::Vpu(VpuStmt {
+            op: VpuOp::Cvt {
+                dtype: isa_dtype(out_t),
+                a: yout.at(&s, 0),
+                atype: IsaType::F32,
+                astride: out_pitch,
+            },
             dst: ystage.at(&s, 0),
-            dtype: isa_dtype(out_t),
             dstride: out_cols * oes,
-            a: yout.at(&s, 0),
-            atype: IsaType::F32,
-            astride: out_pitch,
             rows: trx.clone(),
             cols: Ext::Const(out_cols),
         }));

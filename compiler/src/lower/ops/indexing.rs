@@ -391,7 +391,7 @@ pub(super) fn scatter_elements(
 /// from a zeroed SPM buffer. Row `i` keeps columns `j >= i + k` (upper) or
 /// `j <= i + k` (lower).
 pub(super) fn trilu(ctx: &Ctx, id: NodeId, upper: bool, k: i64) -> Result<Vec<Kernel>, LowerError> {
-    use crate::kernel::{Addr, Affine, Chan, Ext, Stmt, VpuStmt};
+    use crate::kernel::{Addr, Affine, Chan, Ext, Stmt, VpuOp, VpuStmt};
     use tessera_isa::{Engine, Mem};
     let node = ctx.graph.node(id);
     let ops = ctx.graph.operands(id);
@@ -442,10 +442,10 @@ pub(super) fn trilu(ctx: &Ctx, id: NodeId, upper: bool, k: i64) -> Result<Vec<Ke
         }
     }
     let mut body = vec![
-        Stmt::Vpu(VpuStmt::Fill {
+        Stmt::Vpu(VpuStmt {
+            op: VpuOp::Fill { bits: 0 },
             dst: zeros.at(&Affine::c(0), 0),
             dstride: 0,
-            bits: 0,
             rows: Ext::Const(1),
             cols: Ext::Const(((cols * es + 3) / 4) as u64),
         }),
