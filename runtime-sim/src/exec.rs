@@ -28,6 +28,8 @@ pub enum FaultKind {
     ScatterIndex,
     /// The run exceeded the cycle limit.
     CycleLimit,
+    /// The simulator's host could not allocate the memory a run touches.
+    HostMemory,
 }
 
 impl FaultKind {
@@ -41,6 +43,7 @@ impl FaultKind {
             FaultKind::GatherIndex => "gather index out of range",
             FaultKind::ScatterIndex => "scatter index out of range",
             FaultKind::CycleLimit => "cycle limit exceeded",
+            FaultKind::HostMemory => "host out of memory",
         }
     }
 }
@@ -59,6 +62,7 @@ impl From<AccessError> for RawFault {
         let kind = match e {
             AccessError::OutOfBounds { .. } => FaultKind::OutOfBounds,
             AccessError::Misaligned { .. } => FaultKind::Misaligned,
+            AccessError::HostMemory { .. } => FaultKind::HostMemory,
         };
         RawFault {
             kind,
@@ -190,7 +194,7 @@ pub fn dma_copy(
 /// resolves them against a table of `limit` rows (negative from the end).
 /// Returns the row numbers and the index read.
 fn table_rows(
-    mems: &Memories,
+    mems: &mut Memories,
     idx: u64,
     rows: u64,
     limit: u64,
@@ -375,7 +379,7 @@ fn widen_row(dtype: MxuType, bytes: &[u8], out: &mut [f32]) {
 #[allow(clippy::too_many_arguments)] // one argument per operand of the instruction
 pub fn mxu_load(
     target: &Target,
-    mems: &Memories,
+    mems: &mut Memories,
     src: u64,
     k: u64,
     n: u64,

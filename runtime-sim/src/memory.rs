@@ -1,9 +1,12 @@
 //! The NPU's memories: DRAM, SPM and ACC as byte arrays with checked access.
 //!
-//! DRAM is allocated lazily: it grows (zero-filled) up to the highest byte a
-//! run touches, so a 4 GiB `base` target costs only what the program uses.
-//! Every access is bounds-checked against the target's size and reported as
-//! a fault with the memory and byte range.
+//! Every memory is allocated lazily: it grows (zero-filled) up to the highest
+//! byte a run touches, so a 4 GiB `base` DRAM or a 4 GiB SPM declared by a
+//! target file costs only what the program uses. Growth is fallible: when the
+//! host cannot provide the bytes the run ends with a `host memory` fault
+//! naming the memory and the size, never an abort. Every access is
+//! bounds-checked against the target's size and reported as a fault with the
+//! memory and byte range.
 
 use tessera_isa::{Mem, Target};
 
@@ -30,6 +33,13 @@ pub enum AccessError {
         /// Required alignment.
         align: u64,
     },
+    /// The host could not allocate the bytes that model `mem` up to `bytes`.
+    HostMemory {
+        /// Memory.
+        mem: Mem,
+        /// Bytes the memory had to grow to.
+        bytes: u64,
+    },
 }
 
 impl std::fmt::Display for AccessError {
@@ -51,6 +61,10 @@ impl std::fmt::Display for AccessError {
                     "misaligned: {mem} address {addr:#x} is not a multiple of {align}"
                 )
             }
+            AccessError::HostMemory { mem, bytes } => write!(
+                f,
+                "the simulator could not allocate {bytes} bytes of host memory to model {mem}"
+            ),
         }
     }
 }
@@ -58,28 +72,54 @@ impl std::fmt::Display for AccessError {
 /// All three memories.
 pub struct Memories {
     dram: Vec<u8>,
-    dram_size: u64,
     spm: Vec<u8>,
     acc: Vec<u8>,
+    /// Declared sizes: DRAM, SPM, ACC.
+    sizes: [u64; 3],
+}
+
+fn index(mem: Mem) -> usize {
+    match mem {
+        Mem::Dram => 0,
+        Mem::Spm => 1,
+        Mem::Acc => 2,
+    }
+}
+
+/// Bytes `vec` can hold at most on this host.
+fn host_limit(size: u64) -> usize {
+    usize::try_from(size).unwrap_or(usize::MAX)
 }
 
 impl Memories {
-    /// Zeroed memories sized for `target` (DRAM grows on demand).
+    /// Memories sized for `target`; nothing is allocated until touched.
     pub fn new(target: &Target) -> Memories {
         Memories {
             dram: Vec::new(),
-            dram_size: target.dram_bytes,
-            spm: vec![0; target.spm_bytes as usize],
-            acc: vec![0; target.acc_bytes as usize],
+            spm: Vec::new(),
+            acc: Vec::new(),
+            sizes: [target.dram_bytes, target.spm_bytes, target.acc_bytes],
         }
     }
 
     /// Size of a memory in bytes.
     pub fn size(&self, mem: Mem) -> u64 {
+        self.sizes[index(mem)]
+    }
+
+    fn bytes(&self, mem: Mem) -> &Vec<u8> {
         match mem {
-            Mem::Dram => self.dram_size,
-            Mem::Spm => self.spm.len() as u64,
-            Mem::Acc => self.acc.len() as u64,
+            Mem::Dram => &self.dram,
+            Mem::Spm => &self.spm,
+            Mem::Acc => &self.acc,
+        }
+    }
+
+    fn bytes_mut(&mut self, mem: Mem) -> &mut Vec<u8> {
+        match mem {
+            Mem::Dram => &mut self.dram,
+            Mem::Spm => &mut self.spm,
+            Mem::Acc => &mut self.acc,
         }
     }
 
@@ -106,36 +146,46 @@ impl Memories {
         }
     }
 
-    fn grow_dram(&mut self, end: u64) {
-        if end as usize > self.dram.len() {
-            // Grow geometrically to amortize, but never beyond the target's DRAM.
-            let want = (end as usize).max(self.dram.len().saturating_mul(3) / 2);
-            let capped = want.min(self.dram_size as usize).max(end as usize);
-            self.dram.resize(capped, 0);
+    /// Makes bytes `[0, end)` of `mem` addressable (zero-filled), `end`
+    /// already checked against the memory's size. Grows geometrically to
+    /// amortize, never beyond the declared size, and falls back to the exact
+    /// size when the host refuses the geometric step.
+    pub(crate) fn cover(&mut self, mem: Mem, end: u64) -> Result<(), AccessError> {
+        let limit = host_limit(self.size(mem));
+        let bytes = self.bytes_mut(mem);
+        let Ok(end_bytes) = usize::try_from(end) else {
+            return Err(AccessError::HostMemory { mem, bytes: end });
+        };
+        if end_bytes <= bytes.len() {
+            return Ok(());
         }
+        let geometric = bytes.len().saturating_mul(3) / 2;
+        let want = geometric.min(limit).max(end_bytes);
+        let have = bytes.len();
+        if bytes.try_reserve_exact(want - have).is_err()
+            && bytes.try_reserve_exact(end_bytes - have).is_err()
+        {
+            return Err(AccessError::HostMemory { mem, bytes: end });
+        }
+        let grown = want.min(bytes.capacity()).max(end_bytes);
+        bytes.resize(grown, 0);
+        Ok(())
     }
 
-    /// Reads bytes (bounds-checked).
+    /// Reads bytes (bounds-checked); bytes never written read as zero.
     pub fn read(&self, mem: Mem, addr: u64, out: &mut [u8]) -> Result<(), AccessError> {
         let len = out.len() as u64;
         self.check(mem, addr, len)?;
         let a = addr as usize;
-        let src: &[u8] = match mem {
-            Mem::Dram => {
-                let have = self.dram.len();
-                if a >= have {
-                    out.fill(0);
-                    return Ok(());
-                }
-                let avail = (have - a).min(out.len());
-                out[..avail].copy_from_slice(&self.dram[a..a + avail]);
-                out[avail..].fill(0);
-                return Ok(());
-            }
-            Mem::Spm => &self.spm,
-            Mem::Acc => &self.acc,
-        };
-        out.copy_from_slice(&src[a..a + out.len()]);
+        let src = self.bytes(mem);
+        let have = src.len();
+        if a >= have {
+            out.fill(0);
+            return Ok(());
+        }
+        let avail = (have - a).min(out.len());
+        out[..avail].copy_from_slice(&src[a..a + avail]);
+        out[avail..].fill(0);
         Ok(())
     }
 
@@ -143,44 +193,22 @@ impl Memories {
     pub fn write(&mut self, mem: Mem, addr: u64, data: &[u8]) -> Result<(), AccessError> {
         let len = data.len() as u64;
         self.check(mem, addr, len)?;
+        self.cover(mem, addr + len)?;
         let a = addr as usize;
-        let dst = self.slice_mut(mem, addr, len);
-        dst.copy_from_slice(data);
-        let _ = a;
+        self.bytes_mut(mem)[a..a + data.len()].copy_from_slice(data);
         Ok(())
     }
 
-    /// A mutable view of checked bytes (DRAM grows to cover them).
-    /// The caller has already called `check`.
-    pub(crate) fn slice_mut(&mut self, mem: Mem, addr: u64, len: u64) -> &mut [u8] {
-        let a = addr as usize;
-        let l = len as usize;
-        match mem {
-            Mem::Dram => {
-                self.grow_dram(addr + len);
-                &mut self.dram[a..a + l]
-            }
-            Mem::Spm => &mut self.spm[a..a + l],
-            Mem::Acc => &mut self.acc[a..a + l],
-        }
-    }
-
-    /// A view of checked on-chip bytes (SPM or ACC).
+    /// A view of the allocated bytes of `mem`. On-chip callers have checked
+    /// and covered their pattern first (`Pattern::check`), so every byte they
+    /// index exists.
     pub(crate) fn onchip(&self, mem: Mem) -> &[u8] {
-        match mem {
-            Mem::Spm => &self.spm,
-            Mem::Acc => &self.acc,
-            Mem::Dram => &self.dram,
-        }
+        self.bytes(mem)
     }
 
-    /// Mutable view of a whole on-chip memory.
+    /// Mutable view of the allocated bytes of `mem` (see `onchip`).
     pub(crate) fn onchip_mut(&mut self, mem: Mem) -> &mut [u8] {
-        match mem {
-            Mem::Spm => &mut self.spm,
-            Mem::Acc => &mut self.acc,
-            Mem::Dram => &mut self.dram,
-        }
+        self.bytes_mut(mem)
     }
 
     /// Reads one little-endian f32 from on-chip memory (checked by caller).

@@ -565,8 +565,9 @@ impl Pattern {
         Some((lo, hi))
     }
 
-    /// Checks the whole pattern lies inside its memory.
-    pub fn check(&self, mems: &Memories) -> Result<(), AccessError> {
+    /// Checks the whole pattern lies inside its memory and makes its bytes
+    /// addressable (`Memories::cover`).
+    pub fn check(&self, mems: &mut Memories) -> Result<(), AccessError> {
         let Some((lo, hi)) = self.bounds() else {
             return Ok(());
         };
@@ -579,7 +580,7 @@ impl Pattern {
                 size: size as u64,
             });
         }
-        Ok(())
+        mems.cover(self.mem, hi as u64)
     }
 
     /// Checks the base and every used stride are multiples of `align`.

@@ -26,7 +26,7 @@ fn check_shape(shape: Region, strides: &[(&str, u64)]) -> Result<(), RawFault> {
 
 /// Checks a pattern's bounds and alignment and records it.
 fn operand(
-    mems: &Memories,
+    mems: &mut Memories,
     accesses: &mut Accesses,
     pattern: Pattern,
     align: u64,
