@@ -713,16 +713,8 @@ fn huge_on_chip_memories_are_lazy_and_their_exhaustion_is_an_error() {
     let high = scratch("huge-spm-high.s");
     let header = ".target tiny\n.param spm_bytes 4294967296\n.param acc_bytes 4294967296\n";
     let fill = "li r2, 1\nli r3, 16\nli r4, 64\nvpu.fill spm[r1], value=r0, rows=r2, cols=r3, dstride=r4\nhalt\n";
-    std::fs::write(
-        &low,
-        format!("{header}li r1, 0\n{fill}"),
-    )
-    .expect("write");
-    std::fs::write(
-        &high,
-        format!("{header}li r1, 4294967232\n{fill}"),
-    )
-    .expect("write");
+    std::fs::write(&low, format!("{header}li r1, 0\n{fill}")).expect("write");
+    std::fs::write(&high, format!("{header}li r1, 4294967232\n{fill}")).expect("write");
     let run = |src: &PathBuf, name: &str| {
         let prog = scratch(name);
         let out = tessera(&[
@@ -731,7 +723,11 @@ fn huge_on_chip_memories_are_lazy_and_their_exhaustion_is_an_error() {
             "-o",
             prog.to_str().expect("p"),
         ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let prog = prog.display().to_string();
         tessera_capped(1 << 20, &["run", &prog])
     };
@@ -770,7 +766,11 @@ fn an_output_larger_than_the_host_is_an_error() {
         "-o",
         prog.to_str().expect("p"),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let prog = prog.display().to_string();
     let out = tessera_capped(1 << 20, &["run", &prog]);
     let stderr = String::from_utf8_lossy(&out.stderr);

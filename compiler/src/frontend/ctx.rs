@@ -446,6 +446,19 @@ pub fn static_shape(dims: &[i64]) -> ConvertResult<Vec<usize>> {
     Ok(shape)
 }
 
+/// The element count of a constant the importer builds from a shape
+/// (positions, window counts, masks, unit scales), refused past
+/// [`FOLD_LIMIT`] elements like every value computed at compile time: a
+/// declared shape alone must not make the compiler allocate past what the
+/// model's bytes justify.
+pub fn built_constant(what: &str, shape: &[usize]) -> ConvertResult<usize> {
+    crate::tensor::checked_numel(shape)
+        .filter(|&n| n <= FOLD_LIMIT)
+        .ok_or_else(|| {
+            format!("{what}: a compile-time constant of shape {shape:?} is over the limit of {FOLD_LIMIT} elements").into()
+        })
+}
+
 /// Fails with [`ConvertError::Overflow`] if a shape's byte size (at 8 bytes
 /// per element) does not fit in memory addressing.
 pub fn check_size(shape: &[usize]) -> ConvertResult<()> {

@@ -221,11 +221,9 @@ pub(super) fn is_special(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
         Some(found) => one(found),
         None => {
             let shape = ctx.ty(x).shape;
-            let none = Tensor::new(
-                shape.clone(),
-                crate::tensor::TensorData::Bool(vec![false; shape.iter().product()]),
-            )
-            .ok_or("cannot build the result")?;
+            let numel = crate::frontend::ctx::built_constant("the all-false result", &shape)?;
+            let none = Tensor::new(shape, crate::tensor::TensorData::Bool(vec![false; numel]))
+                .ok_or("cannot build the result")?;
             one(ctx.constant("none", none)?)
         }
     }
@@ -434,6 +432,14 @@ pub(super) fn depth_space(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
         .and_then(|b| usize::try_from(b).ok())
         .filter(|&b| b > 0)
         .ok_or("attribute `blocksize` must be positive")?;
+    // Every size below is at most the input's element count times b², so
+    // bounding b² by it keeps the arithmetic exact.
+    if b.checked_mul(b)
+        .and_then(|bb| bb.checked_mul(n * c * h * w))
+        .is_none()
+    {
+        return Err(format!("attribute `blocksize` {b} is too large").into());
+    }
     let (split, perm, out) = if ctx.op_type() == "DepthToSpace" {
         if c % (b * b) != 0 {
             return Err(format!("blocksize {b}² does not divide {c} channels").into());
@@ -484,6 +490,7 @@ fn positions(
     rank: usize,
     reversed: bool,
 ) -> ConvertResult<NodeId> {
+    crate::frontend::ctx::built_constant("positions", &[n])?;
     let values: Vec<i64> = (0..n as i64)
         .map(|i| if reversed { n as i64 - 1 - i } else { i })
         .collect();

@@ -90,6 +90,7 @@ pub(super) fn gather_nd(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
     if batches > 1 {
         let mut shape = i_shape[..batch_dims].to_vec();
         shape.extend(std::iter::repeat_n(1, last - batch_dims));
+        crate::frontend::ctx::built_constant("the batch offsets", &shape)?;
         let offsets: Vec<i64> = (0..batches as i64).map(|b| b * per_batch).collect();
         let t = Tensor::from_i64_as(dt, shape, offsets).ok_or("batch offsets")?;
         let offsets = ctx.constant("batch_offsets", t)?;

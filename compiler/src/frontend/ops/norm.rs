@@ -169,6 +169,7 @@ pub(super) fn instance_group_normalization(ctx: &mut Ctx) -> ConvertResult<Vec<O
     let total: usize = shape.iter().product();
     let rest = total.checked_div(n * groups).unwrap_or(0);
     let grouped = ctx.reshape("grouped", x, vec![n, groups, rest])?;
+    crate::frontend::ctx::built_constant("the unit scale", &[rest])?;
     let ones = Tensor::from_f32_as(ty.dtype, vec![rest], vec![1.0; rest]).ok_or("ones")?;
     let ones = ctx.constant("unit_scale", ones)?;
     let normalized = ctx.add(

@@ -10,7 +10,7 @@
 use crate::graph::{BinaryOp, NodeId, Op};
 use crate::tensor::{DType, Tensor};
 
-use super::super::ctx::{ConvertResult, Ctx};
+use super::super::ctx::{built_constant, ConvertResult, Ctx};
 use super::movement::{pad_axis, PadMode};
 
 /// One spatial axis of a pooling window.
@@ -225,6 +225,8 @@ fn max_indices(
             strides[d] = strides[d + 1] * spatial[d + 1];
         }
     }
+    built_constant("the in-plane positions", spatial)?;
+    built_constant("the plane offsets", &shape[..2])?;
     let positions: Vec<i64> = (0..plane)
         .map(|flat| {
             let (mut rest, mut at) = (flat, 0);
@@ -302,7 +304,7 @@ pub(super) fn pool(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
     // ones (explicit pads counted) or zeros, pooled the same way.
     let mut ones_shape = vec![1, 1];
     ones_shape.extend_from_slice(&ty.shape[2..]);
-    let numel = ones_shape.iter().product();
+    let numel = built_constant("the window counts", &ones_shape)?;
     let ones = Tensor::from_f32_as(dtype, ones_shape, vec![1.0; numel]).ok_or("ones")?;
     let ones = ctx.constant("ones", ones)?;
     let one_ = ctx.scalar("one", dtype, 1.0)?;

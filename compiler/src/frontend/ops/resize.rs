@@ -375,6 +375,8 @@ pub(super) fn resize(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
     let mut out_shape = ty.shape.clone();
     for &(axis, m, _) in &plan {
         out_shape[axis] = m;
+        // Each resized axis gets index and weight constants of its length.
+        crate::frontend::ctx::built_constant("the resize taps", &[m])?;
     }
     check_size(&out_shape)?;
     // tf_crop_and_resize: the region of interest, [starts…, ends…] over
