@@ -137,6 +137,10 @@ fn pad_spatial(
     Ok(x)
 }
 
+/// Pools are composed of one window slice per kernel position; more than
+/// this many is refused rather than built.
+const MAX_WINDOW_POSITIONS: usize = 1 << 16;
+
 /// `x`'s strided window at every kernel offset, in row-major offset order.
 fn window_slices(
     ctx: &mut Ctx,
@@ -145,6 +149,15 @@ fn window_slices(
     axes: &[Axis],
 ) -> ConvertResult<Vec<NodeId>> {
     let shape = ctx.ty(x).shape;
+    // One Slice node per kernel position: bound their number before
+    // enumerating them.
+    axes.iter()
+        .try_fold(1usize, |n, a| n.checked_mul(a.kernel))
+        .filter(|&n| n <= MAX_WINDOW_POSITIONS)
+        .ok_or_else(|| {
+            let kernel: Vec<usize> = axes.iter().map(|a| a.kernel).collect();
+            format!("kernel {kernel:?} has more than {MAX_WINDOW_POSITIONS} positions")
+        })?;
     let offsets: Vec<Vec<usize>> = axes.iter().fold(vec![vec![]], |acc, a| {
         acc.into_iter()
             .flat_map(|prefix| {
