@@ -150,23 +150,9 @@ impl Simulator {
 
     /// Reads any DRAM tensor.
     pub fn read_tensor(&self, desc: &TensorDesc) -> Result<Vec<u8>, SimError> {
-        let bytes = desc.bytes();
-        let mut out = Vec::new();
-        if usize::try_from(bytes)
-            .ok()
-            .and_then(|n| out.try_reserve_exact(n).ok())
-            .is_none()
-        {
-            return Err(SimError::Input(format!(
-                "output `{}`: the simulator could not allocate {bytes} bytes of host memory for it",
-                desc.name
-            )));
-        }
-        out.resize(bytes as usize, 0);
         self.mems
-            .read(Mem::Dram, desc.dram_addr, &mut out)
-            .map_err(|e| SimError::Input(format!("output `{}`: {e}", desc.name)))?;
-        Ok(out)
+            .read_vec(Mem::Dram, desc.dram_addr, desc.bytes())
+            .map_err(|e| SimError::Input(format!("output `{}`: {e}", desc.name)))
     }
 
     /// The memories (for tests and debugging).

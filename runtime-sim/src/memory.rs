@@ -69,16 +69,15 @@ impl std::fmt::Display for AccessError {
     }
 }
 
-/// All three memories.
+/// All three memories, indexed by [`slot`].
 pub struct Memories {
-    dram: Vec<u8>,
-    spm: Vec<u8>,
-    acc: Vec<u8>,
-    /// Declared sizes: DRAM, SPM, ACC.
+    /// The bytes allocated so far (a prefix of each memory).
+    bytes: [Vec<u8>; 3],
+    /// Declared sizes.
     sizes: [u64; 3],
 }
 
-fn index(mem: Mem) -> usize {
+fn slot(mem: Mem) -> usize {
     match mem {
         Mem::Dram => 0,
         Mem::Spm => 1,
@@ -86,41 +85,18 @@ fn index(mem: Mem) -> usize {
     }
 }
 
-/// Bytes `vec` can hold at most on this host.
-fn host_limit(size: u64) -> usize {
-    usize::try_from(size).unwrap_or(usize::MAX)
-}
-
 impl Memories {
     /// Memories sized for `target`; nothing is allocated until touched.
     pub fn new(target: &Target) -> Memories {
         Memories {
-            dram: Vec::new(),
-            spm: Vec::new(),
-            acc: Vec::new(),
+            bytes: Default::default(),
             sizes: [target.dram_bytes, target.spm_bytes, target.acc_bytes],
         }
     }
 
     /// Size of a memory in bytes.
     pub fn size(&self, mem: Mem) -> u64 {
-        self.sizes[index(mem)]
-    }
-
-    fn bytes(&self, mem: Mem) -> &Vec<u8> {
-        match mem {
-            Mem::Dram => &self.dram,
-            Mem::Spm => &self.spm,
-            Mem::Acc => &self.acc,
-        }
-    }
-
-    fn bytes_mut(&mut self, mem: Mem) -> &mut Vec<u8> {
-        match mem {
-            Mem::Dram => &mut self.dram,
-            Mem::Spm => &mut self.spm,
-            Mem::Acc => &mut self.acc,
-        }
+        self.sizes[slot(mem)]
     }
 
     /// Checks that `[addr, addr+len)` lies inside `mem`.
@@ -151,8 +127,8 @@ impl Memories {
     /// amortize, never beyond the declared size, and falls back to the exact
     /// size when the host refuses the geometric step.
     pub(crate) fn cover(&mut self, mem: Mem, end: u64) -> Result<(), AccessError> {
-        let limit = host_limit(self.size(mem));
-        let bytes = self.bytes_mut(mem);
+        let limit = usize::try_from(self.size(mem)).unwrap_or(usize::MAX);
+        let bytes = &mut self.bytes[slot(mem)];
         let Ok(end_bytes) = usize::try_from(end) else {
             return Err(AccessError::HostMemory { mem, bytes: end });
         };
@@ -177,7 +153,7 @@ impl Memories {
         let len = out.len() as u64;
         self.check(mem, addr, len)?;
         let a = addr as usize;
-        let src = self.bytes(mem);
+        let src = &self.bytes[slot(mem)];
         let have = src.len();
         if a >= have {
             out.fill(0);
@@ -189,13 +165,27 @@ impl Memories {
         Ok(())
     }
 
+    /// Reads `len` bytes into a new vector, refusing (instead of aborting)
+    /// when the host cannot allocate it.
+    pub fn read_vec(&self, mem: Mem, addr: u64, len: u64) -> Result<Vec<u8>, AccessError> {
+        self.check(mem, addr, len)?;
+        let mut out = Vec::new();
+        usize::try_from(len)
+            .ok()
+            .and_then(|n| out.try_reserve_exact(n).ok())
+            .ok_or(AccessError::HostMemory { mem, bytes: len })?;
+        out.resize(len as usize, 0);
+        self.read(mem, addr, &mut out)?;
+        Ok(out)
+    }
+
     /// Writes bytes (bounds-checked).
     pub fn write(&mut self, mem: Mem, addr: u64, data: &[u8]) -> Result<(), AccessError> {
         let len = data.len() as u64;
         self.check(mem, addr, len)?;
         self.cover(mem, addr + len)?;
         let a = addr as usize;
-        self.bytes_mut(mem)[a..a + data.len()].copy_from_slice(data);
+        self.bytes[slot(mem)][a..a + data.len()].copy_from_slice(data);
         Ok(())
     }
 
@@ -203,12 +193,12 @@ impl Memories {
     /// and covered their pattern first (`Pattern::check`), so every byte they
     /// index exists.
     pub(crate) fn onchip(&self, mem: Mem) -> &[u8] {
-        self.bytes(mem)
+        &self.bytes[slot(mem)]
     }
 
     /// Mutable view of the allocated bytes of `mem` (see `onchip`).
     pub(crate) fn onchip_mut(&mut self, mem: Mem) -> &mut [u8] {
-        self.bytes_mut(mem)
+        &mut self.bytes[slot(mem)]
     }
 
     /// Reads one little-endian f32 from on-chip memory (checked by caller).
@@ -220,6 +210,6 @@ impl Memories {
 
     /// Bytes of DRAM actually allocated (for memory statistics).
     pub fn dram_allocated(&self) -> u64 {
-        self.dram.len() as u64
+        self.bytes[slot(Mem::Dram)].len() as u64
     }
 }

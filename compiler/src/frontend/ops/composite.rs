@@ -9,7 +9,7 @@
 use crate::graph::{BinaryOp, NodeId, Op, ReduceKind, UnaryOp};
 use crate::tensor::Tensor;
 
-use super::super::ctx::{ConvertResult, Ctx};
+use super::super::ctx::{built_constant, ConvertResult, Ctx};
 use super::one;
 
 pub(super) fn bin(
@@ -221,7 +221,7 @@ pub(super) fn is_special(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
         Some(found) => one(found),
         None => {
             let shape = ctx.ty(x).shape;
-            let numel = crate::frontend::ctx::built_constant("the all-false result", &shape)?;
+            let numel = built_constant("the all-false result", &shape)?;
             let none = Tensor::new(shape, crate::tensor::TensorData::Bool(vec![false; numel]))
                 .ok_or("cannot build the result")?;
             one(ctx.constant("none", none)?)
@@ -490,7 +490,7 @@ fn positions(
     rank: usize,
     reversed: bool,
 ) -> ConvertResult<NodeId> {
-    crate::frontend::ctx::built_constant("positions", &[n])?;
+    built_constant("positions", &[n])?;
     let values: Vec<i64> = (0..n as i64)
         .map(|i| if reversed { n as i64 - 1 - i } else { i })
         .collect();

@@ -3,7 +3,7 @@
 use crate::graph::{BinaryOp, NodeId, Op, ReduceKind};
 use crate::tensor::Tensor;
 
-use super::super::ctx::{ConvertResult, Ctx};
+use super::super::ctx::{built_constant, ConvertResult, Ctx};
 use super::one;
 
 /// Gather along `axis` (default 0).
@@ -90,7 +90,7 @@ pub(super) fn gather_nd(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
     if batches > 1 {
         let mut shape = i_shape[..batch_dims].to_vec();
         shape.extend(std::iter::repeat_n(1, last - batch_dims));
-        crate::frontend::ctx::built_constant("the batch offsets", &shape)?;
+        built_constant("the batch offsets", &shape)?;
         let offsets: Vec<i64> = (0..batches as i64).map(|b| b * per_batch).collect();
         let t = Tensor::from_i64_as(dt, shape, offsets).ok_or("batch offsets")?;
         let offsets = ctx.constant("batch_offsets", t)?;

@@ -6,7 +6,7 @@
 use crate::graph::{BinaryOp, NodeId, Op, ReduceKind, UnaryOp};
 use crate::tensor::Tensor;
 
-use super::super::ctx::{ConvertResult, Ctx};
+use super::super::ctx::{built_constant, ConvertResult, Ctx};
 use super::composite::{bin, float_attr, scalar_like, un};
 use super::one;
 
@@ -169,7 +169,7 @@ pub(super) fn instance_group_normalization(ctx: &mut Ctx) -> ConvertResult<Vec<O
     let total: usize = shape.iter().product();
     let rest = total.checked_div(n * groups).unwrap_or(0);
     let grouped = ctx.reshape("grouped", x, vec![n, groups, rest])?;
-    crate::frontend::ctx::built_constant("the unit scale", &[rest])?;
+    built_constant("the unit scale", &[rest])?;
     let ones = Tensor::from_f32_as(ty.dtype, vec![rest], vec![1.0; rest]).ok_or("ones")?;
     let ones = ctx.constant("unit_scale", ones)?;
     let normalized = ctx.add(

@@ -10,7 +10,7 @@
 use crate::graph::{BinaryOp, NodeId, Op};
 use crate::tensor::{DType, Tensor};
 
-use super::super::ctx::{check_size, ConvertResult, Ctx};
+use super::super::ctx::{built_constant, check_size, ConvertResult, Ctx};
 use super::one;
 
 /// How an output coordinate maps to an input one.
@@ -376,7 +376,7 @@ pub(super) fn resize(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
     for &(axis, m, _) in &plan {
         out_shape[axis] = m;
         // Each resized axis gets index and weight constants of its length.
-        crate::frontend::ctx::built_constant("the resize taps", &[m])?;
+        built_constant("the resize taps", &[m])?;
     }
     check_size(&out_shape)?;
     // tf_crop_and_resize: the region of interest, [starts…, ends…] over

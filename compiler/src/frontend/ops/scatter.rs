@@ -14,7 +14,7 @@
 use crate::graph::{BinaryOp, NodeId, Op, ReduceKind, UnaryOp};
 use crate::tensor::{DType, Tensor};
 
-use super::super::ctx::{ConvertResult, Ctx};
+use super::super::ctx::{built_constant, ConvertResult, Ctx};
 use super::one;
 
 /// The most elements the composed reduction form may build.
@@ -99,7 +99,7 @@ fn reduce_into(
     let rank = shape.len();
     let mut at = vec![1; rank];
     at[axis + 1] = targets;
-    crate::frontend::ctx::built_constant("the target positions", &at)?;
+    built_constant("the target positions", &at)?;
     let positions = Tensor::from_i64_as(DType::I64, at, (0..targets as i64).collect())
         .ok_or("cannot build target positions")?;
     let positions = ctx.constant("targets", positions)?;
