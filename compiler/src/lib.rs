@@ -26,6 +26,7 @@ pub mod kernel;
 pub mod layerwise;
 pub mod lower;
 pub mod passes;
+pub mod precision;
 pub mod provenance;
 pub mod runtime_io;
 pub mod tensor;

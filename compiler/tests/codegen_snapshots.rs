@@ -7,8 +7,8 @@ use std::sync::Arc;
 use tessera_compiler::driver::compile_graph;
 use tessera_compiler::frontend::{import_file, ImportOptions};
 use tessera_compiler::graph::{Graph, Op, TensorType};
-use tessera_compiler::lower::Precision;
 use tessera_compiler::passes::run_graph_passes;
+use tessera_compiler::precision::Precision;
 use tessera_compiler::tensor::{DType, Tensor};
 use tessera_isa::{disassemble, DisasmOptions, Target};
 

@@ -8,7 +8,7 @@ use tessera_compiler::driver::compile_graph;
 use tessera_compiler::graph::op::Activation;
 use tessera_compiler::graph::{Graph, NodeId, Op, TensorType};
 use tessera_compiler::interp::{evaluate, evaluate_with, EvalOptions, Keep};
-use tessera_compiler::lower::Precision;
+use tessera_compiler::precision::Precision;
 use tessera_compiler::runtime_io::{bytes_to_tensor, graph_dtype, tensor_to_bytes};
 use tessera_compiler::tensor::{DType, Tensor};
 use tessera_isa::Target;

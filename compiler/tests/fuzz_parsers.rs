@@ -281,7 +281,7 @@ fn graph_ir_parser_never_panics() {
             let _ = tessera_compiler::driver::compile_graph(
                 &g,
                 &Target::tiny(),
-                tessera_compiler::lower::Precision::Fp32,
+                tessera_compiler::precision::Precision::Fp32,
             );
         }
     });
@@ -564,7 +564,7 @@ fn onnx_importer_and_passes_never_panic() {
             let compiled = tessera_compiler::driver::compile_graph(
                 &graph,
                 &Target::tiny(),
-                tessera_compiler::lower::Precision::Fp32,
+                tessera_compiler::precision::Precision::Fp32,
             );
             if compiled.is_ok() {
                 count(3);

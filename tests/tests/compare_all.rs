@@ -7,7 +7,8 @@
 use tessera_compiler::codegen::generate;
 use tessera_compiler::driver::package;
 use tessera_compiler::kernel::{Stmt, VpuOp, VpuStmt};
-use tessera_compiler::lower::{lower, Precision};
+use tessera_compiler::lower::lower;
+use tessera_compiler::precision::Precision;
 use tessera_isa::{BinFunc, Target};
 use tessera_tests::models::{layer_report, prepare, simulate};
 

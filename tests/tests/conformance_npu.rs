@@ -12,7 +12,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use tessera_compiler::driver::{compile_graph, BackendError};
-use tessera_compiler::lower::{LowerError, Precision};
+use tessera_compiler::lower::LowerError;
+use tessera_compiler::precision::Precision;
 use tessera_compiler::runtime_io::{bytes_to_tensor, tensor_to_bytes};
 use tessera_compiler::tensor::Tensor;
 use tessera_isa::Target;

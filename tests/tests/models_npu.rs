@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use tessera_compiler::compare::{check_outputs, Tolerance};
 use tessera_compiler::driver::{compile_graph, compile_graph_traced};
-use tessera_compiler::lower::Precision;
+use tessera_compiler::precision::Precision;
 use tessera_compiler::tensor::Tensor;
 use tessera_isa::Target;
 use tessera_tests::models::{layer_report, models, prepare, simulate};

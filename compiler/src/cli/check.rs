@@ -27,9 +27,13 @@ use anyhow::{anyhow, bail, Context as _};
 use clap::Args;
 use tessera_compiler::compare::{check_outputs, read_numbered_pbs, Tolerance};
 use tessera_compiler::frontend::{import_file_traced, import_specializing};
-use tessera_compiler::interp::bind_inputs;
+use tessera_compiler::interp::{bind_inputs, EvalOptions};
 
-use super::compile::{graph_pipeline_traced, CompileOptions, Precision};
+use tessera_compiler::precision::Precision;
+use tessera_isa::Target;
+
+use super::asm::load_target;
+use super::compile::{graph_pipeline_traced, CompileOptions};
 use super::output::outln;
 use super::run::SimArgs;
 
@@ -76,9 +80,11 @@ impl CheckArgs {
     }
 
     /// The program `--interpret` computes as: the one compiled with these
-    /// options when `--precision` is given, else none (exact f32).
-    fn interpreted_program(&self) -> Option<&CompileOptions> {
-        (self.interpret && self.precision_given).then_some(&self.options)
+    /// options for `target` when `--precision` is given, else none (exact
+    /// f32).
+    fn interpreted_program(&self, target: &Target) -> Option<EvalOptions> {
+        (self.interpret && self.precision_given)
+            .then(|| reference::eval_options(&self.options, target))
     }
 }
 
@@ -86,12 +92,14 @@ impl CheckArgs {
 fn simulate(
     pipeline: &super::compile::Pipeline,
     args: &CheckArgs,
+    target: &Target,
     inputs: &[(String, tessera_compiler::tensor::Tensor)],
 ) -> anyhow::Result<Vec<(String, tessera_compiler::tensor::Tensor)>> {
     let graph = &pipeline.graph;
     let compiled = super::compile::backend_traced(
         graph,
         &args.options,
+        target,
         &args.model,
         Some(&pipeline.provenance),
     )?;
@@ -149,17 +157,20 @@ fn const_inputs_from_data(args: &mut CheckArgs) -> anyhow::Result<()> {
 
 pub fn check(mut args: CheckArgs) -> anyhow::Result<ExitCode> {
     const_inputs_from_data(&mut args)?;
+    let target = load_target(&args.options.target)?;
+    let interpreted = args.interpreted_program(&target);
     if args.layers.active() {
         return super::layers::check(
             &args.model,
             &args.data,
             &args.options,
+            &target,
             &args.sim,
             &args.layers,
-            args.interpret.then(|| args.interpreted_program()),
+            args.interpret.then_some(interpreted.as_ref()),
         );
     }
-    let pipeline = graph_pipeline_traced(&args.model, &args.options, |_, _, _| Ok(()))?;
+    let pipeline = graph_pipeline_traced(&args.model, &args.options, &target, |_, _, _| Ok(()))?;
     let graph = &pipeline.graph;
     let data = &args.data;
     let inputs = read_numbered_pbs(data, "input").map_err(|m| anyhow!(m))?;
@@ -167,23 +178,23 @@ pub fn check(mut args: CheckArgs) -> anyhow::Result<ExitCode> {
     if expected.is_empty() {
         bail!("{}: no output_0.pb", data.display());
     }
-    let interpreted = args.interpreted_program();
-    let interpret_precision = interpreted.map(|o| o.precision);
+    let interpret_precision = interpreted.is_some().then_some(args.options.precision);
     let actual = if args.interpret {
-        reference::interpret(graph, &inputs, interpreted, &args.model, data)?
+        reference::interpret(graph, &inputs, interpreted.as_ref(), &args.model, data)?
     } else {
-        let simulated = simulate(&pipeline, &args, &inputs)?;
-        if args.options.precision == Precision::Bf16 {
+        let simulated = simulate(&pipeline, &args, &target, &inputs)?;
+        if args.options.precision.is_reduced() {
             // The program is judged against the interpreter at its own
             // precision, on the same graph and inputs.
-            let program = Some(&args.options);
-            let reference = reference::interpret(graph, &inputs, program, &args.model, data)?;
+            let program = reference::eval_options(&args.options, &target);
+            let reference =
+                reference::interpret(graph, &inputs, Some(&program), &args.model, data)?;
             return reference::judge(&simulated, &reference, &expected, args.options.precision);
         }
         simulated
     };
     let actual: Vec<(String, &_)> = actual.iter().map(|(n, t)| (n.clone(), t)).collect();
-    let reduced = interpret_precision.is_some_and(|p| p == Precision::Bf16);
+    let reduced = interpret_precision.is_some_and(Precision::is_reduced);
     let tolerance = Tolerance::for_graph(graph, reduced, &expected);
     let checks = check_outputs(&actual, &expected, tolerance).map_err(|m| anyhow!(m))?;
     for c in &checks {
@@ -191,7 +202,7 @@ pub fn check(mut args: CheckArgs) -> anyhow::Result<ExitCode> {
     }
     let failed = checks.iter().filter(|c| !c.comparison.pass).count();
     let of_what = match interpret_precision {
-        Some(p) => format!(" (the {} reference)", p.lower().name()),
+        Some(p) => format!(" (the {} reference)", p.name()),
         None => String::new(),
     };
     outln!(

@@ -24,10 +24,12 @@ use tessera_compiler::frontend::{import_file_traced, ImportError, ImportOptions}
 use tessera_compiler::graph::printer::{print_graph, DataMode};
 use tessera_compiler::graph::Graph;
 use tessera_compiler::passes::{run_graph_passes_with, PassOptions, PipelineReport};
+use tessera_compiler::precision::Precision;
 use tessera_compiler::provenance::{Origins, Provenance};
 use tessera_compiler::tensor::Tensor;
-use tessera_isa::{disassemble, DisasmOptions};
+use tessera_isa::{disassemble, DisasmOptions, Target};
 
+use super::asm::load_target;
 use super::output::{out, outln};
 
 /// Options shared by `compile` and `check`.
@@ -57,25 +59,6 @@ pub struct CompileOptions {
     /// --const-inputs-from-data`).
     #[arg(skip)]
     pub const_values: Vec<(String, Tensor)>,
-}
-
-/// Arithmetic precision.
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Precision {
-    /// fp32 everywhere (MXU at reduced rate).
-    Fp32,
-    /// bf16 MXU operands, fp32 accumulation and vector math.
-    Bf16,
-}
-
-impl Precision {
-    /// The lowering's precision.
-    pub fn lower(self) -> tessera_compiler::lower::Precision {
-        match self {
-            Precision::Fp32 => tessera_compiler::lower::Precision::Fp32,
-            Precision::Bf16 => tessera_compiler::lower::Precision::Bf16,
-        }
-    }
 }
 
 /// An IR that `--emit` can print.
@@ -168,21 +151,16 @@ pub fn import_error(error: ImportError, model: &Path) -> anyhow::Error {
     anyhow!("{}: {error}{hint}", model.display())
 }
 
-/// The Graph IR pass options for these compile options.
-pub fn pass_options(options: &CompileOptions) -> anyhow::Result<PassOptions> {
+/// The Graph IR pass options for these compile options and their target.
+pub fn pass_options(options: &CompileOptions, target: &Target) -> PassOptions {
     if options.no_egraph {
-        return Ok(PassOptions::frontend_only());
+        return PassOptions::frontend_only();
     }
-    let target = super::asm::load_target(&options.target)?;
-    let mxu = match options.precision {
-        Precision::Fp32 => tessera_isa::MxuType::F32,
-        Precision::Bf16 => tessera_isa::MxuType::Bf16,
-    };
-    let mut egraph = EgraphOptions::new(target, mxu);
+    let mut egraph = EgraphOptions::new(target.clone(), options.precision.mxu());
     egraph.rule_limit = options.egraph_rule_limit;
-    Ok(PassOptions {
+    PassOptions {
         egraph: Some(egraph),
-    })
+    }
 }
 
 /// The Graph IR stages' results.
@@ -199,15 +177,16 @@ pub struct Pipeline {
     pub provenance: Provenance,
 }
 
-/// Imports and runs the Graph IR passes, calling `observe(index, stage,
-/// graph)` after each stage (index from 1); returns the final and the
-/// folded graph, what the passes did and the provenance.
+/// Imports and runs the Graph IR passes for `target`, calling
+/// `observe(index, stage, graph)` after each stage (index from 1); returns
+/// the final and the folded graph, what the passes did and the provenance.
 pub fn graph_pipeline_traced(
     model: &Path,
     options: &CompileOptions,
+    target: &Target,
     mut observe: impl FnMut(usize, &str, &Graph) -> anyhow::Result<()>,
 ) -> anyhow::Result<Pipeline> {
-    let pass_options = pass_options(options)?;
+    let pass_options = pass_options(options, target);
     let (mut graph, origins) = import(model, options)?;
     let mut index = 0;
     let mut failure = None;
@@ -235,17 +214,17 @@ pub fn graph_pipeline_traced(
     })
 }
 
-/// Runs the back end on a graph for the options' target and precision,
+/// Runs the back end on a graph for `target` and the options' precision,
 /// recording every ONNX node fused into each kernel in the source map when
 /// the provenance is given.
 pub fn backend_traced(
     graph: &Graph,
     options: &CompileOptions,
+    target: &Target,
     model: &Path,
     provenance: Option<&Provenance>,
 ) -> anyhow::Result<Compiled> {
-    let target = super::asm::load_target(&options.target)?;
-    compile_graph_traced(graph, &target, options.precision.lower(), provenance)
+    compile_graph_traced(graph, target, options.precision, provenance)
         .with_context(|| model.display().to_string())
 }
 
@@ -292,18 +271,24 @@ pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.dump_dir {
         std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
     }
+    let target = load_target(&args.options.target)?;
     let mut before_egraph = None;
-    let pipeline = graph_pipeline_traced(&args.model, &args.options, |index, stage, graph| {
-        if let Some(dir) = &args.dump_dir {
-            let path = dir.join(format!("{index:02}-{stage}.graph"));
-            let text = print_graph(graph, DataMode::Compact)?;
-            std::fs::write(&path, text).with_context(|| path.display().to_string())?;
-        }
-        if stage == "fold" && args.emit.contains(&Emit::Graph) {
-            before_egraph = Some(print_graph(graph, DataMode::Compact)?);
-        }
-        Ok(())
-    })?;
+    let pipeline = graph_pipeline_traced(
+        &args.model,
+        &args.options,
+        &target,
+        |index, stage, graph| {
+            if let Some(dir) = &args.dump_dir {
+                let path = dir.join(format!("{index:02}-{stage}.graph"));
+                let text = print_graph(graph, DataMode::Compact)?;
+                std::fs::write(&path, text).with_context(|| path.display().to_string())?;
+            }
+            if stage == "fold" && args.emit.contains(&Emit::Graph) {
+                before_egraph = Some(print_graph(graph, DataMode::Compact)?);
+            }
+            Ok(())
+        },
+    )?;
     let (graph, report) = (&pipeline.graph, &pipeline.report);
     if let Some(text) = &before_egraph {
         out!("{text}")?;
@@ -333,6 +318,7 @@ pub fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
     let compiled = backend_traced(
         graph,
         &args.options,
+        &target,
         &args.model,
         Some(&pipeline.provenance),
     )?;

@@ -24,9 +24,10 @@ use tessera_compiler::layerwise::{captured_tensors, compare_tensors};
 use tessera_compiler::runtime_io::tensor_to_bytes;
 use tessera_compiler::tensor::Tensor;
 use tessera_compiler::widen::widen_half;
+use tessera_isa::Target;
 
 use super::check::reference;
-use super::compile::{backend_traced, graph_pipeline_traced, CompileOptions, Pipeline, Precision};
+use super::compile::{backend_traced, graph_pipeline_traced, CompileOptions, Pipeline};
 use super::output::{out, outln};
 use super::run::SimArgs;
 use super::tensors::{entries, write_dump, Entry};
@@ -98,14 +99,15 @@ pub fn check(
     model: &Path,
     data: &Path,
     options: &CompileOptions,
+    target: &Target,
     sim: &SimArgs,
     layers: &LayerArgs,
-    interpret: Option<Option<&CompileOptions>>,
+    interpret: Option<Option<&EvalOptions>>,
 ) -> anyhow::Result<ExitCode> {
     if interpret.is_some() && layers.compare_all {
         bail!("--compare-all compares the compiled program with the interpreter: leave out --interpret");
     }
-    let pipeline = graph_pipeline_traced(model, options, |_, _, _| Ok(()))?;
+    let pipeline = graph_pipeline_traced(model, options, target, |_, _, _| Ok(()))?;
     let inputs = read_numbered_pbs(data, "input").map_err(|m| anyhow!(m))?;
     let expected = read_numbered_pbs(data, "output").map_err(|m| anyhow!(m))?;
     if expected.is_empty() {
@@ -118,13 +120,13 @@ pub fn check(
         let (widened, eval_options) = match program {
             Some(program) => (
                 widen_half(&pipeline.graph).map_err(|e| anyhow!("internal: {e}"))?,
-                reference::eval_options(program)?,
+                program,
             ),
-            None => (None, EvalOptions::FP32),
+            None => (None, &EvalOptions::FP32),
         };
         let graph = widened.as_ref().unwrap_or(&pipeline.graph);
         let bound = bind_inputs(graph, &inputs).with_context(context)?;
-        let eval = evaluate_with(graph, &bound, Keep::All, &eval_options)
+        let eval = evaluate_with(graph, &bound, Keep::All, eval_options)
             .with_context(|| model.display().to_string())?;
         if let Some(dir) = &layers.dump_tensors {
             let dumped = interpreter_entries(&pipeline, graph, &eval);
@@ -136,12 +138,18 @@ pub fn check(
             .iter()
             .map(|(n, t)| (n.clone(), t.as_ref()))
             .collect();
-        let reduced = program.is_some_and(|p| p.precision == Precision::Bf16);
+        let reduced = program.is_some() && options.precision.is_reduced();
         let tolerance = Tolerance::for_graph(&pipeline.graph, reduced, &expected);
         return check_named_outputs(&actual, &expected, tolerance);
     }
 
-    let compiled = backend_traced(&pipeline.graph, options, model, Some(&pipeline.provenance))?;
+    let compiled = backend_traced(
+        &pipeline.graph,
+        options,
+        target,
+        model,
+        Some(&pipeline.provenance),
+    )?;
     let loadable = compiled.loadable;
     let bound = bind_inputs(&pipeline.graph, &inputs).with_context(context)?;
     let mut simulator = tessera_sim::Simulator::new(loadable.clone())?;
@@ -186,8 +194,7 @@ pub fn check(
             .with_context(|| model.display().to_string())?;
         let optimized_eval = evaluate(&pipeline.graph, &bound, Keep::All)
             .with_context(|| model.display().to_string())?;
-        let reduced = options.precision == Precision::Bf16;
-        let tolerance = if reduced {
+        let tolerance = if options.precision.is_reduced() {
             Tolerance::MODEL_BF16
         } else {
             Tolerance::MODEL_FP32
@@ -213,11 +220,12 @@ pub fn check(
         outln!("wrote {} tensors to {}", dumped.len(), dir.display())?;
     }
     let outputs = super::run::read_outputs(&simulator, &loadable)?;
-    let code = if options.precision == Precision::Bf16 {
+    let code = if options.precision.is_reduced() {
         // As a plain `check`: against the same-precision reference, the
         // distance to the expected outputs beside it.
-        let program = Some(options);
-        let reference = reference::interpret(&pipeline.graph, &inputs, program, model, data)?;
+        let program = reference::eval_options(options, target);
+        let reference =
+            reference::interpret(&pipeline.graph, &inputs, Some(&program), model, data)?;
         reference::judge(&outputs, &reference, &expected, options.precision)
     } else {
         let actual: Vec<(String, &Tensor)> = outputs.iter().map(|(n, t)| (n.clone(), t)).collect();

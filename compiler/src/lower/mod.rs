@@ -14,6 +14,7 @@ use tessera_isa::{MxuType, Segment, Target, TensorDesc};
 
 use crate::graph::{Graph, NodeId, Op};
 use crate::kernel::{DramKind, DramTensor, Kernel, KernelProgram};
+use crate::precision::Precision;
 use crate::runtime_io::isa_dtype;
 use crate::tensor::{DType, Tensor};
 
@@ -58,34 +59,6 @@ pub enum LowerError {
         /// Bytes available.
         available: u64,
     },
-}
-
-/// Arithmetic precision of the compiled program.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Precision {
-    /// MXU inputs in fp32 (reduced rate); results within ONNX tolerances.
-    Fp32,
-    /// MXU inputs in bf16, fp32 accumulation and vector math (the default).
-    #[default]
-    Bf16,
-}
-
-impl Precision {
-    /// The MXU input type.
-    pub fn mxu(self) -> MxuType {
-        match self {
-            Precision::Fp32 => MxuType::F32,
-            Precision::Bf16 => MxuType::Bf16,
-        }
-    }
-
-    /// The name used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "fp32",
-            Precision::Bf16 => "bf16",
-        }
-    }
 }
 
 /// A lowered program: kernels plus everything the loadable records.

@@ -21,23 +21,26 @@ use tessera_compiler::interp::{bind_inputs, evaluate_with, EvalOptions, Keep};
 use tessera_compiler::tensor::Tensor;
 use tessera_compiler::widen::widen_half;
 
-use super::super::asm::load_target;
-use super::super::compile::{CompileOptions, Precision};
+use tessera_compiler::precision::Precision;
+use tessera_isa::Target;
+
+use super::super::compile::CompileOptions;
 use super::super::output::outln;
 
 /// Named tensors.
 pub type Named = Vec<(String, Tensor)>;
 
-/// The interpreter's options for the program compiled with `options`.
-pub fn eval_options(options: &CompileOptions) -> anyhow::Result<EvalOptions> {
-    Ok(EvalOptions {
-        mxu: options.precision.lower().mxu(),
-        target: Some(load_target(&options.target)?),
-    })
+/// The interpreter's options for the program compiled with `options` for
+/// `target`.
+pub fn eval_options(options: &CompileOptions, target: &Target) -> EvalOptions {
+    EvalOptions {
+        mxu: options.precision.mxu(),
+        target: Some(target.clone()),
+    }
 }
 
-/// Interprets `graph` on the test inputs. With `program`, as the program
-/// compiled with those options computes: the graph the back end compiles
+/// Interprets `graph` on the test inputs. With `program` (the
+/// [`eval_options`] of a compiled program), as that program computes: the graph the back end compiles
 /// (fp16/bf16 models widened to f32 between their edges), rounding where
 /// that program rounds (its precision's MXU operands, its target's
 /// attention kernels and vector arithmetic). Without, the graph as it is,
@@ -45,20 +48,20 @@ pub fn eval_options(options: &CompileOptions) -> anyhow::Result<EvalOptions> {
 pub fn interpret(
     graph: &Graph,
     inputs: &[(String, Tensor)],
-    program: Option<&CompileOptions>,
+    program: Option<&EvalOptions>,
     model: &Path,
     data: &Path,
 ) -> anyhow::Result<Named> {
     let (widened, options) = match program {
         Some(program) => (
             widen_half(graph).map_err(|e| anyhow!("internal: widening to f32: {e}"))?,
-            eval_options(program)?,
+            program,
         ),
-        None => (None, EvalOptions::FP32),
+        None => (None, &EvalOptions::FP32),
     };
     let graph = widened.as_ref().unwrap_or(graph);
     let bound = bind_inputs(graph, inputs).with_context(|| data.display().to_string())?;
-    let evaluation = evaluate_with(graph, &bound, Keep::Outputs, &options)
+    let evaluation = evaluate_with(graph, &bound, Keep::Outputs, options)
         .with_context(|| model.display().to_string())?;
     Ok(evaluation
         .outputs()
@@ -119,7 +122,7 @@ pub fn judge(
     expected: &[(String, Tensor)],
     precision: Precision,
 ) -> anyhow::Result<ExitCode> {
-    let name = precision.lower().name();
+    let name = precision.name();
     let actual: Vec<(String, &Tensor)> = actual.iter().map(|(n, t)| (n.clone(), t)).collect();
     let tight = Tolerance::SAME_PRECISION;
     let to_reference = check_outputs(&actual, reference, tight)

@@ -9,7 +9,8 @@ use crate::lower::attention::{attention, AttentionSpec, MaskSpec};
 use crate::lower::elementwise::{elementwise, Ew, EwOperand, EwSpec};
 use crate::lower::gemm::{gemm, DramMat, GemmSpec};
 use crate::lower::movement::{copies, dense_strides, CopySpec};
-use crate::lower::{Ctx, LowerError, Precision};
+use crate::lower::{Ctx, LowerError};
+use crate::precision::Precision;
 use crate::tensor::DType;
 
 /// Convolution as im2col (a strided DMA copy, after zero padding) and a
