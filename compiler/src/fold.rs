@@ -35,17 +35,18 @@ pub struct FoldStats {
 
 /// Folds constants and removes dead nodes.
 pub fn fold(graph: &mut Graph) -> Result<FoldStats, InterpError> {
-    let folded = fold_constants(graph)?;
-    let removed = remove_dead(graph).map_err(|e| InterpError::Graph(e.to_string()))?;
-    Ok(FoldStats { folded, removed })
+    let mut stats = fold_constants(graph)?;
+    stats.removed += remove_dead(graph).map_err(|e| InterpError::Graph(e.to_string()))?;
+    Ok(stats)
 }
 
-/// Replaces each operation whose operands are all constants by its value.
-pub fn fold_constants(graph: &mut Graph) -> Result<usize, InterpError> {
+/// Replaces each operation whose operands are all constants by its value,
+/// removing the constants that only those operations used.
+pub fn fold_constants(graph: &mut Graph) -> Result<FoldStats, InterpError> {
     let order = graph
         .topo_order()
         .map_err(|e| InterpError::Graph(e.to_string()))?;
-    let mut folded = 0;
+    let mut stats = FoldStats::default();
     for id in order {
         let node = graph.node(id);
         if matches!(node.op, Op::Input | Op::Constant(_)) || node.ty.numel() > FOLD_LIMIT {
@@ -79,9 +80,25 @@ pub fn fold_constants(graph: &mut Graph) -> Result<usize, InterpError> {
             message,
         })?;
         graph.replace_with_constant(id, Arc::new(value));
-        folded += 1;
+        stats.folded += 1;
+        // A constant whose every user is now folded is dead: dropping it
+        // here keeps a folded chain's memory at a few tensors rather than
+        // one per link until dead-node elimination.
+        drop(values);
+        let mut operands = operands;
+        operands.sort_unstable();
+        operands.dedup();
+        for operand in operands {
+            let dead = !graph.outputs().iter().any(|&(_, o)| o == operand)
+                && graph.users(operand).is_empty()
+                && matches!(graph.node(operand).op, Op::Constant(_));
+            if dead {
+                graph.remove_node(operand);
+                stats.removed += 1;
+            }
+        }
     }
-    Ok(folded)
+    Ok(stats)
 }
 
 /// Removes nodes that no graph output depends on (graph inputs stay).
@@ -93,14 +110,12 @@ pub fn remove_dead(graph: &mut Graph) -> Result<usize, GraphError> {
             stack.extend(graph.operands(id).into_iter().filter(|o| !live.contains(o)));
         }
     }
-    let dead: Vec<NodeId> = graph
+    let dead: HashSet<NodeId> = graph
         .node_ids()
         .into_iter()
         .filter(|id| !live.contains(id))
         .collect();
-    for &id in &dead {
-        graph.remove_node(id);
-    }
+    graph.remove_nodes(&dead);
     Ok(dead.len())
 }
 
@@ -109,6 +124,37 @@ mod tests {
     use super::*;
     use crate::graph::{BinaryOp, TensorType, UnaryOp};
     use crate::tensor::{DType, Tensor};
+
+    #[test]
+    fn a_folded_chain_keeps_only_its_last_link() {
+        let mut g = Graph::new("g");
+        let c = g
+            .add_constant("c", Arc::new(Tensor::from_f32(&[3], vec![1.0, 2.0, 3.0])))
+            .expect("c");
+        let mut y = c;
+        for i in 0..10 {
+            y = g
+                .add_node(format!("add{i}"), Op::Binary(BinaryOp::Add), &[y, c])
+                .expect("add");
+        }
+        g.add_output("y", y);
+        let stats = fold_constants(&mut g).expect("folds");
+        // Each link's constant goes as soon as the next link is folded, not
+        // at dead-node elimination; `c` goes with the last: only the result
+        // is left.
+        assert_eq!(
+            stats,
+            FoldStats {
+                folded: 10,
+                removed: 10
+            }
+        );
+        assert_eq!(g.node_ids().len(), 1);
+        match &g.node(g.find("add9").expect("result")).op {
+            Op::Constant(t) => assert_eq!(t.to_f32_vec(), vec![11.0, 22.0, 33.0]),
+            other => panic!("not folded: {other:?}"),
+        }
+    }
 
     #[test]
     fn constant_subgraphs_fold_and_dead_nodes_go() {

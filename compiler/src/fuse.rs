@@ -8,7 +8,10 @@
 //! (nothing is recomputed per broadcast copy), is not a graph output and is
 //! used by nothing else (its value is never stored). Chains form bottom-up
 //! in topological order, so a whole tree of such ops becomes one node,
-//! named after its root. This is a separate pass rather than an e-graph
+//! named after its root, up to [`MAX_FUSED_OPS`] ops: a longer chain
+//! becomes several nodes, so each expression (a tree that typing, lowering
+//! and printing walk recursively) stays small and fusing a chain of N ops
+//! costs O(N), not O(N²). This is a separate pass rather than an e-graph
 //! rule because merging a single-use chain never changes what else is
 //! optimal, and a variadic expression node matches no fixed-arity pattern.
 
@@ -18,10 +21,17 @@ use crate::fold::remove_dead;
 use crate::graph::{FusedExpr, Graph, GraphError, NodeId, Op};
 use crate::tensor::DType;
 
+/// The most ops one fused node computes. Beyond a few dozen ops a kernel
+/// gains nothing from more fusion (its DMA is already amortized) and only
+/// grows its code.
+pub const MAX_FUSED_OPS: usize = 64;
+
 /// A node's expression over its leaves so far.
 struct Chain {
     expr: FusedExpr,
     leaves: Vec<NodeId>,
+    /// Ops in `expr`.
+    ops: usize,
 }
 
 /// `expr` with its operands renumbered into `leaves` (added as needed).
@@ -62,6 +72,7 @@ pub fn fuse_elementwise(graph: &mut Graph) -> Result<usize, GraphError> {
             ),
             _ => continue,
         };
+        let mut ops = own.ops().len();
         let mut leaves = Vec::new();
         let mut fused_any = false;
         // Each operand position becomes either the producer's chain or a leaf.
@@ -72,9 +83,11 @@ pub fn fuse_elementwise(graph: &mut Graph) -> Result<usize, GraphError> {
                 && !outputs.contains(&o)
                 && matches!(producer.ty.dtype, DType::F32 | DType::Bool)
                 && producer.ty.shape == node.ty.shape
-                && graph.users(o).iter().all(|&u| u == id);
+                && graph.users(o).iter().all(|&u| u == id)
+                && ops + chains[&o].ops <= MAX_FUSED_OPS;
             if takes {
                 let chain = &chains[&o];
+                ops += chain.ops;
                 parts.push(rebase(&chain.expr, &chain.leaves, &mut leaves));
                 inlined.insert(o);
                 fused_any = true;
@@ -86,7 +99,7 @@ pub fn fuse_elementwise(graph: &mut Graph) -> Result<usize, GraphError> {
         if fused_any {
             roots.push(id);
         }
-        chains.insert(id, Chain { expr, leaves });
+        chains.insert(id, Chain { expr, leaves, ops });
     }
     let roots: Vec<NodeId> = roots.into_iter().filter(|r| !inlined.contains(r)).collect();
     // A root may be a leaf of a later one: leaves follow replacements.
@@ -187,6 +200,41 @@ mod tests {
             run(&g, &inputs).expect("after"),
         );
         assert_eq!(want, got, "bit for bit the same values");
+    }
+
+    #[test]
+    fn long_chains_fuse_in_pieces_of_at_most_max_fused_ops() {
+        let mut g = Graph::new("g");
+        let x = g
+            .add_input("x", TensorType::new(DType::F32, vec![4]))
+            .expect("x");
+        let mut y = x;
+        let length = 3 * MAX_FUSED_OPS + 5;
+        for i in 0..length {
+            let op = match i % 2 {
+                0 => Op::Unary(UnaryOp::Neg),
+                _ => Op::Unary(UnaryOp::Abs),
+            };
+            y = g.add_node(format!("n{i}"), op, &[y]).expect("node");
+        }
+        g.add_output("y", y);
+        let before = g.clone();
+        assert_eq!(fuse_elementwise(&mut g).expect("fuses"), 4);
+        let sizes: Vec<usize> = g
+            .node_ids()
+            .into_iter()
+            .filter_map(|id| match &g.node(id).op {
+                Op::Elementwise { expr } => Some(expr.ops().len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sizes.iter().sum::<usize>(), length);
+        assert!(sizes.iter().all(|&n| n <= MAX_FUSED_OPS), "{sizes:?}");
+        let input = [Tensor::from_f32(&[4], vec![1.0, -2.0, 0.5, -0.0])];
+        assert_eq!(
+            run(&before, &input).expect("before"),
+            run(&g, &input).expect("after")
+        );
     }
 
     #[test]

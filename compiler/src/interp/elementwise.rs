@@ -14,19 +14,7 @@ pub(crate) fn broadcast_index(out_shape: &[usize], in_shape: &[usize]) -> Vec<us
     if out_shape == in_shape {
         return (0..n).collect();
     }
-    let rank = out_shape.len();
-    let offset = rank - in_shape.len();
-    let in_strides = crate::tensor::strides(in_shape);
-    // Stride of each output dimension in the input (0 where broadcast).
-    let strides: Vec<usize> = (0..rank)
-        .map(|d| {
-            if d < offset || in_shape[d - offset] == 1 {
-                0
-            } else {
-                in_strides[d - offset]
-            }
-        })
-        .collect();
+    let strides = broadcast_strides(out_shape, in_shape);
     let mut out = Vec::with_capacity(n);
     super::for_each_index(out_shape, |idx| {
         out.push(idx.iter().zip(&strides).map(|(i, s)| i * s).sum());
@@ -142,6 +130,95 @@ fn min_nan(a: f32, b: f32) -> f32 {
     }
 }
 
+/// The stride in a tensor of `in_shape` of each dimension of `out_shape`
+/// under NumPy broadcasting (0 where the tensor is broadcast).
+fn broadcast_strides(out_shape: &[usize], in_shape: &[usize]) -> Vec<usize> {
+    let offset = out_shape.len() - in_shape.len();
+    let in_strides = crate::tensor::strides(in_shape);
+    (0..out_shape.len())
+        .map(|d| {
+            if d < offset || in_shape[d - offset] == 1 {
+                0
+            } else {
+                in_strides[d - offset]
+            }
+        })
+        .collect()
+}
+
+/// `f` of each pair of elements that broadcasting pairs, in row-major
+/// order of `shape`: the pairs are walked row by row with strides, so no
+/// per-element index is stored (a binary op over N elements allocates only
+/// its result).
+pub(crate) fn zip_broadcast<A: Copy, B: Copy, R>(
+    shape: &[usize],
+    (a, a_shape): (&[A], &[usize]),
+    (b, b_shape): (&[B], &[usize]),
+    mut f: impl FnMut(A, B) -> R,
+) -> Vec<R> {
+    if a_shape == shape && b_shape == shape {
+        return a.iter().zip(b).map(|(&p, &q)| f(p, q)).collect();
+    }
+    let n: usize = shape.iter().product();
+    let mut out = Vec::with_capacity(n);
+    if n == 0 {
+        return out;
+    }
+    let (sa, sb) = (
+        broadcast_strides(shape, a_shape),
+        broadcast_strides(shape, b_shape),
+    );
+    let rank = shape.len();
+    let (row, step_a, step_b) = match rank {
+        0 => (1, 0, 0),
+        _ => (shape[rank - 1], sa[rank - 1], sb[rank - 1]),
+    };
+    // An odometer over every dimension but the last.
+    let outer = rank.saturating_sub(1);
+    let mut index = vec![0usize; outer];
+    let (mut base_a, mut base_b) = (0usize, 0usize);
+    loop {
+        let (mut i, mut j) = (base_a, base_b);
+        for _ in 0..row {
+            out.push(f(a[i], b[j]));
+            i += step_a;
+            j += step_b;
+        }
+        let mut d = outer;
+        loop {
+            if d == 0 {
+                return out;
+            }
+            d -= 1;
+            index[d] += 1;
+            base_a += sa[d];
+            base_b += sb[d];
+            if index[d] < shape[d] {
+                break;
+            }
+            base_a -= sa[d] * shape[d];
+            base_b -= sb[d] * shape[d];
+            index[d] = 0;
+        }
+    }
+}
+
+/// A tensor's elements as f32, borrowed when they already are.
+fn f32_values(t: &Tensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.data() {
+        TensorData::F32(v) => std::borrow::Cow::Borrowed(v),
+        _ => std::borrow::Cow::Owned(t.to_f32_vec()),
+    }
+}
+
+/// A tensor's elements as i64, borrowed when they already are.
+fn i64_values(t: &Tensor) -> std::borrow::Cow<'_, [i64]> {
+    match t.data() {
+        TensorData::I64(v) => std::borrow::Cow::Borrowed(v),
+        _ => std::borrow::Cow::Owned(t.to_i64_vec()),
+    }
+}
+
 /// A binary op with broadcasting; `ty` is the result type.
 pub(crate) fn binary(
     b: BinaryOp,
@@ -150,9 +227,6 @@ pub(crate) fn binary(
     ty: &TensorType,
 ) -> Result<Tensor, String> {
     let shape = &ty.shape;
-    let ix = broadcast_index(shape, x.shape());
-    let iy = broadcast_index(shape, y.shape());
-    let pairs = ix.iter().zip(&iy);
     let dtype = x.dtype();
     if dtype == DType::Bool {
         let (a, c) = (x.to_bool_vec(), y.to_bool_vec());
@@ -162,13 +236,17 @@ pub(crate) fn binary(
             BinaryOp::Equal => |p, q| p == q,
             _ => return Err(format!("{} does not take bool", b.name())),
         };
-        return bool_result(shape, pairs.map(|(&i, &j)| f(a[i], c[j])).collect());
+        let values = zip_broadcast(shape, (&a, x.shape()), (&c, y.shape()), f);
+        return bool_result(shape, values);
     }
     if b == BinaryOp::Pow {
+        let ix = broadcast_index(shape, x.shape());
+        let iy = broadcast_index(shape, y.shape());
         return pow(x, y, &ix, &iy, ty);
     }
     if dtype.is_float() {
-        let (a, c) = (x.to_f32_vec(), y.to_f32_vec());
+        let (a, c) = (f32_values(x), f32_values(y));
+        let (a, c) = ((a.as_ref(), x.shape()), (c.as_ref(), y.shape()));
         if b.is_predicate() {
             let f: fn(f32, f32) -> bool = match b {
                 BinaryOp::Equal => |p, q| p == q,
@@ -178,20 +256,23 @@ pub(crate) fn binary(
                 BinaryOp::GreaterOrEqual => |p, q| p >= q,
                 _ => return Err(format!("{} does not take {dtype}", b.name())),
             };
-            return bool_result(shape, pairs.map(|(&i, &j)| f(a[i], c[j])).collect());
+            return bool_result(shape, zip_broadcast(shape, a, c, f));
         }
-        let f: fn(f32, f32) -> f32 = match b {
-            BinaryOp::Add => |p, q| p + q,
-            BinaryOp::Sub => |p, q| p - q,
-            BinaryOp::Mul => |p, q| p * q,
-            BinaryOp::Div => |p, q| p / q,
-            BinaryOp::Min => min_nan,
-            BinaryOp::Max => max_nan,
+        // One monomorphic loop per op (a function pointer would cost an
+        // indirect call per element when folding large constants).
+        let values = match b {
+            BinaryOp::Add => zip_broadcast(shape, a, c, |p, q| p + q),
+            BinaryOp::Sub => zip_broadcast(shape, a, c, |p, q| p - q),
+            BinaryOp::Mul => zip_broadcast(shape, a, c, |p, q| p * q),
+            BinaryOp::Div => zip_broadcast(shape, a, c, |p, q| p / q),
+            BinaryOp::Min => zip_broadcast(shape, a, c, min_nan),
+            BinaryOp::Max => zip_broadcast(shape, a, c, max_nan),
             _ => return Err(format!("{} does not take {dtype}", b.name())),
         };
-        return float_result(dtype, shape, pairs.map(|(&i, &j)| f(a[i], c[j])).collect());
+        return float_result(dtype, shape, values);
     }
-    let (a, c) = (x.to_i64_vec(), y.to_i64_vec());
+    let (a, c) = (i64_values(x), i64_values(y));
+    let (a, c) = ((a.as_ref(), x.shape()), (c.as_ref(), y.shape()));
     if b.is_predicate() {
         let f: fn(i64, i64) -> bool = match b {
             BinaryOp::Equal => |p, q| p == q,
@@ -201,27 +282,22 @@ pub(crate) fn binary(
             BinaryOp::GreaterOrEqual => |p, q| p >= q,
             _ => return Err(format!("{} does not take {dtype}", b.name())),
         };
-        return bool_result(shape, pairs.map(|(&i, &j)| f(a[i], c[j])).collect());
+        return bool_result(shape, zip_broadcast(shape, a, c, f));
     }
-    let mut out = Vec::with_capacity(ix.len());
-    for (&i, &j) in pairs {
-        let (p, q) = (a[i], c[j]);
-        out.push(match b {
-            BinaryOp::Add => p.wrapping_add(q),
-            BinaryOp::Sub => p.wrapping_sub(q),
-            BinaryOp::Mul => p.wrapping_mul(q),
-            BinaryOp::Div => {
-                if q == 0 {
-                    return Err("integer division by zero".into());
-                }
-                p.wrapping_div(q)
-            }
-            BinaryOp::Min => p.min(q),
-            BinaryOp::Max => p.max(q),
-            _ => return Err(format!("{} does not take {dtype}", b.name())),
-        });
+    let f: fn(i64, i64) -> i64 = match b {
+        BinaryOp::Add => i64::wrapping_add,
+        BinaryOp::Sub => i64::wrapping_sub,
+        BinaryOp::Mul => i64::wrapping_mul,
+        // A zero divisor is refused below, before any result is used.
+        BinaryOp::Div => |p, q| if q == 0 { 0 } else { p.wrapping_div(q) },
+        BinaryOp::Min => i64::min,
+        BinaryOp::Max => i64::max,
+        _ => return Err(format!("{} does not take {dtype}", b.name())),
+    };
+    if b == BinaryOp::Div && zip_broadcast(shape, a, c, |_, q| q == 0).contains(&true) {
+        return Err("integer division by zero".into());
     }
-    int_result(dtype, shape, out)
+    int_result(dtype, shape, zip_broadcast(shape, a, c, f))
 }
 
 /// `x ^ y`: the result has x's type; y may be any numeric type.
@@ -330,6 +406,31 @@ mod tests {
 
     fn ty(dtype: DType, shape: &[usize]) -> TensorType {
         TensorType::new(dtype, shape.to_vec())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// The strided walk pairs exactly the elements broadcasting pairs.
+        #[test]
+        fn zip_broadcast_pairs_what_broadcast_index_pairs(
+            dims in proptest::collection::vec((1usize..4, proptest::bool::ANY, proptest::bool::ANY), 0..5),
+            drop_a in 0usize..3,
+            drop_b in 0usize..3,
+        ) {
+            let shape: Vec<usize> = dims.iter().map(|d| d.0).collect();
+            let keep = |broadcast: bool, n: usize| if broadcast { 1 } else { n };
+            let a_shape: Vec<usize> = dims.iter().map(|d| keep(d.1, d.0)).skip(drop_a.min(dims.len())).collect();
+            let b_shape: Vec<usize> = dims.iter().map(|d| keep(d.2, d.0)).skip(drop_b.min(dims.len())).collect();
+            let a: Vec<usize> = (0..a_shape.iter().product()).collect();
+            let b: Vec<usize> = (0..b_shape.iter().product()).collect();
+            let walked = zip_broadcast(&shape, (&a, &a_shape), (&b, &b_shape), |p, q| (p, q));
+            let indexed: Vec<(usize, usize)> = broadcast_index(&shape, &a_shape)
+                .into_iter()
+                .zip(broadcast_index(&shape, &b_shape))
+                .collect();
+            proptest::prop_assert_eq!(walked, indexed);
+        }
     }
 
     #[test]
