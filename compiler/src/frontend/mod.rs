@@ -26,23 +26,29 @@
 //! ONNX node (or, for unnamed nodes, after its first output); other nodes
 //! created while expanding it are `{name}.{part}`.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use onnx_protobuf::{Message as _, ModelProto, NodeProto, ValueInfoProto};
+use onnx_protobuf::{Message as _, ModelProto};
 
-use crate::graph::{Graph, NodeId, TensorType};
+use crate::graph::{Graph, NodeId};
 use crate::provenance::{OnnxNode, Origins};
-use crate::tensor::{DType, Tensor, TensorError};
+use crate::tensor::{Tensor, TensorError};
 
 mod ctx;
+mod error;
+mod inputs;
 pub mod ops;
+mod order;
 #[cfg(test)]
 pub(crate) mod testutil;
 
 pub use ctx::ConvertError;
 use ctx::{ConstCache, Ctx};
+pub use error::ImportError;
+use inputs::{check_declared_dtype, input_type};
+use order::{node_names, topological_order};
 
 /// How to import a model.
 #[derive(Clone, Debug, Default)]
@@ -54,118 +60,6 @@ pub struct ImportOptions {
     /// shapes, so an input that determines a shape (e.g. a `Reshape` target
     /// fed as an input) must be specialized this way.
     pub input_values: BTreeMap<String, Tensor>,
-}
-
-/// An import failure. Every variant names the file, node, input or value.
-#[derive(Debug, thiserror::Error)]
-pub enum ImportError {
-    /// The file could not be read (the path is not repeated in the message:
-    /// callers prefix it, as they do for every other error).
-    #[error("cannot read: {message}")]
-    Io {
-        /// File path.
-        path: String,
-        /// OS error.
-        message: String,
-    },
-    /// Not a protobuf `ModelProto` (or truncated).
-    #[error("not a valid ONNX model: {0}")]
-    Parse(String),
-    /// The model is structurally unusable (no graph, no opset, ...).
-    #[error("{0}")]
-    Model(String),
-    /// Ops without a registry entry (all of them).
-    #[error("{} unsupported op{}: {}", .0.len(), if .0.len() == 1 { "" } else { "s" }, list_ops(.0))]
-    UnsupportedOps(Vec<(String, String)>),
-    /// A tensor, input or output has a dtype Tessera does not support.
-    #[error("{what}: unsupported dtype {dtype}")]
-    UnsupportedDtype {
-        /// What has it (`input `x``, `initializer `w``, ...).
-        what: String,
-        /// ONNX name of the type.
-        dtype: String,
-    },
-    /// A symbolic dimension without a value.
-    #[error("input `{input}`: symbolic dimension `{dim}` is not bound (use --dim {dim}=N)")]
-    UnboundDim {
-        /// Dimension name.
-        dim: String,
-        /// Graph input it belongs to.
-        input: String,
-    },
-    /// A node reads a value nothing defines.
-    #[error("node `{node}`: input `{value}` is not defined (not a graph input, initializer or node output)")]
-    UndefinedValue {
-        /// Node name.
-        node: String,
-        /// Value name.
-        value: String,
-    },
-    /// A graph output nothing defines.
-    #[error("graph output `{0}` is not defined by any node, input or initializer")]
-    UndefinedOutput(String),
-    /// The nodes do not form a DAG.
-    #[error("graph has a cycle through {}", list_names(.0))]
-    Cycle(Vec<String>),
-    /// A node's operand must be known at compile time but is not.
-    #[error(
-        "node `{node}` ({op_type}): input `{value}` must be known at compile time{}",
-        .input.as_ref().map(|i| format!(" but depends on graph input `{i}`")).unwrap_or_default()
-    )]
-    NotConstant {
-        /// Node name.
-        node: String,
-        /// ONNX op type.
-        op_type: String,
-        /// The operand's value name.
-        value: String,
-        /// A graph input it depends on, if any.
-        input: Option<String>,
-    },
-    /// A size computation overflows.
-    #[error("node `{node}` ({op_type}): {message}")]
-    Overflow {
-        /// Node name.
-        node: String,
-        /// ONNX op type.
-        op_type: String,
-        /// Which size.
-        message: String,
-    },
-    /// A node cannot be converted (bad attributes, types, shapes).
-    #[error("node `{node}` ({op_type}): {message}")]
-    Node {
-        /// Node name.
-        node: String,
-        /// ONNX op type.
-        op_type: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// An initializer or constant tensor is malformed.
-    #[error(transparent)]
-    Tensor(#[from] TensorError),
-}
-
-fn list_ops(ops: &[(String, String)]) -> String {
-    ops.iter()
-        .map(|(node, op)| format!("`{node}` ({op})"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn list_names(names: &[String]) -> String {
-    let shown: Vec<String> = names.iter().take(8).map(|n| format!("`{n}`")).collect();
-    let more = if names.len() > 8 {
-        format!(" and {} more", names.len() - 8)
-    } else {
-        String::new()
-    };
-    format!(
-        "node{} {}{more}",
-        if names.len() == 1 { "" } else { "s" },
-        shown.join(", ")
-    )
 }
 
 /// Reads and imports an ONNX file. External data is resolved relative to
@@ -438,32 +332,6 @@ pub fn import_model_traced(
     Ok((graph, origins))
 }
 
-/// The IR name of each ONNX node: its name, else its first output's name,
-/// else `{op_type}_{index}`; made unique.
-fn node_names(nodes: &[NodeProto]) -> Vec<String> {
-    let mut seen = HashSet::new();
-    nodes
-        .iter()
-        .enumerate()
-        .map(|(i, node)| {
-            let base = if !node.name.is_empty() {
-                node.name.clone()
-            } else if let Some(out) = node.output.iter().find(|o| !o.is_empty()) {
-                out.clone()
-            } else {
-                format!("{}_{i}", node.op_type)
-            };
-            let mut name = base.clone();
-            let mut n = 2;
-            while !seen.insert(name.clone()) {
-                name = format!("{base}~{n}");
-                n += 1;
-            }
-            name
-        })
-        .collect()
-}
-
 /// The IR node of a value, materializing initializers on first use.
 fn resolve(
     graph: &mut Graph,
@@ -489,134 +357,4 @@ fn resolve(
         }
         None => Err(ImportError::Model(format!("value `{name}` is not defined"))),
     }
-}
-
-fn check_declared_dtype(info: &ValueInfoProto) -> Result<(), ImportError> {
-    if let Some(tp) = info.type_.as_ref() {
-        if tp.has_tensor_type() {
-            let code = tp.tensor_type().elem_type;
-            if code != 0 {
-                DType::from_onnx(code).map_err(|dtype| ImportError::UnsupportedDtype {
-                    what: format!("output `{}`", info.name),
-                    dtype,
-                })?;
-            }
-        } else {
-            return Err(ImportError::UnsupportedDtype {
-                what: format!("output `{}`", info.name),
-                dtype: "non-tensor type".into(),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// The static type of a graph input, binding symbolic dimensions.
-fn input_type(
-    input: &ValueInfoProto,
-    dims: &BTreeMap<String, usize>,
-) -> Result<TensorType, ImportError> {
-    use onnx_protobuf::tensor_shape_proto::dimension::Value as Dim;
-    let name = &input.name;
-    let tp = input
-        .type_
-        .as_ref()
-        .ok_or_else(|| ImportError::Model(format!("input `{name}` has no type")))?;
-    if !tp.has_tensor_type() {
-        return Err(ImportError::UnsupportedDtype {
-            what: format!("input `{name}`"),
-            dtype: "non-tensor type (sequence, map or optional)".into(),
-        });
-    }
-    let tensor = tp.tensor_type();
-    let dtype =
-        DType::from_onnx(tensor.elem_type).map_err(|dtype| ImportError::UnsupportedDtype {
-            what: format!("input `{name}`"),
-            dtype,
-        })?;
-    let shape_proto = tensor
-        .shape
-        .as_ref()
-        .ok_or_else(|| ImportError::Model(format!("input `{name}` has no shape (unknown rank)")))?;
-    let mut shape = Vec::with_capacity(shape_proto.dim.len());
-    for (i, dim) in shape_proto.dim.iter().enumerate() {
-        let size = match &dim.value {
-            Some(Dim::DimValue(v)) => usize::try_from(*v)
-                .map_err(|_| ImportError::Model(format!("input `{name}`: dimension {i} is {v}")))?,
-            Some(Dim::DimParam(param)) => {
-                *dims.get(param).ok_or_else(|| ImportError::UnboundDim {
-                    dim: param.clone(),
-                    input: name.clone(),
-                })?
-            }
-            _ => {
-                return Err(ImportError::UnboundDim {
-                    dim: format!("#{i} (unnamed)"),
-                    input: name.clone(),
-                })
-            }
-        };
-        shape.push(size);
-    }
-    let ty = TensorType::new(dtype, shape);
-    if ty
-        .checked_numel()
-        .and_then(|n| n.checked_mul(dtype.size()))
-        .is_none_or(|b| b > isize::MAX as usize)
-    {
-        return Err(ImportError::Model(format!(
-            "input `{name}`: shape {:?} has too many elements",
-            ty.shape
-        )));
-    }
-    Ok(ty)
-}
-
-/// Kahn's algorithm over value names, stable in file order. Reports the
-/// first undefined value, or the nodes left on a cycle.
-fn topological_order(
-    nodes: &[NodeProto],
-    names: &[String],
-    available: &HashMap<String, Value>,
-) -> Result<Vec<usize>, ImportError> {
-    let mut producer: HashMap<&str, usize> = HashMap::new();
-    for (i, node) in nodes.iter().enumerate() {
-        for out in node.output.iter().filter(|o| !o.is_empty()) {
-            producer.insert(out.as_str(), i);
-        }
-    }
-    let mut pending = vec![0usize; nodes.len()];
-    let mut users: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
-    for (i, node) in nodes.iter().enumerate() {
-        for input in node.input.iter().filter(|v| !v.is_empty()) {
-            if let Some(&p) = producer.get(input.as_str()) {
-                pending[i] += 1;
-                users[p].push(i);
-            } else if !available.contains_key(input) {
-                return Err(ImportError::UndefinedValue {
-                    node: names[i].clone(),
-                    value: input.clone(),
-                });
-            }
-        }
-    }
-    let mut ready: VecDeque<usize> = (0..nodes.len()).filter(|&i| pending[i] == 0).collect();
-    let mut order = Vec::with_capacity(nodes.len());
-    while let Some(i) = ready.pop_front() {
-        order.push(i);
-        for &u in &users[i] {
-            pending[u] -= 1;
-            if pending[u] == 0 {
-                ready.push_back(u);
-            }
-        }
-    }
-    if order.len() < nodes.len() {
-        let stuck: Vec<String> = (0..nodes.len())
-            .filter(|&i| pending[i] > 0)
-            .map(|i| names[i].clone())
-            .collect();
-        return Err(ImportError::Cycle(stuck));
-    }
-    Ok(order)
 }
