@@ -1,5 +1,6 @@
 //! Shared helpers of the compiler's integration tests: where the models
-//! are, their symbolic dims, and running one end to end.
+//! are, their symbolic dims, and running one end to end; [`isa`] has the
+//! helpers of the ISA command tests.
 
 #![allow(dead_code)]
 
@@ -13,6 +14,8 @@ use tessera_compiler::graph::Graph;
 use tessera_compiler::interp::{bind_inputs, evaluate, Keep};
 use tessera_compiler::passes::{run_graph_passes_with, PassOptions};
 use tessera_compiler::tensor::Tensor;
+
+pub mod isa;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
