@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::isa::{assert_user_error, examples, scratch, tessera};
+use common::isa::{assemble, assert_user_error, examples, scratch, tessera};
 use common::repo;
 
 #[test]
@@ -19,31 +19,11 @@ fn every_example_reassembles_byte_identically() {
         let first = scratch(&format!("{stem}.tnpu"));
         let text = scratch(&format!("{stem}.dis.s"));
         let second = scratch(&format!("{stem}.2.tnpu"));
-        let out = tessera(&[
-            "asm",
-            src.to_str().expect("path"),
-            "-o",
-            first.to_str().expect("path"),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assemble(&src, &first);
         let out = tessera(&["disasm", first.to_str().expect("path")]);
         assert!(out.status.success());
         std::fs::write(&text, &out.stdout).expect("write");
-        let out = tessera(&[
-            "asm",
-            text.to_str().expect("path"),
-            "-o",
-            second.to_str().expect("path"),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assemble(&text, &second);
         assert_eq!(
             std::fs::read(&first).expect("a"),
             std::fs::read(&second).expect("b"),
@@ -56,14 +36,7 @@ fn every_example_reassembles_byte_identically() {
 fn disasm_refuses_truncated_and_random_files() {
     let good = scratch("good.tnpu");
     let src = repo().join("isa/examples/gemm.s");
-    assert!(tessera(&[
-        "asm",
-        src.to_str().expect("p"),
-        "-o",
-        good.to_str().expect("p")
-    ])
-    .status
-    .success());
+    assemble(&src, &good);
     let bytes = std::fs::read(&good).expect("read");
     for cut in [3, 10, 24, bytes.len() / 2, bytes.len() - 1] {
         let path = scratch(&format!("cut{cut}.tnpu"));

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 mod common;
 
-use common::isa::{assemble_example, scratch, tessera};
+use common::isa::{assemble, assemble_example, scratch};
 
 /// Runs tessera with its stdout already closed by the reader, as in
 /// `tessera ... | head -1` once head has exited.
@@ -78,17 +78,7 @@ fn huge_on_chip_memories_are_lazy_and_their_exhaustion_is_an_error() {
     std::fs::write(&high, format!("{header}li r1, 4294967232\n{fill}")).expect("write");
     let run = |src: &PathBuf, name: &str| {
         let prog = scratch(name);
-        let out = tessera(&[
-            "asm",
-            src.to_str().expect("p"),
-            "-o",
-            prog.to_str().expect("p"),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assemble(src, &prog);
         let prog = prog.display().to_string();
         tessera_capped(1 << 20, &["run", &prog])
     };
@@ -121,17 +111,7 @@ fn an_output_larger_than_the_host_is_an_error() {
     )
     .expect("write");
     let prog = scratch("huge-output.tnpu");
-    let out = tessera(&[
-        "asm",
-        src.to_str().expect("p"),
-        "-o",
-        prog.to_str().expect("p"),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assemble(&src, &prog);
     let prog = prog.display().to_string();
     let out = tessera_capped(1 << 20, &["run", &prog]);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -9,20 +9,10 @@ use std::process::Output;
 mod common;
 
 use common::isa::{assemble_example, assert_error_text, assert_user_error, scratch, tessera};
-use common::repo;
 
 #[test]
 fn run_reports_bad_inputs_in_one_line() {
-    let prog = scratch("loop.tnpu");
-    let src = repo().join("isa/examples/loop.s");
-    assert!(tessera(&[
-        "asm",
-        src.to_str().expect("p"),
-        "-o",
-        prog.to_str().expect("p")
-    ])
-    .status
-    .success());
+    let prog = assemble_example("loop", "loop.tnpu");
     let p = prog.to_str().expect("p");
     assert_user_error(&tessera(&["run", p]), "input `x` was not provided");
     assert_user_error(
@@ -44,16 +34,7 @@ fn run_reports_bad_inputs_in_one_line() {
 #[test]
 fn run_reads_npy_and_writes_outputs_stats_and_trace() {
     use tessera_compiler::tensor::{read_npy, write_npy, Tensor};
-    let prog = scratch("loop2.tnpu");
-    let src = repo().join("isa/examples/loop.s");
-    assert!(tessera(&[
-        "asm",
-        src.to_str().expect("p"),
-        "-o",
-        prog.to_str().expect("p")
-    ])
-    .status
-    .success());
+    let prog = assemble_example("loop", "loop2.tnpu");
     let x: Vec<f32> = (0..96).map(|i| i as f32 - 40.0).collect();
     let x_path = scratch("x.npy");
     write_npy(&Tensor::from_f32(&[96], x.clone()), &x_path).expect("npy");

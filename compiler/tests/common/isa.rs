@@ -2,7 +2,7 @@
 //! running the binary, scratch files, the one-line error checks and
 //! assembled example programs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use super::repo;
@@ -46,10 +46,8 @@ pub fn examples() -> Vec<PathBuf> {
     v
 }
 
-/// Assembles `isa/examples/{example}.s` into the scratch directory as `{name}`.
-pub fn assemble_example(example: &str, name: &str) -> PathBuf {
-    let prog = scratch(name);
-    let src = repo().join(format!("isa/examples/{example}.s"));
+/// Assembles `src` into `prog` with `tessera asm`; fails the test on error.
+pub fn assemble(src: &Path, prog: &Path) {
     let out = tessera(&[
         "asm",
         src.to_str().expect("p"),
@@ -61,6 +59,12 @@ pub fn assemble_example(example: &str, name: &str) -> PathBuf {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Assembles `isa/examples/{example}.s` into the scratch directory as `{name}`.
+pub fn assemble_example(example: &str, name: &str) -> PathBuf {
+    let prog = scratch(name);
+    assemble(&repo().join(format!("isa/examples/{example}.s")), &prog);
     prog
 }
 
