@@ -1,0 +1,290 @@
+//! Enumerated operand fields: element types, MXU input types, VPU
+//! functions, broadcast and transpose modes, each written by name.
+
+use super::*;
+
+/// Declares an enumerated field: named values, each with its encoding.
+/// Encodings not listed are decode errors.
+macro_rules! enum_field {
+    (
+        $(#[$meta:meta])*
+        $name:ident, bits = $bits:literal, {
+            $( $(#[$vmeta:meta])* $variant:ident = $code:literal, $text:literal ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant ),+
+        }
+
+        impl $name {
+            /// Every value, in encoding order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The assembly name.
+            pub fn name(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// Looks a value up by its assembly name.
+            pub fn from_name(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl Field for $name {
+            const BITS: u32 = $bits;
+            const SYNTAX: &'static str = concat!("one of:", $(" ", $text),+);
+            fn to_bits(self) -> u128 {
+                match self { $($name::$variant => $code),+ }
+            }
+            fn from_bits(bits: u128) -> Result<Self, String> {
+                match bits {
+                    $($code => Ok($name::$variant),)+
+                    other => Err(format!(concat!("invalid ", stringify!($name), " code {}"), other)),
+                }
+            }
+            fn write_asm(&self, out: &mut String, _: &WriteCtx) {
+                out.push_str(self.name());
+            }
+            fn parse_asm(text: &str, _: &ParseCtx) -> Result<Self, String> {
+                Self::from_name(text).ok_or_else(|| {
+                    format!("expected {}, found `{}`", Self::SYNTAX, text)
+                })
+            }
+            fn random(next: &mut dyn FnMut() -> u64) -> Self {
+                Self::ALL[(next() % Self::ALL.len() as u64) as usize]
+            }
+        }
+    };
+}
+
+enum_field! {
+    /// Element data types in memory.
+    DType, bits = 3, {
+        /// IEEE binary32.
+        F32 = 0, "f32",
+        /// bfloat16 (upper half of a binary32).
+        Bf16 = 1, "bf16",
+        /// IEEE binary16.
+        F16 = 2, "f16",
+        /// Two's-complement 32-bit integer.
+        I32 = 3, "i32",
+        /// Two's-complement 64-bit integer.
+        I64 = 4, "i64",
+        /// Unsigned byte.
+        U8 = 5, "u8",
+        /// Two's-complement 8-bit integer.
+        I8 = 6, "i8",
+        /// Boolean byte: 0 false, 1 true.
+        Bool = 7, "bool",
+    }
+}
+
+impl DType {
+    /// Size of one element in bytes.
+    pub fn size(self) -> u64 {
+        match self {
+            DType::F32 | DType::I32 => 4,
+            DType::Bf16 | DType::F16 => 2,
+            DType::I64 => 8,
+            DType::U8 | DType::I8 | DType::Bool => 1,
+        }
+    }
+}
+
+enum_field! {
+    /// Input type of the matrix engine.
+    MxuType, bits = 2, {
+        /// bfloat16 inputs, full rate.
+        Bf16 = 0, "bf16",
+        /// binary16 inputs, full rate.
+        F16 = 1, "f16",
+        /// binary32 inputs, reduced rate.
+        F32 = 2, "f32",
+    }
+}
+
+impl MxuType {
+    /// The memory type of one input element.
+    pub fn dtype(self) -> DType {
+        match self {
+            MxuType::Bf16 => DType::Bf16,
+            MxuType::F16 => DType::F16,
+            MxuType::F32 => DType::F32,
+        }
+    }
+}
+
+enum_field! {
+    /// Whether `mxu.ldw` reads the weight tile as stored or transposed.
+    Trans, bits = 1, {
+        /// W[k][n] at src + k*stride + n*esize.
+        N = 0, "n",
+        /// W[k][n] at src + n*stride + k*esize.
+        T = 1, "t",
+    }
+}
+
+enum_field! {
+    /// Whether a result overwrites or accumulates into its destination.
+    AccMode, bits = 1, {
+        /// dst = result.
+        Set = 0, "set",
+        /// dst = dst + result (or dst op result for reductions).
+        Acc = 1, "acc",
+    }
+}
+
+enum_field! {
+    /// How a VPU source operand is indexed over the rows x cols region.
+    Bcast, bits = 2, {
+        /// Element (i, j) at addr + i*stride + j*4.
+        Full = 0, "full",
+        /// One row: element (i, j) at addr + j*4.
+        Row = 1, "row",
+        /// One column: element (i, j) at addr + i*stride.
+        Col = 2, "col",
+        /// One scalar: every element at addr.
+        Scalar = 3, "scalar",
+    }
+}
+
+enum_field! {
+    /// Operand order of `vpu.bins`.
+    Order, bits = 1, {
+        /// dst = a op s.
+        As = 0, "as",
+        /// dst = s op a.
+        Sa = 1, "sa",
+    }
+}
+
+enum_field! {
+    /// Index element type of `dma.gather`.
+    IdxType, bits = 1, {
+        /// 32-bit indices.
+        I32 = 0, "i32",
+        /// 64-bit indices.
+        I64 = 1, "i64",
+    }
+}
+
+enum_field! {
+    /// Outer dimension set by `dma.dim`.
+    DmaDim, bits = 2, {
+        /// Dimension 1 (just outside the contiguous run).
+        D1 = 1, "1",
+        /// Dimension 2.
+        D2 = 2, "2",
+        /// Dimension 3 (outermost).
+        D3 = 3, "3",
+    }
+}
+
+enum_field! {
+    /// Elementwise binary functions of the VPU (fp32).
+    BinFunc, bits = 5, {
+        /// a + b
+        Add = 0, "add",
+        /// a - b
+        Sub = 1, "sub",
+        /// a * b
+        Mul = 2, "mul",
+        /// a / b
+        Div = 3, "div",
+        /// maximum, NaN if either is NaN
+        Max = 4, "max",
+        /// minimum, NaN if either is NaN
+        Min = 5, "min",
+        /// a to the power b
+        Pow = 6, "pow",
+        /// 1.0 if a == b else 0.0
+        Eq = 7, "eq",
+        /// 1.0 if a != b else 0.0
+        Ne = 8, "ne",
+        /// 1.0 if a < b else 0.0
+        Lt = 9, "lt",
+        /// 1.0 if a <= b else 0.0
+        Le = 10, "le",
+        /// 1.0 if a > b else 0.0
+        Gt = 11, "gt",
+        /// 1.0 if a >= b else 0.0
+        Ge = 12, "ge",
+        /// 1.0 if a != 0 and b != 0 else 0.0
+        And = 13, "and",
+        /// 1.0 if a != 0 or b != 0 else 0.0
+        Or = 14, "or",
+        /// dst != 0 ? a : b (reads the destination as the condition)
+        Sel = 15, "sel",
+    }
+}
+
+enum_field! {
+    /// Elementwise unary functions of the VPU (fp32).
+    UnFunc, bits = 5, {
+        /// x
+        Mov = 0, "mov",
+        /// -x
+        Neg = 1, "neg",
+        /// |x|
+        Abs = 2, "abs",
+        /// e^x
+        Exp = 3, "exp",
+        /// ln x
+        Log = 4, "log",
+        /// sqrt x
+        Sqrt = 5, "sqrt",
+        /// 1 / sqrt x
+        Rsqrt = 6, "rsqrt",
+        /// 1 / x
+        Recip = 7, "recip",
+        /// tanh x
+        Tanh = 8, "tanh",
+        /// erf x
+        Erf = 9, "erf",
+        /// 1 / (1 + e^-x)
+        Sigmoid = 10, "sigmoid",
+        /// max(x, 0)
+        Relu = 11, "relu",
+        /// x * 0.5 * (1 + erf(x / sqrt 2))
+        Gelu = 12, "gelu",
+        /// x * 0.5 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))
+        GeluTanh = 13, "gelu_tanh",
+        /// x * sigmoid(x)
+        Silu = 14, "silu",
+        /// sin x
+        Sin = 15, "sin",
+        /// cos x
+        Cos = 16, "cos",
+        /// 1.0 if x == 0 else 0.0
+        Not = 17, "not",
+        /// round toward negative infinity
+        Floor = 18, "floor",
+        /// round toward positive infinity
+        Ceil = 19, "ceil",
+        /// round to the nearest integer, ties to even
+        Round = 20, "round",
+        /// 1.0 if x > 0, -1.0 if x < 0, else x (±0 and NaN unchanged)
+        Sign = 21, "sign",
+    }
+}
+
+enum_field! {
+    /// Row reductions of the VPU.
+    RedFunc, bits = 2, {
+        /// sum of the row
+        Sum = 0, "sum",
+        /// maximum of the row
+        Max = 1, "max",
+        /// minimum of the row
+        Min = 2, "min",
+    }
+}
