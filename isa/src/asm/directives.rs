@@ -67,7 +67,12 @@ fn debug_tensor_directive(text: &str) -> Result<DebugTensor, String> {
     })
 }
 
-pub(super) fn directive(asm: &mut Assembler, line: &Line, text: &str, col: usize) -> Result<(), AsmError> {
+pub(super) fn directive(
+    asm: &mut Assembler,
+    line: &Line,
+    text: &str,
+    col: usize,
+) -> Result<(), AsmError> {
     let (name, rest) = word(text);
     let fail = |asm: &Assembler, m: String| Err(asm.err(line, col, format!("{name}: {m}")));
     match name {
