@@ -5,7 +5,7 @@
 //! dispatch, and the compiler's cost model calls them with the sizes it plans.
 //! They take plain numbers so that both can use them.
 
-use crate::fields::{BinFunc, Mem, MxuType, RedFunc, UnFunc};
+use crate::fields::{BinFunc, Mem, MxuType, UnFunc};
 use crate::target::Target;
 
 /// Which bus a DMA transfer's data phase occupies.
@@ -105,7 +105,7 @@ pub fn dma_scatter(t: &Target, rows: u64, row_bytes: u64) -> DmaCost {
 }
 
 /// Cycles `mxu.ldw` occupies the weight-load port: one weight row per cycle.
-pub fn mxu_load_weights(_t: &Target, k: u64, _n: u64) -> u64 {
+pub fn mxu_load_weights(k: u64) -> u64 {
     k.max(1)
 }
 
@@ -166,7 +166,7 @@ pub fn vpu_elementwise(t: &Target, class: VpuClass, rows: u64, cols: u64) -> u64
 
 /// Cycles of a row reduction over rows x cols: one lane-group per cycle plus
 /// the depth of the lane-reduction tree once.
-pub fn vpu_reduce(t: &Target, _f: RedFunc, rows: u64, cols: u64) -> u64 {
+pub fn vpu_reduce(t: &Target, rows: u64, cols: u64) -> u64 {
     let tree = u64::from(t.vpu_lanes.max(1).ilog2());
     vpu_elementwise(t, VpuClass::Simple, rows, cols) + tree
 }
@@ -209,6 +209,6 @@ mod tests {
         let t = Target::tiny();
         assert_eq!(vpu_elementwise(&t, VpuClass::Simple, 3, 9), 2 + 3 * 2);
         assert_eq!(vpu_elementwise(&t, VpuClass::Special, 1, 8), 2 + 4);
-        assert_eq!(vpu_reduce(&t, RedFunc::Sum, 1, 8), 2 + 1 + 3);
+        assert_eq!(vpu_reduce(&t, 1, 8), 2 + 1 + 3);
     }
 }

@@ -18,7 +18,7 @@
 //! alternative wins but a graph without one still has a cost.
 
 use tessera_isa::cost::{mxu_load_weights, mxu_matmul, vpu_elementwise, vpu_reduce, VpuClass};
-use tessera_isa::{MxuType, RedFunc, Target};
+use tessera_isa::{MxuType, Target};
 
 use crate::graph::{BinaryOp, Graph, Op, TensorType, UnaryOp};
 use crate::lower::attention_online::OnlineShape;
@@ -72,7 +72,7 @@ impl CostModel {
 
     /// VPU cycles of `passes` row reductions of `rows × cols`.
     fn reduce(&self, rows: u64, cols: u64, passes: u64) -> f64 {
-        (vpu_reduce(&self.target, RedFunc::Sum, rows, cols) * passes) as f64
+        (vpu_reduce(&self.target, rows, cols) * passes) as f64
     }
 
     /// MXU cycles of an `m × k` by `k × n` product: every weight tile is
@@ -81,7 +81,7 @@ impl CostModel {
         let t = &self.target;
         let (tk, tn) = (u64::from(t.mxu_k.max(1)), u64::from(t.mxu_n.max(1)));
         let tiles = k.div_ceil(tk).max(1) * n.div_ceil(tn).max(1);
-        let per_tile = mxu_load_weights(t, k.min(tk), n.min(tn)) + mxu_matmul(t, m, self.mxu).0;
+        let per_tile = mxu_load_weights(k.min(tk)) + mxu_matmul(t, m, self.mxu).0;
         (tiles * per_tile + u64::from(t.mxu_pipeline_cycles)) as f64
     }
 

@@ -202,7 +202,7 @@ impl Machine<'_> {
                         .map_err(|r| fail(self, r))?;
                 accesses = acc;
                 let b = self.mxu.cur.map_or(0, |c| 1 - c);
-                let end = start + cost::mxu_load_weights(self.target, k, n);
+                let end = start + cost::mxu_load_weights(k);
                 self.mxu.load_free = end;
                 self.mxu.buf_ready[b] = end;
                 self.mxu.cur = Some(b);

@@ -75,7 +75,7 @@ impl Machine<'_> {
                 mode,
             } => (
                 vpu::red(m, lanes, func, dst, a, shape, (dstride, astride), mode)?,
-                cost::vpu_reduce(t, func, shape.rows, shape.cols),
+                cost::vpu_reduce(t, shape.rows, shape.cols),
             ),
             Op::Cvt {
                 dst,
