@@ -21,7 +21,7 @@ use tessera_isa::cost::{mxu_load_weights, mxu_matmul, vpu_elementwise, vpu_reduc
 use tessera_isa::{MxuType, Target};
 
 use crate::graph::{BinaryOp, Graph, Op, TensorType, UnaryOp};
-use crate::lower::attention_online::OnlineShape;
+use crate::lower::attention::OnlineShape;
 
 /// The share of a kernel's DRAM time it costs even when compute dominates:
 /// DRAM bandwidth is shared by every engine's transfers, so moving fewer

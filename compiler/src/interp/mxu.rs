@@ -16,9 +16,9 @@
 //! over (input channel, kernel position) in im2col order and adds the bias
 //! afterwards, as the GEMM's epilogue does; attention follows whichever
 //! kernel the program runs for it ([`AttentionKernel`]): with whole score
-//! rows (`lower/attention.rs`), unnormalized probabilities `exp(s − max)`
+//! rows (`lower/attention/whole_row.rs`), unnormalized probabilities `exp(s − max)`
 //! rounded for P·V and the product scaled by `1 / rowsum` afterwards; with
-//! the online softmax (`lower/attention_online.rs`), block by block of
+//! the online softmax (`lower/attention/online.rs`), block by block of
 //! keys against a running maximum, as that kernel does. Attention's
 //! exponentials are the VPU's (`tessera_isa::numerics`), and its row sums
 //! follow the VPU's lane order when the target is known.
@@ -35,7 +35,7 @@ use tessera_isa::{MxuType, RedFunc, Target, UnFunc};
 
 use crate::graph::{Activation, ConvAttrs, TensorType};
 use crate::lower::attention::online_key_block;
-use crate::lower::attention_online::OnlineShape;
+use crate::lower::attention::OnlineShape;
 use crate::lower::elementwise::broadcast_strides;
 use crate::tensor::{strides, DType, Tensor};
 

@@ -20,7 +20,6 @@ use crate::tensor::{DType, Tensor};
 
 pub mod alloc;
 pub mod attention;
-pub mod attention_online;
 pub mod elementwise;
 pub mod gather;
 pub mod gemm;
@@ -29,6 +28,7 @@ pub(crate) mod ops;
 pub mod pipeline;
 pub mod plan;
 pub mod rowwise;
+pub mod template;
 pub mod views;
 
 use plan::{align, last_uses, Arena};
