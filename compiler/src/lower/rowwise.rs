@@ -8,16 +8,17 @@
 //! stream through SPM in tiles with the shared load/compute/store
 //! pipeline; scale and bias vectors are loaded once.
 
-use tessera_isa::{
-    AccMode, Bcast, BinFunc, DType as IsaType, Engine, Mem, Order, RedFunc, Target, UnFunc,
-};
+use tessera_isa::{AccMode, Bcast, BinFunc, DType as IsaType, Mem, Order, RedFunc, Target, UnFunc};
 
-use crate::kernel::{Addr, Affine, Chan, DmaDim, Ext, Kernel, Mode, Opnd, Stmt, VpuOp, VpuStmt};
+use crate::kernel::{
+    Addr, Affine, Buffer, DmaDim, Ext, Kernel, Mode, Opnd, Stmt, Var, VpuOp, VpuStmt,
+};
 use crate::runtime_io::isa_dtype;
 use crate::tensor::DType;
 
-use super::alloc::{balanced_tile, tiles, OnChip, Vars};
+use super::alloc::{tiles, OnChip, Vars};
 use super::pipeline::{build, Stream};
+use super::template::{pipelined_row_tile, resident_vectors};
 use super::LowerError;
 
 /// What a row kernel computes.
@@ -198,11 +199,54 @@ fn tile_copy(
 
 /// Builds a row kernel.
 pub fn rowwise(spec: &RowSpec, target: &Target) -> Result<Kernel, LowerError> {
+    check(spec)?;
+    let plan = row_plan(spec, target)?;
+    let mut mem = OnChip::new(target);
+    let bufs = RowBuffers::allocate(&mut mem, spec, &plan)?;
+    let kernel = RowKernel::new(spec, &plan, &bufs);
+    let mut compute = kernel.convert_in();
+    compute.extend(kernel.compute());
+    compute.extend(kernel.convert_out());
+    let mut body = resident_vectors(&kernel.resident_vectors());
+    body.extend(build(Stream {
+        outer: kernel.outer_vars.clone(),
+        inner: (kernel.vr, tiles(spec.view.rows.0, plan.tr)),
+        slot: kernel.slot,
+        loads: kernel.loads(),
+        compute,
+        stores: kernel.stores(),
+    }));
     let v = &spec.view;
-    let (rows, _) = v.rows;
-    let (cols, _) = v.cols;
-    let (in_addr, in_t) = spec.input;
-    let (out_addr, out_t) = spec.output;
+    let (rows, cols) = (v.rows.0, v.cols.0);
+    let (ies, oes) = (spec.input.1.size() as u64, spec.output.1.size() as u64);
+    let outer_n: u64 = v.outer.iter().map(|o| o.0).product();
+    let in_bytes = outer_n * rows * cols * (ies + if spec.residual.is_some() { 4 } else { 0 });
+    Ok(Kernel {
+        node: spec.node.clone(),
+        summary: format!(
+            "{}{:?} over {} x {} rows of {} (tile {} rows)",
+            if spec.residual.is_some() {
+                "residual add + "
+            } else {
+                ""
+            },
+            spec.op,
+            outer_n,
+            rows,
+            cols,
+            plan.tr
+        ),
+        buffers: mem.buffers,
+        body,
+        rotators: vec![(kernel.slot, 2)],
+        macs: 0,
+        compulsory_dram_bytes: in_bytes + outer_n * rows * plan.out_cols * oes + plan.vectors,
+    })
+}
+
+/// Refuses types and operands the row kernels do not handle.
+fn check(spec: &RowSpec) -> Result<(), LowerError> {
+    let (in_t, out_t) = (spec.input.1, spec.output.1);
     let reduce = matches!(spec.op, RowOp::Reduce(_));
     if !reduce && (in_t != DType::F32 || out_t != DType::F32) {
         return Err(LowerError::Unsupported {
@@ -217,8 +261,30 @@ pub fn rowwise(spec: &RowSpec, target: &Target) -> Result<Kernel, LowerError> {
             message: format!("internal: a residual operand for {:?}", spec.op),
         });
     }
+    Ok(())
+}
+
+/// The tiles of a row kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RowPlan {
+    /// Rows per tile.
+    tr: u64,
+    /// Values per output row (1 for a reduction).
+    out_cols: u64,
+    /// Bytes of the scale and bias vectors, loaded once.
+    vectors: u64,
+}
+
+/// As many rows per tile as SPM holds double-buffered, at most 1024.
+fn row_plan(spec: &RowSpec, target: &Target) -> Result<RowPlan, LowerError> {
+    let (rows, cols) = (spec.view.rows.0, spec.view.cols.0);
+    let (in_t, out_t) = (spec.input.1, spec.output.1);
     let (ies, oes) = (in_t.size() as u64, out_t.size() as u64);
-    let out_cols = if reduce { 1 } else { cols };
+    let out_cols = if matches!(spec.op, RowOp::Reduce(_)) {
+        1
+    } else {
+        cols
+    };
     // Per row: input (staging + f32) and output, double-buffered, plus one
     // temporary row and two per-row statistics.
     let per_row = 2 * cols * (4 + if in_t == DType::F32 { 0 } else { ies })
@@ -243,126 +309,212 @@ pub fn rowwise(spec: &RowSpec, target: &Target) -> Result<Kernel, LowerError> {
             spec.node
         )));
     }
-    // At least four tiles when there are rows enough, so that loads,
-    // compute and stores overlap.
-    let cap = if rows >= 16 {
-        cap.min(rows.div_ceil(4))
-    } else {
-        cap
-    };
-    let tr = balanced_tile(rows, cap);
-    let mut mem = OnChip::new(target);
-    let xin = mem.alloc("x", Mem::Spm, tr * cols * 4, 2)?;
-    let xstage = if in_t == DType::F32 {
-        xin.clone()
-    } else {
-        mem.alloc("x_raw", Mem::Spm, tr * cols * ies, 2)?
-    };
-    let yout = if reduce {
-        mem.alloc("y", Mem::Spm, tr * 4, 2)?
-    } else {
-        xin.clone()
-    };
-    let ystage = if out_t == DType::F32 {
-        yout.clone()
-    } else {
-        mem.alloc("y_raw", Mem::Spm, tr * out_cols * oes, 2)?
-    };
-    let rin = match spec.residual {
-        Some(_) => Some(mem.alloc("residual", Mem::Spm, tr * cols * 4, 2)?),
-        None => None,
-    };
-    let tmp = mem.alloc("tmp", Mem::Spm, tr * cols * 4, 1)?;
-    let stat = mem.alloc("stat", Mem::Spm, tr * 4, 2)?;
-    let mut vars = Vars::default();
-    let outer_vars: Vec<_> = v.outer.iter().map(|&(n, _)| (vars.fresh(), n)).collect();
-    let vr = vars.fresh();
-    let slot = vars.fresh();
-    let s = Affine::var(0, slot, 1);
-    let trx = Ext::tile(tr, rows, Affine::var(0, vr, tr as i64));
-    let colx = Ext::Const(cols);
-    let pitch = cols * 4;
+    Ok(RowPlan {
+        tr: pipelined_row_tile(rows, cap),
+        out_cols,
+        vectors,
+    })
+}
 
-    let mut prologue = Vec::new();
-    let mut vec_bufs = Vec::new();
-    for (name, addr) in match &spec.op {
-        RowOp::LayerNorm { scale, bias, .. } => {
-            let mut v = vec![("scale", *scale)];
-            if let Some(b) = bias {
-                v.push(("bias", *b));
+/// The kernel's SPM buffers; staging buffers alias the f32 ones when the
+/// data already is f32, and the output of a norm is its input, in place.
+struct RowBuffers {
+    xin: Buffer,
+    xstage: Buffer,
+    yout: Buffer,
+    ystage: Buffer,
+    rin: Option<Buffer>,
+    tmp: Buffer,
+    stat: Buffer,
+    /// Scale (and bias) vectors with their DRAM addresses.
+    vectors: Vec<(Buffer, u64)>,
+}
+
+impl RowBuffers {
+    fn allocate(
+        mem: &mut OnChip,
+        spec: &RowSpec,
+        plan: &RowPlan,
+    ) -> Result<RowBuffers, LowerError> {
+        let (tr, cols) = (plan.tr, spec.view.cols.0);
+        let (in_t, out_t) = (spec.input.1, spec.output.1);
+        let xin = mem.alloc("x", Mem::Spm, tr * cols * 4, 2)?;
+        let xstage = if in_t == DType::F32 {
+            xin.clone()
+        } else {
+            mem.alloc("x_raw", Mem::Spm, tr * cols * in_t.size() as u64, 2)?
+        };
+        let yout = if matches!(spec.op, RowOp::Reduce(_)) {
+            mem.alloc("y", Mem::Spm, tr * 4, 2)?
+        } else {
+            xin.clone()
+        };
+        let ystage = if out_t == DType::F32 {
+            yout.clone()
+        } else {
+            let bytes = tr * plan.out_cols * out_t.size() as u64;
+            mem.alloc("y_raw", Mem::Spm, bytes, 2)?
+        };
+        let rin = match spec.residual {
+            Some(_) => Some(mem.alloc("residual", Mem::Spm, tr * cols * 4, 2)?),
+            None => None,
+        };
+        let tmp = mem.alloc("tmp", Mem::Spm, tr * cols * 4, 1)?;
+        let stat = mem.alloc("stat", Mem::Spm, tr * 4, 2)?;
+        let named = match &spec.op {
+            RowOp::LayerNorm { scale, bias, .. } => {
+                let mut v = vec![("scale", *scale)];
+                if let Some(b) = bias {
+                    v.push(("bias", *b));
+                }
+                v
             }
-            v
+            RowOp::RmsNorm { scale, .. } => vec![("scale", *scale)],
+            _ => vec![],
+        };
+        let mut vectors = Vec::new();
+        for (name, addr) in named {
+            vectors.push((mem.alloc(name, Mem::Spm, cols * 4, 1)?, addr));
         }
-        RowOp::RmsNorm { scale, .. } => vec![("scale", *scale)],
-        _ => vec![],
-    } {
-        let b = mem.alloc(name, Mem::Spm, cols * 4, 1)?;
-        prologue.push(Stmt::Copy {
-            dst: b.at(&Affine::c(0), 0),
-            src: Addr::new(Mem::Dram, Affine::c(addr as i64)),
-            run: Ext::Const(cols * 4),
-            dims: vec![],
-        });
-        vec_bufs.push(b);
+        Ok(RowBuffers {
+            xin,
+            xstage,
+            yout,
+            ystage,
+            rin,
+            tmp,
+            stat,
+            vectors,
+        })
     }
-    if !vec_bufs.is_empty() {
-        prologue.push(Stmt::Signal(Chan::data(Engine::Dma, Engine::Vpu), 1));
-        prologue.push(Stmt::Wait(Chan::data(Engine::Dma, Engine::Vpu), 1));
+}
+
+/// One row kernel being built: the statements of one tile of `tr` rows
+/// (loop variable `vr`, SPM slot `slot`).
+struct RowKernel<'a> {
+    spec: &'a RowSpec,
+    plan: &'a RowPlan,
+    bufs: &'a RowBuffers,
+    outer_vars: Vec<(Var, u64)>,
+    vr: Var,
+    slot: Var,
+    /// Rows in this tile (`tr`, or fewer in the last).
+    trx: Ext,
+}
+
+impl<'a> RowKernel<'a> {
+    fn new(spec: &'a RowSpec, plan: &'a RowPlan, bufs: &'a RowBuffers) -> RowKernel<'a> {
+        let mut vars = Vars::default();
+        let v = &spec.view;
+        let outer_vars: Vec<_> = v.outer.iter().map(|&(n, _)| (vars.fresh(), n)).collect();
+        let vr = vars.fresh();
+        let slot = vars.fresh();
+        RowKernel {
+            spec,
+            plan,
+            bufs,
+            outer_vars,
+            vr,
+            slot,
+            trx: Ext::tile(plan.tr, v.rows.0, Affine::var(0, vr, plan.tr as i64)),
+        }
     }
 
-    let base = |addr: u64, es: u64, row_stride: u64| -> Affine {
+    fn s(&self) -> Affine {
+        Affine::var(0, self.slot, 1)
+    }
+
+    fn cols(&self) -> u64 {
+        self.spec.view.cols.0
+    }
+
+    /// The vectors loaded once, with their DRAM addresses and sizes.
+    fn resident_vectors(&self) -> Vec<(&Buffer, u64, u64)> {
+        let bytes = self.cols() * 4;
+        self.bufs
+            .vectors
+            .iter()
+            .map(|(b, addr)| (b, *addr, bytes))
+            .collect()
+    }
+
+    /// DRAM address of the tile's first row in a tensor with this view.
+    fn base(&self, addr: u64, es: u64) -> Affine {
+        let v = &self.spec.view;
         let mut a = Affine::c(addr as i64);
-        for (d, &(var, _)) in outer_vars.iter().enumerate() {
+        for (d, &(var, _)) in self.outer_vars.iter().enumerate() {
             a = a.plus(var, (v.outer[d].1 * es) as i64);
         }
-        a.plus(vr, (tr * row_stride * es) as i64)
-    };
-    let mut loads = vec![tile_copy(
-        true,
-        base(in_addr, ies, v.rows.1),
-        xstage.at(&s, 0),
-        v,
-        &trx,
-        ies,
-        cols * ies,
-    )];
-    if let (Some(addr), Some(r)) = (spec.residual, &rin) {
-        loads.push(tile_copy(
-            true,
-            base(addr, 4, v.rows.1),
-            r.at(&s, 0),
-            v,
-            &trx,
-            4,
-            cols * 4,
-        ));
+        a.plus(self.vr, (self.plan.tr * v.rows.1 * es) as i64)
     }
-    let mut compute = Vec::new();
-    if in_t != DType::F32 {
-        compute.push(Stmt::Vpu(VpuStmt {
+
+    /// DMA: the input tile (and the residual's).
+    fn loads(&self) -> Vec<Stmt> {
+        let (spec, b, s, cols) = (self.spec, self.bufs, self.s(), self.cols());
+        let ies = spec.input.1.size() as u64;
+        let mut loads = vec![tile_copy(
+            true,
+            self.base(spec.input.0, ies),
+            b.xstage.at(&s, 0),
+            &spec.view,
+            &self.trx,
+            ies,
+            cols * ies,
+        )];
+        if let (Some(addr), Some(r)) = (spec.residual, &b.rin) {
+            loads.push(tile_copy(
+                true,
+                self.base(addr, 4),
+                r.at(&s, 0),
+                &spec.view,
+                &self.trx,
+                4,
+                cols * 4,
+            ));
+        }
+        loads
+    }
+
+    /// VPU: the input to f32 when it is not.
+    fn convert_in(&self) -> Vec<Stmt> {
+        let (in_t, s, cols) = (self.spec.input.1, self.s(), self.cols());
+        if in_t == DType::F32 {
+            return vec![];
+        }
+        vec![Stmt::Vpu(VpuStmt {
             op: VpuOp::Cvt {
                 dtype: IsaType::F32,
-                a: xstage.at(&s, 0),
+                a: self.bufs.xstage.at(&s, 0),
                 atype: isa_dtype(in_t),
-                astride: cols * ies,
+                astride: cols * in_t.size() as u64,
             },
-            dst: xin.at(&s, 0),
-            dstride: pitch,
-            rows: trx.clone(),
-            cols: colx.clone(),
-        }));
+            dst: self.bufs.xin.at(&s, 0),
+            dstride: cols * 4,
+            rows: self.trx.clone(),
+            cols: Ext::Const(cols),
+        })]
     }
-    let x = Opnd {
-        addr: xin.at(&s, 0),
-        stride: pitch,
-        bcast: Bcast::Full,
-    };
-    let col = Opnd {
-        addr: stat.at(&s, 0),
-        stride: 4,
-        bcast: Bcast::Col,
-    };
-    let red = |func, dst: Addr, a: Opnd| {
+
+    /// The tile as an operand.
+    fn x(&self) -> Opnd {
+        Opnd {
+            addr: self.bufs.xin.at(&self.s(), 0),
+            stride: self.cols() * 4,
+            bcast: Bcast::Full,
+        }
+    }
+
+    /// The per-row statistics as a column.
+    fn stat_col(&self) -> Opnd {
+        Opnd {
+            addr: self.bufs.stat.at(&self.s(), 0),
+            stride: 4,
+            bcast: Bcast::Col,
+        }
+    }
+
+    /// A reduction of each row of `a` into `dst`.
+    fn red(&self, func: RedFunc, dst: Addr, a: Opnd) -> Stmt {
         Stmt::Vpu(VpuStmt {
             op: VpuOp::Red {
                 func,
@@ -371,240 +523,198 @@ pub fn rowwise(spec: &RowSpec, target: &Target) -> Result<Kernel, LowerError> {
             },
             dst,
             dstride: 4,
-            rows: trx.clone(),
-            cols: colx.clone(),
+            rows: self.trx.clone(),
+            cols: Ext::Const(self.cols()),
         })
-    };
-    let bin = |func, dst: Addr, a: Opnd, b: Opnd| {
+    }
+
+    /// An operation on whole tiles.
+    fn tile_op(&self, op: VpuOp, dst: Addr) -> Stmt {
         Stmt::Vpu(VpuStmt {
-            op: VpuOp::Bin { func, a, b },
+            op,
             dst,
-            dstride: pitch,
-            rows: trx.clone(),
-            cols: colx.clone(),
+            dstride: self.cols() * 4,
+            rows: self.trx.clone(),
+            cols: Ext::Const(self.cols()),
         })
-    };
-    // Per-row statistics are packed columns; the VPU handles one as a
-    // single row of `tr` lanes.
-    let col_scalar = |func, s: f32| {
+    }
+
+    fn bin(&self, func: BinFunc, dst: Addr, a: Opnd, b: Opnd) -> Stmt {
+        self.tile_op(VpuOp::Bin { func, a, b }, dst)
+    }
+
+    /// An operation on a packed column of per-row values in `buf` (the VPU
+    /// handles one as a single row of `tr` lanes), in place.
+    fn on_col(&self, buf: &Buffer, op: impl FnOnce(Opnd) -> VpuOp) -> Stmt {
+        let tr = self.plan.tr;
+        let at = buf.at(&self.s(), 0);
         Stmt::Vpu(VpuStmt {
-            op: VpuOp::BinS {
-                func,
-                a: Opnd {
-                    addr: stat.at(&Affine::var(0, slot, 1), 0),
-                    stride: tr * 4,
-                    bcast: Bcast::Full,
-                },
-                scalar: s,
-                order: Order::As,
-            },
-            dst: stat.at(&Affine::var(0, slot, 1), 0),
+            op: op(Opnd {
+                addr: at.clone(),
+                stride: tr * 4,
+                bcast: Bcast::Full,
+            }),
+            dst: at,
             dstride: tr * 4,
             rows: Ext::Const(1),
-            cols: trx.clone(),
+            cols: self.trx.clone(),
         })
-    };
-    let col_unary = |func| {
-        Stmt::Vpu(VpuStmt {
-            op: VpuOp::Un {
-                func,
-                a: Opnd {
-                    addr: stat.at(&Affine::var(0, slot, 1), 0),
-                    stride: tr * 4,
-                    bcast: Bcast::Full,
-                },
-            },
-            dst: stat.at(&Affine::var(0, slot, 1), 0),
-            dstride: tr * 4,
-            rows: Ext::Const(1),
-            cols: trx.clone(),
+    }
+
+    fn col_scalar(&self, func: BinFunc, scalar: f32) -> Stmt {
+        self.on_col(&self.bufs.stat, |a| VpuOp::BinS {
+            func,
+            a,
+            scalar,
+            order: Order::As,
         })
-    };
-    if let Some(r) = &rin {
-        let r = Opnd {
-            addr: r.at(&s, 0),
-            stride: pitch,
+    }
+
+    fn col_unary(&self, func: UnFunc) -> Stmt {
+        self.on_col(&self.bufs.stat, |a| VpuOp::Un { func, a })
+    }
+
+    /// A vector loaded once, broadcast down the rows.
+    fn vector_row(&self, i: usize) -> Opnd {
+        Opnd {
+            addr: self.bufs.vectors[i].0.at(&Affine::c(0), 0),
+            stride: 0,
+            bcast: Bcast::Row,
+        }
+    }
+
+    /// VPU: the residual added, then the row operation in f32.
+    fn compute(&self) -> Vec<Stmt> {
+        let (b, s) = (self.bufs, self.s());
+        let (x, col, xin) = (self.x(), self.stat_col(), b.xin.at(&s, 0));
+        let stat = b.stat.at(&s, 0);
+        let tmp = b.tmp.at(&Affine::c(0), 0);
+        let tmp_full = Opnd {
+            addr: tmp.clone(),
+            stride: self.cols() * 4,
             bcast: Bcast::Full,
         };
-        compute.push(bin(BinFunc::Add, xin.at(&s, 0), x.clone(), r));
-    }
-    let inv_n = 1.0 / cols as f32;
-    let tmp_full = Opnd {
-        addr: tmp.at(&Affine::c(0), 0),
-        stride: pitch,
-        bcast: Bcast::Full,
-    };
-    match &spec.op {
-        RowOp::Softmax => {
-            compute.push(red(RedFunc::Max, stat.at(&s, 0), x.clone()));
-            compute.push(bin(BinFunc::Sub, xin.at(&s, 0), x.clone(), col.clone()));
-            compute.push(Stmt::Vpu(VpuStmt {
-                op: VpuOp::Un {
-                    func: UnFunc::Exp,
-                    a: x.clone(),
-                },
-                dst: xin.at(&s, 0),
-                dstride: pitch,
-                rows: trx.clone(),
-                cols: colx.clone(),
-            }));
-            compute.push(red(RedFunc::Sum, stat.at(&s, 0), x.clone()));
-            compute.push(bin(BinFunc::Div, xin.at(&s, 0), x.clone(), col.clone()));
-        }
-        RowOp::LayerNorm { epsilon, bias, .. } => {
-            compute.push(red(RedFunc::Sum, stat.at(&s, 0), x.clone()));
-            compute.push(col_scalar(BinFunc::Mul, inv_n));
-            compute.push(bin(BinFunc::Sub, xin.at(&s, 0), x.clone(), col.clone()));
-            compute.push(bin(
-                BinFunc::Mul,
-                tmp.at(&Affine::c(0), 0),
-                x.clone(),
-                x.clone(),
-            ));
-            compute.push(red(RedFunc::Sum, stat.at(&s, 0), tmp_full.clone()));
-            compute.push(col_scalar(BinFunc::Mul, inv_n));
-            compute.push(col_scalar(BinFunc::Add, *epsilon));
-            compute.push(col_unary(UnFunc::Rsqrt));
-            compute.push(bin(BinFunc::Mul, xin.at(&s, 0), x.clone(), col.clone()));
-            let row = |b: &crate::kernel::Buffer| Opnd {
-                addr: b.at(&Affine::c(0), 0),
-                stride: 0,
-                bcast: Bcast::Row,
+        let inv_n = 1.0 / self.cols() as f32;
+        let mut compute = Vec::new();
+        if let Some(r) = &b.rin {
+            let r = Opnd {
+                addr: r.at(&s, 0),
+                stride: self.cols() * 4,
+                bcast: Bcast::Full,
             };
-            compute.push(bin(
-                BinFunc::Mul,
-                xin.at(&s, 0),
-                x.clone(),
-                row(&vec_bufs[0]),
-            ));
-            if bias.is_some() {
-                compute.push(bin(
-                    BinFunc::Add,
-                    xin.at(&s, 0),
-                    x.clone(),
-                    row(&vec_bufs[1]),
+            compute.push(self.bin(BinFunc::Add, xin.clone(), x.clone(), r));
+        }
+        match &self.spec.op {
+            RowOp::Softmax => {
+                compute.push(self.red(RedFunc::Max, stat.clone(), x.clone()));
+                compute.push(self.bin(BinFunc::Sub, xin.clone(), x.clone(), col.clone()));
+                compute.push(self.tile_op(
+                    VpuOp::Un {
+                        func: UnFunc::Exp,
+                        a: x.clone(),
+                    },
+                    xin.clone(),
                 ));
+                compute.push(self.red(RedFunc::Sum, stat, x.clone()));
+                compute.push(self.bin(BinFunc::Div, xin, x, col));
             }
-        }
-        RowOp::RmsNorm { epsilon, .. } => {
-            compute.push(bin(
-                BinFunc::Mul,
-                tmp.at(&Affine::c(0), 0),
-                x.clone(),
-                x.clone(),
-            ));
-            compute.push(red(RedFunc::Sum, stat.at(&s, 0), tmp_full));
-            compute.push(col_scalar(BinFunc::Mul, inv_n));
-            compute.push(col_scalar(BinFunc::Add, *epsilon));
-            compute.push(col_unary(UnFunc::Rsqrt));
-            compute.push(bin(BinFunc::Mul, xin.at(&s, 0), x.clone(), col.clone()));
-            let row = Opnd {
-                addr: vec_bufs[0].at(&Affine::c(0), 0),
-                stride: 0,
-                bcast: Bcast::Row,
-            };
-            compute.push(bin(BinFunc::Mul, xin.at(&s, 0), x.clone(), row));
-        }
-        RowOp::Reduce(f) => {
-            let func = match f {
-                ReduceFn::Sum | ReduceFn::Mean => RedFunc::Sum,
-                ReduceFn::Max => RedFunc::Max,
-            };
-            compute.push(red(func, yout.at(&s, 0), x.clone()));
-            if *f == ReduceFn::Mean {
-                compute.push(Stmt::Vpu(VpuStmt {
-                    op: VpuOp::BinS {
+            RowOp::LayerNorm { epsilon, bias, .. } => {
+                compute.push(self.red(RedFunc::Sum, stat.clone(), x.clone()));
+                compute.push(self.col_scalar(BinFunc::Mul, inv_n));
+                compute.push(self.bin(BinFunc::Sub, xin.clone(), x.clone(), col.clone()));
+                compute.push(self.bin(BinFunc::Mul, tmp, x.clone(), x.clone()));
+                compute.push(self.red(RedFunc::Sum, stat, tmp_full));
+                compute.push(self.col_scalar(BinFunc::Mul, inv_n));
+                compute.push(self.col_scalar(BinFunc::Add, *epsilon));
+                compute.push(self.col_unary(UnFunc::Rsqrt));
+                compute.push(self.bin(BinFunc::Mul, xin.clone(), x.clone(), col));
+                compute.push(self.bin(BinFunc::Mul, xin.clone(), x.clone(), self.vector_row(0)));
+                if bias.is_some() {
+                    compute.push(self.bin(BinFunc::Add, xin, x, self.vector_row(1)));
+                }
+            }
+            RowOp::RmsNorm { epsilon, .. } => {
+                compute.push(self.bin(BinFunc::Mul, tmp, x.clone(), x.clone()));
+                compute.push(self.red(RedFunc::Sum, stat, tmp_full));
+                compute.push(self.col_scalar(BinFunc::Mul, inv_n));
+                compute.push(self.col_scalar(BinFunc::Add, *epsilon));
+                compute.push(self.col_unary(UnFunc::Rsqrt));
+                compute.push(self.bin(BinFunc::Mul, xin.clone(), x.clone(), col));
+                compute.push(self.bin(BinFunc::Mul, xin, x, self.vector_row(0)));
+            }
+            RowOp::Reduce(f) => {
+                let func = match f {
+                    ReduceFn::Sum | ReduceFn::Mean => RedFunc::Sum,
+                    ReduceFn::Max => RedFunc::Max,
+                };
+                compute.push(self.red(func, b.yout.at(&s, 0), x));
+                if *f == ReduceFn::Mean {
+                    compute.push(self.on_col(&b.yout, |a| VpuOp::BinS {
                         func: BinFunc::Mul,
-                        a: Opnd {
-                            addr: yout.at(&s, 0),
-                            stride: tr * 4,
-                            bcast: Bcast::Full,
-                        },
+                        a,
                         scalar: inv_n,
                         order: Order::As,
-                    },
-                    dst: yout.at(&s, 0),
-                    dstride: tr * 4,
-                    rows: Ext::Const(1),
-                    cols: trx.clone(),
-                }));
+                    }));
+                }
             }
         }
+        compute
     }
-    let out_pitch = out_cols * 4;
-    if out_t != DType::F32 {
-        compute.push(Stmt::Vpu(VpuStmt {
+
+    /// VPU: the result to the output type when it is not f32.
+    fn convert_out(&self) -> Vec<Stmt> {
+        let (out_t, s, out_cols) = (self.spec.output.1, self.s(), self.plan.out_cols);
+        if out_t == DType::F32 {
+            return vec![];
+        }
+        vec![Stmt::Vpu(VpuStmt {
             op: VpuOp::Cvt {
                 dtype: isa_dtype(out_t),
-                a: yout.at(&s, 0),
+                a: self.bufs.yout.at(&s, 0),
                 atype: IsaType::F32,
-                astride: out_pitch,
+                astride: out_cols * 4,
             },
-            dst: ystage.at(&s, 0),
-            dstride: out_cols * oes,
-            rows: trx.clone(),
+            dst: self.bufs.ystage.at(&s, 0),
+            dstride: out_cols * out_t.size() as u64,
+            rows: self.trx.clone(),
             cols: Ext::Const(out_cols),
-        }));
+        })]
     }
-    let stores = if reduce {
-        // One value per row, dense in outer × rows order.
+
+    /// DMA: the result tile; a reduction's one value per row, dense in
+    /// outer × rows order.
+    fn stores(&self) -> Vec<Stmt> {
+        let (spec, s) = (self.spec, self.s());
+        let v = &spec.view;
+        let (out_addr, out_t) = spec.output;
+        let oes = out_t.size() as u64;
+        if !matches!(spec.op, RowOp::Reduce(_)) {
+            return vec![tile_copy(
+                false,
+                self.base(out_addr, oes),
+                self.bufs.ystage.at(&s, 0),
+                v,
+                &self.trx,
+                oes,
+                self.cols() * oes,
+            )];
+        }
         let mut dst = Affine::c(out_addr as i64);
         let mut stride = 1u64;
         let mut strides = vec![0u64; v.outer.len()];
         for d in (0..v.outer.len()).rev() {
-            strides[d] = stride * rows;
+            strides[d] = stride * v.rows.0;
             stride *= v.outer[d].0;
         }
-        for (d, &(var, _)) in outer_vars.iter().enumerate() {
+        for (d, &(var, _)) in self.outer_vars.iter().enumerate() {
             dst = dst.plus(var, (strides[d] * oes) as i64);
         }
-        dst = dst.plus(vr, (tr * oes) as i64);
+        dst = dst.plus(self.vr, (self.plan.tr * oes) as i64);
         vec![Stmt::Copy {
             dst: Addr::new(Mem::Dram, dst),
-            src: ystage.at(&s, 0),
-            run: trx.clone().scaled(oes),
+            src: self.bufs.ystage.at(&s, 0),
+            run: self.trx.clone().scaled(oes),
             dims: vec![],
         }]
-    } else {
-        vec![tile_copy(
-            false,
-            base(out_addr, oes, v.rows.1),
-            ystage.at(&s, 0),
-            v,
-            &trx,
-            oes,
-            cols * oes,
-        )]
-    };
-    let mut body = prologue;
-    body.extend(build(Stream {
-        outer: outer_vars,
-        inner: (vr, tiles(rows, tr)),
-        slot,
-        loads,
-        compute,
-        stores,
-    }));
-    let outer_n: u64 = v.outer.iter().map(|o| o.0).product();
-    let in_bytes = outer_n * rows * cols * (ies + if spec.residual.is_some() { 4 } else { 0 });
-    Ok(Kernel {
-        node: spec.node.clone(),
-        summary: format!(
-            "{}{:?} over {} x {} rows of {} (tile {tr} rows)",
-            if spec.residual.is_some() {
-                "residual add + "
-            } else {
-                ""
-            },
-            spec.op,
-            outer_n,
-            rows,
-            cols
-        ),
-        buffers: mem.buffers,
-        body,
-        rotators: vec![(slot, 2)],
-        macs: 0,
-        compulsory_dram_bytes: in_bytes + outer_n * rows * out_cols * oes + vectors,
-    })
+    }
 }
