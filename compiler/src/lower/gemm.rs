@@ -28,11 +28,14 @@
 use tessera_isa::{Bcast, BinFunc, Engine, Mem, MxuType, Target, Trans, UnFunc};
 
 use crate::kernel::{
-    Addr, Affine, Chan, Cmp, DmaDim, Ext, Kernel, Mode, Opnd, Stmt, VpuOp, VpuStmt,
+    Addr, Affine, Buffer, Chan, Cmp, DmaDim, Ext, Kernel, Mode, Opnd, Stmt, Var, VpuOp, VpuStmt,
 };
 
 use super::alloc::{balanced_tile, tiles, OnChip, Vars};
+use super::template::{credited, resident_vectors};
 use super::LowerError;
+
+use Engine::{Dma, Mxu, Vpu};
 
 /// A matrix in DRAM: first element, bytes between rows, bytes between
 /// batch entries (0 when shared by the whole batch).
@@ -138,327 +141,20 @@ pub fn choose_tiles(spec: &GemmSpec, target: &Target) -> Result<GemmTiles, Lower
 
 /// Builds the GEMM kernel.
 pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
-    use Engine::{Dma, Mxu, Vpu};
     let t = choose_tiles(spec, target)?;
+    let mut mem = OnChip::new(target);
+    let bufs = GemmBuffers::allocate(&mut mem, spec, &t)?;
+    let kernel = GemmKernel::new(spec, &t, &bufs);
+    let body = kernel.body();
     let (m, k, n) = (spec.m, spec.k, spec.n);
     let e = spec.mxu.dtype().size();
-    let convert = spec.mxu != MxuType::F32;
-    let mut mem = OnChip::new(target);
-    let abuf = mem.alloc("a", Mem::Spm, t.tm * k * e, 1)?;
-    let bbuf = mem.alloc("b", Mem::Spm, t.tk * t.tn * e, t.b_slots)?;
-    let obuf = mem.alloc("out", Mem::Spm, t.tm * t.tn * 4, 2)?;
-    let stage = if convert {
-        Some(mem.alloc("a_stage", Mem::Spm, t.tm * t.kch * 4, 2)?)
-    } else {
-        None
-    };
-    let bias_buf = match spec.bias {
-        Some(_) => Some(mem.alloc("bias", Mem::Spm, n * 4, 1)?),
-        None => None,
-    };
-    let acc = mem.alloc("acc", Mem::Acc, t.tm * t.tn * 4, 2)?;
-
-    let mut vars = Vars::default();
-    let (vb, vm, vc, vn, vk) = (
-        vars.fresh(),
-        vars.fresh(),
-        vars.fresh(),
-        vars.fresh(),
-        vars.fresh(),
-    );
-    let (rot_a, rot_b, rot_t) = (vars.fresh(), vars.fresh(), vars.fresh());
-    let mb = tiles(m, t.tm);
-    let kc = tiles(k, t.kch);
-    let nt = tiles(n, t.tn);
-    let kt = tiles(k, t.tk);
-
-    let row0 = Affine::var(0, vm, t.tm as i64);
-    let tm = Ext::tile(t.tm, m, row0.clone());
-    let a_batch = Affine::var(spec.a.addr as i64, vb, spec.a.batch_stride as i64)
-        .plus_affine(&Affine::var(0, vm, (t.tm * spec.a.row_stride) as i64));
-    let b_batch = Affine::var(spec.b.addr as i64, vb, spec.b.batch_stride as i64);
-    let c_batch = Affine::var(spec.out.addr as i64, vb, spec.out.batch_stride as i64)
-        .plus_affine(&Affine::var(0, vm, (t.tm * spec.out.row_stride) as i64));
-    let data = |from, to| Chan::data(from, to);
-    let credit = |from, to| Chan::credit(from, to);
-
-    let mut prologue = Vec::new();
-    if let (Some(bias_addr), Some(bb)) = (spec.bias, &bias_buf) {
-        prologue.push(Stmt::Copy {
-            dst: bb.at(&Affine::c(0), 0),
-            src: Addr::new(Mem::Dram, Affine::c(bias_addr as i64)),
-            run: Ext::Const(n * 4),
-            dims: vec![],
-        });
-        prologue.push(Stmt::Signal(data(Dma, Vpu), 1));
-        prologue.push(Stmt::Wait(data(Dma, Vpu), 1));
-    }
-    prologue.push(Stmt::Signal(credit(Mxu, Dma), t.b_slots as u16));
-    prologue.push(Stmt::Signal(credit(Vpu, Mxu), 2));
-    prologue.push(Stmt::Signal(credit(Dma, Vpu), 2));
-    let a_free = if convert {
-        credit(Mxu, Vpu)
-    } else {
-        data(Mxu, Dma)
-    };
-    prologue.push(Stmt::Signal(a_free, 1));
-    if convert {
-        prologue.push(Stmt::Signal(credit(Vpu, Dma), 2));
-    }
-
-    // ---- the A block ------------------------------------------------------
-    let mut a_load = vec![Stmt::Note(
-        "A block: rows of A, resident for every output column tile".into(),
-    )];
-    if let Some(stage) = &stage {
-        a_load.push(Stmt::Wait(a_free, 1));
-        let col0 = Affine::var(0, vc, t.kch as i64);
-        let cols = Ext::tile(t.kch, k, col0.clone());
-        a_load.push(Stmt::For {
-            var: vc,
-            count: kc,
-            body: vec![
-                Stmt::Wait(credit(Vpu, Dma), 1),
-                Stmt::Copy {
-                    dst: stage.at(&Affine::var(0, rot_a, 1), 0),
-                    src: Addr::new(Mem::Dram, a_batch.clone().plus(vc, (t.kch * 4) as i64)),
-                    run: cols.clone().scaled(4),
-                    dims: vec![DmaDim {
-                        count: tm.clone(),
-                        sstride: spec.a.row_stride as i64,
-                        dstride: (t.kch * 4) as i64,
-                    }],
-                },
-                Stmt::Signal(data(Dma, Vpu), 1),
-                Stmt::Wait(data(Dma, Vpu), 1),
-                Stmt::Vpu(VpuStmt {
-                    op: VpuOp::Cvt {
-                        dtype: spec.mxu.dtype(),
-                        a: stage.at(&Affine::var(0, rot_a, 1), 0),
-                        atype: tessera_isa::DType::F32,
-                        astride: t.kch * 4,
-                    },
-                    dst: Addr::new(
-                        Mem::Spm,
-                        Affine::var(abuf.offset as i64, vc, (t.kch * e) as i64),
-                    ),
-                    dstride: k * e,
-                    rows: tm.clone(),
-                    cols,
-                }),
-                Stmt::Signal(credit(Vpu, Dma), 1),
-                Stmt::Advance(rot_a),
-            ],
-        });
-        a_load.push(Stmt::Signal(data(Vpu, Mxu), 1));
-        a_load.push(Stmt::Wait(data(Vpu, Mxu), 1));
-    } else {
-        a_load.push(Stmt::Wait(a_free, 1));
-        a_load.push(Stmt::Copy {
-            dst: abuf.at(&Affine::c(0), 0),
-            src: Addr::new(Mem::Dram, a_batch.clone()),
-            run: Ext::Const(k * 4),
-            dims: vec![DmaDim {
-                count: tm.clone(),
-                sstride: spec.a.row_stride as i64,
-                dstride: (k * 4) as i64,
-            }],
-        });
-        a_load.push(Stmt::Signal(data(Dma, Mxu), 1));
-        a_load.push(Stmt::Wait(data(Dma, Mxu), 1));
-    }
-
-    // ---- one weight tile ----------------------------------------------------
-    let col0 = Affine::var(0, vn, t.tn as i64);
-    let tn = Ext::tile(t.tn, n, col0.clone());
-    let k0 = Affine::var(0, vk, t.tk as i64);
-    let tk = Ext::tile(t.tk, k, k0.clone());
-    let bslot = Affine::var(0, rot_b, 1);
-    let (b_src, b_run, b_rows, trans) = if spec.b_trans {
-        // B stored [N, K]: tn rows of tk elements.
-        let at = b_batch
-            .clone()
-            .plus(vn, (t.tn * spec.b.row_stride) as i64)
-            .plus(vk, (t.tk * e) as i64);
-        (at, tk.clone().scaled(e), tn.clone(), Trans::T)
-    } else {
-        let at = b_batch
-            .clone()
-            .plus(vk, (t.tk * spec.b.row_stride) as i64)
-            .plus(vn, (t.tn * e) as i64);
-        (at, tn.clone().scaled(e), tk.clone(), Trans::N)
-    };
-    let slot_stride = if spec.b_trans { t.tk * e } else { t.tn * e };
-    let k_step = vec![
-        Stmt::Wait(credit(Mxu, Dma), 1),
-        Stmt::Copy {
-            dst: bbuf.at(&bslot, 0),
-            src: Addr::new(Mem::Dram, b_src),
-            run: b_run,
-            dims: vec![DmaDim {
-                count: b_rows,
-                sstride: spec.b.row_stride as i64,
-                dstride: slot_stride as i64,
-            }],
-        },
-        Stmt::Signal(data(Dma, Mxu), 1),
-        Stmt::Wait(data(Dma, Mxu), 1),
-        Stmt::LoadW {
-            src: bbuf.at(&bslot, 0).at,
-            k: tk.clone(),
-            n: tn.clone(),
-            stride: slot_stride,
-            dtype: spec.mxu,
-            trans,
-        },
-        Stmt::Matmul {
-            dst: acc.at(&Affine::var(0, rot_t, 1), 0).at,
-            a: Affine::var(abuf.offset as i64, vk, (t.tk * e) as i64),
-            m: tm.clone(),
-            astride: k * e,
-            dstride: t.tn * 4,
-            mode: Mode::AccAfterFirst(vk),
-        },
-        Stmt::Signal(credit(Mxu, Dma), 1),
-        Stmt::Advance(rot_b),
-    ];
-
-    // ---- epilogue of one output tile -----------------------------------------
-    let slot = Affine::var(0, rot_t, 1);
-    let acc_tile = Opnd {
-        addr: acc.at(&slot, 0),
-        stride: t.tn * 4,
-        bcast: Bcast::Full,
-    };
-    let out_tile = obuf.at(&slot, 0);
-    let mut epilogue = vec![
-        Stmt::Signal(data(Mxu, Vpu), 1),
-        Stmt::Wait(data(Mxu, Vpu), 1),
-        Stmt::Wait(credit(Dma, Vpu), 1),
-    ];
-    let mut src = acc_tile.clone();
-    if let Some(bb) = &bias_buf {
-        epilogue.push(Stmt::Vpu(VpuStmt {
-            op: VpuOp::Bin {
-                func: BinFunc::Add,
-                a: acc_tile.clone(),
-                b: Opnd {
-                    addr: Addr::new(
-                        Mem::Spm,
-                        Affine::var(bb.offset as i64, vn, (t.tn * 4) as i64),
-                    ),
-                    stride: 0,
-                    bcast: Bcast::Row,
-                },
-            },
-            dst: out_tile.clone(),
-            dstride: t.tn * 4,
-            rows: tm.clone(),
-            cols: tn.clone(),
-        }));
-        src = Opnd {
-            addr: out_tile.clone(),
-            stride: t.tn * 4,
-            bcast: Bcast::Full,
-        };
-    }
-    let func = spec.act.unwrap_or(UnFunc::Mov);
-    if spec.act.is_some() || bias_buf.is_none() {
-        epilogue.push(Stmt::Vpu(VpuStmt {
-            op: VpuOp::Un { func, a: src },
-            dst: out_tile.clone(),
-            dstride: t.tn * 4,
-            rows: tm.clone(),
-            cols: tn.clone(),
-        }));
-    }
-    epilogue.push(Stmt::Signal(credit(Vpu, Mxu), 1));
-    epilogue.push(Stmt::Signal(data(Vpu, Dma), 1));
-
-    // Store the tile of column block `col` from output slot `slot`.
-    let store = |col: Affine, slot: Affine| {
-        let cols = Ext::tile(t.tn, n, col.clone());
-        let dst = c_batch.clone().plus_affine(&Affine {
-            constant: col.constant * 4,
-            terms: col.terms.iter().map(|&(v, c)| (v, c * 4)).collect(),
-        });
-        vec![
-            Stmt::Wait(data(Vpu, Dma), 1),
-            Stmt::Copy {
-                dst: Addr::new(Mem::Dram, dst),
-                src: obuf.at(&slot, 0),
-                run: cols.scaled(4),
-                dims: vec![DmaDim {
-                    count: tm.clone(),
-                    sstride: (t.tn * 4) as i64,
-                    dstride: spec.out.row_stride as i64,
-                }],
-            },
-            Stmt::Signal(credit(Dma, Vpu), 1),
-        ]
-    };
-    // Inside the n loop, before advancing: the previous tile is in slot 1 - rot_t.
-    let previous = store(
-        Affine::var(-(t.tn as i64), vn, t.tn as i64),
-        Affine::var(1, rot_t, -1),
-    );
-    // After the loop (rot_t advanced once more): the last tile, in slot 1 - rot_t.
-    let last = store(
-        Affine::c(((nt - 1) * t.tn) as i64),
-        Affine::var(1, rot_t, -1),
-    );
-
-    let mut n_body = vec![
-        Stmt::Wait(credit(Vpu, Mxu), 1),
-        Stmt::For {
-            var: vk,
-            count: kt,
-            body: k_step,
-        },
-    ];
-    n_body.extend(epilogue);
-    n_body.push(Stmt::If {
-        lhs: Affine::var(0, vn, 1),
-        cmp: Cmp::Ge,
-        value: 1,
-        body: previous,
-    });
-    n_body.push(Stmt::Advance(rot_t));
-
-    let mut m_body = a_load;
-    m_body.push(Stmt::For {
-        var: vn,
-        count: nt,
-        body: n_body,
-    });
-    m_body.extend(last);
-    m_body.push(Stmt::Signal(a_free, 1));
-
-    let mut body = prologue;
-    body.push(Stmt::For {
-        var: vb,
-        count: spec.batch.max(1),
-        body: vec![Stmt::For {
-            var: vm,
-            count: mb,
-            body: m_body,
-        }],
-    });
-    // Drain the credits.
-    body.push(Stmt::Wait(credit(Mxu, Dma), t.b_slots as u16));
-    body.push(Stmt::Wait(credit(Vpu, Mxu), 2));
-    body.push(Stmt::Wait(credit(Dma, Vpu), 2));
-    body.push(Stmt::Wait(a_free, 1));
-    if convert {
-        body.push(Stmt::Wait(credit(Vpu, Dma), 2));
-    }
-
     let batch = spec.batch.max(1);
     let b_bytes = if spec.b.batch_stride == 0 {
         k * n * e
     } else {
         batch * k * n * e
     };
+    let l = &kernel.loops;
     Ok(Kernel {
         node: spec.node.clone(),
         summary: format!(
@@ -482,11 +178,411 @@ pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
         ),
         buffers: mem.buffers,
         body,
-        rotators: vec![(rot_a, 2), (rot_b, t.b_slots), (rot_t, 2)],
+        rotators: vec![(l.stage_slot, 2), (l.b_slot, t.b_slots), (l.out_slot, 2)],
         macs: batch * m * k * n,
         compulsory_dram_bytes: batch * m * k * 4
             + b_bytes
             + batch * m * n * 4
             + spec.bias.map_or(0, |_| n * 4),
     })
+}
+
+/// The GEMM's SPM and ACC buffers.
+struct GemmBuffers {
+    /// The resident A block, in the MXU's type.
+    abuf: Buffer,
+    /// Weight tiles.
+    bbuf: Buffer,
+    /// Output tiles.
+    obuf: Buffer,
+    /// f32 chunks of A before conversion (none in f32 mode).
+    stage: Option<Buffer>,
+    bias: Option<Buffer>,
+    acc: Buffer,
+}
+
+impl GemmBuffers {
+    fn allocate(
+        mem: &mut OnChip,
+        spec: &GemmSpec,
+        t: &GemmTiles,
+    ) -> Result<GemmBuffers, LowerError> {
+        let e = spec.mxu.dtype().size();
+        let abuf = mem.alloc("a", Mem::Spm, t.tm * spec.k * e, 1)?;
+        let bbuf = mem.alloc("b", Mem::Spm, t.tk * t.tn * e, t.b_slots)?;
+        let obuf = mem.alloc("out", Mem::Spm, t.tm * t.tn * 4, 2)?;
+        let stage = if spec.mxu != MxuType::F32 {
+            Some(mem.alloc("a_stage", Mem::Spm, t.tm * t.kch * 4, 2)?)
+        } else {
+            None
+        };
+        let bias = match spec.bias {
+            Some(_) => Some(mem.alloc("bias", Mem::Spm, spec.n * 4, 1)?),
+            None => None,
+        };
+        Ok(GemmBuffers {
+            abuf,
+            bbuf,
+            obuf,
+            stage,
+            bias,
+            acc: mem.alloc("acc", Mem::Acc, t.tm * t.tn * 4, 2)?,
+        })
+    }
+}
+
+/// Loop variables and rotators.
+struct GemmLoops {
+    batch: Var,
+    /// Blocks of A rows.
+    row_block: Var,
+    /// Staging chunks of A columns.
+    a_chunk: Var,
+    /// Output column tiles.
+    col_tile: Var,
+    /// Weight tiles along K.
+    k_tile: Var,
+    /// Rotators: staging slot, weight slot, ACC/output slot.
+    stage_slot: Var,
+    b_slot: Var,
+    out_slot: Var,
+}
+
+/// One GEMM kernel being built.
+struct GemmKernel<'a> {
+    spec: &'a GemmSpec,
+    t: &'a GemmTiles,
+    bufs: &'a GemmBuffers,
+    loops: GemmLoops,
+    /// Bytes per MXU input element.
+    e: u64,
+    /// Rows in this A block (`tm`, or fewer in the last).
+    tm: Ext,
+    /// The channel saying the A block may be overwritten: a credit from
+    /// the VPU's converter, or (f32 mode) the MXU telling the DMA.
+    a_free: Chan,
+}
+
+impl<'a> GemmKernel<'a> {
+    fn new(spec: &'a GemmSpec, t: &'a GemmTiles, bufs: &'a GemmBuffers) -> GemmKernel<'a> {
+        let mut vars = Vars::default();
+        let [batch, row_block, a_chunk, col_tile, k_tile, stage_slot, b_slot, out_slot] =
+            [(); 8].map(|()| vars.fresh());
+        GemmKernel {
+            spec,
+            t,
+            bufs,
+            e: spec.mxu.dtype().size(),
+            tm: Ext::tile(t.tm, spec.m, Affine::var(0, row_block, t.tm as i64)),
+            a_free: if bufs.stage.is_some() {
+                Chan::credit(Mxu, Vpu)
+            } else {
+                Chan::data(Mxu, Dma)
+            },
+            loops: GemmLoops {
+                batch,
+                row_block,
+                a_chunk,
+                col_tile,
+                k_tile,
+                stage_slot,
+                b_slot,
+                out_slot,
+            },
+        }
+    }
+
+    /// The bias loaded once, then the loops over batch entries and row
+    /// blocks between the credit lanes' setup and drain.
+    fn body(&self) -> Vec<Stmt> {
+        let (spec, t, l) = (self.spec, self.t, &self.loops);
+        let mut credits = vec![
+            (Chan::credit(Mxu, Dma), t.b_slots as u16),
+            (Chan::credit(Vpu, Mxu), 2),
+            (Chan::credit(Dma, Vpu), 2),
+            (self.a_free, 1),
+        ];
+        if self.bufs.stage.is_some() {
+            credits.push((Chan::credit(Vpu, Dma), 2));
+        }
+        let mut m_body = self.a_block();
+        m_body.push(Stmt::For {
+            var: l.col_tile,
+            count: tiles(spec.n, t.tn),
+            body: self.column_tile(),
+        });
+        // After the loop (out_slot advanced once more): the last tile, in
+        // slot 1 - out_slot.
+        m_body.extend(self.store(
+            Affine::c(((tiles(spec.n, t.tn) - 1) * t.tn) as i64),
+            Affine::var(1, l.out_slot, -1),
+        ));
+        m_body.push(Stmt::Signal(self.a_free, 1));
+        let bias: Vec<_> = match (spec.bias, &self.bufs.bias) {
+            (Some(addr), Some(buf)) => vec![(buf, addr, spec.n * 4)],
+            _ => vec![],
+        };
+        let mut body = resident_vectors(&bias);
+        body.extend(credited(
+            &credits,
+            vec![Stmt::For {
+                var: l.batch,
+                count: spec.batch.max(1),
+                body: vec![Stmt::For {
+                    var: l.row_block,
+                    count: tiles(spec.m, t.tm),
+                    body: m_body,
+                }],
+            }],
+        ));
+        body
+    }
+
+    /// The A block: rows of A, resident for every output column tile;
+    /// converted chunk by chunk through staging unless the MXU takes f32.
+    fn a_block(&self) -> Vec<Stmt> {
+        let (spec, t, l, b) = (self.spec, self.t, &self.loops, self.bufs);
+        let (k, e) = (spec.k, self.e);
+        let a_batch =
+            Affine::var(spec.a.addr as i64, l.batch, spec.a.batch_stride as i64).plus_affine(
+                &Affine::var(0, l.row_block, (t.tm * spec.a.row_stride) as i64),
+            );
+        let mut a_load = vec![Stmt::Note(
+            "A block: rows of A, resident for every output column tile".into(),
+        )];
+        a_load.push(Stmt::Wait(self.a_free, 1));
+        let Some(stage) = &b.stage else {
+            a_load.push(Stmt::Copy {
+                dst: b.abuf.at(&Affine::c(0), 0),
+                src: Addr::new(Mem::Dram, a_batch),
+                run: Ext::Const(k * 4),
+                dims: vec![DmaDim {
+                    count: self.tm.clone(),
+                    sstride: spec.a.row_stride as i64,
+                    dstride: (k * 4) as i64,
+                }],
+            });
+            a_load.push(Stmt::Signal(Chan::data(Dma, Mxu), 1));
+            a_load.push(Stmt::Wait(Chan::data(Dma, Mxu), 1));
+            return a_load;
+        };
+        let vc = l.a_chunk;
+        let cols = Ext::tile(t.kch, k, Affine::var(0, vc, t.kch as i64));
+        let slot = Affine::var(0, l.stage_slot, 1);
+        a_load.push(Stmt::For {
+            var: vc,
+            count: tiles(k, t.kch),
+            body: vec![
+                Stmt::Wait(Chan::credit(Vpu, Dma), 1),
+                Stmt::Copy {
+                    dst: stage.at(&slot, 0),
+                    src: Addr::new(Mem::Dram, a_batch.plus(vc, (t.kch * 4) as i64)),
+                    run: cols.clone().scaled(4),
+                    dims: vec![DmaDim {
+                        count: self.tm.clone(),
+                        sstride: spec.a.row_stride as i64,
+                        dstride: (t.kch * 4) as i64,
+                    }],
+                },
+                Stmt::Signal(Chan::data(Dma, Vpu), 1),
+                Stmt::Wait(Chan::data(Dma, Vpu), 1),
+                Stmt::Vpu(VpuStmt {
+                    op: VpuOp::Cvt {
+                        dtype: spec.mxu.dtype(),
+                        a: stage.at(&slot, 0),
+                        atype: tessera_isa::DType::F32,
+                        astride: t.kch * 4,
+                    },
+                    dst: Addr::new(
+                        Mem::Spm,
+                        Affine::var(b.abuf.offset as i64, vc, (t.kch * e) as i64),
+                    ),
+                    dstride: k * e,
+                    rows: self.tm.clone(),
+                    cols,
+                }),
+                Stmt::Signal(Chan::credit(Vpu, Dma), 1),
+                Stmt::Advance(l.stage_slot),
+            ],
+        });
+        a_load.push(Stmt::Signal(Chan::data(Vpu, Mxu), 1));
+        a_load.push(Stmt::Wait(Chan::data(Vpu, Mxu), 1));
+        a_load
+    }
+
+    /// Output columns in this column tile (`tn`, or fewer in the last).
+    fn tn(&self) -> Ext {
+        let col0 = Affine::var(0, self.loops.col_tile, self.t.tn as i64);
+        Ext::tile(self.t.tn, self.spec.n, col0)
+    }
+
+    /// One weight tile: loaded by the DMA, multiplied into ACC.
+    fn k_step(&self) -> Vec<Stmt> {
+        let (spec, t, l, b, e) = (self.spec, self.t, &self.loops, self.bufs, self.e);
+        let (vn, vk) = (l.col_tile, l.k_tile);
+        let tn = self.tn();
+        let tk = Ext::tile(t.tk, spec.k, Affine::var(0, vk, t.tk as i64));
+        let bslot = Affine::var(0, l.b_slot, 1);
+        let b_batch = Affine::var(spec.b.addr as i64, l.batch, spec.b.batch_stride as i64);
+        let (b_src, b_run, b_rows, trans) = if spec.b_trans {
+            // B stored [N, K]: tn rows of tk elements.
+            let at = b_batch
+                .plus(vn, (t.tn * spec.b.row_stride) as i64)
+                .plus(vk, (t.tk * e) as i64);
+            (at, tk.clone().scaled(e), tn.clone(), Trans::T)
+        } else {
+            let at = b_batch
+                .plus(vk, (t.tk * spec.b.row_stride) as i64)
+                .plus(vn, (t.tn * e) as i64);
+            (at, tn.clone().scaled(e), tk.clone(), Trans::N)
+        };
+        let slot_stride = if spec.b_trans { t.tk * e } else { t.tn * e };
+        vec![
+            Stmt::Wait(Chan::credit(Mxu, Dma), 1),
+            Stmt::Copy {
+                dst: b.bbuf.at(&bslot, 0),
+                src: Addr::new(Mem::Dram, b_src),
+                run: b_run,
+                dims: vec![DmaDim {
+                    count: b_rows,
+                    sstride: spec.b.row_stride as i64,
+                    dstride: slot_stride as i64,
+                }],
+            },
+            Stmt::Signal(Chan::data(Dma, Mxu), 1),
+            Stmt::Wait(Chan::data(Dma, Mxu), 1),
+            Stmt::LoadW {
+                src: b.bbuf.at(&bslot, 0).at,
+                k: tk,
+                n: tn,
+                stride: slot_stride,
+                dtype: spec.mxu,
+                trans,
+            },
+            Stmt::Matmul {
+                dst: b.acc.at(&Affine::var(0, l.out_slot, 1), 0).at,
+                a: Affine::var(b.abuf.offset as i64, vk, (t.tk * e) as i64),
+                m: self.tm.clone(),
+                astride: spec.k * e,
+                dstride: t.tn * 4,
+                mode: Mode::AccAfterFirst(vk),
+            },
+            Stmt::Signal(Chan::credit(Mxu, Dma), 1),
+            Stmt::Advance(l.b_slot),
+        ]
+    }
+
+    /// VPU: a finished ACC tile plus the bias, through the activation,
+    /// into an output tile.
+    fn epilogue(&self) -> Vec<Stmt> {
+        let (t, l, b) = (self.t, &self.loops, self.bufs);
+        let tn = self.tn();
+        let slot = Affine::var(0, l.out_slot, 1);
+        let acc_tile = Opnd {
+            addr: b.acc.at(&slot, 0),
+            stride: t.tn * 4,
+            bcast: Bcast::Full,
+        };
+        let out_tile = b.obuf.at(&slot, 0);
+        let mut epilogue = vec![
+            Stmt::Signal(Chan::data(Mxu, Vpu), 1),
+            Stmt::Wait(Chan::data(Mxu, Vpu), 1),
+            Stmt::Wait(Chan::credit(Dma, Vpu), 1),
+        ];
+        let mut src = acc_tile.clone();
+        if let Some(bb) = &b.bias {
+            epilogue.push(Stmt::Vpu(VpuStmt {
+                op: VpuOp::Bin {
+                    func: BinFunc::Add,
+                    a: acc_tile,
+                    b: Opnd {
+                        addr: Addr::new(
+                            Mem::Spm,
+                            Affine::var(bb.offset as i64, l.col_tile, (t.tn * 4) as i64),
+                        ),
+                        stride: 0,
+                        bcast: Bcast::Row,
+                    },
+                },
+                dst: out_tile.clone(),
+                dstride: t.tn * 4,
+                rows: self.tm.clone(),
+                cols: tn.clone(),
+            }));
+            src = Opnd {
+                addr: out_tile.clone(),
+                stride: t.tn * 4,
+                bcast: Bcast::Full,
+            };
+        }
+        let func = self.spec.act.unwrap_or(UnFunc::Mov);
+        if self.spec.act.is_some() || b.bias.is_none() {
+            epilogue.push(Stmt::Vpu(VpuStmt {
+                op: VpuOp::Un { func, a: src },
+                dst: out_tile,
+                dstride: t.tn * 4,
+                rows: self.tm.clone(),
+                cols: tn,
+            }));
+        }
+        epilogue.push(Stmt::Signal(Chan::credit(Vpu, Mxu), 1));
+        epilogue.push(Stmt::Signal(Chan::data(Vpu, Dma), 1));
+        epilogue
+    }
+
+    /// DMA: the tile of column block `col` from output slot `slot`.
+    fn store(&self, col: Affine, slot: Affine) -> Vec<Stmt> {
+        let (spec, t, l) = (self.spec, self.t, &self.loops);
+        let cols = Ext::tile(t.tn, spec.n, col.clone());
+        let c_batch =
+            Affine::var(spec.out.addr as i64, l.batch, spec.out.batch_stride as i64).plus_affine(
+                &Affine::var(0, l.row_block, (t.tm * spec.out.row_stride) as i64),
+            );
+        let dst = c_batch.plus_affine(&Affine {
+            constant: col.constant * 4,
+            terms: col.terms.iter().map(|&(v, c)| (v, c * 4)).collect(),
+        });
+        vec![
+            Stmt::Wait(Chan::data(Vpu, Dma), 1),
+            Stmt::Copy {
+                dst: Addr::new(Mem::Dram, dst),
+                src: self.bufs.obuf.at(&slot, 0),
+                run: cols.scaled(4),
+                dims: vec![DmaDim {
+                    count: self.tm.clone(),
+                    sstride: (t.tn * 4) as i64,
+                    dstride: spec.out.row_stride as i64,
+                }],
+            },
+            Stmt::Signal(Chan::credit(Dma, Vpu), 1),
+        ]
+    }
+
+    /// One output column tile: the K loop of weight tiles, the epilogue,
+    /// and the previous tile's store (one tile late, so the DMA never waits
+    /// before loading the next weights).
+    fn column_tile(&self) -> Vec<Stmt> {
+        let (t, l) = (self.t, &self.loops);
+        let mut n_body = vec![
+            Stmt::Wait(Chan::credit(Vpu, Mxu), 1),
+            Stmt::For {
+                var: l.k_tile,
+                count: tiles(self.spec.k, t.tk),
+                body: self.k_step(),
+            },
+        ];
+        n_body.extend(self.epilogue());
+        // Before advancing: the previous tile is in slot 1 - out_slot.
+        n_body.push(Stmt::If {
+            lhs: Affine::var(0, l.col_tile, 1),
+            cmp: Cmp::Ge,
+            value: 1,
+            body: self.store(
+                Affine::var(-(t.tn as i64), l.col_tile, t.tn as i64),
+                Affine::var(1, l.out_slot, -1),
+            ),
+        });
+        n_body.push(Stmt::Advance(l.out_slot));
+        n_body
+    }
 }
