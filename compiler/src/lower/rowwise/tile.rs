@@ -1,136 +1,15 @@
-//! Row kernels: softmax, layer norm, RMS norm and reductions, each over
-//! whole rows held in SPM.
-//!
-//! The input is viewed as `outer × rows × cols` with element strides: the
-//! reduced (or normalized) axis is `cols`. When it is the last axis, rows
-//! and columns are contiguous; when it is a middle axis, the DMA gathers
-//! each row with element-sized runs (slower, but any axis works). Rows
-//! stream through SPM in tiles with the shared load/compute/store
-//! pipeline; scale and bias vectors are loaded once.
+//! The statements of one tile of rows: its DMA loads and stores through
+//! the row view, the conversions, and the row operation on the VPU.
 
-use tessera_isa::{AccMode, Bcast, BinFunc, DType as IsaType, Mem, Order, RedFunc, Target, UnFunc};
+use tessera_isa::{AccMode, Bcast, BinFunc, DType as IsaType, Mem, Order, RedFunc, UnFunc};
 
-use crate::kernel::{
-    Addr, Affine, Buffer, DmaDim, Ext, Kernel, Mode, Opnd, Stmt, Var, VpuOp, VpuStmt,
-};
+use crate::kernel::{Addr, Affine, Buffer, DmaDim, Ext, Mode, Opnd, Stmt, Var, VpuOp, VpuStmt};
+use crate::lower::alloc::Vars;
 use crate::runtime_io::isa_dtype;
 use crate::tensor::DType;
 
-use super::alloc::{tiles, OnChip, Vars};
-use super::pipeline::{build, Stream};
-use super::template::{pipelined_row_tile, resident_vectors};
-use super::LowerError;
-
-/// What a row kernel computes.
-#[derive(Clone, Debug, PartialEq)]
-pub enum RowOp {
-    /// Softmax along the row.
-    Softmax,
-    /// `(x - mean) / sqrt(var + eps) * scale (+ bias)`; scale and bias are
-    /// f32 vectors of the row's length in DRAM.
-    LayerNorm {
-        /// Added to the variance.
-        epsilon: f32,
-        /// Scale vector.
-        scale: u64,
-        /// Bias vector.
-        bias: Option<u64>,
-    },
-    /// `x / sqrt(mean(x²) + eps) * scale`.
-    RmsNorm {
-        /// Added to the mean square.
-        epsilon: f32,
-        /// Scale vector.
-        scale: u64,
-    },
-    /// One value per row.
-    Reduce(ReduceFn),
-}
-
-/// Row reductions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReduceFn {
-    /// Sum.
-    Sum,
-    /// Mean.
-    Mean,
-    /// Maximum.
-    Max,
-}
-
-/// A strided view `outer × rows × cols` of a tensor (element strides).
-#[derive(Clone, Debug, PartialEq)]
-pub struct RowView {
-    /// Loops outside the rows: (count, element stride).
-    pub outer: Vec<(u64, u64)>,
-    /// Rows: (count, element stride).
-    pub rows: (u64, u64),
-    /// Columns (the reduced axis): (count, element stride).
-    pub cols: (u64, u64),
-}
-
-impl RowView {
-    /// The view of `shape` whose columns are axis `axis` (or, with
-    /// `through_end`, all axes from `axis` on, which are contiguous).
-    pub fn of(shape: &[usize], axis: usize, through_end: bool) -> RowView {
-        let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-        if through_end || axis + 1 >= shape.len() {
-            let cols: u64 = shape[axis.min(shape.len())..].iter().product();
-            let rows: u64 = shape[..axis.min(shape.len())].iter().product();
-            return RowView {
-                outer: vec![],
-                rows: (rows, cols),
-                cols: (cols, 1),
-            };
-        }
-        let outer: u64 = shape[..axis].iter().product();
-        let a = shape[axis];
-        let inner: u64 = shape[axis + 1..].iter().product();
-        RowView {
-            outer: vec![(outer, a * inner)],
-            rows: (inner, 1),
-            cols: (a, inner),
-        }
-    }
-}
-
-impl RowView {
-    /// The view of `shape` whose columns are the contiguous block of axes
-    /// `first..=last` (flattened).
-    pub fn block(shape: &[usize], first: usize, last: usize) -> RowView {
-        if last + 1 >= shape.len() {
-            return RowView::of(shape, first, true);
-        }
-        let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-        let outer: u64 = shape[..first].iter().product();
-        let cols: u64 = shape[first..=last].iter().product();
-        let inner: u64 = shape[last + 1..].iter().product();
-        RowView {
-            outer: vec![(outer, cols * inner)],
-            rows: (inner, 1),
-            cols: (cols, inner),
-        }
-    }
-}
-
-/// A row kernel.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RowSpec {
-    /// Source node.
-    pub node: String,
-    /// What to compute.
-    pub op: RowOp,
-    /// Input address and element type.
-    pub input: (u64, DType),
-    /// A second f32 input with the same view, added to the input first
-    /// (residual add + norm); only for the norms.
-    pub residual: Option<u64>,
-    /// The input's view.
-    pub view: RowView,
-    /// Output address and element type; reductions write one value per
-    /// row, densely in `outer × rows` order.
-    pub output: (u64, DType),
-}
+use super::plan::{RowBuffers, RowPlan};
+use super::spec::{ReduceFn, RowOp, RowSpec, RowView};
 
 /// DMA statement moving a `tr × cols` tile between DRAM (view `v` at
 /// `base`) and an SPM tile of pitch `pitch` bytes.
@@ -197,213 +76,21 @@ fn tile_copy(
     }
 }
 
-/// Builds a row kernel.
-pub fn rowwise(spec: &RowSpec, target: &Target) -> Result<Kernel, LowerError> {
-    check(spec)?;
-    let plan = row_plan(spec, target)?;
-    let mut mem = OnChip::new(target);
-    let bufs = RowBuffers::allocate(&mut mem, spec, &plan)?;
-    let kernel = RowKernel::new(spec, &plan, &bufs);
-    let mut compute = kernel.convert_in();
-    compute.extend(kernel.compute());
-    compute.extend(kernel.convert_out());
-    let mut body = resident_vectors(&kernel.resident_vectors());
-    body.extend(build(Stream {
-        outer: kernel.outer_vars.clone(),
-        inner: (kernel.vr, tiles(spec.view.rows.0, plan.tr)),
-        slot: kernel.slot,
-        loads: kernel.loads(),
-        compute,
-        stores: kernel.stores(),
-    }));
-    let v = &spec.view;
-    let (rows, cols) = (v.rows.0, v.cols.0);
-    let (ies, oes) = (spec.input.1.size() as u64, spec.output.1.size() as u64);
-    let outer_n: u64 = v.outer.iter().map(|o| o.0).product();
-    let in_bytes = outer_n * rows * cols * (ies + if spec.residual.is_some() { 4 } else { 0 });
-    Ok(Kernel {
-        node: spec.node.clone(),
-        summary: format!(
-            "{}{:?} over {} x {} rows of {} (tile {} rows)",
-            if spec.residual.is_some() {
-                "residual add + "
-            } else {
-                ""
-            },
-            spec.op,
-            outer_n,
-            rows,
-            cols,
-            plan.tr
-        ),
-        buffers: mem.buffers,
-        body,
-        rotators: vec![(kernel.slot, 2)],
-        macs: 0,
-        compulsory_dram_bytes: in_bytes + outer_n * rows * plan.out_cols * oes + plan.vectors,
-    })
-}
-
-/// Refuses types and operands the row kernels do not handle.
-fn check(spec: &RowSpec) -> Result<(), LowerError> {
-    let (in_t, out_t) = (spec.input.1, spec.output.1);
-    let reduce = matches!(spec.op, RowOp::Reduce(_));
-    if !reduce && (in_t != DType::F32 || out_t != DType::F32) {
-        return Err(LowerError::Unsupported {
-            node: spec.node.clone(),
-            message: format!("{:?} on {} data", spec.op, in_t.name()),
-        });
-    }
-    let norm = matches!(spec.op, RowOp::LayerNorm { .. } | RowOp::RmsNorm { .. });
-    if spec.residual.is_some() && !norm {
-        return Err(LowerError::Unsupported {
-            node: spec.node.clone(),
-            message: format!("internal: a residual operand for {:?}", spec.op),
-        });
-    }
-    Ok(())
-}
-
-/// The tiles of a row kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct RowPlan {
-    /// Rows per tile.
-    tr: u64,
-    /// Values per output row (1 for a reduction).
-    out_cols: u64,
-    /// Bytes of the scale and bias vectors, loaded once.
-    vectors: u64,
-}
-
-/// As many rows per tile as SPM holds double-buffered, at most 1024.
-fn row_plan(spec: &RowSpec, target: &Target) -> Result<RowPlan, LowerError> {
-    let (rows, cols) = (spec.view.rows.0, spec.view.cols.0);
-    let (in_t, out_t) = (spec.input.1, spec.output.1);
-    let (ies, oes) = (in_t.size() as u64, out_t.size() as u64);
-    let out_cols = if matches!(spec.op, RowOp::Reduce(_)) {
-        1
-    } else {
-        cols
-    };
-    // Per row: input (staging + f32) and output, double-buffered, plus one
-    // temporary row and two per-row statistics.
-    let per_row = 2 * cols * (4 + if in_t == DType::F32 { 0 } else { ies })
-        + if spec.residual.is_some() {
-            2 * cols * 4
-        } else {
-            0
-        }
-        + 2 * out_cols * (4 + if out_t == DType::F32 { 0 } else { oes })
-        + cols * 4
-        + 16;
-    let vectors = match spec.op {
-        RowOp::LayerNorm { bias, .. } => cols * 4 * (1 + u64::from(bias.is_some())),
-        RowOp::RmsNorm { .. } => cols * 4,
-        _ => 0,
-    };
-    let budget = target.spm_bytes.saturating_sub(vectors + 64 * 16);
-    let cap = (budget / per_row.max(1)).min(rows).min(1024);
-    if cap == 0 {
-        return Err(LowerError::DoesNotFit(format!(
-            "`{}`: a row of {cols} elements does not fit SPM",
-            spec.node
-        )));
-    }
-    Ok(RowPlan {
-        tr: pipelined_row_tile(rows, cap),
-        out_cols,
-        vectors,
-    })
-}
-
-/// The kernel's SPM buffers; staging buffers alias the f32 ones when the
-/// data already is f32, and the output of a norm is its input, in place.
-struct RowBuffers {
-    xin: Buffer,
-    xstage: Buffer,
-    yout: Buffer,
-    ystage: Buffer,
-    rin: Option<Buffer>,
-    tmp: Buffer,
-    stat: Buffer,
-    /// Scale (and bias) vectors with their DRAM addresses.
-    vectors: Vec<(Buffer, u64)>,
-}
-
-impl RowBuffers {
-    fn allocate(
-        mem: &mut OnChip,
-        spec: &RowSpec,
-        plan: &RowPlan,
-    ) -> Result<RowBuffers, LowerError> {
-        let (tr, cols) = (plan.tr, spec.view.cols.0);
-        let (in_t, out_t) = (spec.input.1, spec.output.1);
-        let xin = mem.alloc("x", Mem::Spm, tr * cols * 4, 2)?;
-        let xstage = if in_t == DType::F32 {
-            xin.clone()
-        } else {
-            mem.alloc("x_raw", Mem::Spm, tr * cols * in_t.size() as u64, 2)?
-        };
-        let yout = if matches!(spec.op, RowOp::Reduce(_)) {
-            mem.alloc("y", Mem::Spm, tr * 4, 2)?
-        } else {
-            xin.clone()
-        };
-        let ystage = if out_t == DType::F32 {
-            yout.clone()
-        } else {
-            let bytes = tr * plan.out_cols * out_t.size() as u64;
-            mem.alloc("y_raw", Mem::Spm, bytes, 2)?
-        };
-        let rin = match spec.residual {
-            Some(_) => Some(mem.alloc("residual", Mem::Spm, tr * cols * 4, 2)?),
-            None => None,
-        };
-        let tmp = mem.alloc("tmp", Mem::Spm, tr * cols * 4, 1)?;
-        let stat = mem.alloc("stat", Mem::Spm, tr * 4, 2)?;
-        let named = match &spec.op {
-            RowOp::LayerNorm { scale, bias, .. } => {
-                let mut v = vec![("scale", *scale)];
-                if let Some(b) = bias {
-                    v.push(("bias", *b));
-                }
-                v
-            }
-            RowOp::RmsNorm { scale, .. } => vec![("scale", *scale)],
-            _ => vec![],
-        };
-        let mut vectors = Vec::new();
-        for (name, addr) in named {
-            vectors.push((mem.alloc(name, Mem::Spm, cols * 4, 1)?, addr));
-        }
-        Ok(RowBuffers {
-            xin,
-            xstage,
-            yout,
-            ystage,
-            rin,
-            tmp,
-            stat,
-            vectors,
-        })
-    }
-}
-
 /// One row kernel being built: the statements of one tile of `tr` rows
 /// (loop variable `vr`, SPM slot `slot`).
-struct RowKernel<'a> {
+pub(super) struct RowKernel<'a> {
     spec: &'a RowSpec,
     plan: &'a RowPlan,
     bufs: &'a RowBuffers,
-    outer_vars: Vec<(Var, u64)>,
-    vr: Var,
-    slot: Var,
+    pub(super) outer_vars: Vec<(Var, u64)>,
+    pub(super) vr: Var,
+    pub(super) slot: Var,
     /// Rows in this tile (`tr`, or fewer in the last).
     trx: Ext,
 }
 
 impl<'a> RowKernel<'a> {
-    fn new(spec: &'a RowSpec, plan: &'a RowPlan, bufs: &'a RowBuffers) -> RowKernel<'a> {
+    pub(super) fn new(spec: &'a RowSpec, plan: &'a RowPlan, bufs: &'a RowBuffers) -> RowKernel<'a> {
         let mut vars = Vars::default();
         let v = &spec.view;
         let outer_vars: Vec<_> = v.outer.iter().map(|&(n, _)| (vars.fresh(), n)).collect();
@@ -429,7 +116,7 @@ impl<'a> RowKernel<'a> {
     }
 
     /// The vectors loaded once, with their DRAM addresses and sizes.
-    fn resident_vectors(&self) -> Vec<(&Buffer, u64, u64)> {
+    pub(super) fn resident_vectors(&self) -> Vec<(&Buffer, u64, u64)> {
         let bytes = self.cols() * 4;
         self.bufs
             .vectors
@@ -449,7 +136,7 @@ impl<'a> RowKernel<'a> {
     }
 
     /// DMA: the input tile (and the residual's).
-    fn loads(&self) -> Vec<Stmt> {
+    pub(super) fn loads(&self) -> Vec<Stmt> {
         let (spec, b, s, cols) = (self.spec, self.bufs, self.s(), self.cols());
         let ies = spec.input.1.size() as u64;
         let mut loads = vec![tile_copy(
@@ -476,7 +163,7 @@ impl<'a> RowKernel<'a> {
     }
 
     /// VPU: the input to f32 when it is not.
-    fn convert_in(&self) -> Vec<Stmt> {
+    pub(super) fn convert_in(&self) -> Vec<Stmt> {
         let (in_t, s, cols) = (self.spec.input.1, self.s(), self.cols());
         if in_t == DType::F32 {
             return vec![];
@@ -584,7 +271,7 @@ impl<'a> RowKernel<'a> {
     }
 
     /// VPU: the residual added, then the row operation in f32.
-    fn compute(&self) -> Vec<Stmt> {
+    pub(super) fn compute(&self) -> Vec<Stmt> {
         let (b, s) = (self.bufs, self.s());
         let (x, col, xin) = (self.x(), self.stat_col(), b.xin.at(&s, 0));
         let stat = b.stat.at(&s, 0);
@@ -662,7 +349,7 @@ impl<'a> RowKernel<'a> {
     }
 
     /// VPU: the result to the output type when it is not f32.
-    fn convert_out(&self) -> Vec<Stmt> {
+    pub(super) fn convert_out(&self) -> Vec<Stmt> {
         let (out_t, s, out_cols) = (self.spec.output.1, self.s(), self.plan.out_cols);
         if out_t == DType::F32 {
             return vec![];
@@ -683,7 +370,7 @@ impl<'a> RowKernel<'a> {
 
     /// DMA: the result tile; a reduction's one value per row, dense in
     /// outer × rows order.
-    fn stores(&self) -> Vec<Stmt> {
+    pub(super) fn stores(&self) -> Vec<Stmt> {
         let (spec, s) = (self.spec, self.s());
         let v = &spec.view;
         let (out_addr, out_t) = spec.output;
