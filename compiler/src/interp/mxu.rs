@@ -16,9 +16,9 @@
 //! over (input channel, kernel position) in im2col order and adds the bias
 //! afterwards, as the GEMM's epilogue does; attention follows whichever
 //! kernel the program runs for it ([`AttentionKernel`]): with whole score
-//! rows (`lower/attention/whole_row.rs`), unnormalized probabilities `exp(s − max)`
+//! rows (`lower/attention/whole_row/`), unnormalized probabilities `exp(s − max)`
 //! rounded for P·V and the product scaled by `1 / rowsum` afterwards; with
-//! the online softmax (`lower/attention/online.rs`), block by block of
+//! the online softmax (`lower/attention/online/`), block by block of
 //! keys against a running maximum, as that kernel does. Attention's
 //! exponentials are the VPU's (`tessera_isa::numerics`), and its row sums
 //! follow the VPU's lane order when the target is known.

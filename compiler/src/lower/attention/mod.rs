@@ -1,11 +1,11 @@
 //! Fused attention: `O = softmax(Q·Kᵀ·scale + mask) · V` per head.
 //!
-//! Two kernels compute it. The whole-row kernel (`whole_row.rs`) keeps
+//! Two kernels compute it. The whole-row kernel (`whole_row/`) keeps
 //! whole score rows and a head's K and V in SPM and pipelines tasks of
 //! `TQ` query rows across heads; `TQ` divides the query length so every
 //! address stays affine. When no `TQ` fits (long sequences), or the query
 //! length has no divisor near the block size that fits (a prime length),
-//! the online-softmax kernel (`online.rs`) streams the keys instead.
+//! the online-softmax kernel (`online/`) streams the keys instead.
 //! `plan.rs` makes that choice and the tiles; `spec.rs` says what is
 //! computed; `steps.rs` holds the statements both kernels build alike.
 
