@@ -103,7 +103,7 @@ pub fn copy_stmts(spec: &CopySpec, vars: &mut Vars) -> Vec<Stmt> {
 }
 
 /// A kernel made of strided copies.
-pub fn copies(node: &str, what: &str, specs: &[CopySpec], _target: &Target) -> Kernel {
+pub fn copies(node: &str, what: &str, specs: &[CopySpec]) -> Kernel {
     let mut vars = Vars::default();
     let mut body = Vec::new();
     let mut bytes = 0;

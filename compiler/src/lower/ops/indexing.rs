@@ -160,7 +160,6 @@ fn move_axis(
             dst_strides,
             esize,
         }],
-        ctx.target,
     ));
     at
 }

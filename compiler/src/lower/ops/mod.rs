@@ -268,7 +268,6 @@ pub fn lower_node(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
                 &node.name,
                 &format!("transpose {perm:?} of {:?}", x.ty.shape),
                 &[spec],
-                ctx.target,
             )])
         }
         Op::Slice { starts, steps, .. } => {
@@ -287,7 +286,6 @@ pub fn lower_node(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
                 &node.name,
                 &format!("slice of {:?}", x.ty.shape),
                 &[spec],
-                ctx.target,
             )])
         }
         Op::Expand { .. } => {
@@ -309,7 +307,6 @@ pub fn lower_node(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
                 &node.name,
                 &format!("expand {:?} -> {:?}", x.ty.shape, node.ty.shape),
                 &[spec],
-                ctx.target,
             )])
         }
         Op::Concat { axis } => {
@@ -335,7 +332,6 @@ pub fn lower_node(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
                 &node.name,
                 &format!("concat of {} along axis {axis}", ops.len()),
                 &specs,
-                ctx.target,
             )])
         }
         Op::Gather { axis } => {
@@ -479,7 +475,6 @@ fn reduce(
         &format!("{}.transpose", node.name),
         "move reduced axes last",
         &[spec],
-        ctx.target,
     )];
     let view = RowView::of(&permuted, kept.len(), true);
     let row = RowSpec {
@@ -504,7 +499,7 @@ fn copy_to_node(ctx: &Ctx, id: NodeId, from: NodeId) -> Result<Vec<Kernel>, Lowe
         dense_strides(&node.ty.shape),
         ctx.addr(from) as i64,
     );
-    Ok(vec![copies(&node.name, "copy", &[spec], ctx.target)])
+    Ok(vec![copies(&node.name, "copy", &[spec])])
 }
 
 /// Kernels copying a node's value into an output region.
@@ -521,10 +516,5 @@ pub fn copy_to(ctx: &Ctx, id: NodeId, region: u64) -> Result<Vec<Kernel>, LowerE
         dst_strides: dense,
         esize: node.ty.dtype.size() as u64,
     };
-    Ok(vec![copies(
-        &spec.node.clone(),
-        "output copy",
-        &[spec],
-        ctx.target,
-    )])
+    Ok(vec![copies(&spec.node.clone(), "output copy", &[spec])])
 }

@@ -74,7 +74,6 @@ pub(super) fn conv(
                 dst_strides: pstrides,
                 esize: 4,
             }],
-            ctx.target,
         ));
         (at, shape)
     } else {
@@ -110,7 +109,6 @@ pub(super) fn conv(
             dst_strides,
             esize: 4,
         }],
-        ctx.target,
     ));
     // The GEMM per group: [positions, kdim] x [mg, kdim]^T (+ bias).
     let mxu = ctx.precision.mxu();
@@ -170,7 +168,6 @@ pub(super) fn conv(
             dst_strides: dense_strides(&[n, m, positions]),
             esize: 4,
         }],
-        ctx.target,
     ));
     let _ = c;
     Ok(kernels)
@@ -434,7 +431,6 @@ pub(super) fn matmul(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
             &format!("{}.broadcast", node.name),
             "broadcast operands to the batch",
             &copies_spec,
-            ctx.target,
         ));
         (out_batch.iter().product::<usize>() as u64, a_at, b_at)
     };
