@@ -1,7 +1,7 @@
 //! The vector unit's arithmetic, for the reference of a compiled program:
 //! the same functions (`tessera_isa::numerics`, which the simulator runs)
 //! and the same sequence of f32 operations as the kernels that compute
-//! each op (`lower/rowwise.rs`, `lower/elementwise.rs`), with row sums
+//! each op (`lower/rowwise/`, `lower/elementwise/`), with row sums
 //! folded in the VPU's lane order (SPEC.md §4.6).
 //!
 //! This matters even though every value is f32 on both sides: in a
