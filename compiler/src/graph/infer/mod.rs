@@ -410,20 +410,22 @@ impl Op {
 /// slice is not normalized for a dimension of size `dim`.
 pub fn slice_len(start: i64, end: i64, step: i64, dim: usize) -> Option<usize> {
     let dim = i64::try_from(dim).ok()?;
-    let len = if step > 0 {
+    // The span is at most dim + 1 and non-negative; dividing it rounding up
+    // cannot overflow, whatever the step (a step near ±2^63 selects one).
+    let (span, stride) = if step > 0 {
         if !(0 <= start && start <= end && end <= dim) {
             return None;
         }
-        (end - start + step - 1) / step
+        (end - start, step.unsigned_abs())
     } else if step < 0 {
         if !(-1 <= end && end <= start && start < dim) {
             return None;
         }
-        (start - end + (-step) - 1) / (-step)
+        (start - end, step.unsigned_abs())
     } else {
         return None;
     };
-    usize::try_from(len).ok()
+    usize::try_from(span.unsigned_abs().div_ceil(stride)).ok()
 }
 
 /// NumPy broadcasting of two shapes.

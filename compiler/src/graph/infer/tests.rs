@@ -42,6 +42,10 @@ fn slice_lengths_follow_normalized_bounds() {
     assert_eq!(slice_len(5, 5, 1, 10), Some(0));
     assert_eq!(slice_len(0, 11, 1, 10), None);
     assert_eq!(slice_len(0, 1, 0, 10), None);
+    // Steps near ±2^63 select one element and do not overflow.
+    assert_eq!(slice_len(0, 10, i64::MAX, 10), Some(1));
+    assert_eq!(slice_len(9, -1, i64::MIN, 10), Some(1));
+    assert_eq!(slice_len(3, 3, i64::MAX, 10), Some(0));
 }
 
 #[test]

@@ -280,7 +280,16 @@ pub fn lower_node(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
                 .map(|(s, st)| s.max(&0) * st)
                 .sum::<i64>()
                 * es;
-            let strides = steps.iter().zip(&src).map(|(k, st)| k * st).collect();
+            // A dimension the slice keeps one element of never steps: its
+            // stride is 0 (its step may be anything up to 2^63, and
+            // step × stride would overflow). Otherwise the step is at most
+            // the dimension's size, so the product is within the tensor.
+            let strides = steps
+                .iter()
+                .zip(&src)
+                .zip(&node.ty.shape)
+                .map(|((k, st), &n)| if n <= 1 { 0 } else { k * st })
+                .collect();
             let spec = copy_spec(ctx, id, "slice", strides, ctx.addr(ops[0]) as i64 + offset);
             Ok(vec![copies(
                 &node.name,
