@@ -16,6 +16,11 @@ use super::op::{BinaryOp, GeluApprox, Op, UnaryOp};
 use super::TensorType;
 use crate::tensor::DType;
 
+/// Operand indices a parsed expression may name (`x0` to `x65535`): far
+/// more operands than any node has, and small enough that counting them
+/// cannot overflow.
+pub const MAX_OPERANDS: usize = 1 << 16;
+
 /// An elementwise expression over a node's operands.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FusedExpr {
@@ -66,7 +71,9 @@ impl FusedExpr {
             if let Some(index) = token.strip_prefix('x') {
                 let i = index
                     .parse::<usize>()
-                    .map_err(|_| format!("bad operand `{token}` in `{word}`"))?;
+                    .ok()
+                    .filter(|&i| i < MAX_OPERANDS)
+                    .ok_or_else(|| format!("bad operand `{token}` in `{word}`"))?;
                 stack.push(FusedExpr::Input(i));
                 continue;
             }
@@ -91,7 +98,7 @@ impl FusedExpr {
     /// The number of operands the expression reads (largest index + 1).
     pub fn arity(&self) -> usize {
         match self {
-            FusedExpr::Input(i) => i + 1,
+            FusedExpr::Input(i) => i.saturating_add(1),
             FusedExpr::Apply(_, args) => args.iter().map(FusedExpr::arity).max().unwrap_or(0),
         }
     }
@@ -190,6 +197,10 @@ mod tests {
             "x0.frob",
             "xa.neg",
             "x0.x1.add.x2",
+            // An operand index past every node's operands (once an
+            // overflow counting them).
+            "x0.x18446744073709551615.add",
+            "x0.x65536.add",
         ] {
             assert!(FusedExpr::parse(bad).is_err(), "{bad}");
         }
