@@ -7,12 +7,19 @@ use super::super::ctx::{check_size, ConvertResult, Ctx};
 use super::one;
 
 fn positive(values: Vec<i64>, what: &str) -> ConvertResult<Vec<usize>> {
+    if let Some(v) = values.iter().find(|&&v| v > MAX_WINDOW_PARAM) {
+        return Err(format!("{what} {v} is too large (at most 2^31)").into());
+    }
     values
         .into_iter()
         .map(|v| usize::try_from(v).ok().filter(|&v| v > 0))
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| format!("{what} must be positive").into())
 }
+
+/// The largest stride, dilation or group a convolution takes: output sizes
+/// computed from it and a tensor's dimensions stay far from overflowing.
+const MAX_WINDOW_PARAM: i64 = 1 << 31;
 
 /// Conv: X, W, optional B.
 pub(super) fn conv(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
@@ -150,10 +157,16 @@ pub(super) fn conv_transpose(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>
     // The full (unpadded) output length per axis.
     let full: Vec<i64> = (0..spatial)
         .map(|d| {
-            let reach = (kernel[d] as i64 - 1) * dilations[d] as i64 + 1;
-            strides[d] as i64 * (x_shape[2 + d] as i64 - 1) + output_padding[d] + reach
+            let reach = (kernel[d] as i64 - 1)
+                .checked_mul(dilations[d] as i64)?
+                .checked_add(1)?;
+            (strides[d] as i64)
+                .checked_mul(x_shape[2 + d] as i64 - 1)?
+                .checked_add(output_padding[d])?
+                .checked_add(reach)
         })
-        .collect();
+        .collect::<Option<_>>()
+        .ok_or("the output size overflows")?;
     let auto_pad = ctx
         .attr_string("auto_pad")?
         .unwrap_or_else(|| "NOTSET".into());
