@@ -26,6 +26,9 @@ struct Axis {
     out: usize,
 }
 
+/// The largest kernel size, stride, dilation or pad a pool takes.
+const MAX_WINDOW_PARAM: usize = 1 << 31;
+
 fn usizes(
     values: Option<Vec<i64>>,
     n: usize,
@@ -36,7 +39,15 @@ fn usizes(
         None => Ok(vec![default; n]),
         Some(v) if v.len() == n => v
             .iter()
-            .map(|&x| usize::try_from(x).map_err(|_| format!("{what} {x} is negative").into()))
+            .map(|&x| match usize::try_from(x) {
+                Err(_) => Err(format!("{what} {x} is negative").into()),
+                // Window arithmetic (span, padded size, output count) on
+                // values this large would overflow.
+                Ok(x) if x > MAX_WINDOW_PARAM => {
+                    Err(format!("{what} {x} is too large (at most 2^31)").into())
+                }
+                Ok(x) => Ok(x),
+            })
             .collect(),
         Some(v) => Err(format!("{} {what} for {n} spatial axes", v.len()).into()),
     }
