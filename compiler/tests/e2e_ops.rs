@@ -401,3 +401,23 @@ fn trilu_with_extreme_diagonal_offsets() {
         }
     }
 }
+
+#[test]
+fn slices_with_extreme_steps() {
+    // A step near ±2^63 keeps one element of its dimension; its stride in
+    // the copy must not be step × stride (which overflowed).
+    for (start, end, step) in [(1, 5, i64::MAX), (3, -1, i64::MIN), (0, 5, 2)] {
+        let mut g = Graph::new("slice");
+        let x = g
+            .add_input("x", TensorType::new(DType::F32, vec![3, 5, 4]))
+            .expect("x");
+        let op = Op::Slice {
+            starts: vec![0, start, 0],
+            ends: vec![3, end, 4],
+            steps: vec![1, step, 1],
+        };
+        let y = g.add_node("y", op, &[x]).expect("slice");
+        g.add_output("y", y);
+        check(&g, 53);
+    }
+}
