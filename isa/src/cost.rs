@@ -118,7 +118,10 @@ pub fn mxu_matmul(t: &Target, m: u64, dtype: MxuType) -> (u64, u64) {
         MxuType::F32 => u64::from(t.mxu_fp32_passes),
     };
     let occupancy = m.saturating_mul(passes).max(1);
-    (occupancy, occupancy + u64::from(t.mxu_pipeline_cycles))
+    (
+        occupancy,
+        occupancy.saturating_add(u64::from(t.mxu_pipeline_cycles)),
+    )
 }
 
 /// Throughput class of a vector function.

@@ -67,12 +67,13 @@ impl CostModel {
     /// VPU cycles of `passes` elementwise passes over `shape`.
     fn vpu(&self, class: VpuClass, shape: &[usize], passes: u64) -> f64 {
         let (rows, cols) = rows_cols(shape);
-        (vpu_elementwise(&self.target, class, rows, cols) * passes) as f64
+        // In f64: a declared shape may be large enough to overflow u64.
+        vpu_elementwise(&self.target, class, rows, cols) as f64 * passes as f64
     }
 
     /// VPU cycles of `passes` row reductions of `rows × cols`.
     fn reduce(&self, rows: u64, cols: u64, passes: u64) -> f64 {
-        (vpu_reduce(&self.target, rows, cols) * passes) as f64
+        vpu_reduce(&self.target, rows, cols) as f64 * passes as f64
     }
 
     /// MXU cycles of an `m × k` by `k × n` product: every weight tile is
@@ -80,9 +81,9 @@ impl CostModel {
     fn mxu(&self, m: u64, k: u64, n: u64) -> f64 {
         let t = &self.target;
         let (tk, tn) = (u64::from(t.mxu_k.max(1)), u64::from(t.mxu_n.max(1)));
-        let tiles = k.div_ceil(tk).max(1) * n.div_ceil(tn).max(1);
-        let per_tile = mxu_load_weights(k.min(tk)) + mxu_matmul(t, m, self.mxu).0;
-        (tiles * per_tile + u64::from(t.mxu_pipeline_cycles)) as f64
+        let tiles = k.div_ceil(tk).max(1) as f64 * n.div_ceil(tn).max(1) as f64;
+        let per_tile = mxu_load_weights(k.min(tk)) as f64 + mxu_matmul(t, m, self.mxu).0 as f64;
+        tiles * per_tile + f64::from(t.mxu_pipeline_cycles)
     }
 
     /// Whether the GEMM kernel can tile `K` and `N` on this target: one

@@ -279,6 +279,20 @@ pub fn lower(graph: &Graph, target: &Target, precision: Precision) -> Result<Low
             node: String::new(),
             message: e.to_string(),
         })?;
+    // A tensor larger than DRAM cannot be placed: refused before any
+    // kernel arithmetic, which then stays within a tensor's size.
+    for &id in &order {
+        let ty = &graph.node(id).ty;
+        let bytes = crate::tensor::checked_numel(&ty.shape)
+            .and_then(|n| n.checked_mul(ty.dtype.size()))
+            .map_or(u64::MAX, |b| b as u64);
+        if bytes > target.dram_bytes {
+            return Err(LowerError::DramFull {
+                needed: bytes,
+                available: target.dram_bytes,
+            });
+        }
+    }
     let views = Views::analyze(graph, &order);
     let mut dram = Vec::new();
     let mut segments = Vec::new();

@@ -194,8 +194,8 @@ fn onnx_importer_and_passes_never_panic() {
 }
 
 /// Every input a fuzzer found (`compiler/tests/fuzz-regressions/onnx-*.onnx`)
-/// now fails cleanly: import and the passes return an error containing the
-/// text of its `.expected` file.
+/// now fails cleanly: import, the passes or lowering for `tiny` return an
+/// error containing the text of its `.expected` file.
 #[test]
 fn onnx_fuzz_findings_are_clean_errors() {
     use tessera_compiler::frontend::{import_bytes, ImportOptions};
@@ -218,10 +218,14 @@ fn onnx_fuzz_findings_are_clean_errors() {
             Ok(mut graph) => {
                 match run_graph_passes_with(&mut graph, &PassOptions::default(), |_, _, _| {}) {
                     Err(e) => e.to_string(),
-                    Ok(_) => panic!(
-                        "{}: imported and optimized without an error",
-                        path.display()
-                    ),
+                    Ok(_) => match tessera_compiler::driver::compile_graph(
+                        &graph,
+                        &Target::tiny(),
+                        tessera_compiler::precision::Precision::Fp32,
+                    ) {
+                        Err(e) => e.to_string(),
+                        Ok(_) => panic!("{}: compiled without an error", path.display()),
+                    },
                 }
             }
         };

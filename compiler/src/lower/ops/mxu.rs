@@ -81,7 +81,15 @@ pub(super) fn conv(
     };
     let xstr = dense_strides(&xp_shape);
     // im2col: cols[n][g][pos][c, k...]
-    let cols_bytes = (n * group * positions * kdim) as u64 * 4;
+    let cols_bytes = [n, group, positions, kdim, 4]
+        .iter()
+        .fold(1u64, |acc, &d| acc.saturating_mul(d as u64));
+    if cols_bytes > ctx.target.dram_bytes {
+        return Err(LowerError::DramFull {
+            needed: cols_bytes,
+            available: ctx.target.dram_bytes,
+        });
+    }
     let cols = ctx.scratch(cols_bytes);
     let mut sizes = vec![n, group];
     sizes.extend(&out_sp);
