@@ -177,8 +177,16 @@ impl Cursor {
     }
 
     pub(super) fn usize_list(&mut self) -> Result<Vec<usize>, ParseError> {
+        self.number_list("a dimension")
+    }
+
+    /// `[a, b, ...]` of numbers of type `T`; `what` names one in errors.
+    pub(super) fn number_list<T: std::str::FromStr>(
+        &mut self,
+        what: &str,
+    ) -> Result<Vec<T>, ParseError> {
         self.expect('[')?;
-        let mut dims = Vec::new();
+        let mut items = Vec::new();
         loop {
             self.skip_ws();
             if self.peek() == Some(']') {
@@ -186,9 +194,11 @@ impl Cursor {
             }
             let at = self.pos;
             let token = self.number_token();
-            dims.push(token.parse::<usize>().map_err(|_| {
-                self.error_at(at, format!("expected a dimension, found `{token}`"))
-            })?);
+            items.push(
+                token
+                    .parse::<T>()
+                    .map_err(|_| self.error_at(at, format!("expected {what}, found `{token}`")))?,
+            );
             self.skip_ws();
             if self.peek() == Some(',') {
                 self.bump();
@@ -198,6 +208,6 @@ impl Cursor {
         }
         self.skip_ws();
         self.expect(']')?;
-        Ok(dims)
+        Ok(items)
     }
 }

@@ -25,28 +25,7 @@ impl Cursor {
 
     pub(super) fn attr_value(&mut self) -> Result<AttrValue, ParseError> {
         if self.peek() == Some('[') {
-            self.bump();
-            let mut items = Vec::new();
-            loop {
-                self.skip_ws();
-                if self.peek() == Some(']') {
-                    break;
-                }
-                let at = self.pos;
-                let token = self.number_token();
-                items.push(token.parse::<i64>().map_err(|_| {
-                    self.error_at(at, format!("expected an integer, found `{token}`"))
-                })?);
-                self.skip_ws();
-                if self.peek() == Some(',') {
-                    self.bump();
-                } else {
-                    break;
-                }
-            }
-            self.skip_ws();
-            self.expect(']')?;
-            return Ok(AttrValue::Ints(items));
+            return Ok(AttrValue::Ints(self.number_list("an integer")?));
         }
         let at = self.pos;
         let token = self.number_token();
