@@ -18,7 +18,10 @@ fn expand_ellipsis(
     ellipsis_rank: &mut Option<usize>,
 ) -> ConvertResult<Vec<char>> {
     let letters: Vec<char> = term.chars().filter(|c| *c != '.').collect();
-    if !letters.iter().all(|c| c.is_ascii_alphabetic()) {
+    // Dots only as one `...`: a stray `.` would misplace the broadcast axes.
+    let dots = term.chars().filter(|c| *c == '.').count();
+    let one_ellipsis = dots == 0 || (dots == 3 && term.contains("..."));
+    if !one_ellipsis || !letters.iter().all(|c| c.is_ascii_alphabetic()) {
         return Err(format!("bad einsum term `{term}`").into());
     }
     if !term.contains("...") {

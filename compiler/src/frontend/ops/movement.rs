@@ -490,6 +490,15 @@ mod fuzz {
         }
     }
 
+    /// Found by `einsum_equations_never_panic`: a `.` outside `...` made the
+    /// broadcast axes land past the term's letters.
+    #[test]
+    fn einsum_stray_dots_are_refused() {
+        for eq in [".i...->", "i.->i", "i....->", "..i->i"] {
+            try_node("Einsum", vec![("equation", A::S(eq))], vec![], &["x"]);
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
 
