@@ -34,7 +34,12 @@ pub fn tensor_to_bytes(tensor: &Tensor, desc: &TensorDesc) -> Result<Vec<u8>, St
         ));
     }
     let wanted = graph_dtype(desc.dtype());
-    if tensor.dtype() == wanted {
+    if let Some(fmt) = tessera_isa::lowp::Fp8::of(desc.dtype()) {
+        if tensor.dtype() == DType::F32 {
+            let values = tensor.to_f32_vec();
+            return Ok(values.iter().map(|&x| fmt.from_f32(x, true)).collect());
+        }
+    } else if tensor.dtype() == wanted {
         return Ok(tensor.data().to_le_bytes());
     }
     if tensor.dtype() == DType::F32 && matches!(wanted, DType::F16 | DType::BF16) {
@@ -60,6 +65,15 @@ pub fn tensor_to_bytes(tensor: &Tensor, desc: &TensorDesc) -> Result<Vec<u8>, St
 /// `dtype` (which must map to the descriptor's type).
 pub fn bytes_to_tensor(bytes: &[u8], desc: &TensorDesc, dtype: DType) -> Result<Tensor, String> {
     let shape: Vec<usize> = desc.shape.iter().map(|&d| d as usize).collect();
+    if let Some(fmt) = tessera_isa::lowp::Fp8::of(desc.dtype()) {
+        let values = bytes.iter().map(|&b| fmt.to_f32(b)).collect();
+        return Tensor::new(shape, TensorData::F32(values)).ok_or_else(|| {
+            format!(
+                "output `{}`: data does not fit shape {:?}",
+                desc.name, desc.shape
+            )
+        });
+    }
     let data = TensorData::from_le_bytes(dtype, bytes).ok_or_else(|| {
         format!(
             "output `{}`: {} bytes do not hold {}",
@@ -87,6 +101,8 @@ pub fn graph_dtype(dtype: IsaType) -> DType {
         IsaType::U8 => DType::U8,
         IsaType::I8 => DType::I8,
         IsaType::Bool => DType::Bool,
+        // Graph IR has no FP8 type: FP8 tensors enter and leave as f32.
+        IsaType::E4m3 | IsaType::E5m2 => DType::F32,
     }
 }
 

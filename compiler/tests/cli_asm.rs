@@ -55,7 +55,7 @@ fn disasm_refuses_truncated_and_random_files() {
         if trial % 2 == 0 {
             // A plausible header over random payload.
             junk[..4].copy_from_slice(b"TNPU");
-            junk[4..8].copy_from_slice(&1u32.to_le_bytes());
+            junk[4..8].copy_from_slice(&tessera_isa::ISA_VERSION.to_le_bytes());
         }
         let path = scratch(&format!("junk{trial}.tnpu"));
         std::fs::write(&path, &junk).expect("write");
@@ -65,12 +65,14 @@ fn disasm_refuses_truncated_and_random_files() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
     let mut other_version = bytes.clone();
-    other_version[4] = 2;
-    let path = scratch("v2.tnpu");
+    // Version 1 is the encoding before the 8-bit MXU types widened the
+    // type fields: refused, not misread.
+    other_version[4] = 1;
+    let path = scratch("v1.tnpu");
     std::fs::write(&path, &other_version).expect("write");
     assert_user_error(
         &tessera(&["disasm", path.to_str().expect("p")]),
-        "ISA version 2",
+        "ISA version 1",
     );
 }
 

@@ -85,7 +85,7 @@ fn check_gemm(
     let a = rng.floats((batch * m * k) as usize);
     let b = rng.floats((k * n) as usize);
     let bias_v = rng.floats(n as usize);
-    let e = mxu.dtype().size();
+    let e = mxu.a_type().size();
     // B in the MXU type, [K, N] or [N, K].
     let b_store: Vec<f32> = if trans_b {
         (0..n)

@@ -113,11 +113,12 @@ pub fn mxu_load_weights(k: u64) -> u64 {
 /// start to the last result written in ACC). The occupancy is at least one
 /// cycle: an empty matmul still takes its slot on the port.
 pub fn mxu_matmul(t: &Target, m: u64, dtype: MxuType) -> (u64, u64) {
-    let passes = match dtype {
-        MxuType::Bf16 | MxuType::F16 => 1,
-        MxuType::F32 => u64::from(t.mxu_fp32_passes),
-    };
-    let occupancy = m.saturating_mul(passes).max(1);
+    let occupancy = match dtype {
+        MxuType::F32 => m.saturating_mul(u64::from(t.mxu_fp32_passes)),
+        d if d.is_8bit() => m.div_ceil(u64::from(t.mxu_8bit_rows_per_cycle.max(1))),
+        _ => m,
+    }
+    .max(1);
     (
         occupancy,
         occupancy.saturating_add(u64::from(t.mxu_pipeline_cycles)),

@@ -153,11 +153,13 @@ macro_rules! define_isa {
                                 $pname.write_asm(out, ctx);
                             )*
                             $(
+                                if !$kname.is_omitted() {
                                 out.push_str(if first { " " } else { ", " });
                                 first = false;
                                 out.push_str(stringify!($kname));
                                 out.push('=');
                                 $kname.write_asm(out, ctx);
+                                }
                             )*
                         }
                     )*
@@ -193,15 +195,19 @@ macro_rules! define_isa {
                             )*
                             $(
                                 let op = kw.iter().find(|o| o.key == Some(stringify!($kname)))
-                                    .copied()
-                                    .ok_or_else(|| OperandError { column: 0, message: format!(
-                                        "`{}` needs operand `{}=` ({})", $mnemonic,
-                                        stringify!($kname), <$kty as Field>::SYNTAX) })?;
-                                let $kname = <$kty as Field>::parse_asm(op.value, ctx)
-                                    .map_err(|message| OperandError {
-                                        column: op.value_column, message: format!(
-                                            "operand `{}`: {message}", stringify!($kname)),
-                                    })?;
+                                    .copied();
+                                let $kname = match (op, <$kty as Field>::omitted()) {
+                                    (Some(op), _) => <$kty as Field>::parse_asm(op.value, ctx)
+                                        .map_err(|message| OperandError {
+                                            column: op.value_column, message: format!(
+                                                "operand `{}`: {message}", stringify!($kname)),
+                                        })?,
+                                    (None, Some(omitted)) => omitted,
+                                    (None, None) => return Err(OperandError {
+                                        column: 0, message: format!(
+                                            "`{}` needs operand `{}=` ({})", $mnemonic,
+                                            stringify!($kname), <$kty as Field>::SYNTAX) }),
+                                };
                             )*
                             Ok(Instr::$variant { $($pname,)* $($kname,)* })
                         }

@@ -1,10 +1,11 @@
-//! `tessera-isa`: the architecture of the Tessera NPU, version 1.
+//! `tessera-isa`: the architecture of the Tessera NPU, version 2.
 //!
 //! One table (`table.rs`) defines every instruction; the `Instr` enum, the
 //! binary encoder and decoder, the assembler and the disassembler are
 //! generated from it. Around it: the hardware parameters (`Target`), the cost
 //! of each instruction on a target (`cost`), the arithmetic the hardware
-//! performs (`numerics`) and the `.tnpu` loadable format (`loadable`).
+//! performs (`numerics`; the 8-bit formats, accumulator and quantization in
+//! `lowp`) and the `.tnpu` loadable format (`loadable`).
 //! `isa/SPEC.md` is the human-readable specification.
 
 mod define;
@@ -14,6 +15,7 @@ pub mod cost;
 pub mod fields;
 pub mod instr;
 pub mod loadable;
+pub mod lowp;
 pub mod numerics;
 mod table;
 pub mod target;
@@ -21,8 +23,8 @@ pub mod target;
 pub use asm::{assemble, disassemble, AsmError, DisasmOptions};
 pub use fields::{
     AccAddr, AccMode, Bcast, BinFunc, DType, DmaAddr, DmaDim, DramAddr, Field, IdxType, Imm32,
-    Imm64, Mem, MxuType, OnChip, Order, RedFunc, Reg, Sem, SpmAddr, Target as BranchTarget, Trans,
-    UnFunc, Val, U16,
+    Imm64, Mem, MxuClass, MxuType, OnChip, OptReg, Order, RedFunc, Reg, Sem, SpmAddr,
+    Target as BranchTarget, Trans, UnFunc, Val, U16,
 };
 pub use instr::{
     decode_program, encode_program, DecodeError, Engine, FieldInfo, Instr, InstrInfo, INSTRUCTIONS,

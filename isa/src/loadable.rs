@@ -20,7 +20,7 @@ use crate::instr::{decode_program, DecodeError, Instr, WORD_BYTES};
 use crate::target::Target;
 
 /// Version of the instruction set and of this file format.
-pub const ISA_VERSION: u32 = 1;
+pub const ISA_VERSION: u32 = 2;
 
 const MAGIC: &[u8; 4] = b"TNPU";
 const HEADER_BYTES: usize = 24;

@@ -49,6 +49,8 @@ pub fn load_as_f32(dtype: DType, bytes: &[u8]) -> f32 {
         DType::U8 => f32::from(bytes[0]),
         DType::I8 => f32::from(bytes[0] as i8),
         DType::Bool => f32::from(u8::from(bytes[0] != 0)),
+        DType::E4m3 => crate::lowp::E4M3.to_f32(bytes[0]),
+        DType::E5m2 => crate::lowp::E5M2.to_f32(bytes[0]),
     }
 }
 
@@ -57,9 +59,10 @@ pub fn load_as_f32(dtype: DType, bytes: &[u8]) -> f32 {
 ///
 /// Float to float rounds to nearest even; float to integer truncates toward
 /// zero and saturates, NaN giving 0; integer to float rounds to nearest even;
-/// integer to integer wraps (two's complement truncation).
+/// integer to integer wraps (two's complement truncation); float to FP8
+/// rounds to nearest even and saturates to ±max (NaN stays NaN).
 pub fn convert(atype: DType, input: &[u8], dtype: DType, out: &mut [u8]) {
-    let is_int = |t: DType| matches!(t, DType::I32 | DType::I64 | DType::U8 | DType::I8);
+    let is_int = DType::is_int;
     if atype == dtype {
         let n = dtype.size() as usize;
         out[..n].copy_from_slice(&input[..n]);
@@ -90,6 +93,8 @@ pub fn convert(atype: DType, input: &[u8], dtype: DType, out: &mut [u8]) {
         DType::U8 => out[0] = x as u8,
         DType::I8 => out[0] = (x as i8) as u8,
         DType::Bool => out[0] = u8::from(x != 0.0),
+        DType::E4m3 => out[0] = crate::lowp::E4M3.from_f32(x, true),
+        DType::E5m2 => out[0] = crate::lowp::E5M2.from_f32(x, true),
     }
 }
 
@@ -216,6 +221,7 @@ pub fn reduce_init(f: RedFunc) -> f32 {
         RedFunc::Sum => 0.0,
         RedFunc::Max => f32::NEG_INFINITY,
         RedFunc::Min => f32::INFINITY,
+        RedFunc::Amax => 0.0,
     }
 }
 
@@ -225,6 +231,7 @@ pub fn reduce_step(f: RedFunc, acc: f32, x: f32) -> f32 {
         RedFunc::Sum => acc + x,
         RedFunc::Max => max_nan(acc, x),
         RedFunc::Min => min_nan(acc, x),
+        RedFunc::Amax => max_nan(acc, x.abs()),
     }
 }
 

@@ -105,12 +105,13 @@ define_isa! {
     0x4F DmaSignal "dma.signal" Dma (sem: Sem, n: U16) [];
 
     // ---- Matrix engine ----------------------------------------------------
-    /// Loads a k x n weight tile from SPM into the systolic array (optionally transposed).
+    /// Loads a k x n weight tile from SPM into the systolic array (optionally transposed), with its zero points or block scales.
     0x60 MxuLoadW "mxu.ldw" Mxu (src: SpmAddr)
-        [k: Val, n: Val, stride: Val, dtype: MxuType, trans: Trans];
+        [k: Val, n: Val, stride: Val, dtype: MxuType, trans: Trans,
+         wzp: OptReg, azp: OptReg, scales: OptReg, sstride: OptReg];
     /// acc[m x n] (=|+=) A[m x k] * W: streams m rows of A through the loaded weights.
     0x61 MxuMatmul "mxu.mm" Mxu (dst: AccAddr, a: SpmAddr)
-        [m: Val, astride: Val, dstride: Val, mode: AccMode];
+        [m: Val, astride: Val, dstride: Val, mode: AccMode, ascales: OptReg];
     /// Waits until semaphore sem >= n, then subtracts n (in the MXU queue).
     0x6E MxuWait "mxu.wait" Mxu (sem: Sem, n: U16) [];
     /// Adds n to semaphore sem once all earlier MXU instructions completed.
@@ -139,6 +140,14 @@ define_isa! {
     /// dst[j][i] = a[i][j] for a rows x cols tile of dtype elements.
     0x86 VpuTrans "vpu.trans" Vpu (dst: OnChip, a: OnChip)
         [dtype: DType, rows: Reg, cols: Reg, dstride: Reg, astride: Reg];
+    /// dst[i][j] = saturate(round(a[i][j] / s) + zp) as dtype (i8, u8, e4m3, e5m2); s per tensor, row or column.
+    0x87 VpuQuant "vpu.quant" Vpu (dst: OnChip, a: OnChip, s: OnChip)
+        [dtype: DType, rows: Reg, cols: Reg, dstride: Reg, astride: Reg, sbcast: Bcast,
+         zp: OptReg];
+    /// dst[i][j] = (a[i][j] - zp) * s as fp32, a of atype (i8, u8, i32, e4m3, e5m2); s per tensor, row or column.
+    0x88 VpuDequant "vpu.dequant" Vpu (dst: OnChip, a: OnChip, s: OnChip)
+        [atype: DType, rows: Reg, cols: Reg, dstride: Reg, astride: Reg, sbcast: Bcast,
+         zp: OptReg];
     /// Waits until semaphore sem >= n, then subtracts n (in the VPU queue).
     0x8E VpuWait "vpu.wait" Vpu (sem: Sem, n: U16) [];
     /// Adds n to semaphore sem once all earlier VPU instructions completed.

@@ -79,6 +79,43 @@ pub struct Target {
     /// Extra scalar-unit cycles for a taken branch.
     #[prost(uint32, tag = "22")]
     pub branch_penalty_cycles: u32,
+    /// Rows of A streamed per cycle for 8-bit inputs (int8, FP8); 16-bit
+    /// inputs stream one row per cycle.
+    #[prost(uint32, tag = "23")]
+    #[serde(default = "defaults::mxu_8bit_rows_per_cycle")]
+    pub mxu_8bit_rows_per_cycle: u32,
+    /// Mantissa bits of the MXU's float accumulator (SPEC.md §4.4), 1..=23;
+    /// 23 is fp32.
+    #[prost(uint32, tag = "24")]
+    #[serde(default = "defaults::mxu_acc_mantissa_bits")]
+    pub mxu_acc_mantissa_bits: u32,
+    /// Products summed in the narrow accumulator before the partial sum is
+    /// promoted into fp32 (SPEC.md §4.4); 0 never promotes.
+    #[prost(uint32, tag = "25")]
+    #[serde(default)]
+    pub mxu_promote_interval: u32,
+    /// Elements along K (and N for weights) sharing one FP8 block scale.
+    #[prost(uint32, tag = "26")]
+    #[serde(default = "defaults::mxu_scale_block")]
+    pub mxu_scale_block: u32,
+    /// FP8 block scales are E8M0 bytes (powers of two) instead of fp32.
+    #[prost(bool, tag = "27")]
+    #[serde(default)]
+    pub mxu_scale_e8m0: bool,
+}
+
+/// Values of the parameters a target file written before they existed
+/// leaves out.
+mod defaults {
+    pub fn mxu_8bit_rows_per_cycle() -> u32 {
+        2
+    }
+    pub fn mxu_acc_mantissa_bits() -> u32 {
+        23
+    }
+    pub fn mxu_scale_block() -> u32 {
+        128
+    }
 }
 
 /// Why a target description is not acceptable.
@@ -137,6 +174,11 @@ impl Target {
             vpu_queue_depth: 8,
             semaphores: 16,
             branch_penalty_cycles: 1,
+            mxu_8bit_rows_per_cycle: 2,
+            mxu_acc_mantissa_bits: 23,
+            mxu_promote_interval: 0,
+            mxu_scale_block: 128,
+            mxu_scale_e8m0: false,
         }
     }
 
@@ -166,6 +208,11 @@ impl Target {
             vpu_queue_depth: 32,
             semaphores: 32,
             branch_penalty_cycles: 2,
+            mxu_8bit_rows_per_cycle: 2,
+            mxu_acc_mantissa_bits: 23,
+            mxu_promote_interval: 0,
+            mxu_scale_block: 128,
+            mxu_scale_e8m0: false,
         }
     }
 
@@ -221,7 +268,13 @@ impl Target {
                 reason,
             })
         };
-        let nonzero: [(&'static str, u64); 18] = [
+        let nonzero: [(&'static str, u64); 21] = [
+            (
+                "mxu_8bit_rows_per_cycle",
+                self.mxu_8bit_rows_per_cycle.into(),
+            ),
+            ("mxu_acc_mantissa_bits", self.mxu_acc_mantissa_bits.into()),
+            ("mxu_scale_block", self.mxu_scale_block.into()),
             ("clock_mhz", self.clock_mhz.into()),
             ("mxu_k", self.mxu_k.into()),
             ("mxu_n", self.mxu_n.into()),
@@ -252,7 +305,8 @@ impl Target {
         if self.name.is_empty() {
             return bad("name", "must not be empty".into());
         }
-        let pow2: [(&'static str, u64); 4] = [
+        let pow2: [(&'static str, u64); 5] = [
+            ("mxu_scale_block", self.mxu_scale_block.into()),
             ("mxu_k", self.mxu_k.into()),
             ("mxu_n", self.mxu_n.into()),
             ("vpu_lanes", self.vpu_lanes.into()),
@@ -263,7 +317,10 @@ impl Target {
                 return bad(field, format!("must be a power of two, is {value}"));
             }
         }
-        let at_most: [(&'static str, u32, u32); 4] = [
+        let at_most: [(&'static str, u32, u32); 7] = [
+            ("mxu_8bit_rows_per_cycle", self.mxu_8bit_rows_per_cycle, 16),
+            ("mxu_acc_mantissa_bits", self.mxu_acc_mantissa_bits, 23),
+            ("mxu_scale_block", self.mxu_scale_block, 4096),
             ("mxu_k", self.mxu_k, 4096),
             ("mxu_n", self.mxu_n, 4096),
             ("vpu_lanes", self.vpu_lanes, 4096),
@@ -408,10 +465,12 @@ mod tests {
             "vpu_startup_cycles",
             "dram_latency_cycles",
             "branch_penalty_cycles",
+            "mxu_promote_interval",
         ];
         let tiny = Target::tiny();
         let table = toml::Table::try_from(&tiny).expect("table");
-        for field in table.keys().filter(|f| *f != "name") {
+        let numbers = table.iter().filter(|(_, v)| v.is_integer());
+        for field in numbers.map(|(f, _)| f) {
             let result = with(&tiny, field, 0).validate();
             if allowed.contains(&field.as_str()) {
                 assert_eq!(result, Ok(()), "{field} = 0");
@@ -430,7 +489,10 @@ mod tests {
         let mut roomy = Target::base();
         roomy.spm_bytes = 64 << 20;
         roomy.acc_bytes = 64 << 20;
-        let limits: [(&str, u64, u64); 11] = [
+        let limits: [(&str, u64, u64); 14] = [
+            ("mxu_8bit_rows_per_cycle", 16, 17),
+            ("mxu_acc_mantissa_bits", 23, 24),
+            ("mxu_scale_block", 4096, 8192),
             ("mxu_k", 4096, 8192),
             ("mxu_n", 4096, 8192),
             ("vpu_lanes", 4096, 8192),
@@ -529,5 +591,19 @@ mod tests {
             .expect_err("missing")
             .to_string();
         assert!(err.contains("vpu_lanes"), "{err}");
+    }
+
+    #[test]
+    fn files_from_before_the_low_precision_parameters_get_their_defaults() {
+        let text: String = Target::base()
+            .to_toml()
+            .lines()
+            .filter(|l| !l.starts_with("mxu_8bit") && !l.contains("_acc_") && !l.contains("scale"))
+            .filter(|l| !l.starts_with("mxu_promote"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(!text.contains("mxu_scale_block"));
+        let back: Target = toml::from_str(&text).expect("old file");
+        assert_eq!(back, Target::base());
     }
 }

@@ -1,14 +1,13 @@
-//! Functional semantics of the DMA and MXU instructions (SPEC.md §9.2–9.3).
+//! Functional semantics of the DMA instructions (SPEC.md §9.2); the MXU's
+//! are in `matrix.rs`, the VPU's in `vpu.rs`.
 //!
 //! Each function applies one resolved instruction to the memories and
 //! returns the memory accesses it made, for the race detector. Faults are
 //! returned as `FaultKind` plus a message; the scheduler adds pc and text.
 
-use tessera_isa::numerics::{bf16_to_f32, f16_to_f32};
-use tessera_isa::{AccMode, Mem, MxuType, Target, Trans};
+use tessera_isa::Mem;
 
 use crate::memory::{AccessError, Memories};
-use crate::mxu::gemm_accumulate;
 use crate::ops::{Addr, DmaDimRegs, Pattern};
 
 /// Kinds of faults (SPEC.md §7).
@@ -327,174 +326,6 @@ pub fn dma_scatter(
         mems.write(Mem::Dram, table.wrapping_add(v.wrapping_mul(bytes)), &row)?;
     }
     Ok(accesses)
-}
-
-/// The weights held by the MXU after `mxu.ldw`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Weights {
-    /// k x n values, row-major, widened to f32.
-    pub w: Vec<f32>,
-    /// Reduction depth.
-    pub k: usize,
-    /// Output width.
-    pub n: usize,
-    /// Input type (also of A).
-    pub dtype: MxuType,
-}
-
-/// Reads one MXU input element.
-#[inline]
-fn mxu_elem(dtype: MxuType, bytes: &[u8], at: usize) -> f32 {
-    match dtype {
-        MxuType::Bf16 => bf16_to_f32(u16::from_le_bytes([bytes[at], bytes[at + 1]])),
-        MxuType::F16 => f16_to_f32(u16::from_le_bytes([bytes[at], bytes[at + 1]])),
-        MxuType::F32 => {
-            f32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-        }
-    }
-}
-
-/// Widens a packed row of MXU input elements to f32.
-fn widen_row(dtype: MxuType, bytes: &[u8], out: &mut [f32]) {
-    match dtype {
-        MxuType::Bf16 => {
-            for (x, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                *x = f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16);
-            }
-        }
-        MxuType::F16 => {
-            for (x, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                *x = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
-            }
-        }
-        MxuType::F32 => {
-            for (x, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-                *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            }
-        }
-    }
-}
-
-/// `mxu.ldw`.
-#[allow(clippy::too_many_arguments)] // one argument per operand of the instruction
-pub fn mxu_load(
-    target: &Target,
-    mems: &mut Memories,
-    src: u64,
-    k: u64,
-    n: u64,
-    stride: u64,
-    dtype: MxuType,
-    trans: Trans,
-) -> Result<(Weights, Accesses), RawFault> {
-    if k == 0 || k > u64::from(target.mxu_k) || n == 0 || n > u64::from(target.mxu_n) {
-        return Err(bad_operand(format!(
-            "weight tile {k}x{n} does not fit the {}x{} array (k and n must be at least 1)",
-            target.mxu_k, target.mxu_n
-        )));
-    }
-    check_size("stride", stride)?;
-    let e = dtype.dtype().size();
-    let pattern = match trans {
-        Trans::N => Pattern::rows(Mem::Spm, src, k, n * e, stride),
-        Trans::T => Pattern::rows(Mem::Spm, src, n, k * e, stride),
-    };
-    pattern.check(mems)?;
-    pattern.check_align(e)?;
-    let spm = mems.onchip(Mem::Spm);
-    let (k, n) = (k as usize, n as usize);
-    let mut w = vec![0f32; k * n];
-    let (src, stride, e) = (src as usize, stride as usize, e as usize);
-    for kk in 0..k {
-        for j in 0..n {
-            let at = match trans {
-                Trans::N => src + kk * stride + j * e,
-                Trans::T => src + j * stride + kk * e,
-            };
-            w[kk * n + j] = mxu_elem(dtype, spm, at);
-        }
-    }
-    Ok((
-        Weights { w, k, n, dtype },
-        vec![Access {
-            pattern,
-            write: false,
-        }],
-    ))
-}
-
-/// `mxu.mm`: returns the accesses and the MACs performed.
-#[allow(clippy::too_many_arguments)] // one argument per operand of the instruction
-pub fn mxu_matmul(
-    mems: &mut Memories,
-    weights: &Weights,
-    dst: u64,
-    a: u64,
-    m: u64,
-    astride: u64,
-    dstride: u64,
-    mode: AccMode,
-) -> Result<(Accesses, u64), RawFault> {
-    check_size("m", m)?;
-    check_size("astride", astride)?;
-    check_size("dstride", dstride)?;
-    check_work(
-        "a matmul's A operand (elements)",
-        m.saturating_mul(weights.k as u64),
-        MAX_ELEMENTS,
-    )?;
-    let e = weights.dtype.dtype().size();
-    let (k, n) = (weights.k as u64, weights.n as u64);
-    let a_pat = Pattern::rows(Mem::Spm, a, m, k * e, astride);
-    let c_pat = Pattern::rows(Mem::Acc, dst, m, n * 4, dstride);
-    a_pat.check(mems)?;
-    a_pat.check_align(e)?;
-    c_pat.check(mems)?;
-    c_pat.check_align(4)?;
-    let (m, k, n) = (m as usize, k as usize, n as usize);
-    let (a, astride, e) = (a as usize, astride as usize, e as usize);
-    let spm = mems.onchip(Mem::Spm);
-    let mut a_rows = vec![0f32; m * k];
-    for (i, dst_row) in a_rows.chunks_exact_mut(k).enumerate() {
-        let row = a + i * astride;
-        widen_row(weights.dtype, &spm[row..row + k * e], dst_row);
-    }
-    let (dst, dstride) = (dst as usize, dstride as usize);
-    let mut c = vec![0f32; m * n];
-    if mode == AccMode::Acc {
-        let acc = mems.onchip(Mem::Acc);
-        for (i, c_row) in c.chunks_exact_mut(n).enumerate() {
-            let row = dst + i * dstride;
-            for (x, b) in c_row.iter_mut().zip(acc[row..row + 4 * n].chunks_exact(4)) {
-                *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            }
-        }
-    }
-    gemm_accumulate(&a_rows, &weights.w, &mut c, m, k, n);
-    let acc = mems.onchip_mut(Mem::Acc);
-    for (i, c_row) in c.chunks_exact(n).enumerate() {
-        let row = dst + i * dstride;
-        for (x, b) in c_row.iter().zip(acc[row..row + 4 * n].chunks_exact_mut(4)) {
-            b.copy_from_slice(&x.to_le_bytes());
-        }
-    }
-    let mut accesses = vec![
-        Access {
-            pattern: a_pat,
-            write: false,
-        },
-        Access {
-            pattern: c_pat,
-            write: true,
-        },
-    ];
-    if mode == AccMode::Acc {
-        accesses.push(Access {
-            pattern: c_pat,
-            write: false,
-        });
-    }
-    Ok((accesses, (m * k * n) as u64))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 
 mod error;
 mod exec;
+mod matrix;
 mod memory;
 mod mxu;
 mod ops;

@@ -3,6 +3,7 @@
 //! Every instruction reads all its sources into temporaries before writing
 //! its destination, which is what makes in-place operations well-defined.
 
+use tessera_isa::lowp;
 use tessera_isa::numerics::{self, binary, reduce_row, reduce_step, unary};
 use tessera_isa::{AccMode, Bcast, BinFunc, DType, Mem, Order, RedFunc, UnFunc};
 
@@ -271,11 +272,7 @@ pub fn cvt(
     let (dstride, astride) = strides;
     check_shape(shape, &[("dstride", dstride), ("astride", astride)])?;
     for (name, addr, t) in [("dst", dst, dtype), ("a", a, atype)] {
-        if addr.mem == Mem::Acc && t != DType::F32 {
-            return Err(bad_operand(format!(
-                "vpu.cvt operand `{name}` in ACC must be f32, is {t}"
-            )));
-        }
+        check_acc_type("vpu.cvt", name, addr, t)?;
     }
     let (ds, as_) = (dtype.size(), atype.size());
     let mut acc = Vec::new();
@@ -314,6 +311,158 @@ pub fn cvt(
         let base = (dst.addr + i as u64 * dstride) as usize;
         bytes[base..base + row_bytes].copy_from_slice(&out[i * row_bytes..(i + 1) * row_bytes]);
     }
+    Ok(acc)
+}
+
+/// ACC holds 4-byte elements only: fp32, or int32 from integer matmuls.
+fn check_acc_type(mnemonic: &str, name: &str, addr: Addr, t: DType) -> Result<(), RawFault> {
+    if addr.mem == Mem::Acc && !matches!(t, DType::F32 | DType::I32) {
+        return Err(bad_operand(format!(
+            "{mnemonic} operand `{name}` in ACC must be f32 or i32, is {t}"
+        )));
+    }
+    Ok(())
+}
+
+/// The scale operand of `vpu.quant` / `vpu.dequant`: per tensor, per row
+/// or per column (not full).
+fn read_scales(
+    mems: &mut Memories,
+    accesses: &mut Accesses,
+    mnemonic: &str,
+    s: Addr,
+    sbcast: Bcast,
+    shape: Region,
+) -> Result<Vec<f32>, RawFault> {
+    if sbcast == Bcast::Full {
+        return Err(bad_operand(format!(
+            "{mnemonic} scale broadcast must be scalar, row or col, is full"
+        )));
+    }
+    operand(
+        mems,
+        accesses,
+        vpu_pattern(s, sbcast, shape, 4, 4),
+        4,
+        false,
+    )?;
+    Ok(read_f32(mems, s, sbcast, shape, 4))
+}
+
+/// Byte `k` of each element of a rows×cols region of `size`-byte elements.
+fn element_at(addr: Addr, stride: u64, size: u64, i: usize, j: usize) -> usize {
+    (addr.addr + i as u64 * stride + j as u64 * size) as usize
+}
+
+/// `vpu.quant`.
+#[allow(clippy::too_many_arguments)] // one argument per operand of the instruction
+pub fn quant(
+    mems: &mut Memories,
+    dst: Addr,
+    a: Addr,
+    s: Addr,
+    dtype: DType,
+    shape: Region,
+    strides: (u64, u64),
+    sbcast: Bcast,
+    zp: i64,
+) -> Result<Accesses, RawFault> {
+    let (dstride, astride) = strides;
+    check_shape(shape, &[("dstride", dstride), ("astride", astride)])?;
+    if !lowp::quant_type_ok(dtype) {
+        return Err(bad_operand(format!(
+            "vpu.quant writes i8, u8, e4m3 or e5m2, not {dtype}"
+        )));
+    }
+    check_acc_type("vpu.quant", "dst", dst, dtype)?;
+    check_zero_point("vpu.quant", dtype, zp)?;
+    let mut acc = Vec::new();
+    operand(mems, &mut acc, full(a, shape, astride), 4, false)?;
+    let scales = read_scales(mems, &mut acc, "vpu.quant", s, sbcast, shape)?;
+    operand(
+        mems,
+        &mut acc,
+        vpu_pattern(dst, Bcast::Full, shape, dstride, 1),
+        1,
+        true,
+    )?;
+    let values = read_f32(mems, a, Bcast::Full, shape, astride);
+    let bytes = mems.onchip_mut(dst.mem);
+    let cols = shape.cols as usize;
+    for (idx, (&x, &sc)) in values.iter().zip(&scales).enumerate() {
+        let (i, j) = (idx / cols.max(1), idx % cols.max(1));
+        bytes[element_at(dst, dstride, 1, i, j)] = lowp::quantize(dtype, x, sc, zp);
+    }
+    Ok(acc)
+}
+
+/// A zero point must fit the quantized type; FP8 takes none.
+fn check_zero_point(mnemonic: &str, dtype: DType, zp: i64) -> Result<(), RawFault> {
+    let fits = if dtype.is_fp8() {
+        zp == 0
+    } else {
+        lowp::zero_point_fits(dtype, zp)
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(bad_operand(format!(
+            "{mnemonic} zero point {zp} does not fit {dtype}"
+        )))
+    }
+}
+
+/// `vpu.dequant`.
+#[allow(clippy::too_many_arguments)] // one argument per operand of the instruction
+pub fn dequant(
+    mems: &mut Memories,
+    dst: Addr,
+    a: Addr,
+    s: Addr,
+    atype: DType,
+    shape: Region,
+    strides: (u64, u64),
+    sbcast: Bcast,
+    zp: i64,
+) -> Result<Accesses, RawFault> {
+    let (dstride, astride) = strides;
+    check_shape(shape, &[("dstride", dstride), ("astride", astride)])?;
+    if !lowp::dequant_type_ok(atype) {
+        return Err(bad_operand(format!(
+            "vpu.dequant reads i8, u8, i32, e4m3 or e5m2, not {atype}"
+        )));
+    }
+    check_acc_type("vpu.dequant", "a", a, atype)?;
+    check_zero_point("vpu.dequant", atype, zp)?;
+    let size = atype.size();
+    let mut acc = Vec::new();
+    operand(
+        mems,
+        &mut acc,
+        vpu_pattern(a, Bcast::Full, shape, astride, size),
+        size,
+        false,
+    )?;
+    let scales = read_scales(mems, &mut acc, "vpu.dequant", s, sbcast, shape)?;
+    operand(mems, &mut acc, full(dst, shape, dstride), 4, true)?;
+    let src = mems.onchip(a.mem);
+    let cols = shape.cols as usize;
+    let size = size as usize;
+    let out: Vec<f32> = scales
+        .iter()
+        .enumerate()
+        .map(|(idx, &sc)| {
+            let at = element_at(
+                a,
+                astride,
+                size as u64,
+                idx / cols.max(1),
+                idx % cols.max(1),
+            );
+            lowp::dequantize(atype, &src[at..at + size], sc, zp)
+        })
+        .collect();
+    write_f32(mems, dst, shape, dstride, &out);
     Ok(acc)
 }
 

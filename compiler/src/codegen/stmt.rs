@@ -2,7 +2,7 @@
 //! DMA statements (VPU statements are in `vpu.rs`).
 
 use tessera_isa::{
-    AccMode, BranchTarget, DramAddr, Engine, Imm32, Imm64, Instr, Mem, Reg, Sem, Val, U16,
+    AccMode, BranchTarget, DramAddr, Engine, Imm32, Imm64, Instr, Mem, OptReg, Reg, Sem, Val, U16,
 };
 
 use super::{CodegenError, Emitter, LOOP_BASE, MAX_DEPTH};
@@ -99,6 +99,10 @@ impl<'t> Emitter<'t> {
                     stride,
                     dtype: *dtype,
                     trans: *trans,
+                    wzp: OptReg::NONE,
+                    azp: OptReg::NONE,
+                    scales: OptReg::NONE,
+                    sstride: OptReg::NONE,
                 });
             }
             Stmt::Matmul {
@@ -121,6 +125,7 @@ impl<'t> Emitter<'t> {
                     astride,
                     dstride,
                     mode,
+                    ascales: OptReg::NONE,
                 };
                 match mode {
                     Mode::Fixed(mode) => self.emit(mm(*mode)),

@@ -94,7 +94,7 @@ impl CostModel {
         let (k, n) = (k as u64, n as u64);
         let tk = k.min(u64::from(t.mxu_k)).max(1);
         let tn = n.min(u64::from(t.mxu_n)).max(1);
-        let e = self.mxu.dtype().size();
+        let e = self.mxu.a_type().size();
         let fixed = 2 * tk * tn * e + n * 4 + 64 * 8;
         let kch = if self.mxu == MxuType::F32 {
             0
@@ -225,7 +225,7 @@ impl CostModel {
                     sq,
                     sk,
                     d,
-                    e: self.mxu.dtype().size(),
+                    e: self.mxu.a_type().size(),
                     mask: operand(3).map(|_| per_query_mask),
                     causal: *causal,
                 };

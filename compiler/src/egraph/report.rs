@@ -73,9 +73,8 @@ impl EgraphReport {
     pub fn render(&self, with_time: bool) -> String {
         let mut out = String::new();
         let precision = match self.mxu {
-            MxuType::Bf16 => "bf16",
-            MxuType::F16 => "f16",
             MxuType::F32 => "fp32",
+            other => other.name(),
         };
         let _ = writeln!(out, "e-graph: target {}, MXU {precision}", self.target);
         let reused: usize = self.runs.iter().map(|r| r.instances - 1).sum();

@@ -39,12 +39,18 @@ use crate::lower::attention::OnlineShape;
 use crate::lower::elementwise::broadcast_strides;
 use crate::tensor::{strides, DType, Tensor};
 
-/// One value as the MXU sees it: rounded to its input type.
+/// One value as the MXU sees it: rounded to its input type (FP8:
+/// saturating, unscaled). Integer inputs carry a scale and zero point that
+/// only the quantized path knows, so there is no rounding to emulate here.
 pub(crate) fn round(mxu: MxuType, x: f32) -> f32 {
     match mxu {
         MxuType::F32 => x,
         MxuType::Bf16 => bf16_to_f32(f32_to_bf16(x)),
         MxuType::F16 => f16_to_f32(f32_to_f16(x)),
+        t => match tessera_isa::lowp::Fp8::of(t.a_type()) {
+            Some(fmt) => fmt.to_f32(fmt.from_f32(x, true)),
+            None => x,
+        },
     }
 }
 
@@ -197,7 +203,7 @@ pub(crate) fn attention_kernel(
         sq: sq as u64,
         sk: sk as u64,
         d: d as u64,
-        e: mxu.dtype().size(),
+        e: mxu.a_type().size(),
         mask: mask.map(|m| broadcast_strides(m.shape(), &scores)[2] != 0),
         causal,
     };

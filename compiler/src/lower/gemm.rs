@@ -99,7 +99,7 @@ pub struct GemmTiles {
 pub fn choose_tiles(spec: &GemmSpec, target: &Target) -> Result<GemmTiles, LowerError> {
     let tk = spec.k.min(u64::from(target.mxu_k)).max(1);
     let tn = spec.n.min(u64::from(target.mxu_n)).max(1);
-    let e = spec.mxu.dtype().size();
+    let e = spec.mxu.a_type().size();
     let convert = spec.mxu != MxuType::F32;
     // A weight slot is busy from its load's issue to the end of the matmul
     // reading it (DRAM latency, the transfer, the stream and the pipeline);
@@ -147,7 +147,7 @@ pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
     let kernel = GemmKernel::new(spec, &t, &bufs);
     let body = kernel.body();
     let (m, k, n) = (spec.m, spec.k, spec.n);
-    let e = spec.mxu.dtype().size();
+    let e = spec.mxu.a_type().size();
     let batch = spec.batch.max(1);
     let b_bytes = if spec.b.batch_stride == 0 {
         k * n * e
@@ -207,7 +207,7 @@ impl GemmBuffers {
         spec: &GemmSpec,
         t: &GemmTiles,
     ) -> Result<GemmBuffers, LowerError> {
-        let e = spec.mxu.dtype().size();
+        let e = spec.mxu.a_type().size();
         let abuf = mem.alloc("a", Mem::Spm, t.tm * spec.k * e, 1)?;
         let bbuf = mem.alloc("b", Mem::Spm, t.tk * t.tn * e, t.b_slots)?;
         let obuf = mem.alloc("out", Mem::Spm, t.tm * t.tn * 4, 2)?;
@@ -272,7 +272,7 @@ impl<'a> GemmKernel<'a> {
             spec,
             t,
             bufs,
-            e: spec.mxu.dtype().size(),
+            e: spec.mxu.a_type().size(),
             tm: Ext::tile(t.tm, spec.m, Affine::var(0, row_block, t.tm as i64)),
             a_free: if bufs.stage.is_some() {
                 Chan::credit(Mxu, Vpu)
@@ -388,7 +388,7 @@ impl<'a> GemmKernel<'a> {
                 Stmt::Wait(Chan::data(Dma, Vpu), 1),
                 Stmt::Vpu(VpuStmt {
                     op: VpuOp::Cvt {
-                        dtype: spec.mxu.dtype(),
+                        dtype: spec.mxu.a_type(),
                         a: stage.at(&slot, 0),
                         atype: tessera_isa::DType::F32,
                         astride: t.kch * 4,

@@ -248,25 +248,16 @@ fn constant_uses(graph: &Graph, views: &Views, order: &[NodeId]) -> (Vec<NodeId>
 }
 
 fn mxu_bytes(tensor: &Tensor, mxu: MxuType) -> Vec<u8> {
-    let convert = |x: f32| -> [u8; 4] {
-        match mxu {
-            MxuType::Bf16 => {
-                let b = tessera_isa::numerics::f32_to_bf16(x).to_le_bytes();
-                [b[0], b[1], 0, 0]
-            }
-            MxuType::F16 => {
-                let b = tessera_isa::numerics::f32_to_f16(x).to_le_bytes();
-                [b[0], b[1], 0, 0]
-            }
-            MxuType::F32 => x.to_le_bytes(),
-        }
+    let dtype = mxu.a_type();
+    let size = dtype.size() as usize;
+    let mut out = vec![0u8; tensor.numel() * size];
+    let mut put = |i: usize, x: f32| {
+        let slot = &mut out[i * size..(i + 1) * size];
+        tessera_isa::numerics::convert(tessera_isa::DType::F32, &x.to_le_bytes(), dtype, slot);
     };
-    let size = mxu.dtype().size() as usize;
-    let mut out = Vec::with_capacity(tensor.numel() * size);
-    let mut push = |x: f32| out.extend_from_slice(&convert(x)[..size]);
     match tensor.data() {
-        crate::tensor::TensorData::F32(v) => v.iter().for_each(|&x| push(x)),
-        _ => tensor.to_f32_vec().into_iter().for_each(push),
+        crate::tensor::TensorData::F32(v) => v.iter().enumerate().for_each(|(i, &x)| put(i, x)),
+        _ => (tensor.to_f32_vec().into_iter().enumerate()).for_each(|(i, x)| put(i, x)),
     }
     out
 }

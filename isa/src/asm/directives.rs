@@ -192,6 +192,16 @@ fn set_param(target: &Target, field: &str, value: &str) -> Result<Target, String
     }
     let parsed = if field == "name" {
         toml::Value::String(quoted(value)?.0)
+    } else if table[field].is_bool() {
+        match value {
+            "true" => toml::Value::Boolean(true),
+            "false" => toml::Value::Boolean(false),
+            other => {
+                return Err(format!(
+                    "parameter `{field}` is `true` or `false`, not `{other}`"
+                ))
+            }
+        }
     } else {
         let v = parse_int(value)?;
         toml::Value::Integer(i64::try_from(v).map_err(|_| format!("value `{value}` too large"))?)

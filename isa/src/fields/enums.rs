@@ -68,7 +68,7 @@ macro_rules! enum_field {
 
 enum_field! {
     /// Element data types in memory.
-    DType, bits = 3, {
+    DType, bits = 4, {
         /// IEEE binary32.
         F32 = 0, "f32",
         /// bfloat16 (upper half of a binary32).
@@ -85,6 +85,10 @@ enum_field! {
         I8 = 6, "i8",
         /// Boolean byte: 0 false, 1 true.
         Bool = 7, "bool",
+        /// OCP FP8 E4M3 (ONNX float8e4m3fn): bias 7, no infinities, max 448.
+        E4m3 = 8, "e4m3",
+        /// OCP FP8 E5M2 (ONNX float8e5m2): bias 15, IEEE-style, max 57344.
+        E5m2 = 9, "e5m2",
     }
 }
 
@@ -95,31 +99,109 @@ impl DType {
             DType::F32 | DType::I32 => 4,
             DType::Bf16 | DType::F16 => 2,
             DType::I64 => 8,
-            DType::U8 | DType::I8 | DType::Bool => 1,
+            DType::U8 | DType::I8 | DType::Bool | DType::E4m3 | DType::E5m2 => 1,
         }
+    }
+
+    /// Whether this is an integer type (booleans are not).
+    pub fn is_int(self) -> bool {
+        matches!(self, DType::I32 | DType::I64 | DType::U8 | DType::I8)
+    }
+
+    /// Whether this is one of the 8-bit float types.
+    pub fn is_fp8(self) -> bool {
+        matches!(self, DType::E4m3 | DType::E5m2)
     }
 }
 
 enum_field! {
-    /// Input type of the matrix engine.
-    MxuType, bits = 2, {
+    /// Input types of the matrix engine: the type of A, then of the weights
+    /// where they differ.
+    MxuType, bits = 4, {
         /// bfloat16 inputs, full rate.
         Bf16 = 0, "bf16",
         /// binary16 inputs, full rate.
         F16 = 1, "f16",
         /// binary32 inputs, reduced rate.
         F32 = 2, "f32",
+        /// int8 A and weights, exact int32 accumulation.
+        I8 = 3, "i8",
+        /// uint8 A and weights, exact int32 accumulation.
+        U8 = 4, "u8",
+        /// uint8 A, int8 weights, exact int32 accumulation.
+        U8I8 = 5, "u8i8",
+        /// int8 A, uint8 weights, exact int32 accumulation.
+        I8U8 = 6, "i8u8",
+        /// FP8 E4M3 A and weights, block-scaled, fp32 accumulation.
+        E4m3 = 7, "e4m3",
+        /// FP8 E5M2 A and weights, block-scaled, fp32 accumulation.
+        E5m2 = 8, "e5m2",
+        /// FP8 E4M3 A, E5M2 weights, block-scaled.
+        E4m3E5m2 = 9, "e4m3e5m2",
+        /// FP8 E5M2 A, E4M3 weights, block-scaled.
+        E5m2E4m3 = 10, "e5m2e4m3",
     }
 }
 
+/// What the matrix engine accumulates for an input type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MxuClass {
+    /// bf16, f16, f32: fp32 accumulation, unscaled.
+    Float,
+    /// 8-bit integers with zero points: exact int32 accumulation.
+    Int,
+    /// FP8 with block scales: fp32 accumulation.
+    Fp8,
+}
+
 impl MxuType {
-    /// The memory type of one input element.
-    pub fn dtype(self) -> DType {
+    /// The memory type of one A element.
+    pub fn a_type(self) -> DType {
         match self {
             MxuType::Bf16 => DType::Bf16,
             MxuType::F16 => DType::F16,
             MxuType::F32 => DType::F32,
+            MxuType::I8 | MxuType::I8U8 => DType::I8,
+            MxuType::U8 | MxuType::U8I8 => DType::U8,
+            MxuType::E4m3 | MxuType::E4m3E5m2 => DType::E4m3,
+            MxuType::E5m2 | MxuType::E5m2E4m3 => DType::E5m2,
         }
+    }
+
+    /// The memory type of one weight element.
+    pub fn w_type(self) -> DType {
+        match self {
+            MxuType::Bf16 => DType::Bf16,
+            MxuType::F16 => DType::F16,
+            MxuType::F32 => DType::F32,
+            MxuType::I8 | MxuType::U8I8 => DType::I8,
+            MxuType::U8 | MxuType::I8U8 => DType::U8,
+            MxuType::E4m3 | MxuType::E5m2E4m3 => DType::E4m3,
+            MxuType::E5m2 | MxuType::E4m3E5m2 => DType::E5m2,
+        }
+    }
+
+    /// The input type with A of type `a` and weights of type `w`, if the
+    /// engine has one.
+    pub fn of(a: DType, w: DType) -> Option<MxuType> {
+        MxuType::ALL
+            .iter()
+            .copied()
+            .find(|t| t.a_type() == a && t.w_type() == w)
+    }
+
+    /// How the engine accumulates this type.
+    pub fn class(self) -> MxuClass {
+        match self.a_type() {
+            DType::I8 | DType::U8 => MxuClass::Int,
+            DType::E4m3 | DType::E5m2 => MxuClass::Fp8,
+            _ => MxuClass::Float,
+        }
+    }
+
+    /// Whether the inputs are 8 bits wide (the engine's fast rate).
+    pub fn is_8bit(self) -> bool {
+        self.class() != MxuClass::Float
     }
 }
 
@@ -286,5 +368,7 @@ enum_field! {
         Max = 1, "max",
         /// minimum of the row
         Min = 2, "min",
+        /// maximum of |a| over the row (per-row scales for quantization)
+        Amax = 3, "amax",
     }
 }

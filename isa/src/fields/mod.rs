@@ -41,6 +41,16 @@ pub trait Field: Copy + Sized {
     fn parse_asm(text: &str, ctx: &ParseCtx) -> Result<Self, String>;
     /// A random valid value, from a stream of random words.
     fn random(next: &mut dyn FnMut() -> u64) -> Self;
+    /// The value an omitted keyword operand of this type takes; `None` (the
+    /// default) makes the operand required. The disassembler omits a
+    /// keyword operand holding this value.
+    fn omitted() -> Option<Self> {
+        None
+    }
+    /// Whether this is the value an omitted operand takes.
+    fn is_omitted(&self) -> bool {
+        Self::omitted().is_some_and(|d| d.to_bits() == self.to_bits())
+    }
 }
 
 /// Mask of the low `bits` bits.

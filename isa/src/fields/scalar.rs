@@ -41,6 +41,40 @@ impl Field for Reg {
     }
 }
 
+/// A register operand that may be left out: omitted means `r0`, which reads
+/// as 0 (zero points, scale addresses and strides that unquantized code does
+/// not use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OptReg(pub Reg);
+
+impl OptReg {
+    /// The omitted operand: `r0`.
+    pub const NONE: OptReg = OptReg(Reg::ZERO);
+}
+
+impl Field for OptReg {
+    const BITS: u32 = Reg::BITS;
+    const SYNTAX: &'static str = "a register r0..r31 (r0 when omitted)";
+    fn to_bits(self) -> u128 {
+        self.0.to_bits()
+    }
+    fn from_bits(bits: u128) -> Result<Self, String> {
+        Reg::from_bits(bits).map(OptReg)
+    }
+    fn write_asm(&self, out: &mut String, ctx: &WriteCtx) {
+        self.0.write_asm(out, ctx)
+    }
+    fn parse_asm(text: &str, ctx: &ParseCtx) -> Result<Self, String> {
+        Reg::parse_asm(text, ctx).map(OptReg)
+    }
+    fn random(next: &mut dyn FnMut() -> u64) -> Self {
+        OptReg(Reg::random(next))
+    }
+    fn omitted() -> Option<Self> {
+        Some(OptReg::NONE)
+    }
+}
+
 /// A 64-bit immediate (for `li`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Imm64(pub i64);

@@ -56,6 +56,19 @@ pub struct Region {
     pub cols: u64,
 }
 
+/// The register operands of `mxu.ldw` that only 8-bit inputs read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MxuQuant {
+    /// Weight zero point (integer inputs).
+    pub wzp: i64,
+    /// A zero point (integer inputs).
+    pub azp: i64,
+    /// SPM address of the weight block scales (FP8 inputs).
+    pub scales: u64,
+    /// Byte stride between the rows of A's block scales (FP8 inputs).
+    pub sstride: u64,
+}
+
 /// A resolved tensor instruction.
 #[derive(Debug, Clone, PartialEq)]
 #[allow(missing_docs)]
@@ -100,6 +113,7 @@ pub enum Op {
         stride: u64,
         dtype: MxuType,
         trans: Trans,
+        quant: MxuQuant,
     },
     Matmul {
         dst: u64,
@@ -108,6 +122,7 @@ pub enum Op {
         astride: u64,
         dstride: u64,
         mode: AccMode,
+        ascales: u64,
     },
     Bin {
         func: BinFunc,
@@ -158,6 +173,28 @@ pub enum Op {
         shape: Region,
         dstride: u64,
         astride: u64,
+    },
+    Quant {
+        dst: Addr,
+        a: Addr,
+        s: Addr,
+        dtype: DType,
+        shape: Region,
+        dstride: u64,
+        astride: u64,
+        sbcast: Bcast,
+        zp: i64,
+    },
+    Dequant {
+        dst: Addr,
+        a: Addr,
+        s: Addr,
+        atype: DType,
+        shape: Region,
+        dstride: u64,
+        astride: u64,
+        sbcast: Bcast,
+        zp: i64,
     },
     Fill {
         dst: Addr,

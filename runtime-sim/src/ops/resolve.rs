@@ -12,6 +12,7 @@ use super::*;
 /// Returns `None` for scalar instructions.
 pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> Option<Op> {
     let r = |reg: tessera_isa::Reg| regs[reg.0 as usize];
+    let opt = |reg: tessera_isa::OptReg| regs[reg.0 .0 as usize];
     let val = |v: tessera_isa::Val| r(v.reg).wrapping_add(u64::from(v.imm));
     let at = |base: tessera_isa::Reg, off: i32| r(base).wrapping_add(off as i64 as u64);
     let shape = |rows, cols| Region {
@@ -102,6 +103,10 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             stride,
             dtype,
             trans,
+            wzp,
+            azp,
+            scales,
+            sstride,
         } => Op::LoadW {
             src: at(src.base, src.off),
             k: val(k),
@@ -109,6 +114,12 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             stride: val(stride),
             dtype,
             trans,
+            quant: MxuQuant {
+                wzp: opt(wzp) as i64,
+                azp: opt(azp) as i64,
+                scales: opt(scales),
+                sstride: opt(sstride),
+            },
         },
         Instr::MxuMatmul {
             dst,
@@ -117,6 +128,7 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             astride,
             dstride,
             mode,
+            ascales,
         } => Op::Matmul {
             dst: at(dst.base, dst.off),
             a: at(a.base, a.off),
@@ -124,6 +136,7 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             astride: val(astride),
             dstride: val(dstride),
             mode,
+            ascales: opt(ascales),
         },
         Instr::VpuBin {
             func,
@@ -233,6 +246,68 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             dstride: r(dstride),
             astride: r(astride),
             mode,
+        },
+        Instr::VpuQuant {
+            dst,
+            a,
+            s,
+            dtype,
+            rows,
+            cols,
+            dstride,
+            astride,
+            sbcast,
+            zp,
+        } => Op::Quant {
+            dst: Addr {
+                mem: dst.mem,
+                addr: at(dst.base, dst.off),
+            },
+            a: Addr {
+                mem: a.mem,
+                addr: at(a.base, a.off),
+            },
+            s: Addr {
+                mem: s.mem,
+                addr: at(s.base, s.off),
+            },
+            dtype,
+            shape: shape(rows, cols),
+            dstride: r(dstride),
+            astride: r(astride),
+            sbcast,
+            zp: opt(zp) as i64,
+        },
+        Instr::VpuDequant {
+            dst,
+            a,
+            s,
+            atype,
+            rows,
+            cols,
+            dstride,
+            astride,
+            sbcast,
+            zp,
+        } => Op::Dequant {
+            dst: Addr {
+                mem: dst.mem,
+                addr: at(dst.base, dst.off),
+            },
+            a: Addr {
+                mem: a.mem,
+                addr: at(a.base, a.off),
+            },
+            s: Addr {
+                mem: s.mem,
+                addr: at(s.base, s.off),
+            },
+            atype,
+            shape: shape(rows, cols),
+            dstride: r(dstride),
+            astride: r(astride),
+            sbcast,
+            zp: opt(zp) as i64,
         },
         Instr::VpuCvt {
             dst,

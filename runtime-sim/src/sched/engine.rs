@@ -7,6 +7,7 @@ use tessera_isa::Mem;
 
 use crate::error::SimError;
 use crate::exec::{self, bad_operand, Access, FaultKind, RawFault};
+use crate::matrix;
 use crate::ops::Op;
 use crate::race::join;
 use crate::stats::StallReason;
@@ -196,10 +197,20 @@ impl Machine<'_> {
                 stride,
                 dtype,
                 trans,
+                quant,
             } => {
-                let (w, acc) =
-                    exec::mxu_load(self.target, self.mems, src, k, n, stride, dtype, trans)
-                        .map_err(|r| fail(self, r))?;
+                let (w, acc) = matrix::mxu_load(
+                    self.target,
+                    self.mems,
+                    src,
+                    k,
+                    n,
+                    stride,
+                    dtype,
+                    trans,
+                    quant,
+                )
+                .map_err(|r| fail(self, r))?;
                 accesses = acc;
                 let b = self.mxu.cur.map_or(0, |c| 1 - c);
                 let end = start + cost::mxu_load_weights(k);
@@ -218,6 +229,7 @@ impl Machine<'_> {
                 astride,
                 dstride,
                 mode,
+                ascales,
             } => {
                 let Some(weights) = self.mxu.weights.as_ref() else {
                     return Err(fail(
@@ -226,9 +238,10 @@ impl Machine<'_> {
                     ));
                 };
                 let dtype = weights.dtype;
-                let (acc, macs) =
-                    exec::mxu_matmul(self.mems, weights, dst, a, m, astride, dstride, mode)
-                        .map_err(|r| fail(self, r))?;
+                let (acc, macs) = matrix::mxu_matmul(
+                    self.mems, weights, dst, a, m, astride, dstride, mode, ascales,
+                )
+                .map_err(|r| fail(self, r))?;
                 accesses = acc;
                 let (occupancy, latency) = cost::mxu_matmul(self.target, m, dtype);
                 let stream_end = start + occupancy;

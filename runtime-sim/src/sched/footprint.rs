@@ -94,6 +94,8 @@ pub(super) fn footprint(op: &Op) -> Vec<(Mem, i128, i128, bool)> {
         | Op::Un { .. }
         | Op::Red { .. }
         | Op::Cvt { .. }
+        | Op::Quant { .. }
+        | Op::Dequant { .. }
         | Op::Fill { .. }
         | Op::Trans { .. } => {}
     }

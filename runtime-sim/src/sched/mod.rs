@@ -12,7 +12,8 @@ use std::collections::VecDeque;
 use tessera_isa::{Engine, Instr, Mem, Target};
 
 use crate::error::{Deadlock, Fault, InstrRef, RaceReport, SimError};
-use crate::exec::{FaultKind, RawFault, Weights};
+use crate::exec::{FaultKind, RawFault};
+use crate::matrix::Weights;
 use crate::memory::Memories;
 use crate::ops::{resolve, DmaDimRegs, Op};
 use crate::race::{Detector, Vc, ENGINES};

@@ -126,6 +126,8 @@ impl Machine<'_> {
             | Instr::VpuUn { .. }
             | Instr::VpuRed { .. }
             | Instr::VpuCvt { .. }
+            | Instr::VpuQuant { .. }
+            | Instr::VpuDequant { .. }
             | Instr::VpuFill { .. }
             | Instr::VpuTrans { .. }
             | Instr::VpuWait { .. }

@@ -109,6 +109,35 @@ impl Machine<'_> {
                 vpu::trans(m, dst, a, dtype, shape, (dstride, astride))?,
                 cost::vpu_elementwise(t, cost::VpuClass::Simple, shape.rows, shape.cols),
             ),
+            Op::Quant {
+                dst,
+                a,
+                s,
+                dtype,
+                shape,
+                dstride,
+                astride,
+                sbcast,
+                zp,
+            } => (
+                vpu::quant(m, dst, a, s, dtype, shape, (dstride, astride), sbcast, zp)?,
+                // It divides by the scale: the special-function rate.
+                cost::vpu_elementwise(t, cost::VpuClass::Special, shape.rows, shape.cols),
+            ),
+            Op::Dequant {
+                dst,
+                a,
+                s,
+                atype,
+                shape,
+                dstride,
+                astride,
+                sbcast,
+                zp,
+            } => (
+                vpu::dequant(m, dst, a, s, atype, shape, (dstride, astride), sbcast, zp)?,
+                cost::vpu_elementwise(t, cost::VpuClass::Simple, shape.rows, shape.cols),
+            ),
             // Queue control (semaphores, `dma.dim`): no data, fixed cost.
             Op::Wait { .. } | Op::Signal { .. } | Op::DmaDim => {
                 (Vec::new(), cost::QUEUE_CONTROL_CYCLES)

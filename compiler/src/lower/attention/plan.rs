@@ -33,7 +33,7 @@ impl OnlineShape {
             sq: spec.sq,
             sk: spec.sk,
             d: spec.d,
-            e: spec.mxu.dtype().size(),
+            e: spec.mxu.a_type().size(),
             mask: spec.mask.as_ref().map(|m| m.strides[2] != 0),
             causal: spec.causal,
         }

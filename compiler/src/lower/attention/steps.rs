@@ -66,13 +66,13 @@ pub(super) fn to_mxu_type(
 ) -> Stmt {
     Stmt::Vpu(VpuStmt {
         op: VpuOp::Cvt {
-            dtype: spec.mxu.dtype(),
+            dtype: spec.mxu.a_type(),
             a: src,
             atype: IsaType::F32,
             astride: cols * 4,
         },
         dst,
-        dstride: cols * spec.mxu.dtype().size(),
+        dstride: cols * spec.mxu.a_type().size(),
         rows,
         cols: Ext::Const(cols),
     })

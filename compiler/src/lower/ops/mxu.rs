@@ -120,7 +120,7 @@ pub(super) fn conv(
     ));
     // The GEMM per group: [positions, kdim] x [mg, kdim]^T (+ bias).
     let mxu = ctx.precision.mxu();
-    let e = mxu.dtype().size();
+    let e = mxu.a_type().size();
     let w_addr = match ctx.weights(ops[1]) {
         Some(a) => a,
         None if ctx.precision == Precision::Fp32 => ctx.addr(ops[1]),
@@ -198,7 +198,7 @@ pub(super) fn mxu_operand(
         return Ok(ctx.addr(b));
     }
     let mxu = ctx.precision.mxu();
-    let at = ctx.scratch(bn.ty.numel() as u64 * mxu.dtype().size());
+    let at = ctx.scratch(bn.ty.numel() as u64 * mxu.a_type().size());
     let spec = EwSpec {
         node: format!("{}.b_to_{}", node.name, mxu),
         operands: vec![EwOperand {
@@ -240,7 +240,7 @@ pub(super) fn gemm_op(
         b.ty.shape[1]
     } as u64;
     let mxu = ctx.precision.mxu();
-    let e = mxu.dtype().size();
+    let e = mxu.a_type().size();
     let mut kernels = Vec::new();
     let b_addr = mxu_operand(ctx, id, ops[1], &mut kernels)?;
     let bias = match ops.get(2) {
@@ -341,7 +341,7 @@ pub(super) fn matmul(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
         return Err(unsupported(ctx, id, "matmul on non-f32 operands"));
     }
     let mxu = ctx.precision.mxu();
-    let e = mxu.dtype().size();
+    let e = mxu.a_type().size();
     let a_shape = &a.ty.shape;
     let b_shape = &b.ty.shape;
     let k = *a_shape.last().unwrap_or(&1) as u64;

@@ -107,7 +107,7 @@ impl Online<'_> {
             self.vec_un(UnFunc::Mov, &b.m, &b.m_new),
             Stmt::Vpu(VpuStmt {
                 op: VpuOp::Cvt {
-                    dtype: spec.mxu.dtype(),
+                    dtype: spec.mxu.a_type(),
                     a: at(&b.scores),
                     atype: IsaType::F32,
                     astride: sp,

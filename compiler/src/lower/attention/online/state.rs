@@ -40,7 +40,7 @@ impl Buffers {
         plan: &OnlinePlan,
     ) -> Result<Buffers, LowerError> {
         let (d, tq, tk) = (spec.d, plan.tq, plan.tk);
-        let e = spec.mxu.dtype().size();
+        let e = spec.mxu.a_type().size();
         let mask_full = spec.mask.as_ref().is_some_and(|m| m.strides[2] != 0);
         let qstage = mem.alloc("q_f32", Mem::Spm, tq * d * 4, 1)?;
         let qbuf = mem.alloc("q", Mem::Spm, tq * d * e, 1)?;
@@ -170,7 +170,7 @@ impl<'a> Online<'a> {
             target,
             plan,
             bufs,
-            e: spec.mxu.dtype().size(),
+            e: spec.mxu.a_type().size(),
             head: Affine::var(0, kv_head, group as i64).plus(head_in_group, 1),
             qt: Ext::tile(plan.tq, spec.sq, q0.clone()),
             q0,

@@ -209,7 +209,7 @@ impl WholeRow<'_> {
         }));
         softmax.push(Stmt::Vpu(VpuStmt {
             op: VpuOp::Cvt {
-                dtype: spec.mxu.dtype(),
+                dtype: spec.mxu.a_type(),
                 a: scores.clone(),
                 atype: IsaType::F32,
                 astride: sp,
@@ -229,7 +229,7 @@ impl WholeRow<'_> {
             ));
             softmax.push(Stmt::Vpu(VpuStmt {
                 op: VpuOp::Cvt {
-                    dtype: spec.mxu.dtype(),
+                    dtype: spec.mxu.a_type(),
                     a: zeros.at(&zero, 0),
                     atype: IsaType::F32,
                     astride: 0,

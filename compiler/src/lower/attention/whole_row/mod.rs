@@ -62,7 +62,7 @@ pub(super) fn attention_whole_row(
         plan,
         loops: Loops::new(plan),
         bufs,
-        e: spec.mxu.dtype().size(),
+        e: spec.mxu.a_type().size(),
         mask_full: spec.mask.as_ref().is_some_and(|m| m.strides[2] != 0),
     };
     let steps = TaskSteps {

@@ -36,7 +36,7 @@ impl Buffers {
         plan: &WholeRowPlan,
     ) -> Result<Buffers, LowerError> {
         let (sq, sk, d, tq) = (spec.sq, spec.sk, spec.d, plan.tq);
-        let e = spec.mxu.dtype().size();
+        let e = spec.mxu.a_type().size();
         let kv_slots = plan.kv_slots;
         let mask_full = spec.mask.as_ref().is_some_and(|m| m.strides[2] != 0);
         let kstage = mem.alloc("k_f32", Mem::Spm, sk * d * 4, kv_slots)?;
