@@ -42,9 +42,16 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-import onnx
-from onnx import AttributeProto, TensorProto, numpy_helper
+# float32 MatMul outputs (the *_expanded attention tests) depend on which
+# OpenBLAS kernel numpy's wheel picks for the CPU: an AVX-512 host and an
+# AVX2 host write different bytes. Pin one kernel and one thread, before
+# numpy loads, so every x86-64 machine with AVX2 generates the same files.
+os.environ["OPENBLAS_CORETYPE"] = "Haswell"
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import AttributeProto, TensorProto, numpy_helper  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "tests" / "conformance"
@@ -59,6 +66,7 @@ SUPPORTED_OPS = [
     "Identity", "Trilu", "Cos", "Sin", "Min", "Max", "Clip", "Conv",
     "Sign", "Floor", "Ceil", "Round", "CastLike", "Mod", "Tile", "Pad", "CumSum",
     "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "ThresholdedRelu", "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Mish", "LogSoftmax", "IsNaN", "IsInf", "Xor", "ReduceMin", "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp", "BatchNormalization", "InstanceNormalization", "GroupNormalization", "GlobalAveragePool", "GlobalMaxPool", "DepthToSpace", "SpaceToDepth", "ArgMax", "ArgMin", "OneHot", "MaxPool", "AveragePool", "Einsum", "TopK", "Resize", "ReduceProd", "ScatterElements", "Scatter", "ScatterND", "ConvTranspose", "NonZero", "BitShift",
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
 ]
 SUPPORTED_DTYPES = {"float32", "int64", "int32", "bool", "float16", "bfloat16", "uint8", "int8"}
 

@@ -337,6 +337,27 @@ pub const REGISTRY: &[OpEntry] = &[
         NUM,
         "VPU (compare with positions, where); depth known at compile time",
     ),
+    entry(
+        "QuantizeLinear",
+        composite::quantize_linear,
+        "axis, block_size, output_dtype",
+        "f32, f16, bf16 → i8, u8",
+        "VPU (div, round half to even, clip, cast); per tensor, axis or block",
+    ),
+    entry(
+        "DequantizeLinear",
+        composite::dequantize_linear,
+        "axis, block_size",
+        "i8, u8, i32 → f32, f16, bf16",
+        "VPU (sub zero point, mul scale); per tensor, axis or block",
+    ),
+    entry(
+        "DynamicQuantizeLinear",
+        composite::dynamic_quantize_linear,
+        "",
+        "f32 → u8",
+        "VPU (min/max reductions, then QuantizeLinear)",
+    ),
     // pool.rs
     entry(
         "MaxPool",

@@ -262,7 +262,10 @@ fn cast(
     opnds: &[Opnd],
     out_stage: &Addr,
 ) -> Result<Vec<Stmt>, LowerError> {
-    if plan.layouts[0] != Layout::Full {
+    // A one-element output reads its one operand element whatever the
+    // layout (a scalar zero point converted for QuantizeLinear).
+    let single = spec.shape.iter().product::<usize>() == 1;
+    if plan.layouts[0] != Layout::Full && !single {
         return Err(LowerError::Unsupported {
             node: spec.node.clone(),
             message: "a broadcasting cast".into(),

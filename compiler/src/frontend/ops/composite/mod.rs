@@ -4,7 +4,8 @@
 //! Softplus, Softsign, Mish), LogSoftmax, IsNaN, IsInf, Xor, the
 //! reductions ReduceMin, ReduceProd, ReduceL1, ReduceL2, ReduceSumSquare,
 //! ReduceLogSum and ReduceLogSumExp, GlobalAverage/MaxPool, DepthToSpace
-//! and SpaceToDepth, ArgMax/ArgMin, TopK, OneHot.
+//! and SpaceToDepth, ArgMax/ArgMin, TopK, OneHot, and QuantizeLinear,
+//! DequantizeLinear and DynamicQuantizeLinear (`quant.rs`).
 
 use crate::graph::{BinaryOp, NodeId, Op, ReduceKind, UnaryOp};
 use crate::tensor::Tensor;
@@ -14,10 +15,12 @@ use super::one;
 
 mod depth_space;
 mod indexing;
+mod quant;
 mod reductions;
 
 pub(super) use depth_space::depth_space;
 pub(super) use indexing::{arg_extreme, one_hot, top_k};
+pub(super) use quant::{dequantize_linear, dynamic_quantize_linear, quantize_linear};
 pub(super) use reductions::{global_pool, product_along, reduce};
 
 pub(super) fn bin(

@@ -1,0 +1,246 @@
+//! QuantizeLinear, DequantizeLinear and DynamicQuantizeLinear composed
+//! from Graph IR ops, exactly as ONNX defines them (opset 10–21):
+//!
+//! - `DequantizeLinear`: `y = (f32(x) − f32(zp)) · scale`; the difference is
+//!   exact for 8-bit and (below 2²⁴) 32-bit integers.
+//! - `QuantizeLinear`: `y = saturate(round(x / scale) + zp)` with `round`
+//!   half to even (the VPU's `round`), saturation as `max`/`min` and an exact
+//!   cast of the integral result.
+//! - `DynamicQuantizeLinear`: uint8 with `scale = (max(0, max x) − min(0,
+//!   min x)) / 255` and `zp = round(saturate(−min(0, min x) / scale))`.
+//!
+//! Scales and zero points are per tensor (a scalar or 1-element tensor), per
+//! axis (1-D along `axis`) or blocked (`block_size > 0`: the same rank as
+//! `x`, each element covering `block_size` consecutive elements along
+//! `axis`). FP8, int4 and 16-bit integer quantized types are refused: Graph
+//! IR has no such element types.
+
+use crate::graph::{BinaryOp, NodeId, Op, ReduceKind, UnaryOp};
+use crate::tensor::DType;
+
+use super::{bin, un};
+use crate::frontend::ctx::{ConvertError, ConvertResult, Ctx};
+
+/// The integer range of a quantized type.
+fn range(dtype: DType) -> ConvertResult<(f64, f64)> {
+    match dtype {
+        DType::U8 => Ok((0.0, 255.0)),
+        DType::I8 => Ok((-128.0, 127.0)),
+        DType::I32 => Ok((f64::from(i32::MIN), f64::from(i32::MAX))),
+        other => {
+            Err(format!("quantized type {other} is not supported (int8 and uint8 are)").into())
+        }
+    }
+}
+
+fn to_f32(ctx: &mut Ctx, part: &str, x: NodeId) -> ConvertResult<NodeId> {
+    if ctx.ty(x).dtype == DType::F32 {
+        Ok(x)
+    } else {
+        ctx.add(part, Op::Cast { to: DType::F32 }, &[x])
+    }
+}
+
+/// The axis attribute, normalized against rank `rank`.
+fn axis(ctx: &Ctx, rank: usize) -> ConvertResult<usize> {
+    let axis = ctx.attr_int("axis")?.unwrap_or(1);
+    let r = rank as i64;
+    let a = if axis < 0 { axis + r } else { axis };
+    if rank == 0 || !(0..r).contains(&a) {
+        return Err(format!("axis {axis} is out of range for rank {rank}").into());
+    }
+    Ok(a as usize)
+}
+
+/// A scale or zero point made to broadcast against `x` (shape `shape`):
+/// scalars stay, 1-D per-axis vectors become `[1, …, C, …, 1]`, blocked
+/// parameters are repeated `block` times along the axis.
+fn broadcast_param(ctx: &mut Ctx, part: &str, p: NodeId, shape: &[usize]) -> ConvertResult<NodeId> {
+    let pshape = ctx.ty(p).shape;
+    let numel: usize = pshape.iter().product();
+    let block = ctx.attr_int("block_size")?.unwrap_or(0);
+    if block < 0 {
+        return Err(format!("block_size {block} is negative").into());
+    }
+    if pshape.is_empty() || (numel == 1 && block == 0) {
+        return ctx.reshape(part, p, vec![]);
+    }
+    let axis = axis(ctx, shape.len())?;
+    let d = shape[axis];
+    if block == 0 {
+        if pshape != [d] {
+            return Err(format!(
+                "per-axis {part} has shape {pshape:?}; axis {axis} of the input has {d} elements"
+            )
+            .into());
+        }
+        let mut target = vec![1; shape.len()];
+        target[axis] = d;
+        return ctx.reshape(part, p, target);
+    }
+    let block = block as usize;
+    let blocks = d.div_ceil(block);
+    let mut want = shape.to_vec();
+    want[axis] = blocks;
+    if pshape != want {
+        return Err(format!(
+            "blocked {part} has shape {pshape:?}, expected {want:?} for block_size {block}"
+        )
+        .into());
+    }
+    // [.., nb, ..] → [.., nb, 1, ..] → [.., nb, block, ..] → [.., nb·block, ..] → slice to d.
+    let mut split = want.clone();
+    split.insert(axis + 1, 1);
+    let split_node = ctx.reshape(&format!("{part}_split"), p, split.clone())?;
+    split[axis + 1] = block;
+    let expanded = ctx.add(
+        &format!("{part}_repeat"),
+        Op::Expand {
+            shape: split.clone(),
+        },
+        &[split_node],
+    )?;
+    let mut joined = want.clone();
+    joined[axis] = blocks * block;
+    let joined_node = ctx.reshape(&format!("{part}_joined"), expanded, joined.clone())?;
+    if blocks * block == d {
+        return Ok(joined_node);
+    }
+    let rank = joined.len();
+    let mut ends: Vec<i64> = joined.iter().map(|&x| x as i64).collect();
+    ends[axis] = d as i64;
+    ctx.add(
+        &format!("{part}_trim"),
+        Op::Slice {
+            starts: vec![0; rank],
+            ends,
+            steps: vec![1; rank],
+        },
+        &[joined_node],
+    )
+}
+
+/// `saturate(round(x / scale) + zp)` as `dtype`, in f32.
+fn quantize_of(
+    ctx: &mut Ctx,
+    x: NodeId,
+    scale: NodeId,
+    zp: Option<NodeId>,
+    dtype: DType,
+) -> ConvertResult<NodeId> {
+    let (lo, hi) = range(dtype)?;
+    let ratio = bin(ctx, "ratio", BinaryOp::Div, x, scale)?;
+    let mut q = un(ctx, "round", UnaryOp::Round, ratio)?;
+    if let Some(zp) = zp {
+        q = bin(ctx, "shift", BinaryOp::Add, q, zp)?;
+    }
+    let lo = ctx.scalar("qmin", DType::F32, lo)?;
+    let hi = ctx.scalar("qmax", DType::F32, hi)?;
+    let low = bin(ctx, "clip_low", BinaryOp::Max, q, lo)?;
+    let clipped = bin(ctx, "clip_high", BinaryOp::Min, low, hi)?;
+    ctx.add("quantized", Op::Cast { to: dtype }, &[clipped])
+}
+
+/// QuantizeLinear(x, y_scale, y_zero_point).
+pub(in crate::frontend::ops) fn quantize_linear(
+    ctx: &mut Ctx,
+) -> ConvertResult<Vec<Option<NodeId>>> {
+    let x = ctx.input(0)?;
+    let scale = ctx.input(1)?;
+    let zp = ctx.opt_input(2);
+    if !ctx.ty(x).dtype.is_float() {
+        return Err(format!("QuantizeLinear quantizes floats, not {}", ctx.ty(x).dtype).into());
+    }
+    let dtype = match (zp, ctx.attr_int("output_dtype")?) {
+        (Some(zp), _) => ctx.ty(zp).dtype,
+        (None, Some(code)) if code != 0 => {
+            DType::from_onnx(code as i32).map_err(|dtype| ConvertError::UnsupportedDtype {
+                what: "QuantizeLinear output".into(),
+                dtype,
+            })?
+        }
+        (None, _) => DType::U8,
+    };
+    range(dtype)?;
+    let shape = ctx.ty(x).shape;
+    let xf = to_f32(ctx, "x_f32", x)?;
+    let s = to_f32(ctx, "scale_f32", scale)?;
+    let s = broadcast_param(ctx, "scale", s, &shape)?;
+    let zp = match zp {
+        Some(zp) => {
+            let z = to_f32(ctx, "zero_point_f32", zp)?;
+            Some(broadcast_param(ctx, "zero_point", z, &shape)?)
+        }
+        None => None,
+    };
+    Ok(vec![Some(quantize_of(ctx, xf, s, zp, dtype)?)])
+}
+
+/// DequantizeLinear(x, x_scale, x_zero_point).
+pub(in crate::frontend::ops) fn dequantize_linear(
+    ctx: &mut Ctx,
+) -> ConvertResult<Vec<Option<NodeId>>> {
+    let x = ctx.input(0)?;
+    let scale = ctx.input(1)?;
+    let zp = ctx.opt_input(2);
+    range(ctx.ty(x).dtype)?;
+    let out = ctx.ty(scale).dtype;
+    if !out.is_float() {
+        return Err(format!("DequantizeLinear scale must be a float, is {out}").into());
+    }
+    let shape = ctx.ty(x).shape;
+    let xf = to_f32(ctx, "x_f32", x)?;
+    let s = to_f32(ctx, "scale_f32", scale)?;
+    let s = broadcast_param(ctx, "scale", s, &shape)?;
+    let centered = match zp {
+        Some(zp) => {
+            let z = to_f32(ctx, "zero_point_f32", zp)?;
+            let z = broadcast_param(ctx, "zero_point", z, &shape)?;
+            bin(ctx, "centered", BinaryOp::Sub, xf, z)?
+        }
+        None => xf,
+    };
+    let y = bin(ctx, "dequantized", BinaryOp::Mul, centered, s)?;
+    let y = if out == DType::F32 {
+        y
+    } else {
+        ctx.add("cast", Op::Cast { to: out }, &[y])?
+    };
+    Ok(vec![Some(y)])
+}
+
+/// DynamicQuantizeLinear(x) → (y: uint8, y_scale, y_zero_point).
+pub(in crate::frontend::ops) fn dynamic_quantize_linear(
+    ctx: &mut Ctx,
+) -> ConvertResult<Vec<Option<NodeId>>> {
+    let x = ctx.input(0)?;
+    if ctx.ty(x).dtype != DType::F32 {
+        return Err(format!("DynamicQuantizeLinear takes f32, not {}", ctx.ty(x).dtype).into());
+    }
+    let rank = ctx.ty(x).shape.len();
+    let all = |kind| Op::Reduce {
+        kind,
+        axes: (0..rank).collect(),
+        keep_dims: false,
+    };
+    let zero = ctx.scalar("zero", DType::F32, 0.0)?;
+    let max = ctx.add("max", all(ReduceKind::Max), &[x])?;
+    let neg = un(ctx, "neg", UnaryOp::Neg, x)?;
+    let neg_max = ctx.add("neg_max", all(ReduceKind::Max), &[neg])?;
+    let min = un(ctx, "min", UnaryOp::Neg, neg_max)?;
+    let rmax = bin(ctx, "range_max", BinaryOp::Max, max, zero)?;
+    let rmin = bin(ctx, "range_min", BinaryOp::Min, min, zero)?;
+    let width = bin(ctx, "width", BinaryOp::Sub, rmax, rmin)?;
+    let levels = ctx.scalar("levels", DType::F32, 255.0)?;
+    let scale = bin(ctx, "y_scale", BinaryOp::Div, width, levels)?;
+    // zp = round(saturate(0 − rmin / scale)), as ONNX's reference computes it.
+    let ratio = bin(ctx, "min_ratio", BinaryOp::Div, rmin, scale)?;
+    let izp = bin(ctx, "zp_exact", BinaryOp::Sub, zero, ratio)?;
+    let hi = ctx.scalar("qmax", DType::F32, 255.0)?;
+    let low = bin(ctx, "zp_low", BinaryOp::Max, izp, zero)?;
+    let sat = bin(ctx, "zp_high", BinaryOp::Min, low, hi)?;
+    let zpf = un(ctx, "zp_round", UnaryOp::Round, sat)?;
+    let zp = ctx.add("y_zero_point", Op::Cast { to: DType::U8 }, &[zpf])?;
+    let y = quantize_of(ctx, x, scale, Some(zpf), DType::U8)?;
+    Ok(vec![Some(y), Some(scale), Some(zp)])
+}
