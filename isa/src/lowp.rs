@@ -147,15 +147,37 @@ pub fn round_to_mantissa(x: f64, man_bits: u32) -> f32 {
     if man_bits >= 23 || !x.is_finite() || x == 0.0 {
         return x as f32;
     }
+    narrow(x, man_bits, false)
+}
+
+/// As [`round_to_mantissa`], rounding toward zero (truncating the bits
+/// below the last mantissa bit, as cheap adders do); results stay finite.
+pub fn truncate_to_mantissa(x: f64, man_bits: u32) -> f32 {
+    if !x.is_finite() || x == 0.0 {
+        return x as f32;
+    }
+    narrow(x, man_bits.min(23), true)
+}
+
+fn narrow(x: f64, man_bits: u32, truncate: bool) -> f32 {
     let e = exponent_of(x).max(-126);
     let quantum = (2.0f64).powi(e - man_bits as i32);
-    let r = (x / quantum).round_ties_even() * quantum;
+    let scaled = x / quantum;
+    let r = if truncate {
+        scaled.trunc()
+    } else {
+        scaled.round_ties_even()
+    } * quantum;
     if r.abs() >= (2.0f64).powi(128) {
-        return if r > 0.0 {
-            f32::INFINITY
+        // Overflow: to nearest gives infinity, toward zero the largest
+        // finite value of the format.
+        let largest = (2.0 - (2.0f64).powi(-(man_bits as i32))) * (2.0f64).powi(127);
+        let v = if truncate {
+            largest as f32
         } else {
-            f32::NEG_INFINITY
+            f32::INFINITY
         };
+        return if r > 0.0 { v } else { -v };
     }
     // Exact: r has at most man_bits + 1 significant bits in fp32's range.
     r as f32
@@ -168,6 +190,8 @@ pub struct Accumulator {
     pub man_bits: u32,
     /// Products per promotion into fp32; 0 never promotes.
     pub promote: u32,
+    /// The narrow additions round toward zero instead of to nearest even.
+    pub truncate: bool,
 }
 
 impl Accumulator {
@@ -176,12 +200,22 @@ impl Accumulator {
         Accumulator {
             man_bits: target.mxu_acc_mantissa_bits,
             promote: target.mxu_promote_interval,
+            truncate: target.mxu_acc_truncate,
         }
     }
 
     /// Whether this is plain fp32 accumulation (the fast path).
     pub fn is_fp32(self) -> bool {
-        self.man_bits >= 23 && self.promote == 0
+        self.man_bits >= 23 && self.promote == 0 && !self.truncate
+    }
+
+    /// One narrow addition's rounding.
+    pub fn round(self, x: f64) -> f32 {
+        if self.truncate {
+            truncate_to_mantissa(x, self.man_bits)
+        } else {
+            round_to_mantissa(x, self.man_bits)
+        }
     }
 
     /// One output of a float- or FP8-class `mxu.mm` (SPEC.md §4.4):
@@ -197,7 +231,6 @@ impl Accumulator {
         product: impl Fn(usize) -> f32,
         scale: impl Fn(usize) -> f32,
     ) -> f32 {
-        let m = self.man_bits;
         if self.promote == 0 {
             let mut c = init;
             for kk in 0..k {
@@ -205,7 +238,7 @@ impl Accumulator {
                     Some(_) => product(kk) * scale(kk),
                     None => product(kk),
                 };
-                c = round_to_mantissa(f64::from(c) + f64::from(p), m);
+                c = self.round(f64::from(c) + f64::from(p));
             }
             return c;
         }
@@ -214,7 +247,7 @@ impl Accumulator {
         let mut partial = 0.0f32;
         let mut count = 0usize;
         for kk in 0..k {
-            partial = round_to_mantissa(f64::from(partial) + f64::from(product(kk)), m);
+            partial = self.round(f64::from(partial) + f64::from(product(kk)));
             count += 1;
             let block_end = block.is_some_and(|b| (kk + 1) % b == 0);
             if count == interval || block_end || kk + 1 == k {
@@ -446,15 +479,30 @@ mod tests {
         let narrow = Accumulator {
             man_bits: 10,
             promote: 0,
+            truncate: false,
         };
         let promoted = Accumulator {
             man_bits: 10,
             promote: 128,
+            truncate: false,
         };
         let tiny = 2f32.powi(-12);
         let p = |_| tiny;
         assert_eq!(narrow.dot(1.0, 4096, None, p, |_| 1.0), 1.0);
         assert_eq!(promoted.dot(1.0, 4096, None, p, |_| 1.0), 2.0);
+        // Truncation drops even addends just above half an ulp.
+        let truncating = Accumulator {
+            truncate: true,
+            ..narrow
+        };
+        let big = 2f32.powi(-11) * 1.5;
+        assert_eq!(
+            narrow.dot(1.0, 1, None, |_| big, |_| 1.0),
+            1.0 + 2f32.powi(-10)
+        );
+        assert_eq!(truncating.dot(1.0, 1, None, |_| big, |_| 1.0), 1.0);
+        assert_eq!(truncate_to_mantissa(-1.75, 1), -1.5);
+        assert_eq!(truncate_to_mantissa(1e39, 23), f32::MAX);
     }
 
     #[test]

@@ -102,6 +102,11 @@ pub struct Target {
     #[prost(bool, tag = "27")]
     #[serde(default)]
     pub mxu_scale_e8m0: bool,
+    /// The narrow accumulator truncates (rounds toward zero) instead of
+    /// rounding to nearest even (SPEC.md §4.4).
+    #[prost(bool, tag = "28")]
+    #[serde(default)]
+    pub mxu_acc_truncate: bool,
 }
 
 /// Values of the parameters a target file written before they existed
@@ -179,6 +184,7 @@ impl Target {
             mxu_promote_interval: 0,
             mxu_scale_block: 128,
             mxu_scale_e8m0: false,
+            mxu_acc_truncate: false,
         }
     }
 
@@ -213,6 +219,7 @@ impl Target {
             mxu_promote_interval: 0,
             mxu_scale_block: 128,
             mxu_scale_e8m0: false,
+            mxu_acc_truncate: false,
         }
     }
 
@@ -599,7 +606,7 @@ mod tests {
             .to_toml()
             .lines()
             .filter(|l| !l.starts_with("mxu_8bit") && !l.contains("_acc_") && !l.contains("scale"))
-            .filter(|l| !l.starts_with("mxu_promote"))
+            .filter(|l| !l.starts_with("mxu_promote") && !l.contains("truncate"))
             .map(|l| format!("{l}\n"))
             .collect();
         assert!(!text.contains("mxu_scale_block"));

@@ -39,6 +39,7 @@ struct Case {
     e8m0: bool,
     man_bits: u32,
     promote: u32,
+    truncate: bool,
 }
 
 fn esize(t: DType) -> usize {
@@ -78,6 +79,7 @@ fn program(case: &Case) -> String {
     let _ = writeln!(s, ".param mxu_promote_interval {}", case.promote);
     let _ = writeln!(s, ".param mxu_scale_block {}", case.block);
     let _ = writeln!(s, ".param mxu_scale_e8m0 {}", case.e8m0);
+    let _ = writeln!(s, ".param mxu_acc_truncate {}", case.truncate);
     let _ = writeln!(s, ".segment \"data\" @ 0x1000\n.bytes {hex}");
     let _ = writeln!(s, "li r1, {}\nli r2, {}", case.wzp, case.azp);
     let _ = writeln!(s, "li r3, {WS_AT}\nli r4, {}\nli r5, {AS_AT}", kb * sb);
@@ -122,7 +124,13 @@ fn reference(case: &Case) -> Vec<[u8; 4]> {
     let w = |kk: usize, j: usize| value(wt, &case.w[(kk * case.n + j) * ew..]);
     let b = case.block;
     let (kb, nb) = (case.k.div_ceil(b), case.n.div_ceil(b));
-    let narrow = |x: f64| lowp::round_to_mantissa(x, case.man_bits);
+    let narrow = |x: f64| {
+        if case.truncate {
+            lowp::truncate_to_mantissa(x, case.man_bits)
+        } else {
+            lowp::round_to_mantissa(x, case.man_bits)
+        }
+    };
     let mut out = Vec::new();
     for i in 0..case.m {
         for j in 0..case.n {
@@ -272,18 +280,20 @@ fn int_case() -> impl Strategy<Value = Case> {
                 e8m0: false,
                 man_bits: 23,
                 promote: 0,
+                truncate: false,
             })
     })
 }
 
 /// Half the cases the default fp32 accumulator (the simulator's fast
 /// paths), half a narrow one with or without promotion.
-fn accumulator() -> impl Strategy<Value = (u32, u32)> {
+fn accumulator() -> impl Strategy<Value = (u32, u32, bool)> {
     prop_oneof![
-        Just((23u32, 0u32)),
+        Just((23u32, 0u32, false)),
         (
             prop::sample::select(vec![3u32, 7, 10, 14, 23]),
             prop::sample::select(vec![0u32, 1, 3, 4, 128]),
+            any::<bool>(),
         ),
     ]
 }
@@ -298,43 +308,46 @@ fn fp8_case() -> impl Strategy<Value = Case> {
         any::<bool>(),
         accumulator(),
     )
-        .prop_flat_map(|(dtype, m, k, n, block, e8m0, (man_bits, promote))| {
-            let (kb, nb) = (k.div_ceil(block), n.div_ceil(block));
-            let scale = move || -> BoxedStrategy<f32> {
-                if e8m0 {
-                    (-20i32..20).prop_map(|e| 2f32.powi(e)).boxed()
-                } else {
-                    (1e-3f32..1e3).boxed()
-                }
-            };
-            (
-                fp8_bytes(dtype.a_type(), m * k),
-                fp8_bytes(dtype.w_type(), k * n),
-                prop::collection::vec(scale(), kb * nb),
-                prop::collection::vec(scale(), m * kb),
-            )
-                .prop_map(move |(a, w, wscales, ascales)| Case {
-                    dtype,
-                    m,
-                    k,
-                    n,
-                    a,
-                    w,
-                    azp: 0,
-                    wzp: 0,
-                    wscales,
-                    ascales,
-                    block,
-                    e8m0,
-                    man_bits,
-                    promote,
-                })
-        })
+        .prop_flat_map(
+            |(dtype, m, k, n, block, e8m0, (man_bits, promote, truncate))| {
+                let (kb, nb) = (k.div_ceil(block), n.div_ceil(block));
+                let scale = move || -> BoxedStrategy<f32> {
+                    if e8m0 {
+                        (-20i32..20).prop_map(|e| 2f32.powi(e)).boxed()
+                    } else {
+                        (1e-3f32..1e3).boxed()
+                    }
+                };
+                (
+                    fp8_bytes(dtype.a_type(), m * k),
+                    fp8_bytes(dtype.w_type(), k * n),
+                    prop::collection::vec(scale(), kb * nb),
+                    prop::collection::vec(scale(), m * kb),
+                )
+                    .prop_map(move |(a, w, wscales, ascales)| Case {
+                        dtype,
+                        m,
+                        k,
+                        n,
+                        a,
+                        w,
+                        azp: 0,
+                        wzp: 0,
+                        wscales,
+                        ascales,
+                        block,
+                        e8m0,
+                        man_bits,
+                        promote,
+                        truncate,
+                    })
+            },
+        )
 }
 
 fn bf16_case() -> impl Strategy<Value = Case> {
     (1usize..=10, 1usize..=8, 1usize..=8, accumulator()).prop_flat_map(
-        |(m, k, n, (man_bits, promote))| {
+        |(m, k, n, (man_bits, promote, truncate))| {
             let finite = |n: usize| {
                 prop::collection::vec(-1e4f32..1e4, n).prop_map(|v| {
                     v.iter()
@@ -357,6 +370,7 @@ fn bf16_case() -> impl Strategy<Value = Case> {
                 e8m0: false,
                 man_bits,
                 promote,
+                truncate,
             })
         },
     )
@@ -398,6 +412,7 @@ fn zero_points_outside_the_type_are_a_bad_operand() {
         e8m0: false,
         man_bits: 23,
         promote: 0,
+        truncate: false,
     };
     let fault = |case: &Case| match run(assemble_own(&program(case)), &[]) {
         Ok(_) => panic!("{case:?} ran"),
@@ -429,6 +444,7 @@ fn eight_bit_matmuls_stream_at_the_8bit_rate() {
             e8m0: false,
             man_bits: 23,
             promote: 0,
+            truncate: false,
         };
         let source = program(&case);
         let (result, _) = run(assemble_own(&source), &[]).expect("run");
