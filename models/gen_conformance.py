@@ -66,7 +66,7 @@ SUPPORTED_OPS = [
     "Identity", "Trilu", "Cos", "Sin", "Min", "Max", "Clip", "Conv",
     "Sign", "Floor", "Ceil", "Round", "CastLike", "Mod", "Tile", "Pad", "CumSum",
     "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "ThresholdedRelu", "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Mish", "LogSoftmax", "IsNaN", "IsInf", "Xor", "ReduceMin", "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp", "BatchNormalization", "InstanceNormalization", "GroupNormalization", "GlobalAveragePool", "GlobalMaxPool", "DepthToSpace", "SpaceToDepth", "ArgMax", "ArgMin", "OneHot", "MaxPool", "AveragePool", "Einsum", "TopK", "Resize", "ReduceProd", "ScatterElements", "Scatter", "ScatterND", "ConvTranspose", "NonZero", "BitShift",
-    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "QLinearMatMul",
 ]
 SUPPORTED_DTYPES = {"float32", "int64", "int32", "bool", "float16", "bfloat16", "uint8", "int8"}
 

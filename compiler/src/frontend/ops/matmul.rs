@@ -10,6 +10,11 @@ use super::one;
 /// operand a column, and the inserted dimension is removed again.
 pub(super) fn matmul(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
     let (a, b) = (ctx.input(0)?, ctx.input(1)?);
+    one(matmul_of(ctx, a, b)?)
+}
+
+/// `a @ b` with MatMul's NumPy semantics for 1-D operands.
+pub(super) fn matmul_of(ctx: &mut Ctx, a: NodeId, b: NodeId) -> ConvertResult<NodeId> {
     let (a_shape, b_shape) = (ctx.ty(a).shape, ctx.ty(b).shape);
     if a_shape.is_empty() || b_shape.is_empty() {
         return Err("matmul operands must have rank >= 1".into());
@@ -35,7 +40,7 @@ pub(super) fn matmul(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
         let row = shape.len() - if b_vector { 1 } else { 2 };
         shape.remove(row);
     }
-    one(ctx.reshape("squeeze", product, shape)?)
+    ctx.reshape("squeeze", product, shape)
 }
 
 /// Gemm: `alpha * op(A) @ op(B) + beta * C`, op = optional transpose.

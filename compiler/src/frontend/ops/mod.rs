@@ -68,6 +68,6 @@ mod tests {
         let before = names.len();
         names.dedup();
         assert_eq!(names.len(), before);
-        assert_eq!(before, 114);
+        assert_eq!(before, 116);
     }
 }

@@ -358,6 +358,20 @@ pub const REGISTRY: &[OpEntry] = &[
         "f32 → u8",
         "VPU (min/max reductions, then QuantizeLinear)",
     ),
+    entry(
+        "MatMulInteger",
+        composite::matmul_integer,
+        "",
+        "i8, u8 → i32",
+        "interpreter only (exact int32); zero points per tensor, row or column",
+    ),
+    entry(
+        "QLinearMatMul",
+        composite::qlinear_matmul,
+        "",
+        "i8, u8 → i8, u8",
+        "interpreter only (exact int32 product, f32 requantize)",
+    ),
     // pool.rs
     entry(
         "MaxPool",

@@ -5,7 +5,8 @@
 //! reductions ReduceMin, ReduceProd, ReduceL1, ReduceL2, ReduceSumSquare,
 //! ReduceLogSum and ReduceLogSumExp, GlobalAverage/MaxPool, DepthToSpace
 //! and SpaceToDepth, ArgMax/ArgMin, TopK, OneHot, and QuantizeLinear,
-//! DequantizeLinear and DynamicQuantizeLinear (`quant.rs`).
+//! DequantizeLinear, DynamicQuantizeLinear, MatMulInteger and QLinearMatMul
+//! (`quant.rs`).
 
 use crate::graph::{BinaryOp, NodeId, Op, ReduceKind, UnaryOp};
 use crate::tensor::Tensor;
@@ -20,7 +21,9 @@ mod reductions;
 
 pub(super) use depth_space::depth_space;
 pub(super) use indexing::{arg_extreme, one_hot, top_k};
-pub(super) use quant::{dequantize_linear, dynamic_quantize_linear, quantize_linear};
+pub(super) use quant::{
+    dequantize_linear, dynamic_quantize_linear, matmul_integer, qlinear_matmul, quantize_linear,
+};
 pub(super) use reductions::{global_pool, product_along, reduce};
 
 pub(super) fn bin(

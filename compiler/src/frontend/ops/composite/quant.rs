@@ -9,6 +9,12 @@
 //! - `DynamicQuantizeLinear`: uint8 with `scale = (max(0, max x) − min(0,
 //!   min x)) / 255` and `zp = round(saturate(−min(0, min x) / scale))`.
 //!
+//! - `MatMulInteger`: `(i32(A) − a_zp) @ (i32(B) − b_zp)` in exact
+//!   (wrapping) int32; zero points per tensor, or per row of A / per column
+//!   of B.
+//! - `QLinearMatMul`: that product, times `a_scale · b_scale / y_scale` in
+//!   f32, rounded half to even, plus `y_zp`, saturated.
+//!
 //! Scales and zero points are per tensor (a scalar or 1-element tensor), per
 //! axis (1-D along `axis`) or blocked (`block_size > 0`: the same rank as
 //! `x`, each element covering `block_size` consecutive elements along
@@ -243,4 +249,101 @@ pub(in crate::frontend::ops) fn dynamic_quantize_linear(
     let zp = ctx.add("y_zero_point", Op::Cast { to: DType::U8 }, &[zpf])?;
     let y = quantize_of(ctx, x, scale, Some(zpf), DType::U8)?;
     Ok(vec![Some(y), Some(scale), Some(zp)])
+}
+
+/// `i32(x) − zp`, with `zp` a scalar or a vector along `dim` (0: rows of a
+/// matrix, so it becomes a column `[M, 1]`; 1: columns, `[N]`).
+fn centered_i32(
+    ctx: &mut Ctx,
+    part: &str,
+    x: NodeId,
+    zp: Option<NodeId>,
+    rows: bool,
+) -> ConvertResult<NodeId> {
+    range(ctx.ty(x).dtype)?;
+    let xi = ctx.add(&format!("{part}_i32"), Op::Cast { to: DType::I32 }, &[x])?;
+    let Some(zp) = zp else {
+        return Ok(xi);
+    };
+    range(ctx.ty(zp).dtype)?;
+    let zshape = ctx.ty(zp).shape;
+    let numel: usize = zshape.iter().product();
+    let zi = ctx.add(
+        &format!("{part}_zp_i32"),
+        Op::Cast { to: DType::I32 },
+        &[zp],
+    )?;
+    let z = if numel == 1 {
+        ctx.reshape(&format!("{part}_zp"), zi, vec![])?
+    } else if zshape.len() == 1 && rows {
+        ctx.reshape(&format!("{part}_zp"), zi, vec![numel, 1])?
+    } else if zshape.len() == 1 {
+        zi
+    } else {
+        return Err(
+            format!("{part} zero point must be a scalar or 1-D, has shape {zshape:?}").into(),
+        );
+    };
+    bin(ctx, &format!("{part}_centered"), BinaryOp::Sub, xi, z)
+}
+
+/// The exact int32 product `(A − a_zp) @ (B − b_zp)`.
+fn integer_product(
+    ctx: &mut Ctx,
+    (a, azp): (NodeId, Option<NodeId>),
+    (b, bzp): (NodeId, Option<NodeId>),
+) -> ConvertResult<NodeId> {
+    let ac = centered_i32(ctx, "a", a, azp, true)?;
+    let bc = centered_i32(ctx, "b", b, bzp, false)?;
+    super::super::matmul::matmul_of(ctx, ac, bc)
+}
+
+/// MatMulInteger(A, B, a_zero_point, b_zero_point) → int32.
+pub(in crate::frontend::ops) fn matmul_integer(
+    ctx: &mut Ctx,
+) -> ConvertResult<Vec<Option<NodeId>>> {
+    let (a, b) = (ctx.input(0)?, ctx.input(1)?);
+    let (azp, bzp) = (ctx.opt_input(2), ctx.opt_input(3));
+    Ok(vec![Some(integer_product(ctx, (a, azp), (b, bzp))?)])
+}
+
+/// A QLinearMatMul scale as f32, per tensor or along rows (`[M, 1]`) or
+/// columns (`[N]`).
+fn matmul_scale(ctx: &mut Ctx, part: &str, s: NodeId, rows: bool) -> ConvertResult<NodeId> {
+    let sf = to_f32(ctx, &format!("{part}_f32"), s)?;
+    let shape = ctx.ty(sf).shape;
+    let numel: usize = shape.iter().product();
+    if numel == 1 {
+        ctx.reshape(part, sf, vec![])
+    } else if shape.len() == 1 && rows {
+        ctx.reshape(part, sf, vec![numel, 1])
+    } else if shape.len() == 1 {
+        Ok(sf)
+    } else {
+        Err(format!("{part} must be a scalar or 1-D, has shape {shape:?}").into())
+    }
+}
+
+/// QLinearMatMul(a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp).
+pub(in crate::frontend::ops) fn qlinear_matmul(
+    ctx: &mut Ctx,
+) -> ConvertResult<Vec<Option<NodeId>>> {
+    let (a, sa, azp) = (ctx.input(0)?, ctx.input(1)?, ctx.opt_input(2));
+    let (b, sb, bzp) = (ctx.input(3)?, ctx.input(4)?, ctx.opt_input(5));
+    let (sy, yzp) = (ctx.input(6)?, ctx.opt_input(7));
+    let dtype = yzp.map_or(DType::U8, |z| ctx.ty(z).dtype);
+    let product = integer_product(ctx, (a, azp), (b, bzp))?;
+    let pf = ctx.add("product_f32", Op::Cast { to: DType::F32 }, &[product])?;
+    let sa = matmul_scale(ctx, "a_scale", sa, true)?;
+    let sb = matmul_scale(ctx, "b_scale", sb, false)?;
+    let sy = matmul_scale(ctx, "y_scale", sy, false)?;
+    let sab = bin(ctx, "ab_scale", BinaryOp::Mul, sa, sb)?;
+    let factor = bin(ctx, "requant_scale", BinaryOp::Div, sab, sy)?;
+    let scaled = bin(ctx, "requantized", BinaryOp::Mul, pf, factor)?;
+    let zp = match yzp {
+        Some(z) => Some(to_f32(ctx, "y_zero_point_f32", z)?),
+        None => None,
+    };
+    let one_ = ctx.scalar("unit", DType::F32, 1.0)?;
+    Ok(vec![Some(quantize_of(ctx, scaled, one_, zp, dtype)?)])
 }
