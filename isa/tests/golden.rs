@@ -59,3 +59,44 @@ fn field_layout_table() {
     }
     insta::assert_snapshot!(out);
 }
+
+/// The low-precision instructions as a user writes them: every 8-bit MXU
+/// type, zero points, block scales, quantize/dequantize, `amax` and FP8
+/// conversions, with the accumulator parameters. Disassembled (omitted
+/// `OptReg` operands stay omitted) and re-assembled to the same words.
+#[test]
+fn low_precision_assembly() {
+    let source = "\
+.target base
+.param mxu_acc_mantissa_bits 14
+.param mxu_promote_interval 128
+.param mxu_scale_e8m0 true
+.param mxu_acc_truncate true
+        li r1, 128
+        li r2, 3
+        li r3, 0x4000
+        li r4, 4
+        mxu.ldw spm[0], k=128, n=128, stride=128, dtype=u8i8, trans=n, azp=r2
+        mxu.mm acc[0], spm[0x8000], m=64, astride=128, dstride=512, mode=set
+        mxu.ldw spm[0x10000], k=128, n=64, stride=128, dtype=e4m3, trans=t, scales=r3, sstride=r4
+        mxu.mm acc[0x8000], spm[0x20000], m=r1, astride=128, dstride=256, mode=acc, ascales=r3
+        mxu.ldw spm[0], k=64, n=64, stride=64, dtype=e5m2e4m3, trans=n, scales=r3, sstride=r4
+        mxu.ldw spm[0], k=64, n=64, stride=64, dtype=i8, trans=n, wzp=r2, azp=r2
+        vpu.red amax, spm[0x30000], spm[0x20000], rows=r1, cols=r1, dstride=r4, astride=r1, mode=set
+        vpu.quant spm[0x31000], spm[0x20000], spm[0x30000], dtype=e4m3, rows=r1, cols=r1, dstride=r1, astride=r1, sbcast=col
+        vpu.quant spm[0x32000], spm[0x20000], spm[0x30000], dtype=u8, rows=r1, cols=r1, dstride=r1, astride=r1, sbcast=scalar, zp=r2
+        vpu.dequant spm[0x33000], acc[0], spm[0x30000], atype=i32, rows=r1, cols=r1, dstride=r1, astride=r1, sbcast=row
+        vpu.cvt spm[0x34000], spm[0x31000], dtype=f32, atype=e4m3, rows=r1, cols=r1, dstride=r1, astride=r1
+        halt
+";
+    let loadable = tessera_isa::assemble(source, "lowp.s", None).expect("assembles");
+    let text =
+        tessera_isa::disassemble(&loadable, tessera_isa::DisasmOptions::default()).expect("disasm");
+    let again = tessera_isa::assemble(&text, "lowp-again.s", None).expect("re-assembles");
+    assert_eq!(
+        again.code, loadable.code,
+        "disassembly re-assembles to the same words"
+    );
+    assert_eq!(again.target(), loadable.target());
+    insta::assert_snapshot!(text);
+}

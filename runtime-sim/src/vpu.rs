@@ -291,6 +291,10 @@ pub fn cvt(
         true,
     )?;
     let (rows, cols) = (shape.rows as usize, shape.cols as usize);
+    if rows == 0 || cols == 0 {
+        // Nothing moves (and an untouched memory may not be allocated yet).
+        return Ok(acc);
+    }
     let src = mems.onchip(a.mem);
     let mut out = vec![0u8; rows * cols * ds as usize];
     for i in 0..rows {
@@ -521,6 +525,10 @@ pub fn trans(
         true,
     )?;
     let (rows, cols, e) = (shape.rows as usize, shape.cols as usize, e as usize);
+    if rows == 0 || cols == 0 {
+        // Nothing moves (and an untouched memory may not be allocated yet).
+        return Ok(acc);
+    }
     let src = mems.onchip(a.mem);
     let mut out = vec![0u8; rows * cols * e];
     for i in 0..rows {
