@@ -358,6 +358,33 @@ fn element_at(addr: Addr, stride: u64, size: u64, i: usize, j: usize) -> usize {
     (addr.addr + i as u64 * stride + j as u64 * size) as usize
 }
 
+/// The quantized side of `vpu.quant` / `vpu.dequant`, for the checks both
+/// make.
+struct Quantized<'a> {
+    mnemonic: &'a str,
+    /// The operand holding quantized values.
+    operand: (&'a str, Addr),
+    dtype: DType,
+    /// ("reads"/"writes", the types taken, whether `dtype` is one).
+    allowed: (&'a str, &'a str, bool),
+    zp: i64,
+}
+
+impl Quantized<'_> {
+    fn check(&self, shape: Region, (dstride, astride): (u64, u64)) -> Result<(), RawFault> {
+        check_shape(shape, &[("dstride", dstride), ("astride", astride)])?;
+        let (verb, types, ok) = self.allowed;
+        if !ok {
+            return Err(bad_operand(format!(
+                "{} {verb} {types}, not {}",
+                self.mnemonic, self.dtype
+            )));
+        }
+        check_acc_type(self.mnemonic, self.operand.0, self.operand.1, self.dtype)?;
+        check_zero_point(self.mnemonic, self.dtype, self.zp)
+    }
+}
+
 /// `vpu.quant`.
 #[allow(clippy::too_many_arguments)] // one argument per operand of the instruction
 pub fn quant(
@@ -372,14 +399,14 @@ pub fn quant(
     zp: i64,
 ) -> Result<Accesses, RawFault> {
     let (dstride, astride) = strides;
-    check_shape(shape, &[("dstride", dstride), ("astride", astride)])?;
-    if !lowp::quant_type_ok(dtype) {
-        return Err(bad_operand(format!(
-            "vpu.quant writes i8, u8, e4m3 or e5m2, not {dtype}"
-        )));
-    }
-    check_acc_type("vpu.quant", "dst", dst, dtype)?;
-    check_zero_point("vpu.quant", dtype, zp)?;
+    let quantized = Quantized {
+        mnemonic: "vpu.quant",
+        operand: ("dst", dst),
+        dtype,
+        allowed: ("writes", "i8, u8, e4m3 or e5m2", lowp::quant_type_ok(dtype)),
+        zp,
+    };
+    quantized.check(shape, strides)?;
     let mut acc = Vec::new();
     operand(mems, &mut acc, full(a, shape, astride), 4, false)?;
     let scales = read_scales(mems, &mut acc, "vpu.quant", s, sbcast, shape)?;
@@ -430,14 +457,18 @@ pub fn dequant(
     zp: i64,
 ) -> Result<Accesses, RawFault> {
     let (dstride, astride) = strides;
-    check_shape(shape, &[("dstride", dstride), ("astride", astride)])?;
-    if !lowp::dequant_type_ok(atype) {
-        return Err(bad_operand(format!(
-            "vpu.dequant reads i8, u8, i32, e4m3 or e5m2, not {atype}"
-        )));
-    }
-    check_acc_type("vpu.dequant", "a", a, atype)?;
-    check_zero_point("vpu.dequant", atype, zp)?;
+    let quantized = Quantized {
+        mnemonic: "vpu.dequant",
+        operand: ("a", a),
+        dtype: atype,
+        allowed: (
+            "reads",
+            "i8, u8, i32, e4m3 or e5m2",
+            lowp::dequant_type_ok(atype),
+        ),
+        zp,
+    };
+    quantized.check(shape, strides)?;
     let size = atype.size();
     let mut acc = Vec::new();
     operand(

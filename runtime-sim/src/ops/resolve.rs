@@ -15,6 +15,15 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
     let opt = |reg: tessera_isa::OptReg| regs[reg.0 .0 as usize];
     let val = |v: tessera_isa::Val| r(v.reg).wrapping_add(u64::from(v.imm));
     let at = |base: tessera_isa::Reg, off: i32| r(base).wrapping_add(off as i64 as u64);
+    // An on-chip or DMA operand: its memory and resolved address.
+    macro_rules! onchip {
+        ($o:expr) => {
+            Addr {
+                mem: $o.mem,
+                addr: at($o.base, $o.off),
+            }
+        };
+    }
     let shape = |rows, cols| Region {
         rows: r(rows),
         cols: r(cols),
@@ -51,14 +60,8 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             Op::DmaDim
         }
         Instr::DmaCopy { dst, src, bytes } => Op::Copy {
-            dst: Addr {
-                mem: dst.mem,
-                addr: at(dst.base, dst.off),
-            },
-            src: Addr {
-                mem: src.mem,
-                addr: at(src.base, src.off),
-            },
+            dst: onchip!(dst),
+            src: onchip!(src),
             bytes: val(bytes),
             dims: *dims,
         },
@@ -152,18 +155,9 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             bbcast,
         } => Op::Bin {
             func,
-            dst: Addr {
-                mem: dst.mem,
-                addr: at(dst.base, dst.off),
-            },
-            a: Addr {
-                mem: a.mem,
-                addr: at(a.base, a.off),
-            },
-            b: Addr {
-                mem: b.mem,
-                addr: at(b.base, b.off),
-            },
+            dst: onchip!(dst),
+            a: onchip!(a),
+            b: onchip!(b),
             shape: shape(rows, cols),
             dstride: r(dstride),
             astride: r(astride),
@@ -184,14 +178,8 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             order,
         } => Op::BinS {
             func,
-            dst: Addr {
-                mem: dst.mem,
-                addr: at(dst.base, dst.off),
-            },
-            a: Addr {
-                mem: a.mem,
-                addr: at(a.base, a.off),
-            },
+            dst: onchip!(dst),
+            a: onchip!(a),
             s: f32::from_bits(r(s) as u32),
             shape: shape(rows, cols),
             dstride: r(dstride),
@@ -210,14 +198,8 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             abcast,
         } => Op::Un {
             func,
-            dst: Addr {
-                mem: dst.mem,
-                addr: at(dst.base, dst.off),
-            },
-            a: Addr {
-                mem: a.mem,
-                addr: at(a.base, a.off),
-            },
+            dst: onchip!(dst),
+            a: onchip!(a),
             shape: shape(rows, cols),
             dstride: r(dstride),
             astride: r(astride),
@@ -234,14 +216,8 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             mode,
         } => Op::Red {
             func,
-            dst: Addr {
-                mem: dst.mem,
-                addr: at(dst.base, dst.off),
-            },
-            a: Addr {
-                mem: a.mem,
-                addr: at(a.base, a.off),
-            },
+            dst: onchip!(dst),
+            a: onchip!(a),
             shape: shape(rows, cols),
             dstride: r(dstride),
             astride: r(astride),
@@ -259,18 +235,9 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             sbcast,
             zp,
         } => Op::Quant {
-            dst: Addr {
-                mem: dst.mem,
-                addr: at(dst.base, dst.off),
-            },
-            a: Addr {
-                mem: a.mem,
-                addr: at(a.base, a.off),
-            },
-            s: Addr {
-                mem: s.mem,
-                addr: at(s.base, s.off),
-            },
+            dst: onchip!(dst),
+            a: onchip!(a),
+            s: onchip!(s),
             dtype,
             shape: shape(rows, cols),
             dstride: r(dstride),
@@ -290,18 +257,9 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             sbcast,
             zp,
         } => Op::Dequant {
-            dst: Addr {
-                mem: dst.mem,
-                addr: at(dst.base, dst.off),
-            },
-            a: Addr {
-                mem: a.mem,
-                addr: at(a.base, a.off),
-            },
-            s: Addr {
-                mem: s.mem,
-                addr: at(s.base, s.off),
-            },
+            dst: onchip!(dst),
+            a: onchip!(a),
+            s: onchip!(s),
             atype,
             shape: shape(rows, cols),
             dstride: r(dstride),
@@ -319,14 +277,8 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             dstride,
             astride,
         } => Op::Cvt {
-            dst: Addr {
-                mem: dst.mem,
-                addr: at(dst.base, dst.off),
-            },
-            a: Addr {
-                mem: a.mem,
-                addr: at(a.base, a.off),
-            },
+            dst: onchip!(dst),
+            a: onchip!(a),
             dtype,
             atype,
             shape: shape(rows, cols),
@@ -340,10 +292,7 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             cols,
             dstride,
         } => Op::Fill {
-            dst: Addr {
-                mem: dst.mem,
-                addr: at(dst.base, dst.off),
-            },
+            dst: onchip!(dst),
             bits: r(value) as u32,
             shape: shape(rows, cols),
             dstride: r(dstride),
@@ -357,14 +306,8 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             dstride,
             astride,
         } => Op::Trans {
-            dst: Addr {
-                mem: dst.mem,
-                addr: at(dst.base, dst.off),
-            },
-            a: Addr {
-                mem: a.mem,
-                addr: at(a.base, a.off),
-            },
+            dst: onchip!(dst),
+            a: onchip!(a),
             dtype,
             shape: shape(rows, cols),
             dstride: r(dstride),
