@@ -120,7 +120,8 @@ pub struct Stats {
     pub time_us: f64,
     /// Multiply-accumulates performed by the MXU.
     pub macs: u64,
-    /// MACs / (cycles × K × N).
+    /// MACs / (cycles × K × N): against the bf16 peak, so 8-bit matmuls
+    /// can exceed 1.
     pub mxu_utilization: f64,
     /// Bytes the DMA read from DRAM.
     pub dram_read_bytes: u64,
