@@ -42,6 +42,30 @@ struct Case {
     truncate: bool,
 }
 
+impl Case {
+    /// A case with no zero points, unit scales, blocks of 128 and the fp32
+    /// accumulator.
+    fn new(dtype: MxuType, (m, k, n): (usize, usize, usize), a: Vec<u8>, w: Vec<u8>) -> Case {
+        Case {
+            dtype,
+            m,
+            k,
+            n,
+            a,
+            w,
+            azp: 0,
+            wzp: 0,
+            wscales: vec![1.0; k.div_ceil(128) * n.div_ceil(128)],
+            ascales: vec![1.0; m * k.div_ceil(128)],
+            block: 128,
+            e8m0: false,
+            man_bits: 23,
+            promote: 0,
+            truncate: false,
+        }
+    }
+}
+
 fn esize(t: DType) -> usize {
     t.size() as usize
 }
@@ -266,21 +290,9 @@ fn int_case() -> impl Strategy<Value = Case> {
             zero_point(dtype.w_type()),
         )
             .prop_map(move |(a, w, azp, wzp)| Case {
-                dtype,
-                m,
-                k,
-                n,
-                a,
-                w,
                 azp,
                 wzp,
-                wscales: Vec::new(),
-                ascales: Vec::new(),
-                block: 128,
-                e8m0: false,
-                man_bits: 23,
-                promote: 0,
-                truncate: false,
+                ..Case::new(dtype, (m, k, n), a, w)
             })
     })
 }
@@ -356,21 +368,10 @@ fn bf16_case() -> impl Strategy<Value = Case> {
                 })
             };
             (finite(m * k), finite(k * n)).prop_map(move |(a, w)| Case {
-                dtype: MxuType::Bf16,
-                m,
-                k,
-                n,
-                a,
-                w,
-                azp: 0,
-                wzp: 0,
-                wscales: Vec::new(),
-                ascales: Vec::new(),
-                block: 128,
-                e8m0: false,
                 man_bits,
                 promote,
                 truncate,
+                ..Case::new(MxuType::Bf16, (m, k, n), a, w)
             })
         },
     )
@@ -398,21 +399,8 @@ proptest! {
 #[test]
 fn zero_points_outside_the_type_are_a_bad_operand() {
     let mut case = Case {
-        dtype: MxuType::U8,
-        m: 1,
-        k: 1,
-        n: 1,
-        a: vec![1],
-        w: vec![1],
         azp: 256,
-        wzp: 0,
-        wscales: Vec::new(),
-        ascales: Vec::new(),
-        block: 128,
-        e8m0: false,
-        man_bits: 23,
-        promote: 0,
-        truncate: false,
+        ..Case::new(MxuType::U8, (1, 1, 1), vec![1], vec![1])
     };
     let fault = |case: &Case| match run(assemble_own(&program(case)), &[]) {
         Ok(_) => panic!("{case:?} ran"),
@@ -429,23 +417,7 @@ fn zero_points_outside_the_type_are_a_bad_operand() {
 #[test]
 fn eight_bit_matmuls_stream_at_the_8bit_rate() {
     let stats = |dtype: MxuType| {
-        let case = Case {
-            dtype,
-            m: 12,
-            k: 8,
-            n: 8,
-            a: vec![0; 96],
-            w: vec![0; 64],
-            azp: 0,
-            wzp: 0,
-            wscales: vec![1.0],
-            ascales: vec![1.0; 12],
-            block: 128,
-            e8m0: false,
-            man_bits: 23,
-            promote: 0,
-            truncate: false,
-        };
+        let case = Case::new(dtype, (12, 8, 8), vec![0; 96], vec![0; 64]);
         let source = program(&case);
         let (result, _) = run(assemble_own(&source), &[]).expect("run");
         result.stats.engines["mxu"].busy_cycles
