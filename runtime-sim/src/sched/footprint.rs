@@ -95,7 +95,6 @@ pub(super) fn footprint(op: &Op) -> Vec<(Mem, i128, i128, bool)> {
         | Op::Red { .. }
         | Op::Cvt { .. }
         | Op::Quant { .. }
-        | Op::Dequant { .. }
         | Op::Fill { .. }
         | Op::Trans { .. } => {}
     }

@@ -110,34 +110,31 @@ impl Machine<'_> {
                 cost::vpu_elementwise(t, cost::VpuClass::Simple, shape.rows, shape.cols),
             ),
             Op::Quant {
+                dequant,
                 dst,
                 a,
                 s,
-                dtype,
+                qtype,
                 shape,
                 dstride,
                 astride,
                 sbcast,
                 zp,
-            } => (
-                vpu::quant(m, dst, a, s, dtype, shape, (dstride, astride), sbcast, zp)?,
-                // It divides by the scale: the special-function rate.
-                cost::vpu_elementwise(t, cost::VpuClass::Special, shape.rows, shape.cols),
-            ),
-            Op::Dequant {
-                dst,
-                a,
-                s,
-                atype,
-                shape,
-                dstride,
-                astride,
-                sbcast,
-                zp,
-            } => (
-                vpu::dequant(m, dst, a, s, atype, shape, (dstride, astride), sbcast, zp)?,
-                cost::vpu_elementwise(t, cost::VpuClass::Simple, shape.rows, shape.cols),
-            ),
+            } => {
+                let strides = (dstride, astride);
+                if dequant {
+                    (
+                        vpu::dequant(m, dst, a, s, qtype, shape, strides, sbcast, zp)?,
+                        cost::vpu_elementwise(t, cost::VpuClass::Simple, shape.rows, shape.cols),
+                    )
+                } else {
+                    (
+                        vpu::quant(m, dst, a, s, qtype, shape, strides, sbcast, zp)?,
+                        // It divides by the scale: the special-function rate.
+                        cost::vpu_elementwise(t, cost::VpuClass::Special, shape.rows, shape.cols),
+                    )
+                }
+            }
             // Queue control (semaphores, `dma.dim`): no data, fixed cost.
             Op::Wait { .. } | Op::Signal { .. } | Op::DmaDim => {
                 (Vec::new(), cost::QUEUE_CONTROL_CYCLES)
