@@ -993,6 +993,37 @@ def case_mlp_block():
                           "Static shape [1,8,32].")
 
 
+def case_mlp_block_qdq():
+    """mlp_block quantized by onnxruntime's own static quantizer (QDQ, int8
+    weights per output channel, uint8 activations), calibrated on seeded
+    random inputs."""
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    m, inputs = build_mlp_block(8)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            rng = np.random.default_rng(7)
+            self.feeds = iter([{"x": rng.standard_normal((1, 8, 32)).astype(np.float32)} for _ in range(16)])
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "qdq.onnx"
+        onnx.save_model(m, str(src))
+        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        q = onnx.load(str(dst))
+    save_case("mlp_block_qdq", q, inputs, source="onnxruntime.quantization.quantize_static (models/generate.py)",
+              exporter="onnx-helper + onnxruntime quantizer",
+              description="mlp_block after onnxruntime's static quantizer: QuantizeLinear/DequantizeLinear "
+                          "around every MatMul input, int8 weights per output channel, uint8 activations "
+                          "calibrated on 16 seeded random inputs. Static shape [1,8,32].")
+
+
 def case_mlp_block_dynamic():
     m, inputs = build_mlp_block("seq")
     save_case("mlp_block_dynamic", m, inputs, source="onnx.helper (models/generate.py)", exporter="onnx-helper",
@@ -1128,12 +1159,17 @@ CASES: dict[str, Callable[[], None]] = {
     "attention_block": case_attention_block,
     "mlp_block": case_mlp_block,
     "mlp_block_dynamic": case_mlp_block_dynamic,
+    "mlp_block_qdq": case_mlp_block_qdq,
 }
 
 
 # Families generated only when named (into --root DIR) because the Rust tests, which run
-# every directory in models/, do not pass on them yet. None at the moment.
-PENDING: list[str] = []
+# every directory in models/, do not pass on them yet:
+# - mlp_block_qdq passes `tessera check` on tiny and base in fp32 (bit-exact) and bf16 (its
+#   output), but the e-graph stops at its node limit on the Q/DQ chains (mul-constants-fold
+#   fires ~10^5 times) where every other model saturates, and in bf16 its uint8 intermediates
+#   differ by one quantization level, which the per-tensor check compares exactly.
+PENDING: list[str] = ["mlp_block_qdq"]
 
 
 def main(argv: list[str]) -> int:
