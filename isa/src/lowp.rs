@@ -8,7 +8,7 @@
 //! 53 ≥ 2·24 + 2 (double rounding is innocuous), so these definitions are
 //! the single-rounding semantics SPEC.md writes down.
 
-use crate::fields::{DType, MxuClass, MxuType};
+use crate::fields::DType;
 use crate::target::Target;
 
 /// An 8-bit float format.
@@ -354,12 +354,6 @@ pub fn dequant_type_ok(atype: DType) -> bool {
     )
 }
 
-/// The integer-class MXU dot product (SPEC.md §4.4): `init` plus
-/// Σ (a − azp)(w − wzp), in wrapping 32-bit two's complement.
-pub fn int_dot(init: i32, k: usize, a: impl Fn(usize) -> i32, w: impl Fn(usize) -> i32) -> i32 {
-    (0..k).fold(init, |c, kk| c.wrapping_add(a(kk).wrapping_mul(w(kk))))
-}
-
 /// Bytes of one FP8 block scale.
 pub fn scale_bytes(target: &Target) -> u64 {
     if target.mxu_scale_e8m0 {
@@ -372,11 +366,6 @@ pub fn scale_bytes(target: &Target) -> u64 {
 /// Number of scale blocks covering `len` elements.
 pub fn blocks(len: u64, block: u64) -> u64 {
     len.div_ceil(block.max(1))
-}
-
-/// Whether an MXU type's accumulation uses the block scales.
-pub fn is_scaled(t: MxuType) -> bool {
-    t.class() == MxuClass::Fp8
 }
 
 #[cfg(test)]
