@@ -108,9 +108,7 @@ impl Fp8 {
             return sign;
         }
         let emin = 1 - self.bias;
-        let e = (exponent_of(a)).max(emin);
-        let quantum = (2.0f64).powi(e - self.man_bits as i32);
-        let r = (a / quantum).round_ties_even() * quantum;
+        let r = round_at(a, emin, self.man_bits, false);
         if r > f64::from(self.max) {
             return overflow(sign);
         }
@@ -159,15 +157,24 @@ pub fn truncate_to_mantissa(x: f64, man_bits: u32) -> f32 {
     narrow(x, man_bits.min(23), true)
 }
 
-fn narrow(x: f64, man_bits: u32, truncate: bool) -> f32 {
-    let e = exponent_of(x).max(-126);
+/// `x` rounded to `man_bits` fraction bits in a format whose smallest
+/// normal exponent is `emin` (below it the quantum stays `2^(emin −
+/// man_bits)`: gradual underflow), to nearest even or toward zero. Exact in
+/// f64: the quantum is a power of two.
+fn round_at(x: f64, emin: i32, man_bits: u32, truncate: bool) -> f64 {
+    let e = exponent_of(x).max(emin);
     let quantum = (2.0f64).powi(e - man_bits as i32);
     let scaled = x / quantum;
-    let r = if truncate {
+    let q = if truncate {
         scaled.trunc()
     } else {
         scaled.round_ties_even()
-    } * quantum;
+    };
+    q * quantum
+}
+
+fn narrow(x: f64, man_bits: u32, truncate: bool) -> f32 {
+    let r = round_at(x, -126, man_bits, truncate);
     if r.abs() >= (2.0f64).powi(128) {
         // Overflow: to nearest gives infinity, toward zero the largest
         // finite value of the format.
@@ -286,8 +293,12 @@ pub fn int_range(dtype: DType) -> (i64, i64) {
     }
 }
 
-/// Whether `zp` is a zero point the MXU takes for an integer input type.
+/// Whether `zp` is a zero point of `dtype`: within an integer type's range;
+/// FP8 takes none (0).
 pub fn zero_point_fits(dtype: DType, zp: i64) -> bool {
+    if dtype.is_fp8() {
+        return zp == 0;
+    }
     let (lo, hi) = int_range(dtype);
     (lo..=hi).contains(&zp)
 }

@@ -83,6 +83,17 @@ pub const MAX_TRANSFER_BYTES: u64 = 1 << 32;
 /// Most elements one VPU or MXU instruction may process (SPEC.md §7).
 pub const MAX_ELEMENTS: u64 = 1 << 28;
 
+/// A zero point must fit its quantized type (FP8 takes none).
+pub fn check_zero_point(what: &str, dtype: tessera_isa::DType, zp: i64) -> Result<(), RawFault> {
+    if tessera_isa::lowp::zero_point_fits(dtype, zp) {
+        Ok(())
+    } else {
+        Err(bad_operand(format!(
+            "{what} zero point {zp} does not fit {dtype}"
+        )))
+    }
+}
+
 /// Checks a work size against its limit.
 pub fn check_work(what: &str, amount: u64, limit: u64) -> Result<(), RawFault> {
     if amount > limit {

@@ -11,7 +11,9 @@ use tessera_isa::lowp::{self, Accumulator};
 use tessera_isa::numerics::{bf16_to_f32, f16_to_f32};
 use tessera_isa::{AccMode, DType, Mem, MxuClass, MxuType, Target, Trans};
 
-use crate::exec::{bad_operand, check_size, check_work, Access, Accesses, RawFault, MAX_ELEMENTS};
+use crate::exec::{
+    bad_operand, check_size, check_work, check_zero_point, Access, Accesses, RawFault, MAX_ELEMENTS,
+};
 use crate::memory::Memories;
 use crate::mxu::gemm_accumulate;
 use crate::ops::{MxuQuant, Pattern};
@@ -19,8 +21,10 @@ use crate::ops::{MxuQuant, Pattern};
 /// The weights held by the MXU after `mxu.ldw`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Weights {
-    /// k x n values, row-major, widened to f32 (integers: `w − wzp`, exact).
+    /// k x n values, row-major, widened to f32 (float and FP8 inputs).
     pub w: Vec<f32>,
+    /// k x n values `w − wzp`, row-major (integer inputs).
+    pub wi: Vec<i32>,
     /// Reduction depth.
     pub k: usize,
     /// Output width.
@@ -81,16 +85,6 @@ fn read_scales(spm: &[u8], at: u64, rows: usize, cols: usize, stride: u64, e8m0:
     out
 }
 
-fn check_zero_point(what: &str, dtype: DType, zp: i64) -> Result<(), RawFault> {
-    if lowp::zero_point_fits(dtype, zp) {
-        Ok(())
-    } else {
-        Err(bad_operand(format!(
-            "{what} zero point {zp} is outside the range of {dtype}"
-        )))
-    }
-}
-
 /// `mxu.ldw`.
 #[allow(clippy::too_many_arguments)] // one argument per operand of the instruction
 pub fn mxu_load(
@@ -115,8 +109,8 @@ pub fn mxu_load(
     let (wtype, atype) = (dtype.w_type(), dtype.a_type());
     let (mut wzp, mut azp) = (0, 0);
     if class == MxuClass::Int {
-        check_zero_point("weight", wtype, quant.wzp)?;
-        check_zero_point("A", atype, quant.azp)?;
+        check_zero_point("mxu.ldw weight", wtype, quant.wzp)?;
+        check_zero_point("mxu.ldw A", atype, quant.azp)?;
         (wzp, azp) = (quant.wzp, quant.azp);
     }
     let e = wtype.size();
@@ -162,9 +156,15 @@ pub fn mxu_load(
             w[kk * n + j] = one[0] - wzp as f32;
         }
     }
+    let (w, wi) = if class == MxuClass::Int {
+        (Vec::new(), w.iter().map(|&x| x as i32).collect())
+    } else {
+        (w, Vec::new())
+    };
     Ok((
         Weights {
             w,
+            wi,
             k,
             n,
             dtype,
@@ -268,8 +268,7 @@ pub fn mxu_matmul(
     };
     let out: Vec<[u8; 4]> = match class {
         MxuClass::Int => {
-            let azp = weights.azp as f32;
-            let w: Vec<i32> = weights.w.iter().map(|&x| x as i32).collect();
+            let (azp, w) = (weights.azp as f32, &weights.wi);
             let mut c: Vec<i32> = init.iter().map(|b| i32::from_le_bytes(*b)).collect();
             for (c_row, a_row) in c.chunks_exact_mut(n).zip(a_rows.chunks_exact(k)) {
                 for (kk, &x) in a_row.iter().enumerate() {

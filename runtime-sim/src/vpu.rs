@@ -7,7 +7,9 @@ use tessera_isa::lowp;
 use tessera_isa::numerics::{self, binary, reduce_row, reduce_step, unary};
 use tessera_isa::{AccMode, Bcast, BinFunc, DType, Mem, Order, RedFunc, UnFunc};
 
-use crate::exec::{bad_operand, check_size, check_work, Access, Accesses, RawFault, MAX_ELEMENTS};
+use crate::exec::{
+    bad_operand, check_size, check_work, check_zero_point, Access, Accesses, RawFault, MAX_ELEMENTS,
+};
 use crate::memory::Memories;
 use crate::ops::{vpu_pattern, Addr, Pattern, Region};
 
@@ -425,22 +427,6 @@ pub fn quant(
         bytes[element_at(dst, dstride, 1, i, j)] = lowp::quantize(dtype, x, sc, zp);
     }
     Ok(acc)
-}
-
-/// A zero point must fit the quantized type; FP8 takes none.
-fn check_zero_point(mnemonic: &str, dtype: DType, zp: i64) -> Result<(), RawFault> {
-    let fits = if dtype.is_fp8() {
-        zp == 0
-    } else {
-        lowp::zero_point_fits(dtype, zp)
-    };
-    if fits {
-        Ok(())
-    } else {
-        Err(bad_operand(format!(
-            "{mnemonic} zero point {zp} does not fit {dtype}"
-        )))
-    }
 }
 
 /// `vpu.dequant`.
