@@ -266,24 +266,18 @@ fn centered_i32(
         return Ok(xi);
     };
     range(ctx.ty(zp).dtype)?;
-    let zshape = ctx.ty(zp).shape;
-    let numel: usize = zshape.iter().product();
     let zi = ctx.add(
         &format!("{part}_zp_i32"),
         Op::Cast { to: DType::I32 },
         &[zp],
     )?;
-    let z = if numel == 1 {
-        ctx.reshape(&format!("{part}_zp"), zi, vec![])?
-    } else if zshape.len() == 1 && rows {
-        ctx.reshape(&format!("{part}_zp"), zi, vec![numel, 1])?
-    } else if zshape.len() == 1 {
-        zi
-    } else {
-        return Err(
-            format!("{part} zero point must be a scalar or 1-D, has shape {zshape:?}").into(),
-        );
-    };
+    let z = matrix_param(
+        ctx,
+        &format!("{part} zero point"),
+        &format!("{part}_zp"),
+        zi,
+        rows,
+    )?;
     bin(ctx, &format!("{part}_centered"), BinaryOp::Sub, xi, z)
 }
 
@@ -311,16 +305,29 @@ pub(in crate::frontend::ops) fn matmul_integer(
 /// columns (`[N]`).
 fn matmul_scale(ctx: &mut Ctx, part: &str, s: NodeId, rows: bool) -> ConvertResult<NodeId> {
     let sf = to_f32(ctx, &format!("{part}_f32"), s)?;
-    let shape = ctx.ty(sf).shape;
+    matrix_param(ctx, part, part, sf, rows)
+}
+
+/// A matmul scale or zero point made to broadcast against the product: a
+/// scalar (or one element) stays a scalar, a vector along the rows of A
+/// becomes a column `[M, 1]`, one along the columns of B stays `[N]`.
+fn matrix_param(
+    ctx: &mut Ctx,
+    what: &str,
+    part: &str,
+    p: NodeId,
+    rows: bool,
+) -> ConvertResult<NodeId> {
+    let shape = ctx.ty(p).shape;
     let numel: usize = shape.iter().product();
     if numel == 1 {
-        ctx.reshape(part, sf, vec![])
+        ctx.reshape(part, p, vec![])
     } else if shape.len() == 1 && rows {
-        ctx.reshape(part, sf, vec![numel, 1])
+        ctx.reshape(part, p, vec![numel, 1])
     } else if shape.len() == 1 {
-        Ok(sf)
+        Ok(p)
     } else {
-        Err(format!("{part} must be a scalar or 1-D, has shape {shape:?}").into())
+        Err(format!("{what} must be a scalar or 1-D, has shape {shape:?}").into())
     }
 }
 
