@@ -13,7 +13,10 @@
 //!
 //! NaN equals NaN and an infinity equals the same infinity (error 0); any
 //! other disagreement involving NaN or infinity is an infinite error.
-//! Integer and bool tensors must match exactly, whatever the tolerance.
+//! Integer and bool tensors must match exactly, whatever the tolerance —
+//! except 8-bit (quantized) tensors under a cosine tolerance, which a
+//! reduced-precision program may round one quantization step differently
+//! and which are judged by the cosine criterion like floats.
 
 use crate::tensor::{DType, Tensor};
 
@@ -60,7 +63,7 @@ pub enum Tolerance {
     /// precision: bf16 MXU operands), and — so that a NaN, an infinity or a
     /// wrong scale cannot pass — every non-finite value matched and the
     /// relative L2 error at most `max_rel_l2`; integer outputs must still
-    /// be exact.
+    /// be exact, except 8-bit quantized ones (see the module docs).
     Cosine {
         /// Smallest acceptable cosine similarity.
         min: f64,
@@ -184,7 +187,13 @@ pub fn compare(
             expected.shape()
         ));
     }
-    let exact = !expected.dtype().is_float();
+    // Quantized 8-bit values under a cosine tolerance are numbers like any
+    // other: a reduced-precision program moves a value across a rounding
+    // boundary of the quantizer, one step up or down. Every other integer
+    // (indices, shapes, bools) must match exactly.
+    let quantized = matches!(expected.dtype(), DType::I8 | DType::U8)
+        && matches!(tolerance, Tolerance::Cosine { .. });
+    let exact = !expected.dtype().is_float() && !quantized;
     let (a, e) = (actual.to_f64_vec(), expected.to_f64_vec());
     let (mut max_abs, mut max_rel, mut max_expected) = (0f64, 0f64, 0f64);
     let (mut dot, mut norm_a, mut norm_e, mut norm_d) = (0f64, 0f64, 0f64, 0f64);
@@ -394,6 +403,21 @@ mod tests {
         let c = compare(&a, &b, Tolerance::Scaled { factor: 10.0 }).expect("ok");
         assert!(!c.pass);
         assert_eq!(c.mismatches, 1);
+    }
+
+    #[test]
+    fn quantized_values_may_round_one_step_apart_only_under_cosine() {
+        let q = |v: Vec<i64>| Tensor::from_i64_as(DType::U8, vec![4], v).expect("u8");
+        let (a, e) = (q(vec![200, 101, 50, 3]), q(vec![200, 100, 50, 3]));
+        assert!(compare(&a, &e, Tolerance::MODEL_BF16).expect("ok").pass);
+        assert!(!compare(&a, &e, Tolerance::MODEL_FP32).expect("ok").pass);
+        let far = q(vec![20, 100, 50, 3]);
+        assert!(!compare(&far, &e, Tolerance::MODEL_BF16).expect("ok").pass);
+        let (i, j) = (
+            Tensor::from_i64(&[2], vec![7, 8]),
+            Tensor::from_i64(&[2], vec![7, 9]),
+        );
+        assert!(!compare(&i, &j, Tolerance::MODEL_BF16).expect("ok").pass);
     }
 
     #[test]

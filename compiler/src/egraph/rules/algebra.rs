@@ -69,13 +69,17 @@ pub fn rules() -> Vec<RuleDef> {
             apply: |cx| Some(cx.v("?x")),
         },
         // (x · a) · b = x · (a · b) (a, b constant): one multiplication at
-        // run time, a · b folded.
+        // run time, a · b folded. Only for an unscaled x (no `y · c` in its
+        // class), so a chain folds from the inside out: where a dequantize
+        // scale meets its quantize reciprocal, a · b = 1 makes x = (x · a) · b
+        // and, without the guard, every further constant would fold around
+        // that cycle again, each time to a product rounded differently.
         RuleDef {
             name: "mul-constants-fold",
             lhs: "(mul (mul ?x ?a) ?b)",
             apply: |cx| {
                 let (x, a, b) = (cx.v("?x"), cx.v("?a"), cx.v("?b"));
-                if cx.is_const(x) || !cx.is_const(a) || !cx.is_const(b) {
+                if cx.is_const(x) || !cx.is_const(a) || !cx.is_const(b) || is_scaled(cx, x) {
                     return None;
                 }
                 let ab = cx.add(Op::Binary(BinaryOp::Mul), &[a, b])?;
@@ -166,6 +170,13 @@ pub(super) fn is_scalar_constant(cx: &Ctx<'_>, id: Id) -> bool {
         && cx
             .ty(id)
             .is_some_and(|t| t.numel() == 1 && t.dtype.is_float())
+}
+
+/// Whether a class holds `y · c` (y computed, c constant).
+fn is_scaled(cx: &Ctx<'_>, id: Id) -> bool {
+    cx.nodes(id).iter().any(|(op, operands)| {
+        *op == Op::Binary(BinaryOp::Mul) && !cx.is_const(operands[0]) && cx.is_const(operands[1])
+    })
 }
 
 fn hoist(cx: &mut Ctx<'_>, x: Id, y: Id, c: Id) -> Option<Id> {
