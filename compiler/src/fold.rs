@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::graph::{Graph, GraphError, NodeId, Op};
 use crate::interp::{eval_op, InterpError};
-use crate::tensor::{Tensor, TensorData};
+use crate::tensor::{DType, Tensor, TensorData};
 
 /// Results with more elements than this are not folded.
 pub const FOLD_LIMIT: usize = 1 << 24;
@@ -35,21 +35,54 @@ pub struct FoldStats {
 
 /// Folds constants and removes dead nodes.
 pub fn fold(graph: &mut Graph) -> Result<FoldStats, InterpError> {
-    let mut stats = fold_constants(graph)?;
+    fold_except(graph, &|_, _| false)
+}
+
+/// [`fold`], except that nodes `keep` selects stay (and so does what only
+/// they feed): the first fold before the e-graph keeps
+/// [`dequantizes_constant`] casts.
+pub fn fold_except(
+    graph: &mut Graph,
+    keep: &dyn Fn(&Graph, NodeId) -> bool,
+) -> Result<FoldStats, InterpError> {
+    let mut stats = fold_constants(graph, keep)?;
     stats.removed += remove_dead(graph).map_err(|e| InterpError::Graph(e.to_string()))?;
     Ok(stats)
 }
 
-/// Replaces each operation whose operands are all constants by its value,
-/// removing the constants that only those operations used.
-pub fn fold_constants(graph: &mut Graph) -> Result<FoldStats, InterpError> {
+/// Whether `id` is the f32 cast of an 8-bit integer constant (of more
+/// than one element; zero points fold): the start
+/// of a DequantizeLinear of quantized weights. The e-graph reads the
+/// integer weights, zero point and scales from it to run the product in
+/// the MXU's integer mode, and folds the chain itself where it does not.
+pub fn dequantizes_constant(graph: &Graph, id: NodeId) -> bool {
+    let node = graph.node(id);
+    node.op == (Op::Cast { to: DType::F32 })
+        && graph.operands(id).first().is_some_and(|&o| {
+            let operand = graph.node(o);
+            matches!(operand.op, Op::Constant(_))
+                && matches!(operand.ty.dtype, DType::I8 | DType::U8)
+                && operand.ty.numel() > 1
+        })
+}
+
+/// Replaces each operation whose operands are all constants by its value
+/// (unless `keep` selects it), removing the constants that only those
+/// operations used.
+pub fn fold_constants(
+    graph: &mut Graph,
+    keep: &dyn Fn(&Graph, NodeId) -> bool,
+) -> Result<FoldStats, InterpError> {
     let order = graph
         .topo_order()
         .map_err(|e| InterpError::Graph(e.to_string()))?;
     let mut stats = FoldStats::default();
     for id in order {
         let node = graph.node(id);
-        if matches!(node.op, Op::Input | Op::Constant(_)) || node.ty.numel() > FOLD_LIMIT {
+        if matches!(node.op, Op::Input | Op::Constant(_))
+            || node.ty.numel() > FOLD_LIMIT
+            || keep(graph, id)
+        {
             continue;
         }
         let operands = graph.operands(id);
@@ -123,7 +156,7 @@ pub fn remove_dead(graph: &mut Graph) -> Result<usize, GraphError> {
 mod tests {
     use super::*;
     use crate::graph::{BinaryOp, TensorType, UnaryOp};
-    use crate::tensor::{DType, Tensor};
+    use crate::tensor::Tensor;
 
     #[test]
     fn a_folded_chain_keeps_only_its_last_link() {
@@ -138,7 +171,7 @@ mod tests {
                 .expect("add");
         }
         g.add_output("y", y);
-        let stats = fold_constants(&mut g).expect("folds");
+        let stats = fold_constants(&mut g, &|_, _| false).expect("folds");
         // Each link's constant goes as soon as the next link is folded, not
         // at dead-node elimination; `c` goes with the last: only the result
         // is left.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tessera_isa::{MxuType, Target};
 
 use crate::egraph::{optimize, EgraphOptions, EgraphReport};
-use crate::fold::fold;
+use crate::fold::{dequantizes_constant, fold, fold_except};
 use crate::fuse::fuse_elementwise;
 use crate::graph::verify::{verify, VerifyError};
 use crate::graph::Graph;
@@ -76,8 +76,15 @@ pub const GRAPH_PASSES: &[GraphPass] = &[
     GraphPass {
         name: "fold",
         description: "evaluate constant subgraphs, remove dead nodes",
-        run: |graph, _| {
-            let stats = fold(graph).map_err(|e| e.to_string())?;
+        run: |graph, options| {
+            // With the e-graph to follow, dequantized 8-bit weights stay
+            // as integers and their dequantization (see `fold`).
+            let stats = if options.egraph.is_some() {
+                fold_except(graph, &dequantizes_constant)
+            } else {
+                fold(graph)
+            }
+            .map_err(|e| e.to_string())?;
             Ok(Some(PassOutcome {
                 summary: format!("{} folded, {} removed", stats.folded, stats.removed),
                 egraph: None,

@@ -3,6 +3,13 @@
 
 use tessera_isa::MxuType;
 
+/// The MXU's integer mode for a `qgemm` of `a` by `w` (u8/i8 each), or
+/// `None` for other types.
+pub fn integer_mxu(a: crate::tensor::DType, w: crate::tensor::DType) -> Option<MxuType> {
+    use crate::runtime_io::isa_dtype;
+    MxuType::of(isa_dtype(a), isa_dtype(w)).filter(|t| t.class() == tessera_isa::MxuClass::Int)
+}
+
 /// Arithmetic precision of the compiled program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]

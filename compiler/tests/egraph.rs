@@ -194,7 +194,7 @@ fn optimized_models_use_the_npu_native_ops() {
             convs_gelu,
             "{model}"
         );
-        let gemms = count(&g, |op| matches!(op, Op::Gemm { .. }));
+        let gemms = count(&g, |op| matches!(op, Op::Gemm { .. } | Op::QGemm { .. }));
         let matmuls = count(&before, |op| *op == Op::MatMul);
         let unfused = count(&g, |op| *op == Op::MatMul);
         assert_eq!(

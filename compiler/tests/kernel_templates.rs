@@ -3,9 +3,9 @@
 
 use tessera_compiler::codegen::generate_kernel;
 use tessera_compiler::kernel::Kernel;
-use tessera_compiler::lower::gemm::{gemm, DramMat, GemmSpec};
+use tessera_compiler::lower::gemm::{gemm, DramMat, GemmQuant, GemmSpec};
 use tessera_isa::numerics::{bf16_to_f32, f32_to_bf16, unary};
-use tessera_isa::{DType, Loadable, MxuType, Segment, Target, TensorDesc, UnFunc};
+use tessera_isa::{DType, Instr, Loadable, MxuType, Segment, Target, TensorDesc, UnFunc};
 use tessera_sim::{Options, Simulator};
 
 struct Rng(u64);
@@ -131,6 +131,7 @@ fn check_gemm(
             batch_stride: m * n * 4,
         },
         mxu,
+        quant: None,
     };
     let kernel = gemm(&spec, target).expect("lower");
     let mut segments = vec![(b_addr, b_bytes)];
@@ -274,5 +275,177 @@ fn gemm_on_base() {
         None,
         MxuType::F32,
         6,
+    );
+}
+
+/// An integer GEMM (`qgemm`): u8 or i8 A and B with zero points, int32 in
+/// ACC, drained by `vpu.dequant` times per-column scales, then bias and
+/// activation; bit-exact against the written semantics.
+#[allow(clippy::too_many_arguments)]
+fn check_qgemm(
+    target: &Target,
+    (m, k, n): (u64, u64, u64),
+    mxu: MxuType,
+    (a_zp, b_zp): (i32, i32),
+    trans_b: bool,
+    bias: bool,
+    act: Option<UnFunc>,
+    seed: u64,
+) {
+    let mut rng = Rng(seed | 1);
+    let mut ints = |count: u64, signed: bool| -> Vec<i32> {
+        (0..count)
+            .map(|_| {
+                let byte = ((rng.float() + 1.0) * 127.9) as i32;
+                if signed {
+                    byte - 128
+                } else {
+                    byte
+                }
+            })
+            .collect()
+    };
+    let a_signed = mxu.a_type() == DType::I8;
+    let b_signed = mxu.w_type() == DType::I8;
+    let a = ints(m * k, a_signed);
+    let b = ints(k * n, b_signed);
+    let scales: Vec<f32> = rng.floats(n as usize).iter().map(|x| x * 1e-3).collect();
+    let bias_v = rng.floats(n as usize);
+    let byte = |x: &i32| *x as u8;
+    let b_store: Vec<u8> = if trans_b {
+        (0..n)
+            .flat_map(|j| (0..k).map(move |kk| (kk * n + j) as usize))
+            .map(|i| byte(&b[i]))
+            .collect()
+    } else {
+        b.iter().map(byte).collect()
+    };
+    let a_addr = 0;
+    let b_addr = align(m * k);
+    let scales_addr = align(b_addr + k * n);
+    let bias_addr = align(scales_addr + n * 4);
+    let c_addr = align(bias_addr + n * 4);
+    let spec = GemmSpec {
+        node: "test/qgemm".into(),
+        batch: 1,
+        m,
+        k,
+        n,
+        a: DramMat {
+            addr: a_addr,
+            row_stride: k,
+            batch_stride: 0,
+        },
+        b: DramMat {
+            addr: b_addr,
+            row_stride: if trans_b { k } else { n },
+            batch_stride: 0,
+        },
+        b_trans: trans_b,
+        bias: bias.then_some(bias_addr),
+        act,
+        out: DramMat {
+            addr: c_addr,
+            row_stride: n * 4,
+            batch_stride: 0,
+        },
+        mxu,
+        quant: Some(GemmQuant {
+            a_zp,
+            b_zp,
+            scales: scales_addr,
+        }),
+    };
+    let kernel = gemm(&spec, target).expect("lower");
+    let code = generate_kernel(&kernel, target).expect("codegen");
+    assert!(code.instrs.iter().any(|i| matches!(
+        i,
+        Instr::VpuDequant {
+            atype: DType::I32,
+            ..
+        }
+    )));
+    assert!(code
+        .instrs
+        .iter()
+        .any(|i| matches!(i, Instr::MxuLoadW { dtype, .. } if *dtype == mxu)));
+    let mut segments = vec![(b_addr, b_store), (scales_addr, f32_bytes(&scales))];
+    if bias {
+        segments.push((bias_addr, f32_bytes(&bias_v)));
+    }
+    let (out, _) = run_kernel(
+        &kernel,
+        target,
+        &[(a_addr, a.iter().map(byte).collect())],
+        &segments,
+        (c_addr, m * n * 4),
+    );
+    let mut mismatches = 0;
+    for i in 0..m {
+        for j in 0..n {
+            let mut c = 0i32;
+            for kk in 0..k {
+                c += (a[(i * k + kk) as usize] - a_zp) * (b[(kk * n + j) as usize] - b_zp);
+            }
+            let mut want = c as f32 * scales[j as usize];
+            if bias {
+                want += bias_v[j as usize];
+            }
+            if let Some(f) = act {
+                want = unary(f, want);
+            }
+            let at = ((i * n + j) * 4) as usize;
+            let got = f32::from_le_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
+            if got.to_bits() != want.to_bits() {
+                mismatches += 1;
+            }
+        }
+    }
+    assert_eq!(
+        mismatches, 0,
+        "{mismatches} mismatches for {m}x{k}x{n} {mxu} on {}",
+        target.name
+    );
+}
+
+#[test]
+fn qgemm_u8_i8_with_zero_points_is_bit_exact_on_tiny_with_edge_tiles() {
+    check_qgemm(
+        &Target::tiny(),
+        (13, 20, 19),
+        MxuType::U8I8,
+        (131, 0),
+        false,
+        false,
+        None,
+        5,
+    );
+}
+
+#[test]
+fn qgemm_i8_with_bias_activation_and_transposed_b_on_tiny() {
+    check_qgemm(
+        &Target::tiny(),
+        (9, 17, 12),
+        MxuType::I8,
+        (-3, 2),
+        true,
+        true,
+        Some(UnFunc::Gelu),
+        6,
+    );
+}
+
+#[test]
+fn qgemm_on_base() {
+    check_qgemm(
+        &Target::base(),
+        (40, 300, 260),
+        MxuType::U8I8,
+        (7, 0),
+        false,
+        true,
+        None,
+        7,
     );
 }

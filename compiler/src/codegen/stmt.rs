@@ -87,11 +87,19 @@ impl<'t> Emitter<'t> {
                 stride,
                 dtype,
                 trans,
+                zero_points,
             } => {
                 let src = self.spm(src)?;
                 let k = self.ext_val(k)?;
                 let n = self.ext_val(n)?;
                 let stride = self.const_val(*stride)?;
+                let (azp, wzp) = match *zero_points {
+                    Some((a, w)) => (
+                        OptReg(self.li(i64::from(a))?),
+                        OptReg(self.li(i64::from(w))?),
+                    ),
+                    None => (OptReg::NONE, OptReg::NONE),
+                };
                 self.emit(Instr::MxuLoadW {
                     src,
                     k,
@@ -99,8 +107,8 @@ impl<'t> Emitter<'t> {
                     stride,
                     dtype: *dtype,
                     trans: *trans,
-                    wzp: OptReg::NONE,
-                    azp: OptReg::NONE,
+                    wzp,
+                    azp,
                     scales: OptReg::NONE,
                     sstride: OptReg::NONE,
                 });

@@ -1,6 +1,6 @@
 //! VPU statements to `vpu.*` instructions.
 
-use tessera_isa::{Instr, OnChip, Reg};
+use tessera_isa::{Instr, OnChip, OptReg, Reg};
 
 use super::{flatten, CodegenError, Emitter};
 use crate::kernel::{Mode, Opnd, VpuOp, VpuStmt};
@@ -126,6 +126,23 @@ impl Emitter<'_> {
                     rows,
                     cols,
                     dstride,
+                });
+            }
+            VpuOp::Dequant { a, s, atype } => {
+                let (ao, astride) = self.opnd(a)?;
+                let so = self.onchip(&s.addr)?;
+                let (rows, cols) = self.block(v)?;
+                self.emit(Instr::VpuDequant {
+                    dst,
+                    a: ao,
+                    s: so,
+                    atype: *atype,
+                    rows,
+                    cols,
+                    dstride,
+                    astride,
+                    sbcast: s.bcast,
+                    zp: OptReg::NONE,
                 });
             }
             VpuOp::Trans { a, astride, dtype } => {

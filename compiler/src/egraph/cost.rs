@@ -79,10 +79,15 @@ impl CostModel {
     /// MXU cycles of an `m × k` by `k × n` product: every weight tile is
     /// loaded once and `m` rows stream through it.
     fn mxu(&self, m: u64, k: u64, n: u64) -> f64 {
+        self.mxu_as(self.mxu, m, k, n)
+    }
+
+    /// [`CostModel::mxu`] in the MXU mode `mxu`.
+    fn mxu_as(&self, mxu: MxuType, m: u64, k: u64, n: u64) -> f64 {
         let t = &self.target;
         let (tk, tn) = (u64::from(t.mxu_k.max(1)), u64::from(t.mxu_n.max(1)));
         let tiles = k.div_ceil(tk).max(1) as f64 * n.div_ceil(tn).max(1) as f64;
-        let per_tile = mxu_load_weights(k.min(tk)) as f64 + mxu_matmul(t, m, self.mxu).0 as f64;
+        let per_tile = mxu_load_weights(k.min(tk)) as f64 + mxu_matmul(t, m, mxu).0 as f64;
         tiles * per_tile + f64::from(t.mxu_pipeline_cycles)
     }
 
@@ -90,13 +95,19 @@ impl CostModel {
     /// row of A, its output and staging rows, two weight tiles and the bias
     /// must fit in SPM (the conditions of the lowering's tile choice).
     pub fn gemm_fits(&self, k: usize, n: usize) -> bool {
+        self.gemm_fits_as(self.mxu, k, n)
+    }
+
+    /// [`CostModel::gemm_fits`] in the MXU mode `mxu` (an integer mode
+    /// reads A as stored: no staging rows).
+    pub fn gemm_fits_as(&self, mxu: MxuType, k: usize, n: usize) -> bool {
         let t = &self.target;
         let (k, n) = (k as u64, n as u64);
         let tk = k.min(u64::from(t.mxu_k)).max(1);
         let tn = n.min(u64::from(t.mxu_n)).max(1);
-        let e = self.mxu.a_type().size();
+        let e = mxu.a_type().size();
         let fixed = 2 * tk * tn * e + n * 4 + 64 * 8;
-        let kch = if self.mxu == MxuType::F32 {
+        let kch = if mxu == MxuType::F32 || mxu.class() == tessera_isa::MxuClass::Int {
             0
         } else {
             k.min(512.max(tk))
@@ -203,6 +214,23 @@ impl CostModel {
                         0.0
                     };
                 self.mxu(rows, k as u64, n as u64) + drain
+            }
+            Op::QGemm { act, .. } => {
+                let (a, b) = (operand(0)?, operand(1)?);
+                let mxu = crate::precision::integer_mxu(a.dtype, b.dtype)?;
+                let k = a.shape[a.rank() - 1];
+                let n = shape[shape.len() - 1];
+                if !self.gemm_fits_as(mxu, k, n) {
+                    return None;
+                }
+                let rows = (a.numel() / k.max(1)) as u64;
+                let drain = self.vpu(Simple, shape, 1 + u64::from(operands.len() > 3))
+                    + if act.is_some() {
+                        self.vpu(Special, shape, 1)
+                    } else {
+                        0.0
+                    };
+                self.mxu_as(mxu, rows, k as u64, n as u64) + drain
             }
             Op::Attention { .. } => {
                 let (q, k) = (operand(0)?, operand(1)?);

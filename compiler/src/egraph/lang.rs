@@ -30,7 +30,7 @@ use crate::graph::{AttrValue, BinaryOp, Op, UnaryOp};
 /// Mnemonics of the ops with neither a unary nor a binary kind, in the
 /// order of [`Op`]'s variants. `kind_name` maps text to these static
 /// strings; a test checks that every op's mnemonic is covered.
-const OTHER_KINDS: [&str; 28] = [
+const OTHER_KINDS: [&str; 29] = [
     "where",
     "cast",
     "gelu",
@@ -57,6 +57,7 @@ const OTHER_KINDS: [&str; 28] = [
     "conv",
     "trilu",
     "gemm",
+    "qgemm",
     "attention",
     "rope",
 ];
@@ -422,6 +423,12 @@ mod tests {
                 trans_b: false,
                 act: Some(Activation::Silu),
             },
+            Op::QGemm {
+                a_zp: 3,
+                b_zp: 0,
+                trans_b: false,
+                act: None,
+            },
             Op::Attention {
                 scale: 0.5,
                 causal: true,
@@ -458,6 +465,7 @@ mod tests {
                 | Op::Conv(_)
                 | Op::Trilu { .. }
                 | Op::Gemm { .. }
+                | Op::QGemm { .. }
                 | Op::Attention { .. }
                 | Op::Rope => {}
             }

@@ -102,6 +102,17 @@ impl Attrs<'_> {
             other => Err(format!("attribute `{key}` must be a word, not `{other}`")),
         }
     }
+    /// A GEMM's `act`: `none` or an activation's name.
+    fn activation(&self) -> Result<Option<Activation>, String> {
+        match self.word("act")? {
+            "none" => Ok(None),
+            word => Activation::ALL
+                .into_iter()
+                .find(|act| act.name() == word)
+                .map(Some)
+                .ok_or_else(|| format!("unknown activation `{word}`")),
+        }
+    }
     /// Rejects attributes the op does not have.
     fn only(&self, keys: &[&str]) -> Result<(), String> {
         match self.list.iter().find(|(k, _)| !keys.contains(&k.as_str())) {
@@ -188,6 +199,20 @@ impl Op {
                     AttrValue::Word(act.map_or("none", Activation::name).into()),
                 ),
             ],
+            Op::QGemm {
+                a_zp,
+                b_zp,
+                trans_b,
+                act,
+            } => vec![
+                ("a_zp", AttrValue::Int(i64::from(*a_zp))),
+                ("b_zp", AttrValue::Int(i64::from(*b_zp))),
+                ("trans_b", AttrValue::Bool(*trans_b)),
+                (
+                    "act",
+                    AttrValue::Word(act.map_or("none", Activation::name).into()),
+                ),
+            ],
             Op::Attention { scale, causal } => vec![
                 ("scale", AttrValue::Float(*scale)),
                 ("causal", AttrValue::Bool(*causal)),
@@ -211,22 +236,26 @@ impl Op {
             "where" => (Op::Where, &[]),
             "matmul" => (Op::MatMul, &[]),
             "rope" => (Op::Rope, &[]),
-            "gemm" => {
-                let act = match a.word("act")? {
-                    "none" => None,
-                    word => Some(
-                        Activation::ALL
-                            .into_iter()
-                            .find(|act| act.name() == word)
-                            .ok_or_else(|| format!("unknown activation `{word}`"))?,
-                    ),
+            "gemm" => (
+                Op::Gemm {
+                    trans_b: a.bool("trans_b")?,
+                    act: a.activation()?,
+                },
+                &["trans_b", "act"],
+            ),
+            "qgemm" => {
+                let zp = |key: &str| {
+                    let v = a.int(key)?;
+                    i32::try_from(v).map_err(|_| format!("`{key}` = {v} is out of range"))
                 };
                 (
-                    Op::Gemm {
+                    Op::QGemm {
+                        a_zp: zp("a_zp")?,
+                        b_zp: zp("b_zp")?,
                         trans_b: a.bool("trans_b")?,
-                        act,
+                        act: a.activation()?,
                     },
-                    &["trans_b", "act"],
+                    &["a_zp", "b_zp", "trans_b", "act"],
                 )
             }
             "attention" => (
@@ -407,6 +436,12 @@ mod tests {
             Op::Gemm {
                 trans_b: false,
                 act: None,
+            },
+            Op::QGemm {
+                a_zp: 128,
+                b_zp: -3,
+                trans_b: true,
+                act: Some(Activation::Relu),
             },
             Op::Attention {
                 scale: 0.125,

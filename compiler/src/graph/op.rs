@@ -257,6 +257,17 @@ impl Activation {
             Activation::Silu => "silu",
         }
     }
+
+    /// The VPU function that applies it in a GEMM's epilogue.
+    pub fn vpu_func(self) -> tessera_isa::UnFunc {
+        use tessera_isa::UnFunc;
+        match self {
+            Activation::Relu => UnFunc::Relu,
+            Activation::Gelu => UnFunc::Gelu,
+            Activation::GeluTanh => UnFunc::GeluTanh,
+            Activation::Silu => UnFunc::Silu,
+        }
+    }
 }
 
 /// Attributes of a convolution over `N, C, spatial...` tensors.
@@ -441,6 +452,24 @@ pub enum Op {
         /// Activation applied after the bias.
         act: Option<Activation>,
     },
+    /// NPU-native integer GEMM with a dequantizing epilogue:
+    /// `act(f32(Σₖ (a − a_zp)(b − b_zp)) · scale + bias)`, the sum exact in
+    /// wrapping int32 (the MXU's integer class), converted to f32 by
+    /// round-to-nearest-even, then one f32 multiply by the column's scale
+    /// and one f32 add of its bias. Operands `[a, b, scale]` or
+    /// `[a, b, scale, bias]`: `a` is `[..., M, K]` u8 or i8, `b` is `[K, N]`
+    /// (`[N, K]` when `trans_b`) u8 or i8, `scale` and `bias` are f32 `[N]`.
+    /// Result f32 `[..., M, N]`. What Q/DQ around a MatMul fuses into.
+    QGemm {
+        /// Zero point of `a` (in `a`'s type's range).
+        a_zp: i32,
+        /// Zero point of `b` (in `b`'s type's range).
+        b_zp: i32,
+        /// `b` is stored `[N, K]` and used transposed.
+        trans_b: bool,
+        /// Activation applied after the bias.
+        act: Option<Activation>,
+    },
     /// NPU-native fused attention:
     /// `softmax(q · kᵀ · scale + mask, over Sk) · v`. Operands `[q, k, v]`
     /// or `[q, k, v, mask]`: `q` is `[B, H, Sq, D]`, `k` and `v` are
@@ -494,6 +523,7 @@ impl Op {
             Op::Conv(_) => "conv",
             Op::Trilu { .. } => "trilu",
             Op::Gemm { .. } => "gemm",
+            Op::QGemm { .. } => "qgemm",
             Op::Attention { .. } => "attention",
             Op::Rope => "rope",
         }

@@ -64,6 +64,71 @@ pub(crate) fn gemm(
     Tensor::from_f32_as(ty.dtype, ty.shape.clone(), out).ok_or_else(|| "shape mismatch".into())
 }
 
+/// The integer GEMM (see [`crate::graph::Op::QGemm`]):
+/// `act(f32(Σₖ (a − a_zp)(b − b_zp)) · scale + bias)`, the sum in wrapping
+/// int32, converted with round-to-nearest-even, then one f32 multiply and
+/// one f32 add per element. `act` maps each value through the activation
+/// (the exact one, or the VPU's for a compiled program).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn qgemm(
+    a: &Tensor,
+    b: &Tensor,
+    scale: &Tensor,
+    bias: Option<&Tensor>,
+    (a_zp, b_zp): (i32, i32),
+    trans_b: bool,
+    act: Option<&dyn Fn(f32) -> f32>,
+    ty: &TensorType,
+) -> Result<Tensor, String> {
+    let k = *a.shape().last().ok_or("qgemm needs a of rank >= 2")?;
+    let n = *ty.shape.last().ok_or("qgemm needs a result of rank >= 2")?;
+    let rows = a
+        .numel()
+        .checked_div(k)
+        .unwrap_or_else(|| ty.numel() / n.max(1));
+    let centered = |t: &Tensor, zp: i32| -> Vec<i32> {
+        t.to_i64_vec().into_iter().map(|v| v as i32 - zp).collect()
+    };
+    let av = centered(a, a_zp);
+    let raw = centered(b, b_zp);
+    // [K, N], so the inner loop streams rows as the MXU's columns do.
+    let bv = if trans_b {
+        let mut t = vec![0i32; raw.len()];
+        for j in 0..n {
+            for p in 0..k {
+                t[p * n + j] = raw[j * k + p];
+            }
+        }
+        t
+    } else {
+        raw
+    };
+    let scale = scale.to_f32_vec();
+    let bias = bias.map(Tensor::to_f32_vec);
+    let mut out = vec![0f32; rows * n];
+    let mut acc = vec![0i32; n];
+    for i in 0..rows {
+        acc.fill(0);
+        for p in 0..k {
+            let x = av[i * k + p];
+            for (c, &y) in acc.iter_mut().zip(&bv[p * n..(p + 1) * n]) {
+                *c = c.wrapping_add(x.wrapping_mul(y));
+            }
+        }
+        let row = &mut out[i * n..(i + 1) * n];
+        for (j, (o, &c)) in row.iter_mut().zip(&acc).enumerate() {
+            *o = c as f32 * scale[j];
+            if let Some(bias) = &bias {
+                *o += bias[j];
+            }
+            if let Some(act) = act {
+                *o = act(*o);
+            }
+        }
+    }
+    Tensor::from_f32_as(ty.dtype, ty.shape.clone(), out).ok_or_else(|| "shape mismatch".into())
+}
+
 /// One value through a GEMM activation.
 pub(crate) fn activation(act: Activation, x: f32) -> f32 {
     match act {

@@ -382,6 +382,24 @@ pub fn eval_op_with(
         Op::Gemm { trans_b, act } => {
             fused::gemm(arg(0)?, arg(1)?, args.get(2).copied(), *trans_b, *act, ty)?
         }
+        Op::QGemm {
+            a_zp,
+            b_zp,
+            trans_b,
+            act,
+        } => {
+            let act = act.map(|act| move |x| fused::activation(act, x));
+            fused::qgemm(
+                arg(0)?,
+                arg(1)?,
+                arg(2)?,
+                args.get(3).copied(),
+                (*a_zp, *b_zp),
+                *trans_b,
+                act.as_ref().map(|f| f as &dyn Fn(f32) -> f32),
+                ty,
+            )?
+        }
         Op::Attention { scale, causal } => fused::attention(
             arg(0)?,
             arg(1)?,

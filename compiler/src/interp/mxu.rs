@@ -83,12 +83,7 @@ pub(crate) fn gemm(
         return Tensor::from_f32_as(ty.dtype, ty.shape.clone(), product.to_f32_vec())
             .ok_or_else(|| "shape mismatch".into());
     };
-    let func = match act {
-        Activation::Relu => UnFunc::Relu,
-        Activation::Gelu => UnFunc::Gelu,
-        Activation::GeluTanh => UnFunc::GeluTanh,
-        Activation::Silu => UnFunc::Silu,
-    };
+    let func = act.vpu_func();
     let values = product
         .to_f32_vec()
         .into_iter()

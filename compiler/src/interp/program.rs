@@ -28,6 +28,28 @@ pub(crate) fn eval(
     ty: &TensorType,
     options: &EvalOptions,
 ) -> Option<Result<Tensor, String>> {
+    if let Op::QGemm {
+        a_zp,
+        b_zp,
+        trans_b,
+        act: Some(act),
+    } = op
+    {
+        // Exact integers; only the epilogue's activation is the VPU's.
+        let func = act.vpu_func();
+        let vpu_act = move |x| tessera_isa::numerics::unary(func, x);
+        let (scale, bias) = (args.get(2)?, args.get(3).copied());
+        return Some(super::fused::qgemm(
+            args[0],
+            args.get(1)?,
+            scale,
+            bias,
+            (*a_zp, *b_zp),
+            *trans_b,
+            Some(&vpu_act),
+            ty,
+        ));
+    }
     let float = args.first().is_some_and(|a| a.dtype().is_float());
     if !float || (options.mxu == MxuType::F32 && options.target.is_none()) {
         return None;

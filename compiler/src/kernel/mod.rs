@@ -317,6 +317,12 @@ pub enum VpuOp {
         astride: u64,
         dtype: DType,
     },
+    /// `vpu.dequant`: `f32(a) × s`, `a` of type `atype` (zero point 0).
+    Dequant {
+        a: Opnd,
+        s: Opnd,
+        atype: DType,
+    },
 }
 
 /// A statement of a kernel body.
@@ -391,6 +397,8 @@ pub enum Stmt {
         dtype: MxuType,
         /// Stored transposed.
         trans: Trans,
+        /// Integer modes: the zero points of A and of the weights.
+        zero_points: Option<(i32, i32)>,
     },
     /// `mxu.mm`.
     Matmul {

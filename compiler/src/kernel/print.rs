@@ -90,8 +90,9 @@ fn stmt(s: &Stmt, depth: usize, out: &mut String) {
             out,
             "{pad}dma.scatter dram[{table}] <- spm[{src}] rows spm[{idx}]:{itype} x {rows} of {bytes} B (table {limit} rows)"
         ),
-        Stmt::LoadW { src, k, n, stride, dtype, trans } => {
-            writeln!(out, "{pad}mxu.ldw spm[{src}] {k}x{n} {dtype} stride {stride} trans={trans}")
+        Stmt::LoadW { src, k, n, stride, dtype, trans, zero_points } => {
+            let zp = zero_points.map(|(a, w)| format!(" azp={a} wzp={w}")).unwrap_or_default();
+            writeln!(out, "{pad}mxu.ldw spm[{src}] {k}x{n} {dtype} stride {stride} trans={trans}{zp}")
         }
         Stmt::Matmul { dst, a, m, astride, dstride, mode: md } => writeln!(
             out,
@@ -173,6 +174,11 @@ fn vpu(v: &VpuStmt) -> String {
         VpuOp::Trans { a, astride, dtype } => {
             format!("vpu.trans {dst}/{dstride} <- {a}/{astride} {dtype} {block}")
         }
+        VpuOp::Dequant { a, s, atype } => format!(
+            "vpu.dequant {dst}/{dstride} <- {}:{atype} x {} {block}",
+            opnd(a),
+            opnd(s)
+        ),
     }
 }
 

@@ -38,6 +38,10 @@ impl VpuOp {
                 *a = a.map_affine(f)
             }
             VpuOp::Cvt { a, .. } | VpuOp::Trans { a, .. } => *a = a.map_affine(f),
+            VpuOp::Dequant { a, s, .. } => {
+                *a = a.map_affine(f);
+                *s = s.map_affine(f);
+            }
             VpuOp::Fill { .. } => {}
         }
         op
@@ -153,6 +157,7 @@ impl Stmt {
                 stride,
                 dtype,
                 trans,
+                zero_points,
             } => Stmt::LoadW {
                 src: f(src),
                 k: ext(k),
@@ -160,6 +165,7 @@ impl Stmt {
                 stride: *stride,
                 dtype: *dtype,
                 trans: *trans,
+                zero_points: *zero_points,
             },
             Stmt::Matmul {
                 dst,

@@ -1,12 +1,15 @@
-//! The GEMM kernel: `C = act(A · B + bias)`, batched.
+//! The GEMM kernel: `C = act(A · B + bias)`, batched; and the integer GEMM
+//! `C = act(f32(A · B) · scale + bias)` of a `qgemm`.
 //!
 //! A (f32 in DRAM) stays resident in SPM one block of `TM` rows at a time,
-//! converted to the MXU's input type by the VPU; B streams through the
+//! converted to the MXU's input type by the VPU (in an integer mode, A is
+//! u8/i8 in DRAM already and is copied as it is, as in f32 mode); B streams through the
 //! array in `TK × TN` weight tiles, double-buffered, accumulating over K in
 //! one of two ACC tiles; the VPU drains each finished ACC tile (adding the
 //! bias and applying the activation) into one of two output buffers, which
 //! the DMA stores one tile late so that it never waits before loading the
-//! next weights. B must already be in the MXU's input type in DRAM
+//! next weights. An integer ACC tile holds int32: the drain's first step
+//! is `vpu.dequant`, times the column scales, into the output tile. B must already be in the MXU's input type in DRAM
 //! (constant weights are converted at compile time).
 //!
 //! Synchronization (lane 0 = data ready, lane 1 = credits):
@@ -25,7 +28,7 @@
 //! | vpu→dma data | an output tile is ready |
 //! | dma→vpu credit | an output buffer is free (2) |
 
-use tessera_isa::{Bcast, BinFunc, Engine, Mem, MxuType, Target, Trans, UnFunc};
+use tessera_isa::{Bcast, BinFunc, DType, Engine, Mem, MxuClass, MxuType, Target, Trans, UnFunc};
 
 use crate::kernel::{
     Addr, Affine, Buffer, Chan, Cmp, DmaDim, Ext, Kernel, Mode, Opnd, Stmt, Var, VpuOp, VpuStmt,
@@ -76,6 +79,42 @@ pub struct GemmSpec {
     pub out: DramMat,
     /// MXU input type.
     pub mxu: MxuType,
+    /// An integer GEMM's zero points and column scales.
+    pub quant: Option<GemmQuant>,
+}
+
+/// What an integer GEMM adds: A's and B's zero points (the `mxu.ldw`
+/// registers) and the f32 scale of each output column, `[N]` in DRAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmQuant {
+    /// A's zero point.
+    pub a_zp: i32,
+    /// B's zero point.
+    pub b_zp: i32,
+    /// Address of the `[N]` f32 column scales.
+    pub scales: u64,
+}
+
+impl GemmSpec {
+    /// Whether A must be converted to the MXU's type on chip (a float mode
+    /// below f32); otherwise A is copied as stored.
+    fn converts_a(&self) -> bool {
+        self.mxu != MxuType::F32 && self.mxu.class() == MxuClass::Float
+    }
+
+    /// Bytes per element of A in DRAM.
+    fn a_size(&self) -> u64 {
+        if self.converts_a() {
+            4
+        } else {
+            self.mxu.a_type().size()
+        }
+    }
+
+    /// The resident `[N]` f32 vectors: the column scales, then the bias.
+    fn vectors(&self) -> u64 {
+        u64::from(self.quant.is_some()) + u64::from(self.bias.is_some())
+    }
 }
 
 /// Tile sizes chosen for a GEMM.
@@ -100,7 +139,7 @@ pub fn choose_tiles(spec: &GemmSpec, target: &Target) -> Result<GemmTiles, Lower
     let tk = spec.k.min(u64::from(target.mxu_k)).max(1);
     let tn = spec.n.min(u64::from(target.mxu_n)).max(1);
     let e = spec.mxu.a_type().size();
-    let convert = spec.mxu != MxuType::F32;
+    let convert = spec.converts_a();
     // A weight slot is busy from its load's issue to the end of the matmul
     // reading it (DRAM latency, the transfer, the stream and the pipeline);
     // a new tile is needed every max(transfer, stream) cycles.
@@ -114,7 +153,7 @@ pub fn choose_tiles(spec: &GemmSpec, target: &Target) -> Result<GemmTiles, Lower
         .div_ceil(transfer.max(spec.m.min(1024)).max(1))
         .clamp(2, 8);
     let b_slots = want.min((target.spm_bytes / 4 / tile_bytes.max(1)).max(2));
-    let fixed = b_slots * tile_bytes + spec.bias.map_or(0, |_| spec.n * 4) + 64 * 16;
+    let fixed = b_slots * tile_bytes + spec.vectors() * spec.n * 4 + 64 * 16;
     let spm = target.spm_bytes.saturating_sub(fixed);
     // Per row of the A block: the row itself, two output rows, and (when
     // converting) two staging rows of a chunk.
@@ -180,10 +219,10 @@ pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
         body,
         rotators: vec![(l.stage_slot, 2), (l.b_slot, t.b_slots), (l.out_slot, 2)],
         macs: batch * m * k * n,
-        compulsory_dram_bytes: batch * m * k * 4
+        compulsory_dram_bytes: batch * m * k * spec.a_size()
             + b_bytes
             + batch * m * n * 4
-            + spec.bias.map_or(0, |_| n * 4),
+            + spec.vectors() * n * 4,
     })
 }
 
@@ -198,6 +237,8 @@ struct GemmBuffers {
     /// f32 chunks of A before conversion (none in f32 mode).
     stage: Option<Buffer>,
     bias: Option<Buffer>,
+    /// An integer GEMM's column scales.
+    scales: Option<Buffer>,
     acc: Buffer,
 }
 
@@ -211,7 +252,7 @@ impl GemmBuffers {
         let abuf = mem.alloc("a", Mem::Spm, t.tm * spec.k * e, 1)?;
         let bbuf = mem.alloc("b", Mem::Spm, t.tk * t.tn * e, t.b_slots)?;
         let obuf = mem.alloc("out", Mem::Spm, t.tm * t.tn * 4, 2)?;
-        let stage = if spec.mxu != MxuType::F32 {
+        let stage = if spec.converts_a() {
             Some(mem.alloc("a_stage", Mem::Spm, t.tm * t.kch * 4, 2)?)
         } else {
             None
@@ -220,12 +261,17 @@ impl GemmBuffers {
             Some(_) => Some(mem.alloc("bias", Mem::Spm, spec.n * 4, 1)?),
             None => None,
         };
+        let scales = match spec.quant {
+            Some(_) => Some(mem.alloc("scales", Mem::Spm, spec.n * 4, 1)?),
+            None => None,
+        };
         Ok(GemmBuffers {
             abuf,
             bbuf,
             obuf,
             stage,
             bias,
+            scales,
             acc: mem.alloc("acc", Mem::Acc, t.tm * t.tn * 4, 2)?,
         })
     }
@@ -318,11 +364,14 @@ impl<'a> GemmKernel<'a> {
             Affine::var(1, l.out_slot, -1),
         ));
         m_body.push(Stmt::Signal(self.a_free, 1));
-        let bias: Vec<_> = match (spec.bias, &self.bufs.bias) {
-            (Some(addr), Some(buf)) => vec![(buf, addr, spec.n * 4)],
+        let mut vectors: Vec<_> = match (spec.quant, &self.bufs.scales) {
+            (Some(q), Some(buf)) => vec![(buf, q.scales, spec.n * 4)],
             _ => vec![],
         };
-        let mut body = resident_vectors(&bias);
+        if let (Some(addr), Some(buf)) = (spec.bias, &self.bufs.bias) {
+            vectors.push((buf, addr, spec.n * 4));
+        }
+        let mut body = resident_vectors(&vectors);
         body.extend(credited(
             &credits,
             vec![Stmt::For {
@@ -355,11 +404,11 @@ impl<'a> GemmKernel<'a> {
             a_load.push(Stmt::Copy {
                 dst: b.abuf.at(&Affine::c(0), 0),
                 src: Addr::new(Mem::Dram, a_batch),
-                run: Ext::Const(k * 4),
+                run: Ext::Const(k * e),
                 dims: vec![DmaDim {
                     count: self.tm.clone(),
                     sstride: spec.a.row_stride as i64,
-                    dstride: (k * 4) as i64,
+                    dstride: (k * e) as i64,
                 }],
             });
             a_load.push(Stmt::Signal(Chan::data(Dma, Mxu), 1));
@@ -390,7 +439,7 @@ impl<'a> GemmKernel<'a> {
                     op: VpuOp::Cvt {
                         dtype: spec.mxu.a_type(),
                         a: stage.at(&slot, 0),
-                        atype: tessera_isa::DType::F32,
+                        atype: DType::F32,
                         astride: t.kch * 4,
                     },
                     dst: Addr::new(
@@ -458,6 +507,7 @@ impl<'a> GemmKernel<'a> {
                 stride: slot_stride,
                 dtype: spec.mxu,
                 trans,
+                zero_points: spec.quant.map(|q| (q.a_zp, q.b_zp)),
             },
             Stmt::Matmul {
                 dst: b.acc.at(&Affine::var(0, l.out_slot, 1), 0).at,
@@ -490,33 +540,42 @@ impl<'a> GemmKernel<'a> {
             Stmt::Wait(Chan::credit(Dma, Vpu), 1),
         ];
         let mut src = acc_tile.clone();
-        if let Some(bb) = &b.bias {
+        let out_opnd = Opnd {
+            addr: out_tile.clone(),
+            stride: t.tn * 4,
+            bcast: Bcast::Full,
+        };
+        if let Some(sb) = &b.scales {
+            // int32 → f32, times the column's scale.
             epilogue.push(Stmt::Vpu(VpuStmt {
-                op: VpuOp::Bin {
-                    func: BinFunc::Add,
-                    a: acc_tile,
-                    b: Opnd {
-                        addr: Addr::new(
-                            Mem::Spm,
-                            Affine::var(bb.offset as i64, l.col_tile, (t.tn * 4) as i64),
-                        ),
-                        stride: 0,
-                        bcast: Bcast::Row,
-                    },
+                op: VpuOp::Dequant {
+                    a: acc_tile.clone(),
+                    s: self.column_vector(sb),
+                    atype: DType::I32,
                 },
                 dst: out_tile.clone(),
                 dstride: t.tn * 4,
                 rows: self.tm.clone(),
                 cols: tn.clone(),
             }));
-            src = Opnd {
-                addr: out_tile.clone(),
-                stride: t.tn * 4,
-                bcast: Bcast::Full,
-            };
+            src = out_opnd.clone();
+        }
+        if let Some(bb) = &b.bias {
+            epilogue.push(Stmt::Vpu(VpuStmt {
+                op: VpuOp::Bin {
+                    func: BinFunc::Add,
+                    a: src,
+                    b: self.column_vector(bb),
+                },
+                dst: out_tile.clone(),
+                dstride: t.tn * 4,
+                rows: self.tm.clone(),
+                cols: tn.clone(),
+            }));
+            src = out_opnd;
         }
         let func = self.spec.act.unwrap_or(UnFunc::Mov);
-        if self.spec.act.is_some() || b.bias.is_none() {
+        if self.spec.act.is_some() || (b.bias.is_none() && b.scales.is_none()) {
             epilogue.push(Stmt::Vpu(VpuStmt {
                 op: VpuOp::Un { func, a: src },
                 dst: out_tile,
@@ -528,6 +587,23 @@ impl<'a> GemmKernel<'a> {
         epilogue.push(Stmt::Signal(Chan::credit(Vpu, Mxu), 1));
         epilogue.push(Stmt::Signal(Chan::data(Vpu, Dma), 1));
         epilogue
+    }
+
+    /// This column tile's part of a resident `[N]` vector, broadcast down
+    /// the rows.
+    fn column_vector(&self, buf: &Buffer) -> Opnd {
+        Opnd {
+            addr: Addr::new(
+                Mem::Spm,
+                Affine::var(
+                    buf.offset as i64,
+                    self.loops.col_tile,
+                    (self.t.tn * 4) as i64,
+                ),
+            ),
+            stride: 0,
+            bcast: Bcast::Row,
+        }
     }
 
     /// DMA: the tile of column block `col` from output slot `slot`.

@@ -100,10 +100,19 @@ pub fn import_and_fold(dir: &Path) -> Graph {
     graph
 }
 
-/// [`import_and_fold`], then the e-graph optimizer with `options`
-/// (verified): the unoptimized graph, the optimized one, and the report.
+/// The model imported and folded as the pipeline does before the e-graph
+/// (dequantized 8-bit weights kept), then the e-graph optimizer with
+/// `options` (verified): the unoptimized graph, the optimized one, and the
+/// report.
 pub fn import_and_optimize(dir: &Path, options: &EgraphOptions) -> (Graph, Graph, EgraphReport) {
-    let graph = import_and_fold(dir);
+    let options_import = ImportOptions {
+        dims: meta_dims(dir),
+        ..ImportOptions::default()
+    };
+    let mut graph = import_file(&dir.join("model.onnx"), &options_import)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    tessera_compiler::fold::fold_except(&mut graph, &tessera_compiler::fold::dequantizes_constant)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let mut optimized = graph.clone();
     let report =
         optimize(&mut optimized, options).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));

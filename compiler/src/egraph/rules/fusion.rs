@@ -34,6 +34,16 @@ pub fn rules() -> Vec<RuleDef> {
                 )
             },
         },
+        // dq(qa) @ dq(qb) = qgemm(qa, qb, sa · sb): a matmul between two
+        // DequantizeLinears — activations per tensor, constant weights per
+        // tensor or per output column, zero points per tensor — runs in the
+        // MXU's integer mode, the scales becoming the epilogue's per-column
+        // dequantization.
+        RuleDef {
+            name: "qgemm-from-dequantized",
+            lhs: "(matmul ?a ?b)",
+            apply: qgemm_from_dequantized,
+        },
         // gemm(a, b) + bias = gemm(a, b, bias) for a row bias [N].
         RuleDef {
             name: "gemm-bias",
@@ -248,6 +258,79 @@ pub fn rules() -> Vec<RuleDef> {
             apply: |cx| additive_mask(cx, false),
         },
     ]
+}
+
+/// A DequantizeLinear in class `id`: `(f32(q) − zp) · s` or `f32(q) · s`
+/// with `q` u8/i8 and a constant `zp` (one integral value in `q`'s range)
+/// and `s`. Returns `q`, `zp` and `s`.
+fn dequantized(cx: &Ctx<'_>, id: Id) -> Option<(Id, i32, Id)> {
+    let int8 = |c: Id| -> Option<Id> {
+        cx.nodes(c).into_iter().find_map(|(op, operands)| {
+            let q = *operands.first()?;
+            let is_8bit = matches!(cx.ty(q)?.dtype, DType::U8 | DType::I8);
+            (op == (Op::Cast { to: DType::F32 }) && is_8bit).then_some(q)
+        })
+    };
+    cx.nodes(id).into_iter().find_map(|(op, operands)| {
+        let (&centered, &s) = (operands.first()?, operands.get(1)?);
+        if op != Op::Binary(BinaryOp::Mul) || !cx.is_const(s) || cx.ty(s)?.dtype != DType::F32 {
+            return None;
+        }
+        if let Some(q) = int8(centered) {
+            return Some((q, 0, s));
+        }
+        cx.nodes(centered).into_iter().find_map(|(op, operands)| {
+            let (&xf, &z) = (operands.first()?, operands.get(1)?);
+            if op != Op::Binary(BinaryOp::Sub) {
+                return None;
+            }
+            let q = int8(xf)?;
+            let zp = cx.scalar(z)?;
+            let range = if cx.ty(q)?.dtype == DType::U8 {
+                0.0..=255.0
+            } else {
+                -128.0..=127.0
+            };
+            (zp.fract() == 0.0 && range.contains(&zp)).then_some((q, zp as i32, s))
+        })
+    })
+}
+
+fn qgemm_from_dequantized(cx: &mut Ctx<'_>) -> Option<Id> {
+    let (a, b) = (cx.v("?a"), cx.v("?b"));
+    let b_shape = cx.shape(b);
+    let [_, n] = b_shape[..] else {
+        return None;
+    };
+    let (qa, a_zp, sa) = dequantized(cx, a)?;
+    let (qb, b_zp, sb) = dequantized(cx, b)?;
+    // Per tensor for A; per tensor or per output column for B (a scale
+    // along K cannot leave the sum).
+    let sb_shape = cx.shape(sb);
+    let per_column = sb_shape.last() == Some(&n) && sb_shape.iter().rev().skip(1).all(|&d| d == 1);
+    if !is_scalar_constant(cx, sa)
+        || !cx.is_const(qb)
+        || !(is_scalar_constant(cx, sb) || per_column)
+    {
+        return None;
+    }
+    let scale = cx.add(Op::Binary(BinaryOp::Mul), &[sb, sa])?;
+    let scale = match cx.shape(scale).iter().product::<usize>() {
+        1 if n != 1 => {
+            let scalar = cx.add(Op::Reshape { shape: vec![] }, &[scale])?;
+            cx.add(Op::Expand { shape: vec![n] }, &[scalar])?
+        }
+        _ => cx.add(Op::Reshape { shape: vec![n] }, &[scale])?,
+    };
+    cx.add(
+        Op::QGemm {
+            a_zp,
+            b_zp,
+            trans_b: false,
+            act: None,
+        },
+        &[qa, qb, scale],
+    )
 }
 
 /// A GEMM node of class `y` with `arity` operands and no activation.

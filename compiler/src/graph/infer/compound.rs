@@ -4,6 +4,7 @@
 use super::super::op::ConvAttrs;
 use super::super::TensorType;
 use super::{broadcast_shapes, float_operand, same_dtype};
+use crate::tensor::DType;
 
 /// `[a, b(, bias)]` → `[..., M, N]`; see [`Op::Gemm`].
 pub(super) fn gemm_type(trans_b: bool, operands: &[&TensorType]) -> Result<TensorType, String> {
@@ -39,6 +40,54 @@ pub(super) fn gemm_type(trans_b: bool, operands: &[&TensorType]) -> Result<Tenso
     let mut shape = a.shape.clone();
     *shape.last_mut().ok_or("gemm needs a of rank >= 2")? = n;
     Ok(TensorType::new(a.dtype, shape))
+}
+
+/// `[a, b, scale(, bias)]` → f32 `[..., M, N]`; see [`Op::QGemm`].
+pub(super) fn qgemm_type(
+    trans_b: bool,
+    (a_zp, b_zp): (i32, i32),
+    operands: &[&TensorType],
+) -> Result<TensorType, String> {
+    let (a, b, scale) = (operands[0], operands[1], operands[2]);
+    for (what, t, zp) in [("a", a, a_zp), ("b", b, b_zp)] {
+        let range = match t.dtype {
+            DType::U8 => 0..=255,
+            DType::I8 => -128..=127,
+            other => return Err(format!("qgemm's {what} must be u8 or i8, is {other}")),
+        };
+        if !range.contains(&zp) {
+            return Err(format!(
+                "qgemm's {what} zero point {zp} is outside {}",
+                t.dtype
+            ));
+        }
+    }
+    let as_f32 = |t: &TensorType| TensorType::new(DType::F32, t.shape.clone());
+    let mut f32_operands = vec![as_f32(a), as_f32(b)];
+    for (what, t) in [("scale", scale)]
+        .into_iter()
+        .chain(operands.get(3).map(|&t| ("bias", t)))
+    {
+        if t.dtype != DType::F32 {
+            return Err(format!("qgemm's {what} must be f32, is {}", t.dtype));
+        }
+    }
+    let n = if trans_b {
+        b.shape.first()
+    } else {
+        b.shape.get(1)
+    };
+    if scale.shape.len() != 1 || Some(&scale.shape[0]) != n {
+        return Err(format!(
+            "qgemm's scale must be one per output column, is {:?}",
+            scale.shape
+        ));
+    }
+    if let Some(&bias) = operands.get(3) {
+        f32_operands.push(bias.clone());
+    }
+    let refs: Vec<&TensorType> = f32_operands.iter().collect();
+    gemm_type(trans_b, &refs)
 }
 
 /// `[q, k, v(, mask)]` → q's type; see [`Op::Attention`].

@@ -9,7 +9,7 @@ use super::TensorType;
 
 mod compound;
 
-use compound::{attention_type, conv_type, gemm_type, rope_type};
+use compound::{attention_type, conv_type, gemm_type, qgemm_type, rope_type};
 
 impl Op {
     /// The result type for these operand types, or why they do not fit.
@@ -388,6 +388,15 @@ impl Op {
             Op::Gemm { trans_b, .. } => {
                 arity(2, 3)?;
                 gemm_type(*trans_b, operands)?
+            }
+            Op::QGemm {
+                a_zp,
+                b_zp,
+                trans_b,
+                ..
+            } => {
+                arity(3, 4)?;
+                qgemm_type(*trans_b, (*a_zp, *b_zp), operands)?
             }
             Op::Attention { .. } => {
                 arity(3, 4)?;

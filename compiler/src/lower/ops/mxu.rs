@@ -1,16 +1,14 @@
 //! Ops on the MXU: matmul, GEMM, convolution (im2col + GEMM), attention.
 
-use tessera_isa::UnFunc;
-
 use super::{unsupported, vector};
-use crate::graph::NodeId;
+use crate::graph::{Activation, NodeId};
 use crate::kernel::Kernel;
 use crate::lower::attention::{attention, AttentionSpec, MaskSpec};
 use crate::lower::elementwise::{elementwise, Ew, EwOperand, EwSpec};
-use crate::lower::gemm::{gemm, DramMat, GemmSpec};
+use crate::lower::gemm::{gemm, DramMat, GemmQuant, GemmSpec};
 use crate::lower::movement::{copies, dense_strides, CopySpec};
 use crate::lower::{Ctx, LowerError};
-use crate::precision::Precision;
+use crate::precision::{integer_mxu, Precision};
 use crate::tensor::DType;
 
 /// Convolution as im2col (a strided DMA copy, after zero padding) and a
@@ -159,6 +157,7 @@ pub(super) fn conv(
                 batch_stride: (positions * m) as u64 * 4,
             },
             mxu,
+            quant: None,
         };
         kernels.push(gemm(&spec, ctx.target)?);
     }
@@ -222,16 +221,21 @@ pub(super) fn gemm_op(
     ctx: &Ctx,
     id: NodeId,
     trans_b: bool,
-    act: Option<crate::graph::op::Activation>,
+    act: Option<Activation>,
+    zero_points: Option<(i32, i32)>,
 ) -> Result<Vec<Kernel>, LowerError> {
-    use crate::graph::op::Activation;
     let node = ctx.graph.node(id);
     let ops = ctx.graph.operands(id);
     let a = ctx.graph.node(ops[0]);
     let b = ctx.graph.node(ops[1]);
-    if a.ty.dtype != DType::F32 || b.ty.dtype != DType::F32 {
-        return Err(unsupported(ctx, id, "gemm on non-f32 operands"));
-    }
+    let mxu = match zero_points {
+        Some(_) => integer_mxu(a.ty.dtype, b.ty.dtype)
+            .ok_or_else(|| unsupported(ctx, id, "qgemm on operands other than u8/i8"))?,
+        None if a.ty.dtype != DType::F32 || b.ty.dtype != DType::F32 => {
+            return Err(unsupported(ctx, id, "gemm on non-f32 operands"));
+        }
+        None => ctx.precision.mxu(),
+    };
     let k = *a.ty.shape.last().unwrap_or(&1) as u64;
     let m = a.ty.numel() as u64 / k.max(1);
     let n = if trans_b {
@@ -239,11 +243,30 @@ pub(super) fn gemm_op(
     } else {
         b.ty.shape[1]
     } as u64;
-    let mxu = ctx.precision.mxu();
     let e = mxu.a_type().size();
     let mut kernels = Vec::new();
-    let b_addr = mxu_operand(ctx, id, ops[1], &mut kernels)?;
-    let bias = match ops.get(2) {
+    // Integer weights are read as stored; float ones in the MXU's type.
+    let b_addr = match zero_points {
+        Some(_) => ctx.addr(ops[1]),
+        None => mxu_operand(ctx, id, ops[1], &mut kernels)?,
+    };
+    // The operands after A and B: the column scales of a qgemm, the bias.
+    let mut rest = ops[2..].iter();
+    let quant = match zero_points {
+        Some((a_zp, b_zp)) => Some(GemmQuant {
+            a_zp,
+            b_zp,
+            scales: vector(
+                ctx,
+                id,
+                *rest
+                    .next()
+                    .ok_or_else(|| unsupported(ctx, id, "qgemm without scales"))?,
+            )?,
+        }),
+        None => None,
+    };
+    let bias = match rest.next() {
         Some(&bias) => Some(vector(ctx, id, bias)?),
         None => None,
     };
@@ -255,7 +278,7 @@ pub(super) fn gemm_op(
         n,
         a: DramMat {
             addr: ctx.addr(ops[0]),
-            row_stride: k * 4,
+            row_stride: k * a.ty.dtype.size() as u64,
             batch_stride: 0,
         },
         b: DramMat {
@@ -265,18 +288,14 @@ pub(super) fn gemm_op(
         },
         b_trans: trans_b,
         bias,
-        act: act.map(|a| match a {
-            Activation::Relu => UnFunc::Relu,
-            Activation::Gelu => UnFunc::Gelu,
-            Activation::GeluTanh => UnFunc::GeluTanh,
-            Activation::Silu => UnFunc::Silu,
-        }),
+        act: act.map(Activation::vpu_func),
         out: DramMat {
             addr: ctx.addr(id),
             row_stride: n * 4,
             batch_stride: 0,
         },
         mxu,
+        quant,
     };
     kernels.push(gemm(&spec, ctx.target)?);
     Ok(kernels)
@@ -467,6 +486,7 @@ pub(super) fn matmul(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
             batch_stride: m * n * 4,
         },
         mxu,
+        quant: None,
     };
     kernels.push(gemm(&spec, ctx.target)?);
     Ok(kernels)

@@ -198,6 +198,23 @@ pub(in crate::frontend::ops) fn dequantize_linear(
     let xf = to_f32(ctx, "x_f32", x)?;
     let s = to_f32(ctx, "scale_f32", scale)?;
     let s = broadcast_param(ctx, "scale", s, &shape)?;
+    // A constant zero point with one value everywhere (per-channel
+    // symmetric weights have all zeros) is that one scalar, or no
+    // subtraction at all for 0: the e-graph then sees a per-tensor zero
+    // point it can give the MXU.
+    let uniform = match zp {
+        Some(zp) => ctx
+            .node_value(zp)?
+            .map(|v| v.to_f32_vec())
+            .filter(|v| !v.is_empty() && v.iter().all(|&x| x == v[0]))
+            .map(|v| v[0]),
+        None => Some(0.0),
+    };
+    let zp = match uniform {
+        Some(0.0) => None,
+        Some(z) => Some(ctx.scalar("zero_point_f32", DType::F32, f64::from(z))?),
+        None => zp,
+    };
     let centered = match zp {
         Some(zp) => {
             let z = to_f32(ctx, "zero_point_f32", zp)?;

@@ -33,6 +33,7 @@ impl Online<'_> {
                         stride: d * e,
                         dtype: spec.mxu,
                         trans: Trans::T,
+                        zero_points: None,
                     },
                     Stmt::Matmul {
                         dst: at(&b.sacc).at,
@@ -141,6 +142,7 @@ impl Online<'_> {
                         stride: d * e,
                         dtype: spec.mxu,
                         trans: Trans::N,
+                        zero_points: None,
                     },
                     Stmt::Matmul {
                         dst: at(&b.pvacc).at.plus(vo, (on * 4) as i64),

@@ -80,6 +80,7 @@ impl WholeRow<'_> {
                             stride: d * e,
                             dtype: spec.mxu,
                             trans: Trans::T,
+                            zero_points: None,
                         },
                         Stmt::Matmul {
                             dst: b.sacc.at(&self.acc_slot(), 0).at.plus(vc, (kn * 4) as i64),
@@ -276,6 +277,7 @@ impl WholeRow<'_> {
                             stride: d * e,
                             dtype: spec.mxu,
                             trans: Trans::N,
+                            zero_points: None,
                         },
                         Stmt::Matmul {
                             dst: b.oacc.at(&self.acc_slot(), 0).at.plus(vo, (on * 4) as i64),

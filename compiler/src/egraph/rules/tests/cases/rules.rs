@@ -1,6 +1,9 @@
 //! The case for each rule: a graph its left-hand side matches.
 
+use std::sync::Arc;
+
 use crate::graph::{Activation, BinaryOp, ConvAttrs, GeluApprox, NodeId, Op, UnaryOp};
+use crate::tensor::{DType, Tensor};
 
 use super::patterns::{
     attention_case, gemm_case, grouped_case, layer_norm_case, rms_case, rope_case, softmax_case,
@@ -298,6 +301,33 @@ pub(in crate::egraph::rules::tests) fn case(rule: &str, b: &mut Builder) -> Node
             let x = b.input(&s);
             let w = b.random(&[s[s.len() - 1], n], -1.0, 1.0);
             b.op(Op::MatMul, &[x, w])
+        }
+        "qgemm-from-dequantized" => {
+            // u8 activations quantized from an input (zero point 131), i8
+            // weights with one scale per column and no zero point.
+            let (m, k, n) = (b.dim(1, 5), b.dim(1, 7), b.dim(1, 6));
+            let x = b.input(&[2, m, k]);
+            let inv = b.scalar(40.0);
+            let zp = b.scalar(131.0);
+            let (lo, hi) = (b.scalar(0.0), b.scalar(255.0));
+            let scaled = b.binary(BinaryOp::Mul, x, inv);
+            let rounded = b.unary(UnaryOp::Round, scaled);
+            let shifted = b.binary(BinaryOp::Add, rounded, zp);
+            let clipped = b.binary(BinaryOp::Max, shifted, lo);
+            let clipped = b.binary(BinaryOp::Min, clipped, hi);
+            let q = b.op(Op::Cast { to: DType::U8 }, &[clipped]);
+            let qf = b.op(Op::Cast { to: DType::F32 }, &[q]);
+            let centered = b.binary(BinaryOp::Sub, qf, zp);
+            let sa = b.scalar(0.025);
+            let a = b.binary(BinaryOp::Mul, centered, sa);
+            let ints: Vec<i64> = (0..k * n).map(|_| b.dim(0, 254) as i64 - 127).collect();
+            let w = Tensor::from_i64_as(DType::I8, vec![k, n], ints).expect("i8");
+            let name = b.name();
+            let wq = b.g.add_constant(name, Arc::new(w)).expect("constant");
+            let wf = b.op(Op::Cast { to: DType::F32 }, &[wq]);
+            let sw = b.random(&[n], 0.001, 0.01);
+            let w = b.binary(BinaryOp::Mul, wf, sw);
+            b.op(Op::MatMul, &[a, w])
         }
         "gemm-bias" => {
             let (y, n) = gemm_case(b);
