@@ -349,7 +349,7 @@ pub const REGISTRY: &[OpEntry] = &[
         composite::dequantize_linear,
         "axis, block_size",
         "i8, u8, i32 → f32, f16, bf16",
-        "VPU (sub zero point, mul scale); per tensor, axis or block",
+        "VPU (sub zero point, mul scale); per tensor, axis or block. On both operands of a MatMul (weights constant, per tensor or per column): MXU int8 GEMM (`qgemm`)",
     ),
     entry(
         "DynamicQuantizeLinear",
