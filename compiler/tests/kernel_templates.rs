@@ -68,6 +68,13 @@ fn run_kernel(
     (sim.output("out").expect("out"), result.stats.cycles)
 }
 
+/// What a GEMM's drain does to one accumulated value: the bias, then the
+/// activation.
+fn epilogue(acc: f32, bias: Option<f32>, act: Option<UnFunc>) -> f32 {
+    let biased = bias.map_or(acc, |b| acc + b);
+    act.map_or(biased, |f| unary(f, biased))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn check_gemm(
     target: &Target,
@@ -166,16 +173,9 @@ fn check_gemm(
                     acc += round(a[(bi * m * k + i * k + kk) as usize])
                         * round(b[(kk * n + j) as usize]);
                 }
-                if bias {
-                    acc += bias_v[j as usize];
-                }
-                if let Some(f) = act {
-                    acc = unary(f, acc);
-                }
+                let want = epilogue(acc, bias.then(|| bias_v[j as usize]), act);
                 let g = got[(bi * m * n + i * n + j) as usize];
-                if g.to_bits() != acc.to_bits() {
-                    mismatches += 1;
-                }
+                mismatches += usize::from(g.to_bits() != want.to_bits());
             }
         }
     }
@@ -387,18 +387,11 @@ fn check_qgemm(
             for kk in 0..k {
                 c += (a[(i * k + kk) as usize] - a_zp) * (b[(kk * n + j) as usize] - b_zp);
             }
-            let mut want = c as f32 * scales[j as usize];
-            if bias {
-                want += bias_v[j as usize];
-            }
-            if let Some(f) = act {
-                want = unary(f, want);
-            }
+            let dequantized = c as f32 * scales[j as usize];
+            let want = epilogue(dequantized, bias.then(|| bias_v[j as usize]), act);
             let at = ((i * n + j) * 4) as usize;
             let got = f32::from_le_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
-            if got.to_bits() != want.to_bits() {
-                mismatches += 1;
-            }
+            mismatches += usize::from(got.to_bits() != want.to_bits());
         }
     }
     assert_eq!(

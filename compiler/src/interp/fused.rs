@@ -20,26 +20,9 @@ pub(crate) fn gemm(
     act: Option<Activation>,
     ty: &TensorType,
 ) -> Result<Tensor, String> {
-    let k = *a.shape().last().ok_or("gemm needs a of rank >= 2")?;
-    let n = *ty.shape.last().ok_or("gemm needs a result of rank >= 2")?;
-    let rows = a
-        .numel()
-        .checked_div(k)
-        .unwrap_or_else(|| ty.numel() / n.max(1));
+    let (rows, k, n) = gemm_dims(a, ty)?;
     let av = a.to_f32_vec();
-    let bv = if trans_b {
-        // [N, K] → [K, N], so the inner loop streams rows as matmul does.
-        let raw = b.to_f32_vec();
-        let mut t = vec![0f32; raw.len()];
-        for j in 0..n {
-            for p in 0..k {
-                t[p * n + j] = raw[j * k + p];
-            }
-        }
-        t
-    } else {
-        b.to_f32_vec()
-    };
+    let bv = k_major(b.to_f32_vec(), k, n, trans_b);
     let bias = bias.map(Tensor::to_f32_vec);
     let mut out = vec![0f32; rows * n];
     for i in 0..rows {
@@ -80,29 +63,12 @@ pub(crate) fn qgemm(
     act: Option<&dyn Fn(f32) -> f32>,
     ty: &TensorType,
 ) -> Result<Tensor, String> {
-    let k = *a.shape().last().ok_or("qgemm needs a of rank >= 2")?;
-    let n = *ty.shape.last().ok_or("qgemm needs a result of rank >= 2")?;
-    let rows = a
-        .numel()
-        .checked_div(k)
-        .unwrap_or_else(|| ty.numel() / n.max(1));
+    let (rows, k, n) = gemm_dims(a, ty)?;
     let centered = |t: &Tensor, zp: i32| -> Vec<i32> {
         t.to_i64_vec().into_iter().map(|v| v as i32 - zp).collect()
     };
     let av = centered(a, a_zp);
-    let raw = centered(b, b_zp);
-    // [K, N], so the inner loop streams rows as the MXU's columns do.
-    let bv = if trans_b {
-        let mut t = vec![0i32; raw.len()];
-        for j in 0..n {
-            for p in 0..k {
-                t[p * n + j] = raw[j * k + p];
-            }
-        }
-        t
-    } else {
-        raw
-    };
+    let bv = k_major(centered(b, b_zp), k, n, trans_b);
     let scale = scale.to_f32_vec();
     let bias = bias.map(Tensor::to_f32_vec);
     let mut out = vec![0f32; rows * n];
@@ -127,6 +93,32 @@ pub(crate) fn qgemm(
         }
     }
     Tensor::from_f32_as(ty.dtype, ty.shape.clone(), out).ok_or_else(|| "shape mismatch".into())
+}
+
+/// A GEMM's rows (of A, batch flattened), K and N.
+fn gemm_dims(a: &Tensor, ty: &TensorType) -> Result<(usize, usize, usize), String> {
+    let k = *a.shape().last().ok_or("gemm needs a of rank >= 2")?;
+    let n = *ty.shape.last().ok_or("gemm needs a result of rank >= 2")?;
+    let rows = a
+        .numel()
+        .checked_div(k)
+        .unwrap_or_else(|| ty.numel() / n.max(1));
+    Ok((rows, k, n))
+}
+
+/// B as `[K, N]` (transposed from `[N, K]` when `trans_b`), so the inner
+/// loop streams rows as matmul does.
+fn k_major<T: Copy + Default>(raw: Vec<T>, k: usize, n: usize, trans_b: bool) -> Vec<T> {
+    if !trans_b {
+        return raw;
+    }
+    let mut t = vec![T::default(); raw.len()];
+    for j in 0..n {
+        for p in 0..k {
+            t[p * n + j] = raw[j * k + p];
+        }
+    }
+    t
 }
 
 /// One value through a GEMM activation.
