@@ -1054,6 +1054,59 @@ def case_gpt2_fp16_converted():
                           "converted model.")
 
 
+def _mk_qdq(base: str, what: str):
+    """A case: models/<base> after onnxruntime's own static quantizer (QDQ, int8
+    weights per output channel, uint8 activations, MatMul and Gemm quantized),
+    calibrated on 8 seeded random inputs; onnxruntime on the quantized model is
+    the reference."""
+
+    def case():
+        import tempfile
+
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+        src = OUT_ROOT / base
+        if not (src / "model.onnx").exists():
+            CASES[base]()
+        model = onnx.load(src / "model.onnx")
+        inputs = [numpy_helper.to_array(onnx.load_tensor(p))
+                  for p in sorted((src / "test_data_set_0").glob("input_*.pb"))]
+        names = [i.name for i in model.graph.input]
+
+        def feed(rng, name, like):
+            if name == "input_ids":
+                return rng.integers(0, 256, size=like.shape).astype(like.dtype)
+            if name == "token_type_ids":
+                return np.zeros_like(like)
+            if like.dtype == np.int64:  # attention masks: attend everywhere
+                return np.ones_like(like)
+            return rng.standard_normal(like.shape).astype(like.dtype)
+
+        class Reader(CalibrationDataReader):
+            def __init__(self):
+                rng = np.random.default_rng(7)
+                self.feeds = iter([{n: feed(rng, n, x) for n, x in zip(names, inputs)} for _ in range(8)])
+
+            def get_next(self):
+                return next(self.feeds, None)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            dst = Path(tmp) / "qdq.onnx"
+            quantize_static(str(src / "model.onnx"), str(dst), Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=["MatMul", "Gemm"])
+            q = onnx.load(str(dst))
+        save_case(f"{base}_qdq", q, inputs,
+                  source=f"models/{base} quantized by onnxruntime.quantization.quantize_static (models/generate.py)",
+                  exporter="torchscript + onnxruntime quantizer",
+                  description=f"{what} after onnxruntime's static quantizer: QuantizeLinear/DequantizeLinear "
+                              "on every MatMul's and Gemm's inputs, int8 weights per output channel, uint8 "
+                              "activations calibrated on 8 seeded random inputs; reference = onnxruntime on "
+                              "the quantized model.")
+
+    return case
+
+
 # ----------------------------------------------------------------------- registry
 
 CASES: dict[str, Callable[[], None]] = {
@@ -1160,6 +1213,9 @@ CASES: dict[str, Callable[[], None]] = {
     "mlp_block": case_mlp_block,
     "mlp_block_dynamic": case_mlp_block_dynamic,
     "mlp_block_qdq": case_mlp_block_qdq,
+    "gpt2_ts_qdq": _mk_qdq("gpt2_ts", "GPT-2 LM (tiny)"),
+    "bert_ts_qdq": _mk_qdq("bert_ts", "BERT encoder (tiny)"),
+    "llama_ts_qdq": _mk_qdq("llama_ts", "LLaMA LM (tiny, GQA)"),
 }
 
 

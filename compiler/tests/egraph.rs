@@ -46,11 +46,16 @@ fn layers(model: &str) -> usize {
 
 /// Models whose attention the optimizer does not fuse yet: BLOOM adds an
 /// ALiBi bias computed from the mask to the scores, DeBERTa-v2 adds
-/// disentangled position scores (c2p, p2c gathered from extra matmuls).
+/// disentangled position scores (c2p, p2c gathered from extra matmuls);
+/// in the statically quantized models (`*_qdq`) onnxruntime quantizes Q·Kᵀ
+/// and P·V too, so Q/DQ pairs sit between the projections, the softmax and
+/// the products (and neither operand is a constant, so they stay float).
 /// Their score and context products stay batched matmuls and their softmax
 /// a row kernel; they compile and match, at lower speed.
 fn unfused_attention(model: &str) -> bool {
-    model.starts_with("bloom") || model.starts_with("deberta")
+    model.starts_with("bloom")
+        || model.starts_with("deberta")
+        || (model.ends_with("_qdq") && model != "mlp_block_qdq")
 }
 
 /// Models with composed ops no NPU-native op covers yet, left as
