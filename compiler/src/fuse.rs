@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::fold::remove_dead;
-use crate::graph::{FusedExpr, Graph, GraphError, NodeId, Op};
+use crate::graph::{BinaryOp, FusedExpr, Graph, GraphError, NodeId, Op, UnaryOp};
 use crate::tensor::DType;
 
 /// The most ops one fused node computes. Beyond a few dozen ops a kernel
@@ -53,6 +53,66 @@ fn leaf(id: NodeId, leaves: &mut Vec<NodeId>) -> usize {
             leaves.len() - 1
         }
     }
+}
+
+/// Drops the round trips `f32(u8(y))` (and through i8) where `y` is a
+/// saturated integer in the 8-bit type's range — `min(max(i, lo), hi)` with
+/// `i` a `round(·)` or `round(·) + z` and `lo`, `hi`, `z` integral scalar
+/// constants, which is what a QuantizeLinear computes before its cast —
+/// so a quantize followed by its dequantize is one elementwise chain
+/// instead of three kernels. Returns how many it dropped. (For a NaN `y`
+/// the casts would give 0; NaN stays NaN.) After extraction, not a rule:
+/// in the e-graph, the cheaper float chain would make the float GEMM look
+/// cheaper than the integer one the 8-bit value feeds.
+pub fn drop_quantized_round_trips(graph: &mut Graph) -> Result<usize, GraphError> {
+    let mut dropped = 0;
+    for id in graph.topo_order()? {
+        if !graph.contains(id) || graph.node(id).op != (Op::Cast { to: DType::F32 }) {
+            continue;
+        }
+        let Some(&q) = graph.operands(id).first() else {
+            continue;
+        };
+        let range = match graph.node(q).op {
+            Op::Cast { to: DType::U8 } => 0.0..=255.0,
+            Op::Cast { to: DType::I8 } => -128.0..=127.0,
+            _ => continue,
+        };
+        let Some(&y) = graph.operands(q).first() else {
+            continue;
+        };
+        if graph.node(y).ty.dtype == DType::F32 && saturated_integer(graph, y, &range) {
+            graph.replace_uses(id, y);
+            dropped += 1;
+        }
+    }
+    if dropped > 0 {
+        remove_dead(graph)?;
+    }
+    Ok(dropped)
+}
+
+/// Whether `y` is `min(max(i, lo), hi)` as [`drop_quantized_round_trips`]
+/// needs.
+fn saturated_integer(graph: &Graph, y: NodeId, range: &std::ops::RangeInclusive<f32>) -> bool {
+    let scalar = |id: NodeId| match &graph.node(id).op {
+        Op::Constant(t) if t.numel() == 1 && t.dtype() == DType::F32 => Some(t.to_f32_vec()[0]),
+        _ => None,
+    };
+    let bound = |id: NodeId| scalar(id).is_some_and(|v| v.fract() == 0.0 && range.contains(&v));
+    let binary = |id: NodeId, b: BinaryOp| -> Option<(NodeId, NodeId)> {
+        let operands = graph.operands(id);
+        (graph.node(id).op == Op::Binary(b)).then(|| (operands[0], operands[1]))
+    };
+    let rounded = |id: NodeId| graph.node(id).op == Op::Unary(UnaryOp::Round);
+    let integer = |id: NodeId| {
+        rounded(id)
+            || binary(id, BinaryOp::Add)
+                .is_some_and(|(r, z)| rounded(r) && scalar(z).is_some_and(|v| v.fract() == 0.0))
+    };
+    binary(y, BinaryOp::Min).is_some_and(|(below, hi)| {
+        bound(hi) && binary(below, BinaryOp::Max).is_some_and(|(i, lo)| integer(i) && bound(lo))
+    })
 }
 
 /// Fuses elementwise chains; returns how many fused nodes it made.
@@ -200,6 +260,57 @@ mod tests {
             run(&g, &inputs).expect("after"),
         );
         assert_eq!(want, got, "bit for bit the same values");
+    }
+
+    /// `x` quantized to `to` (scale 1/30, zero point `zp`, clipped to
+    /// `lo..=hi`) and dequantized back: the graph and the outer cast.
+    fn quantize_dequantize(to: DType, zp: f32, (lo, hi): (f32, f32)) -> (Graph, NodeId) {
+        let mut g = Graph::new("g");
+        let x = g
+            .add_input("x", TensorType::new(DType::F32, vec![6]))
+            .expect("x");
+        let k = |g: &mut Graph, name: &str, v: f32| {
+            g.add_constant(name, Arc::new(Tensor::from_f32(&[], vec![v])))
+                .expect("constant")
+        };
+        let (r, z, l, h) = (
+            k(&mut g, "r", 30.0),
+            k(&mut g, "z", zp),
+            k(&mut g, "lo", lo),
+            k(&mut g, "hi", hi),
+        );
+        let at = |g: &mut Graph, name: &str, op: Op, operands: &[NodeId]| {
+            g.add_node(name, op, operands).expect("node")
+        };
+        let scaled = at(&mut g, "scaled", Op::Binary(BinaryOp::Mul), &[x, r]);
+        let rounded = at(&mut g, "rounded", Op::Unary(UnaryOp::Round), &[scaled]);
+        let shifted = at(&mut g, "shifted", Op::Binary(BinaryOp::Add), &[rounded, z]);
+        let low = at(&mut g, "low", Op::Binary(BinaryOp::Max), &[shifted, l]);
+        let high = at(&mut g, "high", Op::Binary(BinaryOp::Min), &[low, h]);
+        let q = at(&mut g, "q", Op::Cast { to }, &[high]);
+        let back = at(&mut g, "back", Op::Cast { to: DType::F32 }, &[q]);
+        let centered = at(&mut g, "centered", Op::Binary(BinaryOp::Sub), &[back, z]);
+        g.add_output("y", centered);
+        (g, back)
+    }
+
+    #[test]
+    fn a_quantize_dequantize_round_trip_goes_and_values_stay() {
+        let x = Tensor::from_f32(&[6], vec![-9.0, -0.3, 0.0, 0.21, 4.1, 9.0]);
+        for (to, zp, range) in [
+            (DType::U8, 131.0, (0.0, 255.0)),
+            (DType::I8, -5.0, (-128.0, 127.0)),
+        ] {
+            let (mut g, back) = quantize_dequantize(to, zp, range);
+            let before = g.clone();
+            assert_eq!(drop_quantized_round_trips(&mut g).expect("runs"), 1);
+            assert!(!g.contains(back) && g.find("q").is_none());
+            let run_on = |g: &Graph| run(g, std::slice::from_ref(&x)).expect("runs");
+            assert_eq!(run_on(&before), run_on(&g), "{to}");
+        }
+        // A clip wider than the type: the cast saturates, so it stays.
+        let (mut g, _) = quantize_dequantize(DType::U8, 131.0, (0.0, 300.0));
+        assert_eq!(drop_quantized_round_trips(&mut g).expect("runs"), 0);
     }
 
     #[test]

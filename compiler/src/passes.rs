@@ -17,7 +17,7 @@ use tessera_isa::{MxuType, Target};
 
 use crate::egraph::{optimize, EgraphOptions, EgraphReport};
 use crate::fold::{dequantizes_constant, fold, fold_except};
-use crate::fuse::fuse_elementwise;
+use crate::fuse::{drop_quantized_round_trips, fuse_elementwise};
 use crate::graph::verify::{verify, VerifyError};
 use crate::graph::Graph;
 
@@ -103,6 +103,7 @@ pub const GRAPH_PASSES: &[GraphPass] = &[
             // Bisecting rewrites (a rule limit) leaves chains alone, so that
             // a limit of 0 gives the graph unchanged.
             let chains = if egraph.rule_limit.is_none() {
+                drop_quantized_round_trips(graph).map_err(|e| e.to_string())?;
                 fuse_elementwise(graph).map_err(|e| e.to_string())?
             } else {
                 0

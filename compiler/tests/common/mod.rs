@@ -118,6 +118,8 @@ pub fn import_and_optimize(dir: &Path, options: &EgraphOptions) -> (Graph, Graph
         optimize(&mut optimized, options).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     // What the `egraph` pass does after extraction (not while bisecting).
     if options.rule_limit.is_none() {
+        tessera_compiler::fuse::drop_quantized_round_trips(&mut optimized)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         tessera_compiler::fuse::fuse_elementwise(&mut optimized)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     }
