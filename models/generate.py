@@ -1054,6 +1054,39 @@ def case_gpt2_fp16_converted():
                           "converted model.")
 
 
+def case_mlp_block_qop():
+    """mlp_block quantized by onnxruntime's static quantizer in the operator
+    format: QuantizeLinear -> QLinearMatMul -> DequantizeLinear around each
+    MatMul (uint8 activations, int8 weights per output channel)."""
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    m, inputs = build_mlp_block(8)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            rng = np.random.default_rng(7)
+            self.feeds = iter([{"x": rng.standard_normal((1, 8, 32)).astype(np.float32)} for _ in range(16)])
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "qop.onnx"
+        onnx.save_model(m, str(src))
+        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QOperator, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=["MatMul"])
+        q = onnx.load(str(dst))
+    save_case("mlp_block_qop", q, inputs, source="onnxruntime.quantization.quantize_static (models/generate.py)",
+              exporter="onnx-helper + onnxruntime quantizer",
+              description="mlp_block after onnxruntime's static quantizer in the operator format: "
+                          "QuantizeLinear -> QLinearMatMul -> DequantizeLinear for each MatMul, int8 weights "
+                          "per output channel, uint8 activations calibrated on 16 seeded random inputs; "
+                          "the rest stays float. Static shape [1,8,32].")
+
+
 def _mk_qdq(base: str, what: str):
     """A case: models/<base> after onnxruntime's own static quantizer (QDQ, int8
     weights per output channel, uint8 activations, MatMul and Gemm quantized),
@@ -1213,6 +1246,7 @@ CASES: dict[str, Callable[[], None]] = {
     "mlp_block": case_mlp_block,
     "mlp_block_dynamic": case_mlp_block_dynamic,
     "mlp_block_qdq": case_mlp_block_qdq,
+    "mlp_block_qop": case_mlp_block_qop,
     "gpt2_ts_qdq": _mk_qdq("gpt2_ts", "GPT-2 LM (tiny)"),
     "bert_ts_qdq": _mk_qdq("bert_ts", "BERT encoder (tiny)"),
     "llama_ts_qdq": _mk_qdq("llama_ts", "LLaMA LM (tiny, GQA)"),

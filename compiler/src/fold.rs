@@ -50,20 +50,25 @@ pub fn fold_except(
     Ok(stats)
 }
 
-/// Whether `id` is the f32 cast of an 8-bit integer constant (of more
+/// Whether `id` is the f32 (DequantizeLinear) or i32 (MatMulInteger,
+/// QLinearMatMul) cast of an 8-bit integer constant (of more
 /// than one element; zero points fold): the start
 /// of a DequantizeLinear of quantized weights. The e-graph reads the
 /// integer weights, zero point and scales from it to run the product in
 /// the MXU's integer mode, and folds the chain itself where it does not.
 pub fn dequantizes_constant(graph: &Graph, id: NodeId) -> bool {
     let node = graph.node(id);
-    node.op == (Op::Cast { to: DType::F32 })
-        && graph.operands(id).first().is_some_and(|&o| {
-            let operand = graph.node(o);
-            matches!(operand.op, Op::Constant(_))
-                && matches!(operand.ty.dtype, DType::I8 | DType::U8)
-                && operand.ty.numel() > 1
-        })
+    matches!(
+        node.op,
+        Op::Cast {
+            to: DType::F32 | DType::I32
+        }
+    ) && graph.operands(id).first().is_some_and(|&o| {
+        let operand = graph.node(o);
+        matches!(operand.op, Op::Constant(_))
+            && matches!(operand.ty.dtype, DType::I8 | DType::U8)
+            && operand.ty.numel() > 1
+    })
 }
 
 /// Replaces each operation whose operands are all constants by its value

@@ -475,28 +475,32 @@ fn rule_fire_counts_are_reported_per_model() {
 
 #[test]
 fn a_statically_quantized_model_runs_its_matmuls_in_int8() {
-    // onnxruntime's QDQ (per-channel int8 weights, uint8 activations):
-    // both MatMuls become `qgemm`s of the integers, none stays a float
-    // GEMM, and no f32 copy of the weights is left.
-    let dir = common::repo().join("models").join("mlp_block_qdq");
-    let (_, g, report) = common::import_and_optimize(&dir, &options());
-    assert_eq!(count(&g, |op| matches!(op, Op::QGemm { .. })), 2);
-    assert_eq!(
-        count(&g, |op| matches!(op, Op::Gemm { .. } | Op::MatMul)),
-        0
-    );
-    assert!(report
-        .fired
-        .get("qgemm-from-dequantized")
-        .is_some_and(|(n, _)| *n == 2));
-    for id in g.node_ids() {
-        let node = g.node(id);
-        if let Op::Constant(t) = &node.op {
-            assert!(
-                !(t.shape().len() == 2 && t.dtype() == tessera_compiler::tensor::DType::F32),
-                "an f32 weight `{}` is left",
-                node.name
-            );
+    // onnxruntime's static quantizer (per-channel int8 weights, uint8
+    // activations), as QDQ and as QLinearMatMul: both MatMuls become
+    // `qgemm`s of the integers, none stays a float GEMM, and no f32 copy of
+    // the weights is left.
+    for (model, rule) in [
+        ("mlp_block_qdq", "qgemm-from-dequantized"),
+        ("mlp_block_qop", "qgemm-from-integer-matmul"),
+    ] {
+        let dir = common::repo().join("models").join(model);
+        let (_, g, report) = common::import_and_optimize(&dir, &options());
+        assert_eq!(count(&g, |op| matches!(op, Op::QGemm { .. })), 2, "{model}");
+        let float = count(&g, |op| matches!(op, Op::Gemm { .. } | Op::MatMul));
+        assert_eq!(float, 0, "{model}");
+        let fired = report.fired.get(rule).map(|(n, _)| *n);
+        assert_eq!(fired, Some(2), "{model}: {rule}");
+        for id in g.node_ids() {
+            let node = g.node(id);
+            if let Op::Constant(t) = &node.op {
+                let f32_matrix =
+                    t.shape().len() == 2 && t.dtype() == tessera_compiler::tensor::DType::F32;
+                assert!(
+                    !f32_matrix,
+                    "{model}: an f32 weight `{}` is left",
+                    node.name
+                );
+            }
         }
     }
 }

@@ -44,6 +44,35 @@ pub fn rules() -> Vec<RuleDef> {
             lhs: "(matmul ?a ?b)",
             apply: qgemm_from_dequantized,
         },
+        // f32((i32(qa) − za) @ (i32(qb) − zb)) = qgemm(qa, qb, 1): the
+        // exact integer product of MatMulInteger and QLinearMatMul (zero
+        // points per tensor and constant) on the MXU's integer mode.
+        RuleDef {
+            name: "qgemm-from-integer-matmul",
+            lhs: "(cast ?f (matmul ?a ?b))",
+            apply: |cx| {
+                if cx.op("cast", cx.v("?f"))? != (Op::Cast { to: DType::F32 }) {
+                    return None;
+                }
+                let (a, b) = (cx.v("?a"), cx.v("?b"));
+                let [_, n] = cx.shape(b)[..] else {
+                    return None;
+                };
+                let (qa, a_zp) = widened(cx, a)?;
+                let (qb, b_zp) = widened(cx, b)?;
+                let one = cx.literal(1.0);
+                let ones = cx.add(Op::Expand { shape: vec![n] }, &[one])?;
+                cx.add(
+                    Op::QGemm {
+                        a_zp,
+                        b_zp,
+                        trans_b: false,
+                        act: None,
+                    },
+                    &[qa, qb, ones],
+                )
+            },
+        },
         // gemm(a, b) + bias = gemm(a, b, bias) for a row bias [N].
         RuleDef {
             name: "gemm-bias",
@@ -293,6 +322,35 @@ fn dequantized(cx: &Ctx<'_>, id: Id) -> Option<(Id, i32, Id)> {
             };
             (zp.fract() == 0.0 && range.contains(&zp)).then_some((q, zp as i32, s))
         })
+    })
+}
+
+/// An 8-bit integer widened to i32 in class `id`, `i32(q) − zp` or
+/// `i32(q)` with `zp` a one-element constant in `q`'s range: `q` and `zp`.
+fn widened(cx: &Ctx<'_>, id: Id) -> Option<(Id, i32)> {
+    let int8 = |c: Id| -> Option<Id> {
+        cx.nodes(c).into_iter().find_map(|(op, operands)| {
+            let q = *operands.first()?;
+            let is_8bit = matches!(cx.ty(q)?.dtype, DType::U8 | DType::I8);
+            (op == (Op::Cast { to: DType::I32 }) && is_8bit).then_some(q)
+        })
+    };
+    if let Some(q) = int8(id) {
+        return Some((q, 0));
+    }
+    cx.nodes(id).into_iter().find_map(|(op, operands)| {
+        let (&xi, &z) = (operands.first()?, operands.get(1)?);
+        if op != Op::Binary(BinaryOp::Sub) {
+            return None;
+        }
+        let q = int8(xi)?;
+        let zp = cx.value(z).filter(|v| v.numel() == 1)?.to_i64_vec()[0];
+        let range = if cx.ty(q)?.dtype == DType::U8 {
+            0..=255
+        } else {
+            -128..=127
+        };
+        range.contains(&zp).then_some((q, zp as i32))
     })
 }
 

@@ -363,14 +363,14 @@ pub const REGISTRY: &[OpEntry] = &[
         composite::matmul_integer,
         "",
         "i8, u8 → i32",
-        "interpreter only (exact int32); zero points per tensor, row or column",
+        "MXU int8 GEMM (`qgemm`) for a 2-D B with constant zero points, one value each; other forms interpreter only (exact int32; zero points per tensor, row or column)",
     ),
     entry(
         "QLinearMatMul",
         composite::qlinear_matmul,
         "",
         "i8, u8 → i8, u8",
-        "interpreter only (exact int32 product, f32 requantize)",
+        "MXU int8 GEMM (`qgemm`, then VPU requantize) for a 2-D B with constant zero points, one value each; other forms interpreter only (exact int32 product, f32 requantize)",
     ),
     // pool.rs
     entry(

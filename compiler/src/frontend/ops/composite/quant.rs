@@ -282,6 +282,18 @@ fn centered_i32(
     let Some(zp) = zp else {
         return Ok(xi);
     };
+    // A constant zero point with one value everywhere (per-channel
+    // symmetric weights: all 0) is that scalar, or nothing for 0, as in
+    // DequantizeLinear: the e-graph gives a per-tensor zero point to the MXU.
+    if let Some(v) = ctx.node_value(zp)?.map(|v| v.to_i64_vec()) {
+        if !v.is_empty() && v.iter().all(|&z| z == v[0]) {
+            if v[0] == 0 {
+                return Ok(xi);
+            }
+            let z = ctx.scalar(&format!("{part}_zp_i32"), DType::I32, v[0] as f64)?;
+            return bin(ctx, &format!("{part}_centered"), BinaryOp::Sub, xi, z);
+        }
+    }
     range(ctx.ty(zp).dtype)?;
     let zi = ctx.add(
         &format!("{part}_zp_i32"),

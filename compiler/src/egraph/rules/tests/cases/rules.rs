@@ -329,6 +329,37 @@ pub(in crate::egraph::rules::tests) fn case(rule: &str, b: &mut Builder) -> Node
             let w = b.binary(BinaryOp::Mul, wf, sw);
             b.op(Op::MatMul, &[a, w])
         }
+        "qgemm-from-integer-matmul" => {
+            // MatMulInteger: a runtime u8 A (from an input, saturated), a
+            // constant i8 B, zero points per tensor.
+            let (m, k, n) = (b.dim(1, 5), b.dim(1, 7), b.dim(1, 6));
+            let x = b.input(&[m, k]);
+            let inv = b.scalar(60.0);
+            let (lo, hi) = (b.scalar(0.0), b.scalar(255.0));
+            let scaled = b.binary(BinaryOp::Mul, x, inv);
+            let rounded = b.unary(UnaryOp::Round, scaled);
+            let mid = b.scalar(128.0);
+            let shifted = b.binary(BinaryOp::Add, rounded, mid);
+            let clipped = b.binary(BinaryOp::Max, shifted, lo);
+            let clipped = b.binary(BinaryOp::Min, clipped, hi);
+            let q = b.op(Op::Cast { to: DType::U8 }, &[clipped]);
+            let qi = b.op(Op::Cast { to: DType::I32 }, &[q]);
+            let name = b.name();
+            let za =
+                b.g.add_constant(
+                    name,
+                    Arc::new(Tensor::from_i64_as(DType::I32, vec![], vec![121]).expect("i32")),
+                )
+                .expect("constant");
+            let a = b.binary(BinaryOp::Sub, qi, za);
+            let ints: Vec<i64> = (0..k * n).map(|_| b.dim(0, 255) as i64 - 128).collect();
+            let w = Tensor::from_i64_as(DType::I8, vec![k, n], ints).expect("i8");
+            let name = b.name();
+            let wq = b.g.add_constant(name, Arc::new(w)).expect("constant");
+            let wi = b.op(Op::Cast { to: DType::I32 }, &[wq]);
+            let product = b.op(Op::MatMul, &[a, wi]);
+            b.op(Op::Cast { to: DType::F32 }, &[product])
+        }
         "gemm-bias" => {
             let (y, n) = gemm_case(b);
             let bias = b.random(&[1, n], -1.0, 1.0);
