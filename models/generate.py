@@ -993,13 +993,13 @@ def case_mlp_block():
                           "Static shape [1,8,32].")
 
 
-def case_mlp_block_qdq():
-    """mlp_block quantized by onnxruntime's own static quantizer (QDQ, int8
-    weights per output channel, uint8 activations), calibrated on seeded
+def _quantized_mlp_block(quant_format, **options) -> tuple[onnx.ModelProto, list[np.ndarray]]:
+    """mlp_block through onnxruntime's static quantizer (int8 weights per output
+    channel, uint8 activations) in `quant_format`, calibrated on 16 seeded
     random inputs."""
     import tempfile
 
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
 
     m, inputs = build_mlp_block(8)
 
@@ -1012,11 +1012,18 @@ def case_mlp_block_qdq():
             return next(self.feeds, None)
 
     with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "qdq.onnx"
+        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "quantized.onnx"
         onnx.save_model(m, str(src))
-        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        q = onnx.load(str(dst))
+        quantize_static(str(src), str(dst), Reader(), quant_format=quant_format, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, **options)
+        return onnx.load(str(dst)), inputs
+
+
+def case_mlp_block_qdq():
+    """mlp_block quantized by onnxruntime's own static quantizer (QDQ)."""
+    from onnxruntime.quantization import QuantFormat
+
+    q, inputs = _quantized_mlp_block(QuantFormat.QDQ)
     save_case("mlp_block_qdq", q, inputs, source="onnxruntime.quantization.quantize_static (models/generate.py)",
               exporter="onnx-helper + onnxruntime quantizer",
               description="mlp_block after onnxruntime's static quantizer: QuantizeLinear/DequantizeLinear "
@@ -1057,28 +1064,10 @@ def case_gpt2_fp16_converted():
 def case_mlp_block_qop():
     """mlp_block quantized by onnxruntime's static quantizer in the operator
     format: QuantizeLinear -> QLinearMatMul -> DequantizeLinear around each
-    MatMul (uint8 activations, int8 weights per output channel)."""
-    import tempfile
+    MatMul."""
+    from onnxruntime.quantization import QuantFormat
 
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    m, inputs = build_mlp_block(8)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            rng = np.random.default_rng(7)
-            self.feeds = iter([{"x": rng.standard_normal((1, 8, 32)).astype(np.float32)} for _ in range(16)])
-
-        def get_next(self):
-            return next(self.feeds, None)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "qop.onnx"
-        onnx.save_model(m, str(src))
-        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QOperator, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=["MatMul"])
-        q = onnx.load(str(dst))
+    q, inputs = _quantized_mlp_block(QuantFormat.QOperator, op_types_to_quantize=["MatMul"])
     save_case("mlp_block_qop", q, inputs, source="onnxruntime.quantization.quantize_static (models/generate.py)",
               exporter="onnx-helper + onnxruntime quantizer",
               description="mlp_block after onnxruntime's static quantizer in the operator format: "

@@ -58,19 +58,10 @@ pub fn rules() -> Vec<RuleDef> {
                 let [_, n] = cx.shape(b)[..] else {
                     return None;
                 };
-                let (qa, a_zp) = widened(cx, a)?;
-                let (qb, b_zp) = widened(cx, b)?;
+                let (qa, qb) = (widened(cx, a, DType::I32)?, widened(cx, b, DType::I32)?);
                 let one = cx.literal(1.0);
                 let ones = cx.add(Op::Expand { shape: vec![n] }, &[one])?;
-                cx.add(
-                    Op::QGemm {
-                        a_zp,
-                        b_zp,
-                        trans_b: false,
-                        act: None,
-                    },
-                    &[qa, qb, ones],
-                )
+                qgemm_of(cx, qa, qb, ones)
             },
         },
         // gemm(a, b) + bias = gemm(a, b, bias) for a row bias [N].
@@ -289,69 +280,63 @@ pub fn rules() -> Vec<RuleDef> {
     ]
 }
 
-/// A DequantizeLinear in class `id`: `(f32(q) − zp) · s` or `f32(q) · s`
-/// with `q` u8/i8 and a constant `zp` (one integral value in `q`'s range)
-/// and `s`. Returns `q`, `zp` and `s`.
-fn dequantized(cx: &Ctx<'_>, id: Id) -> Option<(Id, i32, Id)> {
+/// An 8-bit integer widened to `to` (f32 or i32) in class `id`:
+/// `to(q) − zp` or `to(q)`, `q` u8/i8 and `zp` a one-element integral
+/// constant in `q`'s range. Returns `q` and `zp`.
+fn widened(cx: &Ctx<'_>, id: Id, to: DType) -> Option<(Id, i32)> {
     let int8 = |c: Id| -> Option<Id> {
         cx.nodes(c).into_iter().find_map(|(op, operands)| {
             let q = *operands.first()?;
             let is_8bit = matches!(cx.ty(q)?.dtype, DType::U8 | DType::I8);
-            (op == (Op::Cast { to: DType::F32 }) && is_8bit).then_some(q)
-        })
-    };
-    cx.nodes(id).into_iter().find_map(|(op, operands)| {
-        let (&centered, &s) = (operands.first()?, operands.get(1)?);
-        if op != Op::Binary(BinaryOp::Mul) || !cx.is_const(s) || cx.ty(s)?.dtype != DType::F32 {
-            return None;
-        }
-        if let Some(q) = int8(centered) {
-            return Some((q, 0, s));
-        }
-        cx.nodes(centered).into_iter().find_map(|(op, operands)| {
-            let (&xf, &z) = (operands.first()?, operands.get(1)?);
-            if op != Op::Binary(BinaryOp::Sub) {
-                return None;
-            }
-            let q = int8(xf)?;
-            let zp = cx.scalar(z)?;
-            let range = if cx.ty(q)?.dtype == DType::U8 {
-                0.0..=255.0
-            } else {
-                -128.0..=127.0
-            };
-            (zp.fract() == 0.0 && range.contains(&zp)).then_some((q, zp as i32, s))
-        })
-    })
-}
-
-/// An 8-bit integer widened to i32 in class `id`, `i32(q) − zp` or
-/// `i32(q)` with `zp` a one-element constant in `q`'s range: `q` and `zp`.
-fn widened(cx: &Ctx<'_>, id: Id) -> Option<(Id, i32)> {
-    let int8 = |c: Id| -> Option<Id> {
-        cx.nodes(c).into_iter().find_map(|(op, operands)| {
-            let q = *operands.first()?;
-            let is_8bit = matches!(cx.ty(q)?.dtype, DType::U8 | DType::I8);
-            (op == (Op::Cast { to: DType::I32 }) && is_8bit).then_some(q)
+            (op == (Op::Cast { to }) && is_8bit).then_some(q)
         })
     };
     if let Some(q) = int8(id) {
         return Some((q, 0));
     }
     cx.nodes(id).into_iter().find_map(|(op, operands)| {
-        let (&xi, &z) = (operands.first()?, operands.get(1)?);
+        let (&x, &z) = (operands.first()?, operands.get(1)?);
         if op != Op::Binary(BinaryOp::Sub) {
             return None;
         }
-        let q = int8(xi)?;
-        let zp = cx.value(z).filter(|v| v.numel() == 1)?.to_i64_vec()[0];
+        let q = int8(x)?;
+        let zp = cx.value(z).filter(|v| v.numel() == 1)?.to_f64_vec()[0];
         let range = if cx.ty(q)?.dtype == DType::U8 {
-            0..=255
+            0.0..=255.0
         } else {
-            -128..=127
+            -128.0..=127.0
         };
-        range.contains(&zp).then_some((q, zp as i32))
+        (zp.fract() == 0.0 && range.contains(&zp)).then_some((q, zp as i32))
     })
+}
+
+/// A DequantizeLinear in class `id`: `(f32(q) − zp) · s` or `f32(q) · s`
+/// (see [`widened`]) with a constant f32 `s`. Returns `q`, `zp` and `s`.
+fn dequantized(cx: &Ctx<'_>, id: Id) -> Option<(Id, i32, Id)> {
+    cx.nodes(id).into_iter().find_map(|(op, operands)| {
+        let (&centered, &s) = (operands.first()?, operands.get(1)?);
+        if op != Op::Binary(BinaryOp::Mul) || !cx.is_const(s) || cx.ty(s)?.dtype != DType::F32 {
+            return None;
+        }
+        let (q, zp) = widened(cx, centered, DType::F32)?;
+        Some((q, zp, s))
+    })
+}
+
+/// `qgemm(qa, qb, scale)` with the zero points of `qa` and `qb`.
+fn qgemm_of(
+    cx: &mut Ctx<'_>,
+    (qa, a_zp): (Id, i32),
+    (qb, b_zp): (Id, i32),
+    scale: Id,
+) -> Option<Id> {
+    let op = Op::QGemm {
+        a_zp,
+        b_zp,
+        trans_b: false,
+        act: None,
+    };
+    cx.add(op, &[qa, qb, scale])
 }
 
 fn qgemm_from_dequantized(cx: &mut Ctx<'_>) -> Option<Id> {
@@ -380,15 +365,7 @@ fn qgemm_from_dequantized(cx: &mut Ctx<'_>) -> Option<Id> {
         }
         _ => cx.add(Op::Reshape { shape: vec![n] }, &[scale])?,
     };
-    cx.add(
-        Op::QGemm {
-            a_zp,
-            b_zp,
-            trans_b: false,
-            act: None,
-        },
-        &[qa, qb, scale],
-    )
+    qgemm_of(cx, (qa, a_zp), (qb, b_zp), scale)
 }
 
 /// A GEMM node of class `y` with `arity` operands and no activation.

@@ -306,56 +306,29 @@ pub(in crate::egraph::rules::tests) fn case(rule: &str, b: &mut Builder) -> Node
             // u8 activations quantized from an input (zero point 131), i8
             // weights with one scale per column and no zero point.
             let (m, k, n) = (b.dim(1, 5), b.dim(1, 7), b.dim(1, 6));
-            let x = b.input(&[2, m, k]);
-            let inv = b.scalar(40.0);
-            let zp = b.scalar(131.0);
-            let (lo, hi) = (b.scalar(0.0), b.scalar(255.0));
-            let scaled = b.binary(BinaryOp::Mul, x, inv);
-            let rounded = b.unary(UnaryOp::Round, scaled);
-            let shifted = b.binary(BinaryOp::Add, rounded, zp);
-            let clipped = b.binary(BinaryOp::Max, shifted, lo);
-            let clipped = b.binary(BinaryOp::Min, clipped, hi);
-            let q = b.op(Op::Cast { to: DType::U8 }, &[clipped]);
+            let (q, zp) = quantized_input(b, &[2, m, k], 40.0, 131.0);
             let qf = b.op(Op::Cast { to: DType::F32 }, &[q]);
+            let zp = b.scalar(zp);
             let centered = b.binary(BinaryOp::Sub, qf, zp);
             let sa = b.scalar(0.025);
             let a = b.binary(BinaryOp::Mul, centered, sa);
-            let ints: Vec<i64> = (0..k * n).map(|_| b.dim(0, 254) as i64 - 127).collect();
-            let w = Tensor::from_i64_as(DType::I8, vec![k, n], ints).expect("i8");
-            let name = b.name();
-            let wq = b.g.add_constant(name, Arc::new(w)).expect("constant");
+            let wq = int8_weights(b, k, n);
             let wf = b.op(Op::Cast { to: DType::F32 }, &[wq]);
             let sw = b.random(&[n], 0.001, 0.01);
             let w = b.binary(BinaryOp::Mul, wf, sw);
             b.op(Op::MatMul, &[a, w])
         }
         "qgemm-from-integer-matmul" => {
-            // MatMulInteger: a runtime u8 A (from an input, saturated), a
-            // constant i8 B, zero points per tensor.
+            // MatMulInteger: a runtime u8 A, a constant i8 B, zero points
+            // per tensor.
             let (m, k, n) = (b.dim(1, 5), b.dim(1, 7), b.dim(1, 6));
-            let x = b.input(&[m, k]);
-            let inv = b.scalar(60.0);
-            let (lo, hi) = (b.scalar(0.0), b.scalar(255.0));
-            let scaled = b.binary(BinaryOp::Mul, x, inv);
-            let rounded = b.unary(UnaryOp::Round, scaled);
-            let mid = b.scalar(128.0);
-            let shifted = b.binary(BinaryOp::Add, rounded, mid);
-            let clipped = b.binary(BinaryOp::Max, shifted, lo);
-            let clipped = b.binary(BinaryOp::Min, clipped, hi);
-            let q = b.op(Op::Cast { to: DType::U8 }, &[clipped]);
+            let (q, _) = quantized_input(b, &[m, k], 60.0, 128.0);
             let qi = b.op(Op::Cast { to: DType::I32 }, &[q]);
+            let za = Tensor::from_i64_as(DType::I32, vec![], vec![121]).expect("i32");
             let name = b.name();
-            let za =
-                b.g.add_constant(
-                    name,
-                    Arc::new(Tensor::from_i64_as(DType::I32, vec![], vec![121]).expect("i32")),
-                )
-                .expect("constant");
+            let za = b.g.add_constant(name, Arc::new(za)).expect("constant");
             let a = b.binary(BinaryOp::Sub, qi, za);
-            let ints: Vec<i64> = (0..k * n).map(|_| b.dim(0, 255) as i64 - 128).collect();
-            let w = Tensor::from_i64_as(DType::I8, vec![k, n], ints).expect("i8");
-            let name = b.name();
-            let wq = b.g.add_constant(name, Arc::new(w)).expect("constant");
+            let wq = int8_weights(b, k, n);
             let wi = b.op(Op::Cast { to: DType::I32 }, &[wq]);
             let product = b.op(Op::MatMul, &[a, wi]);
             b.op(Op::Cast { to: DType::F32 }, &[product])
@@ -473,4 +446,27 @@ pub(in crate::egraph::rules::tests) fn case(rule: &str, b: &mut Builder) -> Node
         }
         other => panic!("no validation case for rule `{other}`"),
     }
+}
+
+/// A u8 input: `u8(clip(round(x · inv) + zp, 0, 255))` of a new f32 input
+/// of `shape`. Returns the u8 node and `zp`.
+fn quantized_input(b: &mut Builder, shape: &[usize], inv: f32, zp: f32) -> (NodeId, f32) {
+    let x = b.input(shape);
+    let inv = b.scalar(inv);
+    let z = b.scalar(zp);
+    let (lo, hi) = (b.scalar(0.0), b.scalar(255.0));
+    let scaled = b.binary(BinaryOp::Mul, x, inv);
+    let rounded = b.unary(UnaryOp::Round, scaled);
+    let shifted = b.binary(BinaryOp::Add, rounded, z);
+    let clipped = b.binary(BinaryOp::Max, shifted, lo);
+    let clipped = b.binary(BinaryOp::Min, clipped, hi);
+    (b.op(Op::Cast { to: DType::U8 }, &[clipped]), zp)
+}
+
+/// A constant `[k, n]` of random i8 weights in -127..=127.
+fn int8_weights(b: &mut Builder, k: usize, n: usize) -> NodeId {
+    let ints: Vec<i64> = (0..k * n).map(|_| b.dim(0, 254) as i64 - 127).collect();
+    let w = Tensor::from_i64_as(DType::I8, vec![k, n], ints).expect("i8");
+    let name = b.name();
+    b.g.add_constant(name, Arc::new(w)).expect("constant")
 }
