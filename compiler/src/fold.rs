@@ -38,10 +38,15 @@ pub fn fold(graph: &mut Graph) -> Result<FoldStats, InterpError> {
     fold_except(graph, &|_, _| false)
 }
 
+/// The fold before the e-graph: [`fold`], except that the widening casts
+/// of 8-bit constants stay ([`widens_8bit_constant`]).
+pub fn fold_before_egraph(graph: &mut Graph) -> Result<FoldStats, InterpError> {
+    fold_except(graph, &widens_8bit_constant)
+}
+
 /// [`fold`], except that nodes `keep` selects stay (and so does what only
-/// they feed): the first fold before the e-graph keeps
-/// [`dequantizes_constant`] casts.
-pub fn fold_except(
+/// they feed).
+fn fold_except(
     graph: &mut Graph,
     keep: &dyn Fn(&Graph, NodeId) -> bool,
 ) -> Result<FoldStats, InterpError> {
@@ -51,12 +56,12 @@ pub fn fold_except(
 }
 
 /// Whether `id` is the f32 (DequantizeLinear) or i32 (MatMulInteger,
-/// QLinearMatMul) cast of an 8-bit integer constant (of more
-/// than one element; zero points fold): the start
-/// of a DequantizeLinear of quantized weights. The e-graph reads the
-/// integer weights, zero point and scales from it to run the product in
-/// the MXU's integer mode, and folds the chain itself where it does not.
-pub fn dequantizes_constant(graph: &Graph, id: NodeId) -> bool {
+/// QLinearMatMul) cast of an 8-bit integer constant of more than one
+/// element (zero points fold): the start of the dequantization of quantized
+/// weights. The e-graph reads the integer weights from it to run the
+/// product in the MXU's integer mode, and folds the chain itself where it
+/// does not.
+fn widens_8bit_constant(graph: &Graph, id: NodeId) -> bool {
     let node = graph.node(id);
     matches!(
         node.op,

@@ -55,6 +55,13 @@ fn leaf(id: NodeId, leaves: &mut Vec<NodeId>) -> usize {
     }
 }
 
+/// What the `egraph` pass does after extraction: drops the quantized round
+/// trips, then fuses elementwise chains. Returns the fused nodes made.
+pub fn fuse_after_extraction(graph: &mut Graph) -> Result<usize, GraphError> {
+    drop_quantized_round_trips(graph)?;
+    fuse_elementwise(graph)
+}
+
 /// Drops the round trips `f32(u8(y))` (and through i8) where `y` is a
 /// saturated integer in the 8-bit type's range — `min(max(i, lo), hi)` with
 /// `i` a `round(·)` or `round(·) + z` and `lo`, `hi`, `z` integral scalar

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use tessera_isa::{MxuType, Target};
 
 use crate::egraph::{optimize, EgraphOptions, EgraphReport};
-use crate::fold::{dequantizes_constant, fold, fold_except};
-use crate::fuse::{drop_quantized_round_trips, fuse_elementwise};
+use crate::fold::{fold, fold_before_egraph};
+use crate::fuse::fuse_after_extraction;
 use crate::graph::verify::{verify, VerifyError};
 use crate::graph::Graph;
 
@@ -80,7 +80,7 @@ pub const GRAPH_PASSES: &[GraphPass] = &[
             // With the e-graph to follow, dequantized 8-bit weights stay
             // as integers and their dequantization (see `fold`).
             let stats = if options.egraph.is_some() {
-                fold_except(graph, &dequantizes_constant)
+                fold_before_egraph(graph)
             } else {
                 fold(graph)
             }
@@ -103,8 +103,7 @@ pub const GRAPH_PASSES: &[GraphPass] = &[
             // Bisecting rewrites (a rule limit) leaves chains alone, so that
             // a limit of 0 gives the graph unchanged.
             let chains = if egraph.rule_limit.is_none() {
-                drop_quantized_round_trips(graph).map_err(|e| e.to_string())?;
-                fuse_elementwise(graph).map_err(|e| e.to_string())?
+                fuse_after_extraction(graph).map_err(|e| e.to_string())?
             } else {
                 0
             };

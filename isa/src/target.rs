@@ -111,6 +111,8 @@ pub struct Target {
 
 /// Values of the parameters a target file written before they existed
 /// leaves out.
+/// The 8-bit parameters' defaults: of a target file that omits them, and
+/// of both presets.
 mod defaults {
     pub fn mxu_8bit_rows_per_cycle() -> u32 {
         2
@@ -179,10 +181,10 @@ impl Target {
             vpu_queue_depth: 8,
             semaphores: 16,
             branch_penalty_cycles: 1,
-            mxu_8bit_rows_per_cycle: 2,
-            mxu_acc_mantissa_bits: 23,
+            mxu_8bit_rows_per_cycle: defaults::mxu_8bit_rows_per_cycle(),
+            mxu_acc_mantissa_bits: defaults::mxu_acc_mantissa_bits(),
             mxu_promote_interval: 0,
-            mxu_scale_block: 128,
+            mxu_scale_block: defaults::mxu_scale_block(),
             mxu_scale_e8m0: false,
             mxu_acc_truncate: false,
         }
@@ -214,10 +216,10 @@ impl Target {
             vpu_queue_depth: 32,
             semaphores: 32,
             branch_penalty_cycles: 2,
-            mxu_8bit_rows_per_cycle: 2,
-            mxu_acc_mantissa_bits: 23,
+            mxu_8bit_rows_per_cycle: defaults::mxu_8bit_rows_per_cycle(),
+            mxu_acc_mantissa_bits: defaults::mxu_acc_mantissa_bits(),
             mxu_promote_interval: 0,
-            mxu_scale_block: 128,
+            mxu_scale_block: defaults::mxu_scale_block(),
             mxu_scale_e8m0: false,
             mxu_acc_truncate: false,
         }

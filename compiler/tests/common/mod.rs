@@ -111,16 +111,14 @@ pub fn import_and_optimize(dir: &Path, options: &EgraphOptions) -> (Graph, Graph
     };
     let mut graph = import_file(&dir.join("model.onnx"), &options_import)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    tessera_compiler::fold::fold_except(&mut graph, &tessera_compiler::fold::dequantizes_constant)
+    tessera_compiler::fold::fold_before_egraph(&mut graph)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let mut optimized = graph.clone();
     let report =
         optimize(&mut optimized, options).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     // What the `egraph` pass does after extraction (not while bisecting).
     if options.rule_limit.is_none() {
-        tessera_compiler::fuse::drop_quantized_round_trips(&mut optimized)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        tessera_compiler::fuse::fuse_elementwise(&mut optimized)
+        tessera_compiler::fuse::fuse_after_extraction(&mut optimized)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     }
     tessera_compiler::graph::verify::verify(&optimized)
