@@ -1129,6 +1129,38 @@ def _mk_qdq(base: str, what: str):
     return case
 
 
+def _mk_dynq(base: str, what: str):
+    """A case: models/<base> after onnxruntime's own dynamic quantizer (int8
+    weights per output channel; each MatMul's activations quantized at run time
+    by DynamicQuantizeLinear to uint8 with a computed scale and zero point, then
+    MatMulInteger); onnxruntime on the quantized model is the reference."""
+
+    def case():
+        import tempfile
+
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        src = OUT_ROOT / base
+        if not (src / "model.onnx").exists():
+            CASES[base]()
+        inputs = [numpy_helper.to_array(onnx.load_tensor(p))
+                  for p in sorted((src / "test_data_set_0").glob("input_*.pb"))]
+        with tempfile.TemporaryDirectory() as tmp:
+            dst = Path(tmp) / "dynamic.onnx"
+            quantize_dynamic(str(src / "model.onnx"), str(dst), per_channel=True, weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul"])
+            q = onnx.load(str(dst))
+        save_case(f"{base}_dynq", q, inputs,
+                  source=f"models/{base} quantized by onnxruntime.quantization.quantize_dynamic (models/generate.py)",
+                  exporter="onnxruntime quantizer",
+                  description=f"{what} after onnxruntime's dynamic quantizer: every MatMul becomes "
+                              "DynamicQuantizeLinear (uint8 activations, scale and zero point computed at run "
+                              "time) + MatMulInteger with int8 weights per output channel; reference = "
+                              "onnxruntime on the quantized model.")
+
+    return case
+
+
 # ----------------------------------------------------------------------- registry
 
 CASES: dict[str, Callable[[], None]] = {
@@ -1239,6 +1271,10 @@ CASES: dict[str, Callable[[], None]] = {
     "gpt2_ts_qdq": _mk_qdq("gpt2_ts", "GPT-2 LM (tiny)"),
     "bert_ts_qdq": _mk_qdq("bert_ts", "BERT encoder (tiny)"),
     "llama_ts_qdq": _mk_qdq("llama_ts", "LLaMA LM (tiny, GQA)"),
+    "mlp_block_dynq": _mk_dynq("mlp_block", "mlp_block"),
+    "gpt2_ts_dynq": _mk_dynq("gpt2_ts", "GPT-2 LM (tiny)"),
+    "bert_ts_dynq": _mk_dynq("bert_ts", "BERT encoder (tiny)"),
+    "llama_ts_dynq": _mk_dynq("llama_ts", "LLaMA LM (tiny, GQA)"),
 }
 
 

@@ -2,10 +2,10 @@
 //! `tiny` (edge tiles, many tiles) and `base`.
 
 use tessera_compiler::codegen::generate_kernel;
-use tessera_compiler::kernel::Kernel;
+use tessera_compiler::kernel::{Affine, Kernel, ZeroPoint};
 use tessera_compiler::lower::gemm::{gemm, DramMat, GemmQuant, GemmSpec};
 use tessera_isa::numerics::{bf16_to_f32, f32_to_bf16, unary};
-use tessera_isa::{DType, Instr, Loadable, MxuType, Segment, Target, TensorDesc, UnFunc};
+use tessera_isa::{DType, Instr, Loadable, MxuType, Segment, Target, TensorDesc, UnFunc, ZpSrc};
 use tessera_sim::{Options, Simulator};
 
 struct Rng(u64);
@@ -280,13 +280,15 @@ fn gemm_on_base() {
 
 /// An integer GEMM (`qgemm`): u8 or i8 A and B with zero points, int32 in
 /// ACC, drained by `vpu.dequant` times per-column scales, then bias and
-/// activation; bit-exact against the written semantics.
+/// activation; bit-exact against the written semantics. With
+/// `a_zp_in_dram` A's zero point is a byte in DRAM (computed at run time,
+/// as by DynamicQuantizeLinear), read by `mxu.ldw ... azsrc=spm`.
 #[allow(clippy::too_many_arguments)]
 fn check_qgemm(
     target: &Target,
     (m, k, n): (u64, u64, u64),
     mxu: MxuType,
-    (a_zp, b_zp): (i32, i32),
+    (a_zp, b_zp, a_zp_in_dram): (i32, i32, bool),
     trans_b: bool,
     bias: bool,
     act: Option<UnFunc>,
@@ -325,6 +327,7 @@ fn check_qgemm(
     let scales_addr = align(b_addr + k * n);
     let bias_addr = align(scales_addr + n * 4);
     let c_addr = align(bias_addr + n * 4);
+    let zp_addr = align(c_addr + m * n * 4);
     let spec = GemmSpec {
         node: "test/qgemm".into(),
         batch: 1,
@@ -351,7 +354,11 @@ fn check_qgemm(
         },
         mxu,
         quant: Some(GemmQuant {
-            a_zp,
+            a_zp: if a_zp_in_dram {
+                ZeroPoint::At(Affine::c(zp_addr as i64))
+            } else {
+                ZeroPoint::Const(a_zp)
+            },
             b_zp,
             scales: scales_addr,
         }),
@@ -368,8 +375,12 @@ fn check_qgemm(
     assert!(code
         .instrs
         .iter()
-        .any(|i| matches!(i, Instr::MxuLoadW { dtype, .. } if *dtype == mxu)));
+        .any(|i| matches!(i, Instr::MxuLoadW { dtype, azsrc, .. }
+            if *dtype == mxu && (*azsrc == ZpSrc::Spm) == a_zp_in_dram)));
     let mut segments = vec![(b_addr, b_store), (scales_addr, f32_bytes(&scales))];
+    if a_zp_in_dram {
+        segments.push((zp_addr, vec![a_zp as u8]));
+    }
     if bias {
         segments.push((bias_addr, f32_bytes(&bias_v)));
     }
@@ -407,7 +418,7 @@ fn qgemm_u8_i8_with_zero_points_is_bit_exact_on_tiny_with_edge_tiles() {
         &Target::tiny(),
         (13, 20, 19),
         MxuType::U8I8,
-        (131, 0),
+        (131, 0, false),
         false,
         false,
         None,
@@ -421,7 +432,7 @@ fn qgemm_i8_with_bias_activation_and_transposed_b_on_tiny() {
         &Target::tiny(),
         (9, 17, 12),
         MxuType::I8,
-        (-3, 2),
+        (-3, 2, false),
         true,
         true,
         Some(UnFunc::Gelu),
@@ -430,12 +441,28 @@ fn qgemm_i8_with_bias_activation_and_transposed_b_on_tiny() {
 }
 
 #[test]
+fn qgemm_with_run_time_zero_points_of_a_on_tiny() {
+    for (mxu, a_zp, seed) in [(MxuType::U8I8, 201, 8), (MxuType::I8, -77, 9)] {
+        check_qgemm(
+            &Target::tiny(),
+            (11, 40, 21),
+            mxu,
+            (a_zp, 0, true),
+            false,
+            true,
+            None,
+            seed,
+        );
+    }
+}
+
+#[test]
 fn qgemm_on_base() {
     check_qgemm(
         &Target::base(),
         (40, 300, 260),
         MxuType::U8I8,
-        (7, 0),
+        (7, 0, false),
         false,
         true,
         None,

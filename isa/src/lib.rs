@@ -24,7 +24,7 @@ pub use asm::{assemble, disassemble, AsmError, DisasmOptions};
 pub use fields::{
     AccAddr, AccMode, Bcast, BinFunc, DType, DmaAddr, DmaDim, DramAddr, Field, IdxType, Imm32,
     Imm64, Mem, MxuClass, MxuType, OnChip, OptReg, Order, RedFunc, Reg, Sem, SpmAddr,
-    Target as BranchTarget, Trans, UnFunc, Val, U16,
+    Target as BranchTarget, Trans, UnFunc, Val, ZpSrc, U16,
 };
 pub use instr::{
     decode_program, encode_program, DecodeError, Engine, FieldInfo, Instr, InstrInfo, INSTRUCTIONS,

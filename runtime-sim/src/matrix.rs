@@ -107,12 +107,6 @@ pub fn mxu_load(
     check_size("stride", stride)?;
     let class = dtype.class();
     let (wtype, atype) = (dtype.w_type(), dtype.a_type());
-    let (mut wzp, mut azp) = (0, 0);
-    if class == MxuClass::Int {
-        check_zero_point("mxu.ldw weight", wtype, quant.wzp)?;
-        check_zero_point("mxu.ldw A", atype, quant.azp)?;
-        (wzp, azp) = (quant.wzp, quant.azp);
-    }
     let e = wtype.size();
     let pattern = match trans {
         Trans::N => Pattern::rows(Mem::Spm, src, k, n * e, stride),
@@ -124,6 +118,28 @@ pub fn mxu_load(
         pattern,
         write: false,
     }];
+    let (mut wzp, mut azp) = (0, 0);
+    if class == MxuClass::Int {
+        check_zero_point("mxu.ldw weight", wtype, quant.wzp)?;
+        azp = quant.azp;
+        if quant.azp_in_spm {
+            // One A-type element at the SPM address in the register.
+            let pattern = Pattern::contiguous(Mem::Spm, quant.azp as u64, 1);
+            pattern.check(mems)?;
+            accesses.push(Access {
+                pattern,
+                write: false,
+            });
+            let byte = mems.onchip(Mem::Spm)[quant.azp as usize];
+            azp = if atype == DType::I8 {
+                i64::from(byte as i8)
+            } else {
+                i64::from(byte)
+            };
+        }
+        check_zero_point("mxu.ldw A", atype, azp)?;
+        wzp = quant.wzp;
+    }
     let block = u64::from(target.mxu_scale_block);
     let e8m0 = target.mxu_scale_e8m0;
     let mut scales = Vec::new();

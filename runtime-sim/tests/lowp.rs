@@ -18,6 +18,8 @@ const A_AT: u64 = 0;
 const W_AT: u64 = 512;
 const WS_AT: u64 = 1024;
 const AS_AT: u64 = 1536;
+/// Where A's zero point sits when the `mxu.ldw` reads it from SPM.
+const AZP_AT: u64 = 2047;
 const DATA_BYTES: u64 = 2048;
 
 /// One `mxu.ldw` + two `mxu.mm` (set, then acc over the same A) case.
@@ -31,6 +33,8 @@ struct Case {
     w: Vec<u8>,
     azp: i64,
     wzp: i64,
+    /// Whether `mxu.ldw` reads `azp` from SPM (`azsrc=spm`).
+    azp_in_spm: bool,
     /// fp32 scales (or E8M0 exponents) for W: blocks(k) x blocks(n).
     wscales: Vec<f32>,
     /// For A: m x blocks(k).
@@ -55,6 +59,7 @@ impl Case {
             w,
             azp: 0,
             wzp: 0,
+            azp_in_spm: false,
             wscales: vec![1.0; k.div_ceil(128) * n.div_ceil(128)],
             ascales: vec![1.0; m * k.div_ceil(128)],
             block: 128,
@@ -94,6 +99,10 @@ fn program(case: &Case) -> String {
         let at = AS_AT as usize + i * sb;
         data[at..at + sb].copy_from_slice(&scale_bytes(case, s));
     }
+    if case.azp_in_spm {
+        // The element's bits (an i8 as two's complement).
+        data[AZP_AT as usize] = case.azp as u8;
+    }
     let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
     let ea = esize(case.dtype.a_type());
     let ew = esize(case.dtype.w_type());
@@ -105,13 +114,18 @@ fn program(case: &Case) -> String {
     let _ = writeln!(s, ".param mxu_scale_e8m0 {}", case.e8m0);
     let _ = writeln!(s, ".param mxu_acc_truncate {}", case.truncate);
     let _ = writeln!(s, ".segment \"data\" @ 0x1000\n.bytes {hex}");
-    let _ = writeln!(s, "li r1, {}\nli r2, {}", case.wzp, case.azp);
+    let (azp, azsrc) = if case.azp_in_spm {
+        (AZP_AT as i64, ", azsrc=spm")
+    } else {
+        (case.azp, "")
+    };
+    let _ = writeln!(s, "li r1, {}\nli r2, {azp}", case.wzp);
     let _ = writeln!(s, "li r3, {WS_AT}\nli r4, {}\nli r5, {AS_AT}", kb * sb);
     let _ = writeln!(s, "dma.copy spm[0], dram[0x1000], bytes={DATA_BYTES}");
     let _ = writeln!(s, "dma.signal s0, 1\nmxu.wait s0, 1");
     let _ = writeln!(
         s,
-        "mxu.ldw spm[{W_AT}], k={}, n={}, stride={}, dtype={}, trans=n, wzp=r1, azp=r2, scales=r3, sstride=r4",
+        "mxu.ldw spm[{W_AT}], k={}, n={}, stride={}, dtype={}, trans=n, wzp=r1, azp=r2, scales=r3, sstride=r4{azsrc}",
         case.k,
         case.n,
         case.n * ew,
@@ -288,10 +302,12 @@ fn int_case() -> impl Strategy<Value = Case> {
             prop::collection::vec(any::<u8>(), k * n),
             zero_point(dtype.a_type()),
             zero_point(dtype.w_type()),
+            any::<bool>(),
         )
-            .prop_map(move |(a, w, azp, wzp)| Case {
+            .prop_map(move |(a, w, azp, wzp, azp_in_spm)| Case {
                 azp,
                 wzp,
+                azp_in_spm,
                 ..Case::new(dtype, (m, k, n), a, w)
             })
     })
@@ -345,6 +361,7 @@ fn fp8_case() -> impl Strategy<Value = Case> {
                         w,
                         azp: 0,
                         wzp: 0,
+                        azp_in_spm: false,
                         wscales,
                         ascales,
                         block,
@@ -408,6 +425,14 @@ fn zero_points_outside_the_type_are_a_bad_operand() {
     };
     let err = fault(&case);
     assert!(err.to_string().contains("zero point 256"), "{err}");
+    // Read from SPM, an i8 zero point is in range whatever its bits; a
+    // register value outside u8 is not.
+    case.azp_in_spm = true;
+    case.azp = 200;
+    case.dtype = MxuType::I8;
+    assert!(run(assemble_own(&program(&case)), &[]).is_ok());
+    case.azp_in_spm = false;
+    case.dtype = MxuType::U8;
     case.azp = 0;
     case.wzp = -1;
     let err = fault(&case);

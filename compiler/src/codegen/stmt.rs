@@ -2,11 +2,12 @@
 //! DMA statements (VPU statements are in `vpu.rs`).
 
 use tessera_isa::{
-    AccMode, BranchTarget, DramAddr, Engine, Imm32, Imm64, Instr, Mem, OptReg, Reg, Sem, Val, U16,
+    AccMode, BranchTarget, DramAddr, Engine, Imm32, Imm64, Instr, Mem, OptReg, Reg, Sem, Val,
+    ZpSrc, U16,
 };
 
 use super::{CodegenError, Emitter, LOOP_BASE, MAX_DEPTH};
-use crate::kernel::{Addr, Cmp, DmaDim, Ext, Mode, Stmt, Var};
+use crate::kernel::{Addr, Cmp, DmaDim, Ext, Mode, Stmt, Var, ZeroPoint};
 
 impl<'t> Emitter<'t> {
     pub(super) fn stmts(&mut self, body: &[Stmt]) -> Result<(), CodegenError> {
@@ -93,12 +94,15 @@ impl<'t> Emitter<'t> {
                 let k = self.ext_val(k)?;
                 let n = self.ext_val(n)?;
                 let stride = self.const_val(*stride)?;
-                let (azp, wzp) = match *zero_points {
-                    Some((a, w)) => (
-                        OptReg(self.li(i64::from(a))?),
-                        OptReg(self.li(i64::from(w))?),
-                    ),
-                    None => (OptReg::NONE, OptReg::NONE),
+                let (azp, wzp, azsrc) = match zero_points {
+                    Some((a, w)) => {
+                        let (azp, azsrc) = match a {
+                            ZeroPoint::Const(a) => (self.li(i64::from(*a))?, ZpSrc::Reg),
+                            ZeroPoint::At(at) => (self.affine_reg(at)?, ZpSrc::Spm),
+                        };
+                        (OptReg(azp), OptReg(self.li(i64::from(*w))?), azsrc)
+                    }
+                    None => (OptReg::NONE, OptReg::NONE, ZpSrc::Reg),
                 };
                 self.emit(Instr::MxuLoadW {
                     src,
@@ -111,6 +115,7 @@ impl<'t> Emitter<'t> {
                     azp,
                     scales: OptReg::NONE,
                     sstride: OptReg::NONE,
+                    azsrc,
                 });
             }
             Stmt::Matmul {

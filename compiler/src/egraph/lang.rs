@@ -424,7 +424,7 @@ mod tests {
                 act: Some(Activation::Silu),
             },
             Op::QGemm {
-                a_zp: 3,
+                a_zp: Some(3),
                 b_zp: 0,
                 trans_b: false,
                 act: None,

@@ -205,7 +205,13 @@ impl Op {
                 trans_b,
                 act,
             } => vec![
-                ("a_zp", AttrValue::Int(i64::from(*a_zp))),
+                (
+                    "a_zp",
+                    match a_zp {
+                        Some(z) => AttrValue::Int(i64::from(*z)),
+                        None => AttrValue::Word("input".into()),
+                    },
+                ),
                 ("b_zp", AttrValue::Int(i64::from(*b_zp))),
                 ("trans_b", AttrValue::Bool(*trans_b)),
                 (
@@ -250,7 +256,10 @@ impl Op {
                 };
                 (
                     Op::QGemm {
-                        a_zp: zp("a_zp")?,
+                        a_zp: match a.get("a_zp")? {
+                            AttrValue::Word(w) if w == "input" => None,
+                            _ => Some(zp("a_zp")?),
+                        },
                         b_zp: zp("b_zp")?,
                         trans_b: a.bool("trans_b")?,
                         act: a.activation()?,
@@ -438,10 +447,16 @@ mod tests {
                 act: None,
             },
             Op::QGemm {
-                a_zp: 128,
+                a_zp: Some(128),
                 b_zp: -3,
                 trans_b: true,
                 act: Some(Activation::Relu),
+            },
+            Op::QGemm {
+                a_zp: None,
+                b_zp: 0,
+                trans_b: false,
+                act: None,
             },
             Op::Attention {
                 scale: 0.125,

@@ -36,7 +36,9 @@ pub mod verify;
 
 pub use attrs::AttrValue;
 pub use fused::FusedExpr;
-pub use op::{Activation, BinaryOp, ConvAttrs, GeluApprox, Op, ReduceKind, UnaryOp};
+pub use op::{
+    qgemm_bias_operand, Activation, BinaryOp, ConvAttrs, GeluApprox, Op, ReduceKind, UnaryOp,
+};
 
 /// Identifies a node of a [`Graph`]; stable across removals of other nodes.
 pub type NodeId = NodeIndex<u32>;

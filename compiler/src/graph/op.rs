@@ -456,13 +456,16 @@ pub enum Op {
     /// `act(f32(Σₖ (a − a_zp)(b − b_zp)) · scale + bias)`, the sum exact in
     /// wrapping int32 (the MXU's integer class), converted to f32 by
     /// round-to-nearest-even, then one f32 multiply by the column's scale
-    /// and one f32 add of its bias. Operands `[a, b, scale]` or
-    /// `[a, b, scale, bias]`: `a` is `[..., M, K]` u8 or i8, `b` is `[K, N]`
-    /// (`[N, K]` when `trans_b`) u8 or i8, `scale` and `bias` are f32 `[N]`.
-    /// Result f32 `[..., M, N]`. What Q/DQ around a MatMul fuses into.
+    /// and one f32 add of its bias. Operands `[a, b, scale]`, then (with
+    /// `a_zp: None`) the zero point of `a`, then optionally `bias`: `a` is
+    /// `[..., M, K]` u8 or i8, `b` is `[K, N]` (`[N, K]` when `trans_b`) u8
+    /// or i8, `scale` and `bias` are f32 `[N]`, the zero point is one
+    /// element of `a`'s type. Result f32 `[..., M, N]`. What Q/DQ around a
+    /// MatMul, and MatMulInteger, fuse into.
     QGemm {
-        /// Zero point of `a` (in `a`'s type's range).
-        a_zp: i32,
+        /// Zero point of `a` (in `a`'s type's range); `None`: the operand
+        /// after `scale`, computed at run time (DynamicQuantizeLinear).
+        a_zp: Option<i32>,
         /// Zero point of `b` (in `b`'s type's range).
         b_zp: i32,
         /// `b` is stored `[N, K]` and used transposed.
@@ -489,6 +492,12 @@ pub enum Op {
     /// `[x, cos, sin]`: `x` is `[..., S, D]` with `D` even; `cos` and `sin`
     /// broadcast to `x`.
     Rope,
+}
+
+/// The operand index of a qgemm's bias: after `scale` and, when `a_zp` is
+/// `None`, the zero point of `a` (see [`Op::QGemm`]).
+pub fn qgemm_bias_operand(a_zp: Option<i32>) -> usize {
+    3 + usize::from(a_zp.is_none())
 }
 
 impl Op {

@@ -47,6 +47,27 @@ pub(crate) fn gemm(
     Tensor::from_f32_as(ty.dtype, ty.shape.clone(), out).ok_or_else(|| "shape mismatch".into())
 }
 
+/// A qgemm's zero point of `a` (its attribute, or the run-time operand
+/// after `scale`) and its bias, from the operands `args`.
+pub(crate) fn qgemm_zero_point_and_bias<'t>(
+    a_zp: Option<i32>,
+    args: &[&'t Tensor],
+) -> Result<(i32, Option<&'t Tensor>), String> {
+    let zp = match a_zp {
+        Some(z) => z,
+        None => {
+            let t = args.get(3).ok_or("qgemm needs its zero-point operand")?;
+            *t.to_i64_vec()
+                .first()
+                .ok_or("qgemm's zero-point operand is empty")? as i32
+        }
+    };
+    Ok((
+        zp,
+        args.get(crate::graph::qgemm_bias_operand(a_zp)).copied(),
+    ))
+}
+
 /// The integer GEMM (see [`crate::graph::Op::QGemm`]):
 /// `act(f32(Σₖ (a − a_zp)(b − b_zp)) · scale + bias)`, the sum in wrapping
 /// int32, converted with round-to-nearest-even, then one f32 multiply and

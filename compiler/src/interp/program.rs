@@ -38,13 +38,16 @@ pub(crate) fn eval(
         // Exact integers; only the epilogue's activation is the VPU's.
         let func = act.vpu_func();
         let vpu_act = move |x| tessera_isa::numerics::unary(func, x);
-        let (scale, bias) = (args.get(2)?, args.get(3).copied());
+        let (a_zp, bias) = match super::fused::qgemm_zero_point_and_bias(*a_zp, args) {
+            Ok(found) => found,
+            Err(e) => return Some(Err(e)),
+        };
         return Some(super::fused::qgemm(
             args[0],
             args.get(1)?,
-            scale,
+            args.get(2)?,
             bias,
-            (*a_zp, *b_zp),
+            (a_zp, *b_zp),
             *trans_b,
             Some(&vpu_act),
             ty,

@@ -325,6 +325,25 @@ pub enum VpuOp {
     },
 }
 
+/// An integer GEMM's zero point of A.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ZeroPoint {
+    /// Known when compiling: an `mxu.ldw` register value.
+    Const(i32),
+    /// Computed at run time: one element of A's type at this address (in
+    /// SPM for a `LoadW`, read with `azsrc=spm`).
+    At(Affine),
+}
+
+impl fmt::Display for ZeroPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ZeroPoint::Const(z) => write!(f, "{z}"),
+            ZeroPoint::At(at) => write!(f, "spm[{at}]"),
+        }
+    }
+}
+
 /// A statement of a kernel body.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stmt {
@@ -398,7 +417,7 @@ pub enum Stmt {
         /// Stored transposed.
         trans: Trans,
         /// Integer modes: the zero points of A and of the weights.
-        zero_points: Option<(i32, i32)>,
+        zero_points: Option<(ZeroPoint, i32)>,
     },
     /// `mxu.mm`.
     Matmul {

@@ -91,7 +91,7 @@ fn stmt(s: &Stmt, depth: usize, out: &mut String) {
             "{pad}dma.scatter dram[{table}] <- spm[{src}] rows spm[{idx}]:{itype} x {rows} of {bytes} B (table {limit} rows)"
         ),
         Stmt::LoadW { src, k, n, stride, dtype, trans, zero_points } => {
-            let zp = zero_points.map(|(a, w)| format!(" azp={a} wzp={w}")).unwrap_or_default();
+            let zp = zero_points.as_ref().map(|(a, w)| format!(" azp={a} wzp={w}")).unwrap_or_default();
             writeln!(out, "{pad}mxu.ldw spm[{src}] {k}x{n} {dtype} stride {stride} trans={trans}{zp}")
         }
         Stmt::Matmul { dst, a, m, astride, dstride, mode: md } => writeln!(

@@ -1,7 +1,7 @@
 //! Rewriting the affine expressions of statements: substitution of a
 //! variable (e.g. "the previous tile": `v -> v - 1`).
 
-use super::{Addr, Affine, DmaDim, Ext, Opnd, Stmt, Var, VpuOp, VpuStmt};
+use super::{Addr, Affine, DmaDim, Ext, Opnd, Stmt, Var, VpuOp, VpuStmt, ZeroPoint};
 
 impl Ext {
     /// Rewrites the affine parts.
@@ -165,7 +165,13 @@ impl Stmt {
                 stride: *stride,
                 dtype: *dtype,
                 trans: *trans,
-                zero_points: *zero_points,
+                zero_points: zero_points.as_ref().map(|(a, w)| {
+                    let a = match a {
+                        ZeroPoint::At(at) => ZeroPoint::At(f(at)),
+                        ZeroPoint::Const(z) => ZeroPoint::Const(*z),
+                    };
+                    (a, *w)
+                }),
             },
             Stmt::Matmul {
                 dst,

@@ -32,6 +32,7 @@ use tessera_isa::{Bcast, BinFunc, DType, Engine, Mem, MxuClass, MxuType, Target,
 
 use crate::kernel::{
     Addr, Affine, Buffer, Chan, Cmp, DmaDim, Ext, Kernel, Mode, Opnd, Stmt, Var, VpuOp, VpuStmt,
+    ZeroPoint,
 };
 
 use super::alloc::{balanced_tile, tiles, OnChip, Vars};
@@ -85,10 +86,11 @@ pub struct GemmSpec {
 
 /// What an integer GEMM adds: A's and B's zero points (the `mxu.ldw`
 /// registers) and the f32 scale of each output column, `[N]` in DRAM.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GemmQuant {
-    /// A's zero point.
-    pub a_zp: i32,
+    /// A's zero point: a constant, or one element of A's type in DRAM
+    /// (loaded into SPM once, read there by every `mxu.ldw`).
+    pub a_zp: ZeroPoint,
     /// B's zero point.
     pub b_zp: i32,
     /// Address of the `[N]` f32 column scales.
@@ -222,7 +224,8 @@ pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
         compulsory_dram_bytes: batch * m * k * spec.a_size()
             + b_bytes
             + batch * m * n * 4
-            + spec.vectors() * n * 4,
+            + spec.vectors() * n * 4
+            + u64::from(bufs.a_zp.is_some()),
     })
 }
 
@@ -239,6 +242,8 @@ struct GemmBuffers {
     bias: Option<Buffer>,
     /// An integer GEMM's column scales.
     scales: Option<Buffer>,
+    /// A run-time zero point of A, and where it is in DRAM.
+    a_zp: Option<(Buffer, Affine)>,
     acc: Buffer,
 }
 
@@ -265,6 +270,10 @@ impl GemmBuffers {
             Some(_) => Some(mem.alloc("scales", Mem::Spm, spec.n * 4, 1)?),
             None => None,
         };
+        let a_zp = match spec.quant.as_ref().map(|q| &q.a_zp) {
+            Some(ZeroPoint::At(dram)) => Some((mem.alloc("a_zp", Mem::Spm, 4, 1)?, dram.clone())),
+            _ => None,
+        };
         Ok(GemmBuffers {
             abuf,
             bbuf,
@@ -272,6 +281,7 @@ impl GemmBuffers {
             stage,
             bias,
             scales,
+            a_zp,
             acc: mem.alloc("acc", Mem::Acc, t.tm * t.tn * 4, 2)?,
         })
     }
@@ -364,7 +374,7 @@ impl<'a> GemmKernel<'a> {
             Affine::var(1, l.out_slot, -1),
         ));
         m_body.push(Stmt::Signal(self.a_free, 1));
-        let mut vectors: Vec<_> = match (spec.quant, &self.bufs.scales) {
+        let mut vectors: Vec<_> = match (&spec.quant, &self.bufs.scales) {
             (Some(q), Some(buf)) => vec![(buf, q.scales, spec.n * 4)],
             _ => vec![],
         };
@@ -372,6 +382,19 @@ impl<'a> GemmKernel<'a> {
             vectors.push((buf, addr, spec.n * 4));
         }
         let mut body = resident_vectors(&vectors);
+        if let Some((buf, dram)) = &self.bufs.a_zp {
+            // The MXU reads the run-time zero point at every weight load.
+            body.extend([
+                Stmt::Copy {
+                    dst: buf.at(&Affine::c(0), 0),
+                    src: Addr::new(Mem::Dram, dram.clone()),
+                    run: Ext::Const(1),
+                    dims: vec![],
+                },
+                Stmt::Signal(Chan::data(Dma, Mxu), 1),
+                Stmt::Wait(Chan::data(Dma, Mxu), 1),
+            ]);
+        }
         body.extend(credited(
             &credits,
             vec![Stmt::For {
@@ -507,7 +530,13 @@ impl<'a> GemmKernel<'a> {
                 stride: slot_stride,
                 dtype: spec.mxu,
                 trans,
-                zero_points: spec.quant.map(|q| (q.a_zp, q.b_zp)),
+                zero_points: spec.quant.as_ref().map(|q| {
+                    let a_zp = match &b.a_zp {
+                        Some((buf, _)) => ZeroPoint::At(buf.at(&Affine::c(0), 0).at),
+                        None => q.a_zp.clone(),
+                    };
+                    (a_zp, q.b_zp)
+                }),
             },
             Stmt::Matmul {
                 dst: b.acc.at(&Affine::var(0, l.out_slot, 1), 0).at,

@@ -8,7 +8,7 @@ use super::*;
 macro_rules! enum_field {
     (
         $(#[$meta:meta])*
-        $name:ident, bits = $bits:literal, {
+        $name:ident, bits = $bits:literal, $(omitted = $omitted:ident,)? {
             $( $(#[$vmeta:meta])* $variant:ident = $code:literal, $text:literal ),+ $(,)?
         }
     ) => {
@@ -62,6 +62,11 @@ macro_rules! enum_field {
             fn random(next: &mut dyn FnMut() -> u64) -> Self {
                 Self::ALL[(next() % Self::ALL.len() as u64) as usize]
             }
+            $(
+                fn omitted() -> Option<Self> {
+                    Some($name::$omitted)
+                }
+            )?
         }
     };
 }
@@ -212,6 +217,17 @@ enum_field! {
         N = 0, "n",
         /// W[k][n] at src + n*stride + k*esize.
         T = 1, "t",
+    }
+}
+
+enum_field! {
+    /// Where `mxu.ldw` takes A's zero point from (integer inputs).
+    ZpSrc, bits = 1, omitted = Reg, {
+        /// The value of register `azp`.
+        Reg = 0, "reg",
+        /// The A-type element at the SPM address in register `azp` (a zero
+        /// point computed at run time, as ONNX DynamicQuantizeLinear does).
+        Spm = 1, "spm",
     }
 }
 

@@ -61,8 +61,11 @@ pub struct Region {
 pub struct MxuQuant {
     /// Weight zero point (integer inputs).
     pub wzp: i64,
-    /// A zero point (integer inputs).
+    /// A zero point (integer inputs), or with `azp_in_spm` the SPM address
+    /// of an A-type element holding it.
     pub azp: i64,
+    /// Whether `azp` is an SPM address (`azsrc=spm`).
+    pub azp_in_spm: bool,
     /// SPM address of the weight block scales (FP8 inputs).
     pub scales: u64,
     /// Byte stride between the rows of A's block scales (FP8 inputs).

@@ -110,6 +110,7 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             azp,
             scales,
             sstride,
+            azsrc,
         } => Op::LoadW {
             src: at(src.base, src.off),
             k: val(k),
@@ -122,6 +123,7 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
                 azp: opt(azp) as i64,
                 scales: opt(scales),
                 sstride: opt(sstride),
+                azp_in_spm: azsrc == tessera_isa::ZpSrc::Spm,
             },
         },
         Instr::MxuMatmul {

@@ -46,7 +46,8 @@ pub fn rules() -> Vec<RuleDef> {
         },
         // f32((i32(qa) − za) @ (i32(qb) − zb)) = qgemm(qa, qb, 1): the
         // exact integer product of MatMulInteger and QLinearMatMul (zero
-        // points per tensor and constant) on the MXU's integer mode.
+        // points per tensor; A's constant or computed at run time, as
+        // dynamic quantization does) on the MXU's integer mode.
         RuleDef {
             name: "qgemm-from-integer-matmul",
             lhs: "(cast ?f (matmul ?a ?b))",
@@ -280,10 +281,19 @@ pub fn rules() -> Vec<RuleDef> {
     ]
 }
 
+/// The zero point of an 8-bit operand as the qgemm rules find it.
+#[derive(Clone, Copy)]
+enum Zp {
+    /// A one-element integral constant in the operand's range.
+    Const(i32),
+    /// A one-element tensor of the operand's type, computed at run time
+    /// (DynamicQuantizeLinear's zero point).
+    Tensor(Id),
+}
+
 /// An 8-bit integer widened to `to` (f32 or i32) in class `id`:
-/// `to(q) − zp` or `to(q)`, `q` u8/i8 and `zp` a one-element integral
-/// constant in `q`'s range. Returns `q` and `zp`.
-fn widened(cx: &Ctx<'_>, id: Id, to: DType) -> Option<(Id, i32)> {
+/// `to(q) − zp` or `to(q)`, `q` u8/i8. Returns `q` and its zero point.
+fn widened(cx: &Ctx<'_>, id: Id, to: DType) -> Option<(Id, Zp)> {
     let int8 = |c: Id| -> Option<Id> {
         cx.nodes(c).into_iter().find_map(|(op, operands)| {
             let q = *operands.first()?;
@@ -292,7 +302,7 @@ fn widened(cx: &Ctx<'_>, id: Id, to: DType) -> Option<(Id, i32)> {
         })
     };
     if let Some(q) = int8(id) {
-        return Some((q, 0));
+        return Some((q, Zp::Const(0)));
     }
     cx.nodes(id).into_iter().find_map(|(op, operands)| {
         let (&x, &z) = (operands.first()?, operands.get(1)?);
@@ -300,19 +310,34 @@ fn widened(cx: &Ctx<'_>, id: Id, to: DType) -> Option<(Id, i32)> {
             return None;
         }
         let q = int8(x)?;
-        let zp = cx.value(z).filter(|v| v.numel() == 1)?.to_f64_vec()[0];
-        let range = if cx.ty(q)?.dtype == DType::U8 {
-            0.0..=255.0
-        } else {
-            -128.0..=127.0
-        };
-        (zp.fract() == 0.0 && range.contains(&zp)).then_some((q, zp as i32))
+        let dtype = cx.ty(q)?.dtype;
+        if let Some(zp) = cx.value(z).filter(|v| v.numel() == 1) {
+            let zp = zp.to_f64_vec()[0];
+            let range = if dtype == DType::U8 {
+                0.0..=255.0
+            } else {
+                -128.0..=127.0
+            };
+            return (zp.fract() == 0.0 && range.contains(&zp)).then_some((q, Zp::Const(zp as i32)));
+        }
+        // to(zq), possibly reshaped to a scalar, for a one-element zq of
+        // q's type.
+        let scalar = cx.ty(z)?.numel() == 1;
+        let through_reshape = cx.nodes(z).into_iter().find_map(|(op, operands)| {
+            matches!(op, Op::Reshape { .. }).then(|| operands.first().copied())?
+        });
+        [Some(z), through_reshape]
+            .into_iter()
+            .flatten()
+            .filter_map(int8)
+            .find(|&zq| scalar && cx.ty(zq).is_some_and(|t| t.dtype == dtype))
+            .map(|zq| (q, Zp::Tensor(zq)))
     })
 }
 
 /// A DequantizeLinear in class `id`: `(f32(q) − zp) · s` or `f32(q) · s`
 /// (see [`widened`]) with a constant f32 `s`. Returns `q`, `zp` and `s`.
-fn dequantized(cx: &Ctx<'_>, id: Id) -> Option<(Id, i32, Id)> {
+fn dequantized(cx: &Ctx<'_>, id: Id) -> Option<(Id, Zp, Id)> {
     cx.nodes(id).into_iter().find_map(|(op, operands)| {
         let (&centered, &s) = (operands.first()?, operands.get(1)?);
         if op != Op::Binary(BinaryOp::Mul) || !cx.is_const(s) || cx.ty(s)?.dtype != DType::F32 {
@@ -323,20 +348,24 @@ fn dequantized(cx: &Ctx<'_>, id: Id) -> Option<(Id, i32, Id)> {
     })
 }
 
-/// `qgemm(qa, qb, scale)` with the zero points of `qa` and `qb`.
-fn qgemm_of(
-    cx: &mut Ctx<'_>,
-    (qa, a_zp): (Id, i32),
-    (qb, b_zp): (Id, i32),
-    scale: Id,
-) -> Option<Id> {
+/// `qgemm(qa, qb, scale)` with the zero points of `qa` and `qb`: `qa`'s
+/// constant or an operand after `scale`; `qb`'s must be constant (it is a
+/// weight's).
+fn qgemm_of(cx: &mut Ctx<'_>, (qa, a_zp): (Id, Zp), (qb, b_zp): (Id, Zp), scale: Id) -> Option<Id> {
+    let Zp::Const(b_zp) = b_zp else {
+        return None;
+    };
+    let (a_zp, operands) = match a_zp {
+        Zp::Const(z) => (Some(z), vec![qa, qb, scale]),
+        Zp::Tensor(z) => (None, vec![qa, qb, scale, z]),
+    };
     let op = Op::QGemm {
         a_zp,
         b_zp,
         trans_b: false,
         act: None,
     };
-    cx.add(op, &[qa, qb, scale])
+    cx.add(op, &operands)
 }
 
 fn qgemm_from_dequantized(cx: &mut Ctx<'_>) -> Option<Id> {

@@ -1,7 +1,7 @@
 //! Result types of the ops with several structured operands: convolution
 //! and the NPU's fused Gemm, attention and RoPE.
 
-use super::super::op::ConvAttrs;
+use super::super::op::{qgemm_bias_operand, ConvAttrs};
 use super::super::TensorType;
 use super::{broadcast_shapes, float_operand, same_dtype};
 use crate::tensor::DType;
@@ -42,31 +42,47 @@ pub(super) fn gemm_type(trans_b: bool, operands: &[&TensorType]) -> Result<Tenso
     Ok(TensorType::new(a.dtype, shape))
 }
 
-/// `[a, b, scale(, bias)]` → f32 `[..., M, N]`; see [`Op::QGemm`].
+/// `[a, b, scale(, a_zp)(, bias)]` → f32 `[..., M, N]`; see [`Op::QGemm`].
 pub(super) fn qgemm_type(
     trans_b: bool,
-    (a_zp, b_zp): (i32, i32),
+    (a_zp, b_zp): (Option<i32>, i32),
     operands: &[&TensorType],
 ) -> Result<TensorType, String> {
     let (a, b, scale) = (operands[0], operands[1], operands[2]);
-    for (what, t, zp) in [("a", a, a_zp), ("b", b, b_zp)] {
+    for (what, t, zp) in [("a", a, a_zp), ("b", b, Some(b_zp))] {
         let range = match t.dtype {
             DType::U8 => 0..=255,
             DType::I8 => -128..=127,
             other => return Err(format!("qgemm's {what} must be u8 or i8, is {other}")),
         };
-        if !range.contains(&zp) {
+        if let Some(zp) = zp.filter(|zp| !range.contains(zp)) {
             return Err(format!(
                 "qgemm's {what} zero point {zp} is outside {}",
                 t.dtype
             ));
         }
     }
-    let as_f32 = |t: &TensorType| TensorType::new(DType::F32, t.shape.clone());
-    let mut f32_operands = vec![as_f32(a), as_f32(b)];
+    if a_zp.is_none() {
+        let zp = operands
+            .get(3)
+            .ok_or("qgemm with a run-time zero point needs it after scale")?;
+        if zp.dtype != a.dtype || zp.numel() != 1 {
+            return Err(format!(
+                "qgemm's run-time zero point must be one {}, is {zp}",
+                a.dtype
+            ));
+        }
+    }
+    let bias = operands.get(qgemm_bias_operand(a_zp)).copied();
+    if operands.len() > qgemm_bias_operand(a_zp) + 1 {
+        return Err(format!(
+            "qgemm takes at most {} operands",
+            qgemm_bias_operand(a_zp) + 1
+        ));
+    }
     for (what, t) in [("scale", scale)]
         .into_iter()
-        .chain(operands.get(3).map(|&t| ("bias", t)))
+        .chain(bias.map(|t| ("bias", t)))
     {
         if t.dtype != DType::F32 {
             return Err(format!("qgemm's {what} must be f32, is {}", t.dtype));
@@ -83,9 +99,9 @@ pub(super) fn qgemm_type(
             scale.shape
         ));
     }
-    if let Some(&bias) = operands.get(3) {
-        f32_operands.push(bias.clone());
-    }
+    let as_f32 = |t: &TensorType| TensorType::new(DType::F32, t.shape.clone());
+    let mut f32_operands = vec![as_f32(a), as_f32(b)];
+    f32_operands.extend(bias.cloned());
     let refs: Vec<&TensorType> = f32_operands.iter().collect();
     gemm_type(trans_b, &refs)
 }

@@ -2,7 +2,7 @@
 
 use super::{unsupported, vector};
 use crate::graph::{Activation, NodeId};
-use crate::kernel::Kernel;
+use crate::kernel::{Affine, Kernel, ZeroPoint};
 use crate::lower::attention::{attention, AttentionSpec, MaskSpec};
 use crate::lower::elementwise::{elementwise, Ew, EwOperand, EwSpec};
 use crate::lower::gemm::{gemm, DramMat, GemmQuant, GemmSpec};
@@ -222,7 +222,7 @@ pub(super) fn gemm_op(
     id: NodeId,
     trans_b: bool,
     act: Option<Activation>,
-    zero_points: Option<(i32, i32)>,
+    zero_points: Option<(Option<i32>, i32)>,
 ) -> Result<Vec<Kernel>, LowerError> {
     let node = ctx.graph.node(id);
     let ops = ctx.graph.operands(id);
@@ -253,17 +253,25 @@ pub(super) fn gemm_op(
     // The operands after A and B: the column scales of a qgemm, the bias.
     let mut rest = ops[2..].iter();
     let quant = match zero_points {
-        Some((a_zp, b_zp)) => Some(GemmQuant {
-            a_zp,
-            b_zp,
-            scales: vector(
-                ctx,
-                id,
-                *rest
-                    .next()
-                    .ok_or_else(|| unsupported(ctx, id, "qgemm without scales"))?,
-            )?,
-        }),
+        Some((a_zp, b_zp)) => {
+            let scales = *rest
+                .next()
+                .ok_or_else(|| unsupported(ctx, id, "qgemm without scales"))?;
+            let a_zp = match a_zp {
+                Some(z) => ZeroPoint::Const(z),
+                None => {
+                    let zp = *rest
+                        .next()
+                        .ok_or_else(|| unsupported(ctx, id, "qgemm without its zero point"))?;
+                    ZeroPoint::At(Affine::c(ctx.addr(zp) as i64))
+                }
+            };
+            Some(GemmQuant {
+                a_zp,
+                b_zp,
+                scales: vector(ctx, id, scales)?,
+            })
+        }
         None => None,
     };
     let bias = match rest.next() {
