@@ -18,6 +18,7 @@
 //! reduced-precision program may round one quantization step differently
 //! and which are judged by the cosine criterion like floats.
 
+use crate::precision::Precision;
 use crate::tensor::{DType, Tensor};
 
 /// Error metrics of one comparison.
@@ -91,6 +92,37 @@ impl Tolerance {
     pub const SAME_PRECISION: Tolerance = Tolerance::Cosine {
         min: 0.9999,
         max_rel_l2: 5e-3,
+    };
+
+    /// The tolerance for a whole model's outputs against onnxruntime's fp32
+    /// ones at `precision` (README, "Low precision"): fp32 and bf16 as
+    /// [`Tolerance::for_model`]; the 8-bit precisions cosine and SQNR
+    /// (`max_rel_l2 = 10^(−SQNR/20)`) thresholds.
+    pub fn for_precision(precision: Precision) -> Tolerance {
+        match precision {
+            Precision::Fp32 => Tolerance::MODEL_FP32,
+            Precision::Bf16 => Tolerance::MODEL_BF16,
+            Precision::Int8 => Tolerance::INT8,
+            Precision::Fp8E4m3 => Tolerance::FP8_E4M3,
+            Precision::Fp8E5m2 => Tolerance::FP8_E5M2,
+        }
+    }
+
+    /// `--precision int8`: cosine ≥ 0.99, SQNR ≥ 15 dB.
+    pub const INT8: Tolerance = Tolerance::Cosine {
+        min: 0.99,
+        max_rel_l2: 0.178,
+    };
+    /// `--precision fp8-e4m3`: cosine ≥ 0.99, SQNR ≥ 15 dB.
+    pub const FP8_E4M3: Tolerance = Tolerance::Cosine {
+        min: 0.99,
+        max_rel_l2: 0.178,
+    };
+    /// `--precision fp8-e5m2` (two mantissa bits): cosine ≥ 0.98, SQNR ≥
+    /// 12 dB.
+    pub const FP8_E5M2: Tolerance = Tolerance::Cosine {
+        min: 0.98,
+        max_rel_l2: 0.251,
     };
 
     /// The tolerance for a whole model's outputs: [`Tolerance::MODEL_BF16`]
@@ -282,13 +314,14 @@ impl OutputCheck {
     pub fn line(&self) -> String {
         let m = &self.comparison.metrics;
         format!(
-            "{}: shape {:?} max_abs {:.3e} max_rel {:.3e} rel_l2 {:.3e} cosine {:.6}{} {}",
+            "{}: shape {:?} max_abs {:.3e} max_rel {:.3e} rel_l2 {:.3e} cosine {:.6} sqnr {:.1} dB{} {}",
             self.name,
             self.shape,
             m.max_abs,
             m.max_rel,
             m.rel_l2,
             m.cosine,
+            m.sqnr_db,
             if m.special_mismatches > 0 {
                 format!(" ({} NaN/inf mismatches)", m.special_mismatches)
             } else {

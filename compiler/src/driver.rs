@@ -8,7 +8,7 @@ use tessera_isa::{DebugTensor, Loadable, OnnxNode, Target, TensorDesc};
 use crate::codegen::{generate, Code, CodegenError};
 use crate::graph::Graph;
 use crate::graph::{GraphError, NodeId};
-use crate::lower::{lower, LowerError, Lowered};
+use crate::lower::{lower_keeping, LowerError, Lowered};
 use crate::precision::Precision;
 use crate::provenance::{kernel_sources, Provenance};
 use crate::runtime_io::isa_dtype;
@@ -45,21 +45,24 @@ pub fn compile_graph(
     target: &Target,
     precision: Precision,
 ) -> Result<Compiled, BackendError> {
-    compile_graph_traced(graph, target, precision, None)
+    compile_graph_traced(graph, target, precision, &[], None)
 }
 
-/// [`compile_graph`], recording in the source map every ONNX node fused
-/// into each kernel when the graph's provenance is known.
+/// [`compile_graph`], keeping the GEMMs `keep_high` names out of an 8-bit
+/// precision (see [`crate::lower::quantize::eight_bit_gemms`]) and
+/// recording in the source map every ONNX node fused into each kernel when
+/// the graph's provenance is known.
 pub fn compile_graph_traced(
     graph: &Graph,
     target: &Target,
     precision: Precision,
+    keep_high: &[String],
     provenance: Option<&Provenance>,
 ) -> Result<Compiled, BackendError> {
     // The NPU computes in f32 between a half-precision model's edges.
     let widened = widen_half(graph).map_err(|e: GraphError| BackendError::Widen(e.to_string()))?;
     let graph = widened.as_ref().unwrap_or(graph);
-    let lowered = lower(graph, target, precision)?;
+    let lowered = lower_keeping(graph, target, precision, keep_high)?;
     let code = generate(&lowered.program, target)?;
     Ok(package(graph, target, lowered, code, provenance))
 }

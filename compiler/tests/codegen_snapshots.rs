@@ -21,10 +21,14 @@ fn block(name: &str) -> Graph {
 }
 
 fn snapshot(name: &str) {
+    snapshot_at(name, Precision::Bf16, "");
+}
+
+fn snapshot_at(name: &str, precision: Precision, suffix: &str) {
     let g = block(name);
-    let compiled = compile_graph(&g, &Target::tiny(), Precision::Bf16).expect("compile");
+    let compiled = compile_graph(&g, &Target::tiny(), precision).expect("compile");
     insta::assert_snapshot!(
-        format!("{name}_kernels"),
+        format!("{name}{suffix}_kernels"),
         compiled.lowered.program.to_string()
     );
     let asm = disassemble(
@@ -35,7 +39,7 @@ fn snapshot(name: &str) {
         },
     )
     .expect("disasm");
-    insta::assert_snapshot!(format!("{name}_asm"), asm);
+    insta::assert_snapshot!(format!("{name}{suffix}_asm"), asm);
 }
 
 #[test]
@@ -46,6 +50,15 @@ fn attention_block_kernels_and_assembly() {
 #[test]
 fn mlp_block_kernels_and_assembly() {
     snapshot("mlp_block");
+}
+
+/// The 8-bit GEMMs: A quantized on chip (`vpu.red amax`, `vpu.quant …
+/// sop=mul`), weights with per-column (int8) or per-block (FP8) scales
+/// (`mxu.ldw … scales=`, `mxu.mm … ascales=`).
+#[test]
+fn mlp_block_in_8_bit_kernels_and_assembly() {
+    snapshot_at("mlp_block", Precision::Int8, "_int8");
+    snapshot_at("mlp_block", Precision::Fp8E4m3, "_fp8_e4m3");
 }
 
 fn matmul_code_len(m: usize, k: usize, n: usize) -> usize {

@@ -74,10 +74,7 @@ fn check(g: &Graph, seed: u64) {
                     graph_dtype(desc.dtype()),
                 )
                 .expect("tensor");
-                let tol = match precision {
-                    Precision::Fp32 => Tolerance::Scaled { factor: 1e-4 },
-                    Precision::Bf16 => Tolerance::MODEL_BF16,
-                };
+                let tol = Tolerance::for_precision(precision);
                 let c = compare(&got, want, tol).expect("comparable");
                 assert!(
                     c.pass,

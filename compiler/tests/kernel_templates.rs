@@ -3,9 +3,12 @@
 
 use tessera_compiler::codegen::generate_kernel;
 use tessera_compiler::kernel::{Affine, Kernel, ZeroPoint};
-use tessera_compiler::lower::gemm::{gemm, DramMat, GemmQuant, GemmSpec};
+use tessera_compiler::lower::gemm::{gemm, tile_dims, DramMat, GemmQuant, GemmSpec, OnlineQuant};
+use tessera_compiler::lower::quantize::quantize_weights;
 use tessera_isa::numerics::{bf16_to_f32, f32_to_bf16, unary};
-use tessera_isa::{DType, Instr, Loadable, MxuType, Segment, Target, TensorDesc, UnFunc, ZpSrc};
+use tessera_isa::{
+    DType, Instr, Loadable, MxuType, ScaleOp, Segment, Target, TensorDesc, UnFunc, ZpSrc,
+};
 use tessera_sim::{Options, Simulator};
 
 struct Rng(u64);
@@ -139,6 +142,7 @@ fn check_gemm(
         },
         mxu,
         quant: None,
+        online: None,
     };
     let kernel = gemm(&spec, target).expect("lower");
     let mut segments = vec![(b_addr, b_bytes)];
@@ -353,6 +357,7 @@ fn check_qgemm(
             batch_stride: 0,
         },
         mxu,
+        online: None,
         quant: Some(GemmQuant {
             a_zp: if a_zp_in_dram {
                 ZeroPoint::At(Affine::c(zp_addr as i64))
@@ -468,4 +473,196 @@ fn qgemm_on_base() {
         None,
         7,
     );
+}
+
+/// An 8-bit GEMM whose f32 A is quantized on chip (`--precision int8` /
+/// `fp8-*`), against the semantics written in `lower::gemm::OnlineQuant`
+/// and SPEC.md §4.4, bit for bit: int8 A per row and weights per column
+/// (drain `f32(acc) · s_w[j] · s_a[i]`); FP8 A per 1×B tile and weights per
+/// B×B block, applied by the MXU as it accumulates.
+fn check_online_gemm(
+    target: &Target,
+    (m, k, n): (u64, u64, u64),
+    mxu: MxuType,
+    trans_b: bool,
+    bias: bool,
+    seed: u64,
+) {
+    let mut rng = Rng(seed | 1);
+    // Rows of different magnitudes, so that the per-row scales differ.
+    let a: Vec<f32> = (0..m * k)
+        .map(|i| rng.float() * (1 + i / k) as f32)
+        .collect();
+    let w_logical: Vec<f32> = rng.floats((k * n) as usize);
+    let stored: Vec<f32> = if trans_b {
+        (0..n)
+            .flat_map(|j| (0..k).map(move |kk| (kk * n + j) as usize))
+            .map(|i| w_logical[i])
+            .collect()
+    } else {
+        w_logical.clone()
+    };
+    let q = quantize_weights(&stored, (k as usize, n as usize), trans_b, mxu, target);
+    let bias_v = rng.floats(n as usize);
+    let (tk, tn) = tile_dims(k, n, mxu, target);
+    let kt = k.div_ceil(tk);
+    let a_addr = 0;
+    let b_addr = align(m * k * 4);
+    let scales_addr = align(b_addr + k * n);
+    let bias_addr = align(scales_addr + q.scales.len() as u64 * 4);
+    let c_addr = align(bias_addr + n * 4);
+    let spec = GemmSpec {
+        node: "test/online".into(),
+        batch: 1,
+        m,
+        k,
+        n,
+        a: DramMat {
+            addr: a_addr,
+            row_stride: k * 4,
+            batch_stride: 0,
+        },
+        b: DramMat {
+            addr: b_addr,
+            row_stride: if trans_b { k } else { n },
+            batch_stride: 0,
+        },
+        b_trans: trans_b,
+        bias: bias.then_some(bias_addr),
+        act: None,
+        out: DramMat {
+            addr: c_addr,
+            row_stride: n * 4,
+            batch_stride: 0,
+        },
+        mxu,
+        quant: None,
+        online: Some(OnlineQuant {
+            w_scales: scales_addr,
+        }),
+    };
+    let kernel = gemm(&spec, target).expect("lower");
+    let mut segments = vec![
+        (b_addr, q.data.clone()),
+        (scales_addr, f32_bytes(&q.scales)),
+    ];
+    if bias {
+        segments.push((bias_addr, f32_bytes(&bias_v)));
+    }
+    let (out, _) = run_kernel(
+        &kernel,
+        target,
+        &[(a_addr, f32_bytes(&a))],
+        &segments,
+        (c_addr, m * n * 4),
+    );
+    let at = mxu.a_type();
+    let value = |t: DType, byte: u8| tessera_isa::lowp::byte_value(t, byte);
+    let w = |kk: u64, j: u64| {
+        let i = if trans_b { j * k + kk } else { kk * n + j };
+        q.data[i as usize]
+    };
+    let fp8 = at != DType::I8;
+    let block = if fp8 {
+        u64::from(target.mxu_scale_block)
+    } else {
+        k
+    };
+    let qmax = if at == DType::I8 {
+        127.0
+    } else if at == DType::E4m3 {
+        448.0
+    } else {
+        57344.0
+    };
+    let mut mismatches = 0;
+    for i in 0..m {
+        let row = &a[(i * k) as usize..((i + 1) * k) as usize];
+        // One scale per group of `block` columns.
+        let scales: Vec<f32> = row
+            .chunks(block as usize)
+            .map(|g| {
+                let amax = g.iter().fold(0f32, |x, v| x.max(v.abs()));
+                (amax * (1.0 / qmax)).max(f32::MIN_POSITIVE)
+            })
+            .collect();
+        let qa: Vec<u8> = row
+            .iter()
+            .enumerate()
+            .map(|(kk, &x)| {
+                // Times the reciprocal scale (`vpu.quant … sop=mul`).
+                let r = 1.0 / scales[kk / block as usize];
+                tessera_isa::lowp::quantize_by(at, x, r, ScaleOp::Mul, 0)
+            })
+            .collect();
+        for j in 0..n {
+            let got_at = ((i * n + j) * 4) as usize;
+            let got = f32::from_le_bytes(out[got_at..got_at + 4].try_into().expect("4 bytes"));
+            let want = if fp8 {
+                let mut c = 0f32;
+                for kk in 0..k {
+                    let p = value(at, qa[kk as usize]) * value(mxu.w_type(), w(kk, j));
+                    let sw = q.scales[((j / tn) * kt + kk / tk) as usize];
+                    let g = scales[(kk / block) as usize] * sw;
+                    c += p * g;
+                }
+                c
+            } else {
+                let mut acc = 0i32;
+                for kk in 0..k {
+                    acc += i32::from(qa[kk as usize] as i8) * i32::from(w(kk, j) as i8);
+                }
+                acc as f32 * q.scales[j as usize] * scales[0]
+            };
+            let want = epilogue(want, bias.then(|| bias_v[j as usize]), None);
+            mismatches += usize::from(got.to_bits() != want.to_bits());
+        }
+    }
+    assert_eq!(
+        mismatches, 0,
+        "{mismatches} mismatches for {m}x{k}x{n} {mxu} on {}",
+        target.name
+    );
+}
+
+#[test]
+fn int8_gemm_of_on_chip_quantized_activations_is_bit_exact() {
+    check_online_gemm(&Target::tiny(), (13, 40, 21), MxuType::I8, false, true, 11);
+    check_online_gemm(&Target::tiny(), (5, 17, 9), MxuType::I8, true, false, 12);
+}
+
+#[test]
+fn fp8_gemm_with_block_scales_is_bit_exact_across_blocks_and_tiles() {
+    // Blocks of 16 on tiny's 8×8 array: two weight tiles per block along
+    // K and N, and a partial last block.
+    let small_blocks = Target {
+        mxu_scale_block: 16,
+        ..Target::tiny()
+    };
+    for (mxu, seed) in [(MxuType::E4m3, 13), (MxuType::E5m2, 14)] {
+        check_online_gemm(&small_blocks, (11, 40, 21), mxu, false, true, seed);
+        check_online_gemm(&small_blocks, (6, 24, 10), mxu, true, false, seed + 10);
+    }
+    // The default block (128) is larger than tiny's K tile.
+    check_online_gemm(
+        &Target::tiny(),
+        (9, 40, 12),
+        MxuType::E4m3,
+        false,
+        false,
+        15,
+    );
+}
+
+#[test]
+fn eight_bit_gemms_on_base() {
+    check_online_gemm(
+        &Target::base(),
+        (40, 300, 260),
+        MxuType::E4m3,
+        false,
+        true,
+        16,
+    );
+    check_online_gemm(&Target::base(), (40, 300, 260), MxuType::I8, true, true, 17);
 }

@@ -23,7 +23,7 @@ pub mod target;
 pub use asm::{assemble, disassemble, AsmError, DisasmOptions};
 pub use fields::{
     AccAddr, AccMode, Bcast, BinFunc, DType, DmaAddr, DmaDim, DramAddr, Field, IdxType, Imm32,
-    Imm64, Mem, MxuClass, MxuType, OnChip, OptReg, Order, RedFunc, Reg, Sem, SpmAddr,
+    Imm64, Mem, MxuClass, MxuType, OnChip, OptReg, Order, RedFunc, Reg, ScaleOp, Sem, SpmAddr,
     Target as BranchTarget, Trans, UnFunc, Val, ZpSrc, U16,
 };
 pub use instr::{

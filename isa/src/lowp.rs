@@ -322,7 +322,17 @@ pub fn block_scale(e8m0: bool, bytes: &[u8]) -> f32 {
 /// the zero point. FP8 rounds to nearest even and saturates to ±max (the
 /// zero point must be 0).
 pub fn quantize(dtype: DType, a: f32, s: f32, zp: i64) -> u8 {
-    let q = a / s;
+    quantize_by(dtype, a, s, crate::ScaleOp::Div, zp)
+}
+
+/// `vpu.quant` with its scale operation: `a / s` (`div`) or `a × s`
+/// (`mul`, `s` the reciprocal scale), each one fp32 operation, then as
+/// [`quantize`].
+pub fn quantize_by(dtype: DType, a: f32, s: f32, op: crate::ScaleOp, zp: i64) -> u8 {
+    let q = match op {
+        crate::ScaleOp::Div => a / s,
+        crate::ScaleOp::Mul => a * s,
+    };
     if let Some(fmt) = Fp8::of(dtype) {
         return fmt.from_f32(q, true);
     }

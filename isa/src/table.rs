@@ -140,10 +140,10 @@ define_isa! {
     /// dst[j][i] = a[i][j] for a rows x cols tile of dtype elements.
     0x86 VpuTrans "vpu.trans" Vpu (dst: OnChip, a: OnChip)
         [dtype: DType, rows: Reg, cols: Reg, dstride: Reg, astride: Reg];
-    /// dst[i][j] = saturate(round(a[i][j] / s) + zp) as dtype (i8, u8, e4m3, e5m2); s per tensor, row or column.
+    /// dst[i][j] = saturate(round(a[i][j] / s) + zp) as dtype (i8, u8, e4m3, e5m2), or a * s with sop=mul; s per tensor, row or column.
     0x87 VpuQuant "vpu.quant" Vpu (dst: OnChip, a: OnChip, s: OnChip)
         [dtype: DType, rows: Reg, cols: Reg, dstride: Reg, astride: Reg, sbcast: Bcast,
-         zp: OptReg];
+         zp: OptReg, sop: ScaleOp];
     /// dst[i][j] = (a[i][j] - zp) * s as fp32, a of atype (i8, u8, i32, e4m3, e5m2); s per tensor, row or column.
     0x88 VpuDequant "vpu.dequant" Vpu (dst: OnChip, a: OnChip, s: OnChip)
         [atype: DType, rows: Reg, cols: Reg, dstride: Reg, astride: Reg, sbcast: Bcast,

@@ -86,6 +86,7 @@ fn low_precision_assembly() {
         vpu.red amax, spm[0x30000], spm[0x20000], rows=r1, cols=r1, dstride=r4, astride=r1, mode=set
         vpu.quant spm[0x31000], spm[0x20000], spm[0x30000], dtype=e4m3, rows=r1, cols=r1, dstride=r1, astride=r1, sbcast=col
         vpu.quant spm[0x32000], spm[0x20000], spm[0x30000], dtype=u8, rows=r1, cols=r1, dstride=r1, astride=r1, sbcast=scalar, zp=r2
+        vpu.quant spm[0x32000], spm[0x20000], spm[0x30000], dtype=e4m3, rows=r1, cols=r1, dstride=r1, astride=r1, sbcast=col, sop=mul
         vpu.dequant spm[0x33000], acc[0], spm[0x30000], atype=i32, rows=r1, cols=r1, dstride=r1, astride=r1, sbcast=row
         vpu.cvt spm[0x34000], spm[0x31000], dtype=f32, atype=e4m3, rows=r1, cols=r1, dstride=r1, astride=r1
         halt

@@ -5,7 +5,7 @@
 
 use tessera_isa::lowp;
 use tessera_isa::numerics::{self, binary, reduce_row, reduce_step, unary};
-use tessera_isa::{AccMode, Bcast, BinFunc, DType, Mem, Order, RedFunc, UnFunc};
+use tessera_isa::{AccMode, Bcast, BinFunc, DType, Mem, Order, RedFunc, ScaleOp, UnFunc};
 
 use crate::exec::{
     bad_operand, check_size, check_work, check_zero_point, Access, Accesses, RawFault, MAX_ELEMENTS,
@@ -397,7 +397,7 @@ pub fn quant(
     dtype: DType,
     shape: Region,
     strides: (u64, u64),
-    sbcast: Bcast,
+    (sbcast, sop): (Bcast, ScaleOp),
     zp: i64,
 ) -> Result<Accesses, RawFault> {
     let (dstride, astride) = strides;
@@ -424,7 +424,7 @@ pub fn quant(
     let cols = shape.cols as usize;
     for (idx, (&x, &sc)) in values.iter().zip(&scales).enumerate() {
         let (i, j) = (idx / cols.max(1), idx % cols.max(1));
-        bytes[element_at(dst, dstride, 1, i, j)] = lowp::quantize(dtype, x, sc, zp);
+        bytes[element_at(dst, dstride, 1, i, j)] = lowp::quantize_by(dtype, x, sc, sop, zp);
     }
     Ok(acc)
 }

@@ -469,7 +469,13 @@ fn quantize_and_dequantize_follow_the_written_rounding() {
         (DType::E4m3, 0),
         (DType::E5m2, 0),
     ] {
-        for bcast in ["scalar", "row", "col"] {
+        for (bcast, sop) in [
+            ("scalar", "div"),
+            ("row", "div"),
+            ("col", "div"),
+            ("row", "mul"),
+            ("col", "mul"),
+        ] {
             let mut data = Vec::new();
             for v in x.iter().chain(&scales) {
                 data.extend_from_slice(&v.to_le_bytes());
@@ -481,7 +487,7 @@ fn quantize_and_dequantize_follow_the_written_rounding() {
                 ".target tiny\n.segment \"d\" @ 0x1000\n.bytes {hex}\n\
                  li r1, {rows}\nli r2, {cols}\nli r3, {astride}\nli r4, {qstride}\nli r5, {zp}\n\
                  dma.copy spm[0], dram[0x1000], bytes=64\ndma.signal s0, 1\nvpu.wait s0, 1\n\
-                 vpu.quant spm[128], spm[0], spm[32], dtype={dtype}, rows=r1, cols=r2, dstride=r4, astride=r3, sbcast={bcast}, zp=r5\n\
+                 vpu.quant spm[128], spm[0], spm[32], dtype={dtype}, rows=r1, cols=r2, dstride=r4, astride=r3, sbcast={bcast}, zp=r5, sop={sop}\n\
                  vpu.dequant spm[256], spm[128], spm[32], atype={dtype}, rows=r1, cols=r2, dstride=r3, astride=r4, sbcast={bcast}, zp=r5\n\
                  halt\n",
                 astride = 4 * cols,
@@ -496,11 +502,13 @@ fn quantize_and_dequantize_follow_the_written_rounding() {
                 } else {
                     scales[e]
                 };
+                // `mul` multiplies by s (the reciprocal scale) instead.
+                let scaled = if sop == "mul" { x[e] * s } else { x[e] / s };
                 let want_q = match Fp8::of(dtype) {
-                    Some(fmt) => fmt.from_f32(x[e] / s, true),
+                    Some(fmt) => fmt.from_f32(scaled, true),
                     None => {
                         let (lo, hi) = lowp::int_range(dtype);
-                        let r = f64::from(x[e] / s).round_ties_even() as i64 + zp;
+                        let r = f64::from(scaled).round_ties_even() as i64 + zp;
                         r.clamp(lo, hi) as u8
                     }
                 };

@@ -182,10 +182,7 @@ pub fn layer_report(
             .find(name)
             .map_or_else(String::new, |id| lowered.node(id).op.mnemonic().to_string())
     };
-    let tolerance = match precision {
-        Precision::Fp32 => Tolerance::MODEL_FP32,
-        Precision::Bf16 => Tolerance::MODEL_BF16,
-    };
+    let tolerance = Tolerance::for_precision(precision);
     let (model_values, optimized_values) = (by_name(folded, &model), by_name(&p.graph, &optimized));
     compare_tensors(
         loadable,

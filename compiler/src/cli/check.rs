@@ -156,6 +156,13 @@ fn const_inputs_from_data(args: &mut CheckArgs) -> anyhow::Result<()> {
 }
 
 pub fn check(mut args: CheckArgs) -> anyhow::Result<ExitCode> {
+    if args.interpret && args.precision_given && args.options.precision.gemm_8bit().is_some() {
+        bail!(
+            "check --interpret has no 8-bit arithmetic: --precision {} is checked on the \
+             simulator (without --interpret)",
+            args.options.precision.name()
+        );
+    }
     const_inputs_from_data(&mut args)?;
     let target = load_target(&args.options.target)?;
     let interpreted = args.interpreted_program(&target);
@@ -183,6 +190,12 @@ pub fn check(mut args: CheckArgs) -> anyhow::Result<ExitCode> {
         reference::interpret(graph, &inputs, interpreted.as_ref(), &args.model, data)?
     } else {
         let simulated = simulate(&pipeline, &args, &target, &inputs)?;
+        if args.options.precision.gemm_8bit().is_some() {
+            // No interpreter computes the 8-bit GEMMs: the program is
+            // judged against the expected outputs, with the precision's
+            // threshold.
+            return reference::judge_8bit(&simulated, &expected, args.options.precision);
+        }
         if args.options.precision.is_reduced() {
             // The program is judged against the interpreter at its own
             // precision, on the same graph and inputs.

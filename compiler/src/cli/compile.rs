@@ -44,6 +44,11 @@ pub struct CompileOptions {
     /// Arithmetic precision of the compiled program.
     #[arg(long, value_enum, default_value_t = Precision::Bf16)]
     pub precision: Precision,
+    /// With an 8-bit precision, run this node's GEMM (or every GEMM under
+    /// this name scope, e.g. `/m/h.0/attn`) in bf16 (repeatable). The output
+    /// head is always kept.
+    #[arg(long = "keep-high", value_name = "NODE")]
+    pub keep_high: Vec<String>,
     /// Skip the e-graph optimizer.
     #[arg(long)]
     pub no_egraph: bool,
@@ -224,8 +229,14 @@ pub fn backend_traced(
     model: &Path,
     provenance: Option<&Provenance>,
 ) -> anyhow::Result<Compiled> {
-    compile_graph_traced(graph, target, options.precision, provenance)
-        .with_context(|| model.display().to_string())
+    compile_graph_traced(
+        graph,
+        target,
+        options.precision,
+        &options.keep_high,
+        provenance,
+    )
+    .with_context(|| model.display().to_string())
 }
 
 /// One line on what was produced: kernels, code size, memory, roofline.

@@ -69,7 +69,9 @@ pub(super) fn flatten(v: &VpuStmt) -> Option<VpuStmt> {
         VpuOp::Fill { bits } => (Some(VpuOp::Fill { bits: *bits }), 4),
         // A reduction's result is per row, a transpose's layout is 2-D.
         // A dequantization's scales are per column.
-        VpuOp::Red { .. } | VpuOp::Trans { .. } | VpuOp::Dequant { .. } => (None, 4),
+        VpuOp::Red { .. } | VpuOp::Trans { .. } | VpuOp::Dequant { .. } | VpuOp::Quant { .. } => {
+            (None, 4)
+        }
     };
     let op = op.filter(|_| v.dstride == c * elem)?;
     Some(VpuStmt {

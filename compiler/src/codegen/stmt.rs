@@ -7,7 +7,7 @@ use tessera_isa::{
 };
 
 use super::{CodegenError, Emitter, LOOP_BASE, MAX_DEPTH};
-use crate::kernel::{Addr, Cmp, DmaDim, Ext, Mode, Stmt, Var, ZeroPoint};
+use crate::kernel::{Addr, Cmp, DmaDim, Ext, Mode, Stmt, Var, WeightQuant, ZeroPoint};
 
 impl<'t> Emitter<'t> {
     pub(super) fn stmts(&mut self, body: &[Stmt]) -> Result<(), CodegenError> {
@@ -88,22 +88,32 @@ impl<'t> Emitter<'t> {
                 stride,
                 dtype,
                 trans,
-                zero_points,
+                quant,
             } => {
                 let src = self.spm(src)?;
                 let k = self.ext_val(k)?;
                 let n = self.ext_val(n)?;
                 let stride = self.const_val(*stride)?;
-                let (azp, wzp, azsrc) = match zero_points {
-                    Some((a, w)) => {
-                        let (azp, azsrc) = match a {
-                            ZeroPoint::Const(a) => (self.li(i64::from(*a))?, ZpSrc::Reg),
-                            ZeroPoint::At(at) => (self.affine_reg(at)?, ZpSrc::Spm),
+                let (mut azp, mut wzp, mut azsrc) = (OptReg::NONE, OptReg::NONE, ZpSrc::Reg);
+                let (mut scales, mut sstride) = (OptReg::NONE, OptReg::NONE);
+                match quant {
+                    Some(WeightQuant::ZeroPoints(a, w)) => {
+                        let a = match a {
+                            ZeroPoint::Const(a) => self.li(i64::from(*a))?,
+                            ZeroPoint::At(at) => {
+                                azsrc = ZpSrc::Spm;
+                                self.affine_reg(at)?
+                            }
                         };
-                        (OptReg(azp), OptReg(self.li(i64::from(*w))?), azsrc)
+                        azp = OptReg(a);
+                        wzp = OptReg(self.li(i64::from(*w))?);
                     }
-                    None => (OptReg::NONE, OptReg::NONE, ZpSrc::Reg),
-                };
+                    Some(WeightQuant::Scales { at, a_stride }) => {
+                        scales = OptReg(self.affine_reg(at)?);
+                        sstride = OptReg(self.li(*a_stride as i64)?);
+                    }
+                    None => {}
+                }
                 self.emit(Instr::MxuLoadW {
                     src,
                     k,
@@ -113,8 +123,8 @@ impl<'t> Emitter<'t> {
                     trans: *trans,
                     wzp,
                     azp,
-                    scales: OptReg::NONE,
-                    sstride: OptReg::NONE,
+                    scales,
+                    sstride,
                     azsrc,
                 });
             }
@@ -125,7 +135,12 @@ impl<'t> Emitter<'t> {
                 astride,
                 dstride,
                 mode,
+                ascales,
             } => {
+                let ascales = match ascales {
+                    Some(at) => OptReg(self.affine_reg(at)?),
+                    None => OptReg::NONE,
+                };
                 let dst = self.acc(dst)?;
                 let a = self.spm(a)?;
                 let m = self.ext_val(m)?;
@@ -138,7 +153,7 @@ impl<'t> Emitter<'t> {
                     astride,
                     dstride,
                     mode,
-                    ascales: OptReg::NONE,
+                    ascales,
                 };
                 match mode {
                     Mode::Fixed(mode) => self.emit(mm(*mode)),

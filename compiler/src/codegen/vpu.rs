@@ -145,6 +145,24 @@ impl Emitter<'_> {
                     zp: OptReg::NONE,
                 });
             }
+            VpuOp::Quant { a, s, dtype, by } => {
+                let (ao, astride) = self.opnd(a)?;
+                let so = self.onchip(&s.addr)?;
+                let (rows, cols) = self.block(v)?;
+                self.emit(Instr::VpuQuant {
+                    dst,
+                    a: ao,
+                    s: so,
+                    dtype: *dtype,
+                    rows,
+                    cols,
+                    dstride,
+                    astride,
+                    sbcast: s.bcast,
+                    zp: OptReg::NONE,
+                    sop: *by,
+                });
+            }
             VpuOp::Trans { a, astride, dtype } => {
                 let ao = self.onchip(a)?;
                 let astride = self.li(*astride as i64)?;

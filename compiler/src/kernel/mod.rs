@@ -12,7 +12,8 @@
 use std::fmt;
 
 use tessera_isa::{
-    AccMode, Bcast, BinFunc, DType, Engine, IdxType, Mem, MxuType, Order, RedFunc, Trans, UnFunc,
+    AccMode, Bcast, BinFunc, DType, Engine, IdxType, Mem, MxuType, Order, RedFunc, ScaleOp, Trans,
+    UnFunc,
 };
 
 mod print;
@@ -164,6 +165,14 @@ impl Addr {
     /// An address.
     pub fn new(mem: Mem, at: Affine) -> Addr {
         Addr { mem, at }
+    }
+
+    /// The address plus `coefficient · var`.
+    pub fn plus(self, var: Var, coefficient: i64) -> Addr {
+        Addr {
+            mem: self.mem,
+            at: self.at.plus(var, coefficient),
+        }
     }
 }
 
@@ -323,6 +332,31 @@ pub enum VpuOp {
         s: Opnd,
         atype: DType,
     },
+    /// `vpu.quant`: `a ÷ s` (or `a × s`, `by` = `mul`, `s` then the
+    /// reciprocal scales) into `dtype` (i8/u8 rounded and saturated, FP8
+    /// saturating; zero point 0), one byte per element; `s` per tensor, row
+    /// or column (`s.bcast`, the stride of a column being 4).
+    Quant {
+        a: Opnd,
+        s: Opnd,
+        dtype: DType,
+        by: ScaleOp,
+    },
+}
+
+/// What an 8-bit `mxu.ldw` adds to its weights.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum WeightQuant {
+    /// Integer modes: the zero points of A and of the weights.
+    ZeroPoints(ZeroPoint, i32),
+    /// FP8 modes: the weight tile's block scales in SPM, and the byte
+    /// stride between the rows of A's block scales.
+    Scales {
+        /// SPM address of the tile's scales.
+        at: Affine,
+        /// Bytes between consecutive rows' A scales.
+        a_stride: u64,
+    },
 }
 
 /// An integer GEMM's zero point of A.
@@ -416,8 +450,8 @@ pub enum Stmt {
         dtype: MxuType,
         /// Stored transposed.
         trans: Trans,
-        /// Integer modes: the zero points of A and of the weights.
-        zero_points: Option<(ZeroPoint, i32)>,
+        /// 8-bit modes: zero points or block scales.
+        quant: Option<WeightQuant>,
     },
     /// `mxu.mm`.
     Matmul {
@@ -433,6 +467,9 @@ pub enum Stmt {
         dstride: u64,
         /// Overwrite or accumulate.
         mode: Mode,
+        /// FP8 modes: SPM address of A's block scales (row `i` at
+        /// `ascales + i·a_stride` of the `LoadW`).
+        ascales: Option<Affine>,
     },
     /// A vector instruction.
     Vpu(VpuStmt),

@@ -2,7 +2,9 @@
 
 use std::fmt::{self, Write as _};
 
-use super::{Addr, Affine, Ext, Kernel, KernelProgram, Mode, Opnd, Stmt, VpuOp, VpuStmt};
+use super::{
+    Addr, Affine, Ext, Kernel, KernelProgram, Mode, Opnd, Stmt, VpuOp, VpuStmt, WeightQuant,
+};
 
 fn hex_or_dec(v: i64) -> String {
     if v.unsigned_abs() >= 4096 {
@@ -90,18 +92,23 @@ fn stmt(s: &Stmt, depth: usize, out: &mut String) {
             out,
             "{pad}dma.scatter dram[{table}] <- spm[{src}] rows spm[{idx}]:{itype} x {rows} of {bytes} B (table {limit} rows)"
         ),
-        Stmt::LoadW { src, k, n, stride, dtype, trans, zero_points } => {
-            let zp = zero_points.as_ref().map(|(a, w)| format!(" azp={a} wzp={w}")).unwrap_or_default();
+        Stmt::LoadW { src, k, n, stride, dtype, trans, quant } => {
+            let zp = match quant {
+                Some(WeightQuant::ZeroPoints(a, w)) => format!(" azp={a} wzp={w}"),
+                Some(WeightQuant::Scales { at, a_stride }) => format!(" scales=spm[{at}] sstride={a_stride}"),
+                None => String::new(),
+            };
             writeln!(out, "{pad}mxu.ldw spm[{src}] {k}x{n} {dtype} stride {stride} trans={trans}{zp}")
         }
-        Stmt::Matmul { dst, a, m, astride, dstride, mode: md } => writeln!(
+        Stmt::Matmul { dst, a, m, astride, dstride, mode: md, ascales } => writeln!(
             out,
-            "{pad}mxu.mm acc[{dst}]/{dstride} {} spm[{a}]/{astride} x {m} rows",
+            "{pad}mxu.mm acc[{dst}]/{dstride} {} spm[{a}]/{astride} x {m} rows{}",
             if matches!(md, Mode::Fixed(tessera_isa::AccMode::Set)) { "=" } else { "+=" }.to_string()
                 + &match md {
                     Mode::AccAfterFirst(_) => format!(" ({})", mode(md)),
                     _ => String::new(),
-                }
+                },
+            ascales.as_ref().map(|s| format!(" ascales=spm[{s}]")).unwrap_or_default()
         ),
         Stmt::Vpu(v) => writeln!(out, "{pad}{}", vpu(v)),
         Stmt::Signal(c, n) => writeln!(out, "{pad}{}.signal {c} {n}", c.producer()),
@@ -177,6 +184,16 @@ fn vpu(v: &VpuStmt) -> String {
         VpuOp::Dequant { a, s, atype } => format!(
             "vpu.dequant {dst}/{dstride} <- {}:{atype} x {} {block}",
             opnd(a),
+            opnd(s)
+        ),
+        VpuOp::Quant { a, s, dtype, by } => format!(
+            "vpu.quant {dst}/{dstride}:{dtype} <- {} {} {} {block}",
+            opnd(a),
+            if *by == tessera_isa::ScaleOp::Mul {
+                "*"
+            } else {
+                "/"
+            },
             opnd(s)
         ),
     }

@@ -1,7 +1,7 @@
 //! Rewriting the affine expressions of statements: substitution of a
 //! variable (e.g. "the previous tile": `v -> v - 1`).
 
-use super::{Addr, Affine, DmaDim, Ext, Opnd, Stmt, Var, VpuOp, VpuStmt, ZeroPoint};
+use super::{Addr, Affine, DmaDim, Ext, Opnd, Stmt, Var, VpuOp, VpuStmt, WeightQuant, ZeroPoint};
 
 impl Ext {
     /// Rewrites the affine parts.
@@ -38,7 +38,7 @@ impl VpuOp {
                 *a = a.map_affine(f)
             }
             VpuOp::Cvt { a, .. } | VpuOp::Trans { a, .. } => *a = a.map_affine(f),
-            VpuOp::Dequant { a, s, .. } => {
+            VpuOp::Dequant { a, s, .. } | VpuOp::Quant { a, s, .. } => {
                 *a = a.map_affine(f);
                 *s = s.map_affine(f);
             }
@@ -157,7 +157,7 @@ impl Stmt {
                 stride,
                 dtype,
                 trans,
-                zero_points,
+                quant,
             } => Stmt::LoadW {
                 src: f(src),
                 k: ext(k),
@@ -165,12 +165,15 @@ impl Stmt {
                 stride: *stride,
                 dtype: *dtype,
                 trans: *trans,
-                zero_points: zero_points.as_ref().map(|(a, w)| {
-                    let a = match a {
-                        ZeroPoint::At(at) => ZeroPoint::At(f(at)),
-                        ZeroPoint::Const(z) => ZeroPoint::Const(*z),
-                    };
-                    (a, *w)
+                quant: quant.as_ref().map(|q| match q {
+                    WeightQuant::ZeroPoints(ZeroPoint::At(at), w) => {
+                        WeightQuant::ZeroPoints(ZeroPoint::At(f(at)), *w)
+                    }
+                    WeightQuant::ZeroPoints(z, w) => WeightQuant::ZeroPoints(z.clone(), *w),
+                    WeightQuant::Scales { at, a_stride } => WeightQuant::Scales {
+                        at: f(at),
+                        a_stride: *a_stride,
+                    },
                 }),
             },
             Stmt::Matmul {
@@ -180,6 +183,7 @@ impl Stmt {
                 astride,
                 dstride,
                 mode,
+                ascales,
             } => Stmt::Matmul {
                 dst: f(dst),
                 a: f(a),
@@ -187,6 +191,7 @@ impl Stmt {
                 astride: *astride,
                 dstride: *dstride,
                 mode: mode.clone(),
+                ascales: ascales.as_ref().map(f),
             },
             Stmt::Vpu(v) => Stmt::Vpu(VpuStmt {
                 op: v.op.map_affine(f),

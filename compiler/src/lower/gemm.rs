@@ -28,11 +28,14 @@
 //! | vpu→dma data | an output tile is ready |
 //! | dma→vpu credit | an output buffer is free (2) |
 
-use tessera_isa::{Bcast, BinFunc, DType, Engine, Mem, MxuClass, MxuType, Target, Trans, UnFunc};
+use tessera_isa::{
+    AccMode, Bcast, BinFunc, DType, Engine, Mem, MxuClass, MxuType, Order, RedFunc, ScaleOp,
+    Target, Trans, UnFunc,
+};
 
 use crate::kernel::{
     Addr, Affine, Buffer, Chan, Cmp, DmaDim, Ext, Kernel, Mode, Opnd, Stmt, Var, VpuOp, VpuStmt,
-    ZeroPoint,
+    WeightQuant, ZeroPoint,
 };
 
 use super::alloc::{balanced_tile, tiles, OnChip, Vars};
@@ -82,6 +85,69 @@ pub struct GemmSpec {
     pub mxu: MxuType,
     /// An integer GEMM's zero points and column scales.
     pub quant: Option<GemmQuant>,
+    /// An 8-bit GEMM of f32 A by prepared 8-bit weights (`mxu` `i8`,
+    /// `e4m3` or `e5m2`): A quantized on chip, the weights' scales.
+    pub online: Option<OnlineQuant>,
+}
+
+/// What an 8-bit GEMM whose activations are quantized on chip adds
+/// (`--precision int8|fp8-e4m3|fp8-e5m2`).
+///
+/// - `i8`: each row of A gets the scale `s_a = max(amax(row) · (1/127),
+///   2⁻¹²⁶)` and is quantized to i8 by `vpu.quant … sop=mul` times
+///   `1 / s_a` (every quantization here multiplies by the reciprocal
+///   scale: one multiply per element, not a division); the weights were
+///   quantized per output column when compiling; the drain is
+///   `f32(acc) · s_w[j]` (`vpu.dequant`), then `· s_a[i]`.
+/// - `e4m3`/`e5m2`: each 1×B tile of A (B = `mxu_scale_block`) gets `s =
+///   max(amax · (1/max_finite), 2⁻¹²⁶)`, the weights one scale per B×B
+///   block, and the MXU applies both as it accumulates (SPEC.md §4.4).
+///   Weight tiles never straddle a block (see [`tile_dims`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OnlineQuant {
+    /// DRAM address of the weight scales (f32): `i8`, `[N]`; FP8, one per
+    /// weight tile, tile `(kt, nt)` at index `nt · KT + kt` (`KT` tiles
+    /// along K).
+    pub w_scales: u64,
+}
+
+/// The smallest scale an on-chip quantization uses (an all-zero row or
+/// tile quantizes to zeros, not NaN).
+pub const MIN_SCALE: f32 = f32::MIN_POSITIVE;
+
+/// The weight tile `TK × TN` of a GEMM of depth `k` and width `n` in MXU
+/// type `mxu`: the array (or less); for FP8, also no larger than a scale
+/// block and dividing it, so that no tile straddles two blocks.
+pub fn tile_dims(k: u64, n: u64, mxu: MxuType, target: &Target) -> (u64, u64) {
+    let fit = |extent: u64, array: u64| -> u64 {
+        let plain = extent.min(array).max(1);
+        if mxu.class() != MxuClass::Fp8 {
+            return plain;
+        }
+        let block = u64::from(target.mxu_scale_block);
+        if extent <= block {
+            return plain;
+        }
+        (1..=array.min(block))
+            .rev()
+            .find(|d| block % d == 0)
+            .unwrap_or(1)
+    };
+    (
+        fit(k, u64::from(target.mxu_k)),
+        fit(n, u64::from(target.mxu_n)),
+    )
+}
+
+/// The largest finite value of an 8-bit MXU input type (what a scale maps
+/// the max-abs to).
+pub fn max_finite(t: DType) -> f32 {
+    match t {
+        DType::I8 => 127.0,
+        DType::E4m3 => 448.0,
+        DType::E5m2 => 57344.0,
+        _ => 1.0,
+    }
 }
 
 /// What an integer GEMM adds: A's and B's zero points (the `mxu.ldw`
@@ -101,7 +167,47 @@ impl GemmSpec {
     /// Whether A must be converted to the MXU's type on chip (a float mode
     /// below f32); otherwise A is copied as stored.
     fn converts_a(&self) -> bool {
-        self.mxu != MxuType::F32 && self.mxu.class() == MxuClass::Float
+        (self.mxu != MxuType::F32 && self.mxu.class() == MxuClass::Float) || self.online.is_some()
+    }
+
+    /// Whether the weights come with FP8 block scales.
+    fn fp8_online(&self) -> bool {
+        self.online.is_some() && self.mxu.class() == MxuClass::Fp8
+    }
+
+    /// Whether the drain dequantizes int32 with per-column scales (a
+    /// `qgemm`, or an int8 GEMM of on-chip-quantized A).
+    fn column_scales(&self) -> Option<u64> {
+        match (&self.quant, &self.online) {
+            (Some(q), _) => Some(q.scales),
+            (None, Some(o)) if !self.fp8_online() => Some(o.w_scales),
+            _ => None,
+        }
+    }
+
+    /// Columns of A's scales (each `[TM]`): int8 one; FP8 one per weight
+    /// tile along K (the tiles of one block sharing its scale), for whole
+    /// blocks.
+    fn a_scale_columns(&self, tk: u64, target: &Target) -> u64 {
+        match self.online {
+            None => 0,
+            Some(_) if self.fp8_online() => {
+                let block = u64::from(target.mxu_scale_block);
+                self.k.div_ceil(block) * self.tiles_per_block(tk, target)
+            }
+            Some(_) => 1,
+        }
+    }
+
+    /// Weight tiles along K per scale block (FP8): all of them when K fits
+    /// one block, else `B / TK` (`TK` divides `B`).
+    fn tiles_per_block(&self, tk: u64, target: &Target) -> u64 {
+        let block = u64::from(target.mxu_scale_block);
+        if self.k <= block {
+            self.k.div_ceil(tk)
+        } else {
+            block / tk
+        }
     }
 
     /// Bytes per element of A in DRAM.
@@ -115,7 +221,7 @@ impl GemmSpec {
 
     /// The resident `[N]` f32 vectors: the column scales, then the bias.
     fn vectors(&self) -> u64 {
-        u64::from(self.quant.is_some()) + u64::from(self.bias.is_some())
+        u64::from(self.column_scales().is_some()) + u64::from(self.bias.is_some())
     }
 }
 
@@ -138,8 +244,7 @@ pub struct GemmTiles {
 /// Picks tiles: TK × TN the array (or less), TM as many rows as SPM and
 /// ACC allow (A resident), balanced so the last block is not tiny.
 pub fn choose_tiles(spec: &GemmSpec, target: &Target) -> Result<GemmTiles, LowerError> {
-    let tk = spec.k.min(u64::from(target.mxu_k)).max(1);
-    let tn = spec.n.min(u64::from(target.mxu_n)).max(1);
+    let (tk, tn) = tile_dims(spec.k, spec.n, spec.mxu, target);
     let e = spec.mxu.a_type().size();
     let convert = spec.converts_a();
     // A weight slot is busy from its load's issue to the end of the matmul
@@ -155,12 +260,31 @@ pub fn choose_tiles(spec: &GemmSpec, target: &Target) -> Result<GemmTiles, Lower
         .div_ceil(transfer.max(spec.m.min(1024)).max(1))
         .clamp(2, 8);
     let b_slots = want.min((target.spm_bytes / 4 / tile_bytes.max(1)).max(2));
-    let fixed = b_slots * tile_bytes + spec.vectors() * spec.n * 4 + 64 * 16;
+    let w_scales = if spec.fp8_online() {
+        spec.k.div_ceil(tk) * spec.n.div_ceil(tn) * 4
+    } else {
+        0
+    };
+    let fixed = b_slots * tile_bytes + spec.vectors() * spec.n * 4 + w_scales + 64 * 16;
     let spm = target.spm_bytes.saturating_sub(fixed);
-    // Per row of the A block: the row itself, two output rows, and (when
-    // converting) two staging rows of a chunk.
-    let kch = if convert { spec.k.min(512.max(tk)) } else { 0 };
-    let per_row = spec.k * e + 2 * tn * 4 + 2 * kch * 4;
+    // Per row of the A block: the row itself, two output rows, (when
+    // converting) two staging rows of a chunk — when A is quantized on
+    // chip, the whole row staged (chunks of one weight tile for int8, of
+    // one scale block for FP8) — and its scales.
+    let block = u64::from(target.mxu_scale_block);
+    let (kch, staged) = match (convert, spec.online) {
+        (true, Some(_)) if spec.fp8_online() => {
+            let kch = spec.k.min(block);
+            (kch, tiles(spec.k, kch) * kch)
+        }
+        (true, Some(_)) => (tk, tiles(spec.k, tk) * tk),
+        (true, None) => {
+            let kch = spec.k.min(512.max(tk));
+            (kch, 2 * kch)
+        }
+        (false, _) => (0, 0),
+    };
+    let per_row = spec.k * e + 2 * tn * 4 + staged * 4 + spec.a_scale_columns(tk, target) * 4;
     let by_spm = spm / per_row.max(1);
     let by_acc = target.acc_bytes / (2 * tn * 4);
     let cap = by_spm.min(by_acc).min(1024);
@@ -184,8 +308,8 @@ pub fn choose_tiles(spec: &GemmSpec, target: &Target) -> Result<GemmTiles, Lower
 pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
     let t = choose_tiles(spec, target)?;
     let mut mem = OnChip::new(target);
-    let bufs = GemmBuffers::allocate(&mut mem, spec, &t)?;
-    let kernel = GemmKernel::new(spec, &t, &bufs);
+    let bufs = GemmBuffers::allocate(&mut mem, spec, &t, target)?;
+    let kernel = GemmKernel::new(spec, &t, &bufs, target);
     let body = kernel.body();
     let (m, k, n) = (spec.m, spec.k, spec.n);
     let e = spec.mxu.a_type().size();
@@ -225,7 +349,8 @@ pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
             + b_bytes
             + batch * m * n * 4
             + spec.vectors() * n * 4
-            + u64::from(bufs.a_zp.is_some()),
+            + u64::from(bufs.a_zp.is_some())
+            + bufs.w_scales.as_ref().map_or(0, |(_, bytes)| *bytes),
     })
 }
 
@@ -244,6 +369,14 @@ struct GemmBuffers {
     scales: Option<Buffer>,
     /// A run-time zero point of A, and where it is in DRAM.
     a_zp: Option<(Buffer, Affine)>,
+    /// A's scales when it is quantized on chip: int8 `[TM]`; FP8 one
+    /// `[TM]` column per weight tile along K.
+    a_scales: Option<Buffer>,
+    /// FP8 weight scales, one per weight tile, and their bytes.
+    w_scales: Option<(Buffer, u64)>,
+    /// The reciprocals of one column of A's scales, which `vpu.quant …
+    /// sop=mul` multiplies by.
+    a_recip: Option<Buffer>,
     acc: Buffer,
 }
 
@@ -252,23 +385,45 @@ impl GemmBuffers {
         mem: &mut OnChip,
         spec: &GemmSpec,
         t: &GemmTiles,
+        target: &Target,
     ) -> Result<GemmBuffers, LowerError> {
         let e = spec.mxu.a_type().size();
         let abuf = mem.alloc("a", Mem::Spm, t.tm * spec.k * e, 1)?;
         let bbuf = mem.alloc("b", Mem::Spm, t.tk * t.tn * e, t.b_slots)?;
         let obuf = mem.alloc("out", Mem::Spm, t.tm * t.tn * 4, 2)?;
-        let stage = if spec.converts_a() {
-            Some(mem.alloc("a_stage", Mem::Spm, t.tm * t.kch * 4, 2)?)
-        } else {
-            None
+        let stage = match (spec.converts_a(), spec.online) {
+            // The whole rows, quantized once all (int8) or each block (FP8)
+            // of their columns are in.
+            // chunk-major ([chunk][row][column]), so that each chunk's DMA
+            // writes one contiguous range.
+            (true, Some(_)) => {
+                let bytes = tiles(spec.k, t.kch) * t.tm * t.kch * 4;
+                Some(mem.alloc("a_stage", Mem::Spm, bytes, 1)?)
+            }
+            (true, None) => Some(mem.alloc("a_stage", Mem::Spm, t.tm * t.kch * 4, 2)?),
+            (false, _) => None,
         };
         let bias = match spec.bias {
             Some(_) => Some(mem.alloc("bias", Mem::Spm, spec.n * 4, 1)?),
             None => None,
         };
-        let scales = match spec.quant {
+        let scales = match spec.column_scales() {
             Some(_) => Some(mem.alloc("scales", Mem::Spm, spec.n * 4, 1)?),
             None => None,
+        };
+        let a_scales = match spec.a_scale_columns(t.tk, target) {
+            0 => None,
+            cols => Some(mem.alloc("a_scales", Mem::Spm, cols * t.tm * 4, 1)?),
+        };
+        let a_recip = match spec.online {
+            Some(_) => Some(mem.alloc("a_recip", Mem::Spm, t.tm * 4, 1)?),
+            None => None,
+        };
+        let w_scales = if spec.fp8_online() {
+            let bytes = spec.k.div_ceil(t.tk) * spec.n.div_ceil(t.tn) * 4;
+            Some((mem.alloc("w_scales", Mem::Spm, bytes, 1)?, bytes))
+        } else {
+            None
         };
         let a_zp = match spec.quant.as_ref().map(|q| &q.a_zp) {
             Some(ZeroPoint::At(dram)) => Some((mem.alloc("a_zp", Mem::Spm, 4, 1)?, dram.clone())),
@@ -282,6 +437,9 @@ impl GemmBuffers {
             bias,
             scales,
             a_zp,
+            a_scales,
+            w_scales,
+            a_recip,
             acc: mem.alloc("acc", Mem::Acc, t.tm * t.tn * 4, 2)?,
         })
     }
@@ -298,6 +456,8 @@ struct GemmLoops {
     col_tile: Var,
     /// Weight tiles along K.
     k_tile: Var,
+    /// Scale blocks along a row of A (FP8 A quantized on chip).
+    block: Var,
     /// Rotators: staging slot, weight slot, ACC/output slot.
     stage_slot: Var,
     b_slot: Var,
@@ -309,6 +469,7 @@ struct GemmKernel<'a> {
     spec: &'a GemmSpec,
     t: &'a GemmTiles,
     bufs: &'a GemmBuffers,
+    target: &'a Target,
     loops: GemmLoops,
     /// Bytes per MXU input element.
     e: u64,
@@ -320,14 +481,20 @@ struct GemmKernel<'a> {
 }
 
 impl<'a> GemmKernel<'a> {
-    fn new(spec: &'a GemmSpec, t: &'a GemmTiles, bufs: &'a GemmBuffers) -> GemmKernel<'a> {
+    fn new(
+        spec: &'a GemmSpec,
+        t: &'a GemmTiles,
+        bufs: &'a GemmBuffers,
+        target: &'a Target,
+    ) -> GemmKernel<'a> {
         let mut vars = Vars::default();
-        let [batch, row_block, a_chunk, col_tile, k_tile, stage_slot, b_slot, out_slot] =
-            [(); 8].map(|()| vars.fresh());
+        let [batch, row_block, a_chunk, col_tile, k_tile, stage_slot, b_slot, out_slot, block] =
+            [(); 9].map(|()| vars.fresh());
         GemmKernel {
             spec,
             t,
             bufs,
+            target,
             e: spec.mxu.a_type().size(),
             tm: Ext::tile(t.tm, spec.m, Affine::var(0, row_block, t.tm as i64)),
             a_free: if bufs.stage.is_some() {
@@ -341,6 +508,7 @@ impl<'a> GemmKernel<'a> {
                 a_chunk,
                 col_tile,
                 k_tile,
+                block,
                 stage_slot,
                 b_slot,
                 out_slot,
@@ -359,7 +527,9 @@ impl<'a> GemmKernel<'a> {
             (self.a_free, 1),
         ];
         if self.bufs.stage.is_some() {
-            credits.push((Chan::credit(Vpu, Dma), 2));
+            // Staging slots (one, whole rows, for A quantized on chip).
+            let slots = if spec.online.is_some() { 1 } else { 2 };
+            credits.push((Chan::credit(Vpu, Dma), slots));
         }
         let mut m_body = self.a_block();
         m_body.push(Stmt::For {
@@ -373,27 +543,26 @@ impl<'a> GemmKernel<'a> {
             Affine::c(((tiles(spec.n, t.tn) - 1) * t.tn) as i64),
             Affine::var(1, l.out_slot, -1),
         ));
+        if self.fp8_interleaved() {
+            // The stage was read during the first column tile.
+            m_body.push(Stmt::Signal(Chan::credit(Vpu, Dma), 1));
+        }
         m_body.push(Stmt::Signal(self.a_free, 1));
-        let mut vectors: Vec<_> = match (&spec.quant, &self.bufs.scales) {
-            (Some(q), Some(buf)) => vec![(buf, q.scales, spec.n * 4)],
+        let mut vectors: Vec<_> = match (spec.column_scales(), &self.bufs.scales) {
+            (Some(addr), Some(buf)) => vec![(buf, addr, spec.n * 4)],
             _ => vec![],
         };
         if let (Some(addr), Some(buf)) = (spec.bias, &self.bufs.bias) {
             vectors.push((buf, addr, spec.n * 4));
         }
         let mut body = resident_vectors(&vectors);
+        if let (Some((buf, bytes)), Some(o)) = (&self.bufs.w_scales, &spec.online) {
+            // The MXU reads a tile's block scales at every weight load.
+            body.extend(resident_for_mxu(buf, Affine::c(o.w_scales as i64), *bytes));
+        }
         if let Some((buf, dram)) = &self.bufs.a_zp {
             // The MXU reads the run-time zero point at every weight load.
-            body.extend([
-                Stmt::Copy {
-                    dst: buf.at(&Affine::c(0), 0),
-                    src: Addr::new(Mem::Dram, dram.clone()),
-                    run: Ext::Const(1),
-                    dims: vec![],
-                },
-                Stmt::Signal(Chan::data(Dma, Mxu), 1),
-                Stmt::Wait(Chan::data(Dma, Mxu), 1),
-            ]);
+            body.extend(resident_for_mxu(buf, dram.clone(), 1));
         }
         body.extend(credited(
             &credits,
@@ -423,6 +592,10 @@ impl<'a> GemmKernel<'a> {
             "A block: rows of A, resident for every output column tile".into(),
         )];
         a_load.push(Stmt::Wait(self.a_free, 1));
+        if spec.online.is_some() {
+            a_load.extend(self.a_block_quantized());
+            return a_load;
+        }
         let Some(stage) = &b.stage else {
             a_load.push(Stmt::Copy {
                 dst: b.abuf.at(&Affine::c(0), 0),
@@ -458,28 +631,318 @@ impl<'a> GemmKernel<'a> {
                 },
                 Stmt::Signal(Chan::data(Dma, Vpu), 1),
                 Stmt::Wait(Chan::data(Dma, Vpu), 1),
-                Stmt::Vpu(VpuStmt {
-                    op: VpuOp::Cvt {
-                        dtype: spec.mxu.a_type(),
-                        a: stage.at(&slot, 0),
-                        atype: DType::F32,
-                        astride: t.kch * 4,
-                    },
-                    dst: Addr::new(
-                        Mem::Spm,
-                        Affine::var(b.abuf.offset as i64, vc, (t.kch * e) as i64),
-                    ),
-                    dstride: k * e,
-                    rows: self.tm.clone(),
-                    cols,
-                }),
+            ]
+            .into_iter()
+            .chain([Stmt::Vpu(VpuStmt {
+                op: VpuOp::Cvt {
+                    dtype: spec.mxu.a_type(),
+                    a: stage.at(&slot, 0),
+                    atype: DType::F32,
+                    astride: t.kch * 4,
+                },
+                dst: Addr::new(
+                    Mem::Spm,
+                    Affine::var(b.abuf.offset as i64, vc, (t.kch * e) as i64),
+                ),
+                dstride: k * e,
+                rows: self.tm.clone(),
+                cols,
+            })])
+            .chain([
                 Stmt::Signal(Chan::credit(Vpu, Dma), 1),
                 Stmt::Advance(l.stage_slot),
-            ],
+            ])
+            .collect(),
         });
         a_load.push(Stmt::Signal(Chan::data(Vpu, Mxu), 1));
         a_load.push(Stmt::Wait(Chan::data(Vpu, Mxu), 1));
         a_load
+    }
+
+    /// The A block of an 8-bit GEMM, quantized on chip and streamed to the
+    /// MXU: the DMA stages f32 chunks of the rows (all resident, in one
+    /// buffer); the VPU takes each group's max-abs, its scale, and
+    /// quantizes, signaling the MXU once per weight tile along K as soon as
+    /// that tile's columns are ready (the MXU waits for them on the first
+    /// column tile only). int8 groups are whole rows (the amax accumulates
+    /// over the chunks, then the row is quantized tile by tile); FP8 groups
+    /// are blocks of B columns, one per chunk. The stage is free again for
+    /// the DMA once the VPU has quantized the whole block.
+    fn a_block_quantized(&self) -> Vec<Stmt> {
+        let (spec, t, l, b, e) = (self.spec, self.t, &self.loops, self.bufs, self.e);
+        let (Some(stage), Some(scales)) = (&b.stage, &b.a_scales) else {
+            unreachable!("an 8-bit GEMM stages A and keeps its scales");
+        };
+        let (k, vc) = (spec.k, l.a_chunk);
+        let chunks = tiles(k, t.kch);
+        let a_batch = self.a_rows();
+        let staged = |at: Addr| Opnd {
+            addr: at,
+            stride: t.kch * 4,
+            bcast: Bcast::Full,
+        };
+        let chunk = (t.tm * t.kch * 4) as i64;
+        let ready = Chan::data(Vpu, Mxu);
+        let mut stmts = vec![Stmt::Wait(Chan::credit(Vpu, Dma), 1)];
+        if !spec.fp8_online() {
+            // int8: the row's amax over every chunk, then its scale, then
+            // the row quantized one weight tile of columns at a time.
+            let scale = scales.at(&Affine::c(0), 0);
+            let mut body = self.stage_chunk(&a_batch, vc);
+            body.push(self.vpu_into(
+                VpuOp::Red {
+                    func: RedFunc::Amax,
+                    a: staged(stage.at(&Affine::c(0), 0).plus(vc, chunk)),
+                    mode: Mode::AccAfterFirst(vc),
+                },
+                &scale,
+                4,
+                self.tm.clone(),
+                Ext::tile(t.kch, k, Affine::var(0, vc, t.kch as i64)),
+            ));
+            stmts.push(Stmt::For {
+                var: vc,
+                count: chunks,
+                body,
+            });
+            stmts.extend(self.scale_from_amax(&scale));
+            let vt = l.block;
+            let tile_cols = Ext::tile(t.tk, k, Affine::var(0, vt, t.tk as i64));
+            // int8 chunks are weight tiles.
+            let tile_at = stage.at(&Affine::c(0), 0).plus(vt, chunk);
+            stmts.push(Stmt::For {
+                var: vt,
+                count: tiles(k, t.tk),
+                body: vec![
+                    self.quantize(
+                        staged(tile_at),
+                        Addr::new(
+                            Mem::Spm,
+                            Affine::var(b.abuf.offset as i64, vt, (t.tk * e) as i64),
+                        ),
+                        tile_cols,
+                    ),
+                    Stmt::Signal(ready, 1),
+                ],
+            });
+        } else if self.fp8_interleaved() {
+            // FP8, each block when the first column tile reaches it (see
+            // `k_step`); the stage is free after the column tiles.
+            return stmts;
+        } else {
+            // FP8: chunk vc is block vc.
+            let tpb = spec.tiles_per_block(t.tk, self.target);
+            let mut body = self.fp8_block(&a_batch, vc);
+            // Every block but a short last one holds tpb weight tiles.
+            let last = tiles(k, t.tk) - (chunks - 1) * tpb;
+            if last == tpb {
+                body.push(Stmt::Signal(ready, tpb as u16));
+            } else {
+                body.push(Stmt::If {
+                    lhs: Affine::var(0, vc, 1),
+                    cmp: Cmp::Lt,
+                    value: chunks as i64 - 1,
+                    body: vec![Stmt::Signal(ready, tpb as u16)],
+                });
+                body.push(Stmt::If {
+                    lhs: Affine::var(0, vc, 1),
+                    cmp: Cmp::Ge,
+                    value: chunks as i64 - 1,
+                    body: vec![Stmt::Signal(ready, last as u16)],
+                });
+            }
+            stmts.push(Stmt::For {
+                var: vc,
+                count: chunks,
+                body,
+            });
+        }
+        stmts.push(Stmt::Signal(Chan::credit(Vpu, Dma), 1));
+        stmts
+    }
+
+    /// Whether an FP8 GEMM quantizes each block of A as the first column
+    /// tile reaches it, its DMA interleaved with the weight tiles': when a
+    /// block is one weight tile (`TK = B`) or A is one block (K ≤ B).
+    /// Otherwise (several tiles per block and several blocks) every block
+    /// is quantized before the column tiles.
+    fn fp8_interleaved(&self) -> bool {
+        let (spec, t) = (self.spec, self.t);
+        spec.fp8_online()
+            && (spec.tiles_per_block(t.tk, self.target) == 1 || tiles(spec.k, t.kch) == 1)
+    }
+
+    /// DMA: chunk `v` (of `kch` columns) of the A block's rows into its
+    /// place in the (chunk-major) stage, then one dma→vpu event.
+    fn stage_chunk(&self, a_batch: &Affine, v: Var) -> Vec<Stmt> {
+        let (spec, t) = (self.spec, self.t);
+        let Some(stage) = &self.bufs.stage else {
+            unreachable!("an 8-bit GEMM stages A");
+        };
+        vec![
+            Stmt::Copy {
+                dst: stage
+                    .at(&Affine::c(0), 0)
+                    .plus(v, (t.tm * t.kch * 4) as i64),
+                src: Addr::new(Mem::Dram, a_batch.clone().plus(v, (t.kch * 4) as i64)),
+                run: Ext::tile(t.kch, spec.k, Affine::var(0, v, t.kch as i64)).scaled(4),
+                dims: vec![DmaDim {
+                    count: self.tm.clone(),
+                    sstride: spec.a.row_stride as i64,
+                    dstride: (t.kch * 4) as i64,
+                }],
+            },
+            Stmt::Signal(Chan::data(Dma, Vpu), 1),
+            Stmt::Wait(Chan::data(Dma, Vpu), 1),
+        ]
+    }
+
+    /// FP8: block `v` of A staged, its max-abs per row, its scales (in the
+    /// column of its first weight tile, copied to its other tiles') and
+    /// the block quantized into the A block.
+    fn fp8_block(&self, a_batch: &Affine, v: Var) -> Vec<Stmt> {
+        let (spec, t, b, e) = (self.spec, self.t, self.bufs, self.e);
+        let (Some(stage), Some(scales)) = (&b.stage, &b.a_scales) else {
+            unreachable!("an 8-bit GEMM stages A and keeps its scales");
+        };
+        let tpb = spec.tiles_per_block(t.tk, self.target);
+        let column = |extra: i64| {
+            Addr::new(
+                Mem::Spm,
+                Affine::var(scales.offset as i64 + extra, v, (tpb * t.tm * 4) as i64),
+            )
+        };
+        let staged = Opnd {
+            addr: stage
+                .at(&Affine::c(0), 0)
+                .plus(v, (t.tm * t.kch * 4) as i64),
+            stride: t.kch * 4,
+            bcast: Bcast::Full,
+        };
+        let cols = Ext::tile(t.kch, spec.k, Affine::var(0, v, t.kch as i64));
+        let mut body = self.stage_chunk(a_batch, v);
+        body.push(self.vpu_into(
+            VpuOp::Red {
+                func: RedFunc::Amax,
+                a: staged.clone(),
+                mode: Mode::Fixed(AccMode::Set),
+            },
+            &column(0),
+            4,
+            self.tm.clone(),
+            cols.clone(),
+        ));
+        body.extend(self.scale_from_amax(&column(0)));
+        let dst = Addr::new(
+            Mem::Spm,
+            Affine::var(b.abuf.offset as i64, v, (t.kch * e) as i64),
+        );
+        body.push(self.quantize(staged, dst, cols));
+        if tpb > 1 {
+            body.push(self.vpu_into(
+                VpuOp::Un {
+                    func: UnFunc::Mov,
+                    a: Opnd {
+                        addr: column(0),
+                        stride: 0,
+                        bcast: Bcast::Row,
+                    },
+                },
+                &column((t.tm * 4) as i64),
+                t.tm * 4,
+                Ext::Const(tpb - 1),
+                self.tm.clone(),
+            ));
+        }
+        body
+    }
+
+    /// The first row of this A block in DRAM.
+    fn a_rows(&self) -> Affine {
+        let (spec, t, l) = (self.spec, self.t, &self.loops);
+        Affine::var(spec.a.addr as i64, l.batch, spec.a.batch_stride as i64).plus_affine(
+            &Affine::var(0, l.row_block, (t.tm * spec.a.row_stride) as i64),
+        )
+    }
+
+    /// A VPU statement writing `rows × cols` at `dst`.
+    fn vpu_into(&self, op: VpuOp, dst: &Addr, dstride: u64, rows: Ext, cols: Ext) -> Stmt {
+        Stmt::Vpu(VpuStmt {
+            op,
+            dst: dst.clone(),
+            dstride,
+            rows,
+            cols,
+        })
+    }
+
+    /// VPU: the `[tm]` column of max-abs values at `scale` made scales, in
+    /// place — `max(amax · (1/max_finite), MIN_SCALE)` — and their
+    /// reciprocals `1 / s` into the `a_recip` column.
+    fn scale_from_amax(&self, scale: &Addr) -> Vec<Stmt> {
+        let t = self.t;
+        let as_row = || Opnd {
+            addr: scale.clone(),
+            stride: t.tm * 4,
+            bcast: Bcast::Full,
+        };
+        let recip = self.recip();
+        [
+            (
+                BinFunc::Mul,
+                1.0 / max_finite(self.spec.mxu.a_type()),
+                Order::As,
+                scale,
+            ),
+            (BinFunc::Max, MIN_SCALE, Order::As, scale),
+            (BinFunc::Div, 1.0, Order::Sa, &recip),
+        ]
+        .into_iter()
+        .map(|(func, scalar, order, dst)| {
+            self.vpu_into(
+                VpuOp::BinS {
+                    func,
+                    a: as_row(),
+                    scalar,
+                    order,
+                },
+                dst,
+                t.tm * 4,
+                Ext::Const(1),
+                self.tm.clone(),
+            )
+        })
+        .collect()
+    }
+
+    /// The column of reciprocal scales.
+    fn recip(&self) -> Addr {
+        match &self.bufs.a_recip {
+            Some(buf) => buf.at(&Affine::c(0), 0),
+            None => unreachable!("an 8-bit GEMM has a reciprocal-scale column"),
+        }
+    }
+
+    /// VPU: `cols` columns of the staged rows `src` quantized into `dst`
+    /// (the A block): times the reciprocals of the latest row scales
+    /// (`vpu.quant … sop=mul`, one multiply per element).
+    fn quantize(&self, src: Opnd, dst: Addr, cols: Ext) -> Stmt {
+        self.vpu_into(
+            VpuOp::Quant {
+                a: src,
+                s: Opnd {
+                    addr: self.recip(),
+                    stride: 4,
+                    bcast: Bcast::Col,
+                },
+                dtype: self.spec.mxu.a_type(),
+                by: ScaleOp::Mul,
+            },
+            &dst,
+            self.spec.k * self.e,
+            self.tm.clone(),
+            cols,
+        )
     }
 
     /// Output columns in this column tile (`tn`, or fewer in the last).
@@ -509,7 +972,34 @@ impl<'a> GemmKernel<'a> {
             (at, tn.clone().scaled(e), tk.clone(), Trans::N)
         };
         let slot_stride = if spec.b_trans { t.tk * e } else { t.tn * e };
-        vec![
+        let mut step = Vec::new();
+        if self.fp8_interleaved() {
+            // The first column tile quantizes A block by block as it goes:
+            // each block's DMA just before the weights that need it.
+            let mut block = self.fp8_block(&self.a_rows(), vk);
+            let signal = if tiles(spec.k, t.kch) == 1 {
+                tiles(spec.k, t.tk)
+            } else {
+                1
+            };
+            block.push(Stmt::Signal(Chan::data(Vpu, Mxu), signal as u16));
+            if signal > 1 {
+                // A is one block, quantized at the first weight tile.
+                block = vec![Stmt::If {
+                    lhs: Affine::var(0, vk, 1),
+                    cmp: Cmp::Eq,
+                    value: 0,
+                    body: block,
+                }];
+            }
+            step.push(Stmt::If {
+                lhs: Affine::var(0, vn, 1),
+                cmp: Cmp::Eq,
+                value: 0,
+                body: block,
+            });
+        }
+        step.extend([
             Stmt::Wait(Chan::credit(Mxu, Dma), 1),
             Stmt::Copy {
                 dst: b.bbuf.at(&bslot, 0),
@@ -530,14 +1020,20 @@ impl<'a> GemmKernel<'a> {
                 stride: slot_stride,
                 dtype: spec.mxu,
                 trans,
-                zero_points: spec.quant.as_ref().map(|q| {
-                    let a_zp = match &b.a_zp {
-                        Some((buf, _)) => ZeroPoint::At(buf.at(&Affine::c(0), 0).at),
-                        None => q.a_zp.clone(),
-                    };
-                    (a_zp, q.b_zp)
-                }),
+                quant: self.weight_quant(),
             },
+        ]);
+        if spec.online.is_some() {
+            // This K tile's columns of A, quantized (see
+            // `a_block_quantized`), before the first column tile uses them.
+            step.push(Stmt::If {
+                lhs: Affine::var(0, vn, 1),
+                cmp: Cmp::Eq,
+                value: 0,
+                body: vec![Stmt::Wait(Chan::data(Vpu, Mxu), 1)],
+            });
+        }
+        step.extend([
             Stmt::Matmul {
                 dst: b.acc.at(&Affine::var(0, l.out_slot, 1), 0).at,
                 a: Affine::var(b.abuf.offset as i64, vk, (t.tk * e) as i64),
@@ -545,10 +1041,38 @@ impl<'a> GemmKernel<'a> {
                 astride: spec.k * e,
                 dstride: t.tn * 4,
                 mode: Mode::AccAfterFirst(vk),
+                // This K tile's column of A's scales.
+                ascales: match (&b.w_scales, &b.a_scales) {
+                    (Some(_), Some(a)) => Some(Affine::var(a.offset as i64, vk, (t.tm * 4) as i64)),
+                    _ => None,
+                },
             },
             Stmt::Signal(Chan::credit(Mxu, Dma), 1),
             Stmt::Advance(l.b_slot),
-        ]
+        ]);
+        step
+    }
+
+    /// What this GEMM's `mxu.ldw` adds: zero points (a `qgemm`; zeros for
+    /// int8 A quantized on chip) or the weight tile's FP8 block scales.
+    fn weight_quant(&self) -> Option<WeightQuant> {
+        let (spec, t, l, b) = (self.spec, self.t, &self.loops, self.bufs);
+        if let Some(q) = &spec.quant {
+            let a_zp = match &b.a_zp {
+                Some((buf, _)) => ZeroPoint::At(buf.at(&Affine::c(0), 0).at),
+                None => q.a_zp.clone(),
+            };
+            return Some(WeightQuant::ZeroPoints(a_zp, q.b_zp));
+        }
+        spec.online?;
+        match &b.w_scales {
+            Some((buf, _)) => {
+                let kt = spec.k.div_ceil(t.tk) as i64;
+                let at = Affine::var(buf.offset as i64, l.col_tile, kt * 4).plus(l.k_tile, 4);
+                Some(WeightQuant::Scales { at, a_stride: 4 })
+            }
+            None => Some(WeightQuant::ZeroPoints(ZeroPoint::Const(0), 0)),
+        }
     }
 
     /// VPU: a finished ACC tile plus the bias, through the activation,
@@ -588,6 +1112,24 @@ impl<'a> GemmKernel<'a> {
                 cols: tn.clone(),
             }));
             src = out_opnd.clone();
+            if let (Some(_), Some(sa)) = (&self.spec.online, &b.a_scales) {
+                // … times the row's scale (int8 A quantized on chip).
+                epilogue.push(Stmt::Vpu(VpuStmt {
+                    op: VpuOp::Bin {
+                        func: BinFunc::Mul,
+                        a: src.clone(),
+                        b: Opnd {
+                            addr: sa.at(&Affine::c(0), 0),
+                            stride: 4,
+                            bcast: Bcast::Col,
+                        },
+                    },
+                    dst: out_tile.clone(),
+                    dstride: t.tn * 4,
+                    rows: self.tm.clone(),
+                    cols: tn.clone(),
+                }));
+            }
         }
         if let Some(bb) = &b.bias {
             epilogue.push(Stmt::Vpu(VpuStmt {
@@ -690,4 +1232,20 @@ impl<'a> GemmKernel<'a> {
         n_body.push(Stmt::Advance(l.out_slot));
         n_body
     }
+}
+
+/// DMA: `bytes` at DRAM `src` into `buf`, once before the loops, then one
+/// dma→mxu event: data the MXU reads at every weight load (a run-time zero
+/// point, FP8 weight scales).
+fn resident_for_mxu(buf: &Buffer, src: Affine, bytes: u64) -> Vec<Stmt> {
+    vec![
+        Stmt::Copy {
+            dst: buf.at(&Affine::c(0), 0),
+            src: Addr::new(Mem::Dram, src),
+            run: Ext::Const(bytes),
+            dims: vec![],
+        },
+        Stmt::Signal(Chan::data(Dma, Mxu), 1),
+        Stmt::Wait(Chan::data(Dma, Mxu), 1),
+    ]
 }

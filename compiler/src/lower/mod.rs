@@ -27,6 +27,7 @@ pub mod movement;
 pub(crate) mod ops;
 pub mod pipeline;
 pub mod plan;
+pub mod quantize;
 pub mod rowwise;
 pub mod template;
 pub mod views;
@@ -48,6 +49,10 @@ pub enum LowerError {
         /// What is missing.
         message: String,
     },
+    /// The compile's options do not fit the graph or target (a
+    /// `--keep-high` naming no node, FP8 on an E8M0 target).
+    #[error("{0}")]
+    Options(String),
     /// Several nodes cannot be lowered (all are listed).
     #[error("{} nodes cannot run on the NPU: {}", .0.len(), .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Many(Vec<LowerError>),
@@ -103,6 +108,9 @@ pub struct Ctx<'g> {
     pub precision: Precision,
     addr: HashMap<NodeId, u64>,
     weights: HashMap<NodeId, u64>,
+    /// The GEMMs run in 8 bits, with their quantized weights' and scales'
+    /// DRAM addresses.
+    weights_8bit: HashMap<NodeId, (u64, u64)>,
     arena: RefCell<Arena>,
     scratch: RefCell<Vec<(u64, u64)>>,
     /// Nodes a template asked the address of but that have no storage (a
@@ -204,6 +212,13 @@ impl Ctx<'_> {
         self.weights.get(&self.views.root(self.graph, id)).copied()
     }
 
+    /// For a GEMM an 8-bit precision runs in 8 bits: its MXU type and the
+    /// DRAM addresses of its quantized weights and of their scales.
+    pub fn weights_8bit(&self, gemm: NodeId) -> Option<(MxuType, u64, u64)> {
+        let (data, scales) = *self.weights_8bit.get(&gemm)?;
+        Some((self.precision.gemm_8bit()?, data, scales))
+    }
+
     /// The constant value of a node, if it is one (through reshapes).
     pub fn constant(&self, id: NodeId) -> Option<&Tensor> {
         match &self.graph.node(self.views.root(self.graph, id)).op {
@@ -264,6 +279,17 @@ fn mxu_bytes(tensor: &Tensor, mxu: MxuType) -> Vec<u8> {
 
 /// Lowers a graph for a target.
 pub fn lower(graph: &Graph, target: &Target, precision: Precision) -> Result<Lowered, LowerError> {
+    lower_keeping(graph, target, precision, &[])
+}
+
+/// [`lower`], keeping the GEMMs `keep_high` names (see
+/// [`quantize::eight_bit_gemms`]) out of an 8-bit precision.
+pub fn lower_keeping(
+    graph: &Graph,
+    target: &Target,
+    precision: Precision,
+    keep_high: &[String],
+) -> Result<Lowered, LowerError> {
     let order = graph
         .canonical_order()
         .map_err(|e| LowerError::Unsupported {
@@ -291,8 +317,35 @@ pub fn lower(graph: &Graph, target: &Target, precision: Precision) -> Result<Low
     let mut weights: HashMap<NodeId, u64> = HashMap::new();
     let mut next = 0u64;
 
-    // Constants: raw values and MXU-ready weights.
+    // Constants: raw values and MXU-ready weights; the 8-bit GEMMs' weights
+    // quantized (and only those, when no float GEMM reads them).
+    let mut eight_bit = quantize::eight_bit_gemms(graph, precision, keep_high, target)
+        .map_err(LowerError::Options)?;
     let (weight_roots, raw_roots) = constant_uses(graph, &views, &order);
+    // Weight root → the 8-bit GEMMs reading it, all in one layout (a GEMM
+    // reading it transposed the other way stays high).
+    let mut quantized: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
+    let trans = |id: NodeId| matches!(graph.node(id).op, Op::Gemm { trans_b: true, .. });
+    for &id in &order {
+        if eight_bit.contains(&id) {
+            let root = views.root(graph, graph.operands(id)[1]);
+            let readers = quantized.entry(root).or_default();
+            if readers.first().is_some_and(|&g| trans(g) != trans(id)) {
+                eight_bit.remove(&id);
+            } else {
+                readers.push(id);
+            }
+        }
+    }
+    let float_read = |root: NodeId| {
+        order.iter().any(|&id| {
+            !eight_bit.contains(&id)
+                && graph.operands(id).into_iter().enumerate().any(|(pos, o)| {
+                    is_weight_use(&graph.node(id).op, pos) && views.root(graph, o) == root
+                })
+        })
+    };
+    let mut weights_8bit: HashMap<NodeId, (u64, u64)> = HashMap::new();
     for &id in &order {
         let node = graph.node(id);
         let Op::Constant(tensor) = &node.op else {
@@ -314,7 +367,46 @@ pub fn lower(graph: &Graph, target: &Target, precision: Precision) -> Result<Low
             });
             next = align(next + dram.last().map_or(0, |t| t.bytes));
         }
-        if weight_roots.contains(&id) {
+        if let (Some(gemms), Some(mxu)) = (quantized.get(&id), precision.gemm_8bit()) {
+            // Every GEMM reading this weight has its shape and layout.
+            let g = gemms[0];
+            let Op::Gemm { trans_b, .. } = graph.node(g).op else {
+                unreachable!("eight_bit_gemms chooses gemms");
+            };
+            let shape = &graph.node(graph.operands(g)[1]).ty.shape;
+            let (k, n) = if trans_b {
+                (shape[1], shape[0])
+            } else {
+                (shape[0], shape[1])
+            };
+            let q = quantize::quantize_weights(&tensor.to_f32_vec(), (k, n), trans_b, mxu, target);
+            let scales: Vec<u8> = q.scales.iter().flat_map(|s| s.to_le_bytes()).collect();
+            let mut at = [0u64; 2];
+            for (slot, (suffix, data)) in
+                [(mxu.to_string(), q.data), (format!("{mxu}.scales"), scales)]
+                    .into_iter()
+                    .enumerate()
+            {
+                let name = format!("{}.{suffix}", node.name);
+                at[slot] = next;
+                dram.push(DramTensor {
+                    name: name.clone(),
+                    addr: next,
+                    bytes: data.len() as u64,
+                    kind: DramKind::Constant,
+                });
+                segments.push(Segment {
+                    name,
+                    dram_addr: next,
+                    data,
+                });
+                next = align(next + dram.last().map_or(0, |t| t.bytes));
+            }
+            for &g in gemms {
+                weights_8bit.insert(g, (at[0], at[1]));
+            }
+        }
+        if weight_roots.contains(&id) && (!quantized.contains_key(&id) || float_read(id)) {
             let data = mxu_bytes(tensor, precision.mxu());
             weights.insert(id, next);
             let name = format!("{}.{}", node.name, precision.mxu());
@@ -397,6 +489,7 @@ pub fn lower(graph: &Graph, target: &Target, precision: Precision) -> Result<Low
         precision,
         addr,
         weights,
+        weights_8bit,
         arena: RefCell::new(Arena::new(next)),
         scratch: RefCell::new(Vec::new()),
         unplaced: RefCell::new(Vec::new()),

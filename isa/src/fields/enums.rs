@@ -221,6 +221,17 @@ enum_field! {
 }
 
 enum_field! {
+    /// How `vpu.quant` applies its scale operand.
+    ScaleOp, bits = 1, omitted = Div, {
+        /// `a / s`: ONNX QuantizeLinear's division (special-function rate).
+        Div = 0, "div",
+        /// `a × s`, `s` holding the reciprocal scale: one multiply per
+        /// element (simple rate), as a quantizer in hardware is built.
+        Mul = 1, "mul",
+    }
+}
+
+enum_field! {
     /// Where `mxu.ldw` takes A's zero point from (integer inputs).
     ZpSrc, bits = 1, omitted = Reg, {
         /// The value of register `azp`.

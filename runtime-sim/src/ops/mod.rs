@@ -7,7 +7,9 @@
 //! so the dims in force when a copy is dispatched are exactly those in force
 //! when it starts.
 
-use tessera_isa::{AccMode, Bcast, BinFunc, DType, Mem, MxuType, Order, RedFunc, Trans, UnFunc};
+use tessera_isa::{
+    AccMode, Bcast, BinFunc, DType, Mem, MxuType, Order, RedFunc, ScaleOp, Trans, UnFunc,
+};
 
 mod pattern;
 mod resolve;
@@ -190,6 +192,8 @@ pub enum Op {
         astride: u64,
         sbcast: Bcast,
         zp: i64,
+        /// How `vpu.quant` applies the scale (`div` for `vpu.dequant`).
+        sop: ScaleOp,
     },
     Fill {
         dst: Addr,

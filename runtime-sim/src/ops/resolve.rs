@@ -236,8 +236,21 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             astride,
             sbcast,
             zp,
-        }
-        | Instr::VpuDequant {
+            sop,
+        } => Op::Quant {
+            dequant: false,
+            dst: onchip!(dst),
+            a: onchip!(a),
+            s: onchip!(s),
+            qtype,
+            shape: shape(rows, cols),
+            dstride: r(dstride),
+            astride: r(astride),
+            sbcast,
+            zp: opt(zp) as i64,
+            sop,
+        },
+        Instr::VpuDequant {
             dst,
             a,
             s,
@@ -249,7 +262,7 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             sbcast,
             zp,
         } => Op::Quant {
-            dequant: matches!(instr, Instr::VpuDequant { .. }),
+            dequant: true,
             dst: onchip!(dst),
             a: onchip!(a),
             s: onchip!(s),
@@ -259,6 +272,7 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             astride: r(astride),
             sbcast,
             zp: opt(zp) as i64,
+            sop: ScaleOp::Div,
         },
         Instr::VpuCvt {
             dst,

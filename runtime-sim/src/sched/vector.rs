@@ -120,6 +120,7 @@ impl Machine<'_> {
                 astride,
                 sbcast,
                 zp,
+                sop,
             } => {
                 let strides = (dstride, astride);
                 if dequant {
@@ -128,10 +129,15 @@ impl Machine<'_> {
                         cost::vpu_elementwise(t, cost::VpuClass::Simple, shape.rows, shape.cols),
                     )
                 } else {
+                    // Dividing by the scale runs at the special-function
+                    // rate, multiplying by its reciprocal at the simple one.
+                    let class = match sop {
+                        tessera_isa::ScaleOp::Div => cost::VpuClass::Special,
+                        tessera_isa::ScaleOp::Mul => cost::VpuClass::Simple,
+                    };
                     (
-                        vpu::quant(m, dst, a, s, qtype, shape, strides, sbcast, zp)?,
-                        // It divides by the scale: the special-function rate.
-                        cost::vpu_elementwise(t, cost::VpuClass::Special, shape.rows, shape.cols),
+                        vpu::quant(m, dst, a, s, qtype, shape, strides, (sbcast, sop), zp)?,
+                        cost::vpu_elementwise(t, class, shape.rows, shape.cols),
                     )
                 }
             }

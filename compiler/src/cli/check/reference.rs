@@ -110,6 +110,40 @@ fn labelled(check: &OutputCheck, what: &str, verdict: &str) -> String {
     format!("{} vs {what}:{body} {verdict}", check.name)
 }
 
+/// Judges an 8-bit program's outputs (`--precision int8|fp8-*`): passes
+/// when every output is within the precision's documented threshold
+/// ([`Tolerance::for_precision`]) of the `expected` outputs (onnxruntime's,
+/// of the fp32 model); prints cosine and SQNR per output.
+pub fn judge_8bit(
+    actual: &[(String, Tensor)],
+    expected: &[(String, Tensor)],
+    precision: Precision,
+) -> anyhow::Result<ExitCode> {
+    let name = precision.name();
+    let actual: Vec<(String, &Tensor)> = actual.iter().map(|(n, t)| (n.clone(), t)).collect();
+    let tolerance = Tolerance::for_precision(precision);
+    let checks = check_outputs(&actual, expected, tolerance).map_err(|m| anyhow!(m))?;
+    for c in &checks {
+        let verdict = if c.comparison.pass { "PASS" } else { "FAIL" };
+        outln!("{}", labelled(c, "expected", verdict))?;
+    }
+    let failed = checks.iter().filter(|c| !c.comparison.pass).count();
+    outln!(
+        "{} of {} outputs within the {name} threshold ({tolerance})",
+        checks.len() - failed,
+        checks.len()
+    )?;
+    if let Some(first) = checks.iter().find(|c| !c.comparison.pass) {
+        bail!(
+            "output `{}` is outside the {name} threshold: {} (`--keep-high NODE` keeps a \
+             layer in bf16; `check --compare-all` finds the layer that loses it)",
+            first.name,
+            out_of_tolerance(first, tolerance)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Judges a reduced-precision program's outputs: passes when every output
 /// matches the same-precision `reference` within
 /// [`Tolerance::SAME_PRECISION`]; prints, per output, the distance to the

@@ -5,7 +5,7 @@ use crate::graph::{Activation, NodeId};
 use crate::kernel::{Affine, Kernel, ZeroPoint};
 use crate::lower::attention::{attention, AttentionSpec, MaskSpec};
 use crate::lower::elementwise::{elementwise, Ew, EwOperand, EwSpec};
-use crate::lower::gemm::{gemm, DramMat, GemmQuant, GemmSpec};
+use crate::lower::gemm::{gemm, DramMat, GemmQuant, GemmSpec, OnlineQuant};
 use crate::lower::movement::{copies, dense_strides, CopySpec};
 use crate::lower::{Ctx, LowerError};
 use crate::precision::{integer_mxu, Precision};
@@ -158,6 +158,7 @@ pub(super) fn conv(
             },
             mxu,
             quant: None,
+            online: None,
         };
         kernels.push(gemm(&spec, ctx.target)?);
     }
@@ -228,13 +229,15 @@ pub(super) fn gemm_op(
     let ops = ctx.graph.operands(id);
     let a = ctx.graph.node(ops[0]);
     let b = ctx.graph.node(ops[1]);
-    let mxu = match zero_points {
-        Some(_) => integer_mxu(a.ty.dtype, b.ty.dtype)
+    let eight_bit = ctx.weights_8bit(id).filter(|_| zero_points.is_none());
+    let mxu = match (zero_points, eight_bit) {
+        (Some(_), _) => integer_mxu(a.ty.dtype, b.ty.dtype)
             .ok_or_else(|| unsupported(ctx, id, "qgemm on operands other than u8/i8"))?,
-        None if a.ty.dtype != DType::F32 || b.ty.dtype != DType::F32 => {
+        _ if a.ty.dtype != DType::F32 || b.ty.dtype != DType::F32 => {
             return Err(unsupported(ctx, id, "gemm on non-f32 operands"));
         }
-        None => ctx.precision.mxu(),
+        (None, Some((mxu, _, _))) => mxu,
+        (None, None) => ctx.precision.mxu(),
     };
     let k = *a.ty.shape.last().unwrap_or(&1) as u64;
     let m = a.ty.numel() as u64 / k.max(1);
@@ -245,10 +248,12 @@ pub(super) fn gemm_op(
     } as u64;
     let e = mxu.a_type().size();
     let mut kernels = Vec::new();
-    // Integer weights are read as stored; float ones in the MXU's type.
-    let b_addr = match zero_points {
-        Some(_) => ctx.addr(ops[1]),
-        None => mxu_operand(ctx, id, ops[1], &mut kernels)?,
+    // Integer weights are read as stored; 8-bit ones as quantized when
+    // compiling; float ones in the MXU's type.
+    let b_addr = match (zero_points, eight_bit) {
+        (Some(_), _) => ctx.addr(ops[1]),
+        (None, Some((_, data, _))) => data,
+        (None, None) => mxu_operand(ctx, id, ops[1], &mut kernels)?,
     };
     // The operands after A and B: the column scales of a qgemm, the bias.
     let mut rest = ops[2..].iter();
@@ -304,6 +309,7 @@ pub(super) fn gemm_op(
         },
         mxu,
         quant,
+        online: eight_bit.map(|(_, _, w_scales)| OnlineQuant { w_scales }),
     };
     kernels.push(gemm(&spec, ctx.target)?);
     Ok(kernels)
@@ -495,6 +501,7 @@ pub(super) fn matmul(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
         },
         mxu,
         quant: None,
+        online: None,
     };
     kernels.push(gemm(&spec, ctx.target)?);
     Ok(kernels)

@@ -33,7 +33,7 @@ impl Online<'_> {
                         stride: d * e,
                         dtype: spec.mxu,
                         trans: Trans::T,
-                        zero_points: None,
+                        quant: None,
                     },
                     Stmt::Matmul {
                         dst: at(&b.sacc).at,
@@ -42,6 +42,7 @@ impl Online<'_> {
                         astride: d * e,
                         dstride: self.plan.tk * 4,
                         mode: Mode::AccAfterFirst(vd),
+                        ascales: None,
                     },
                 ],
             },
@@ -142,7 +143,7 @@ impl Online<'_> {
                         stride: d * e,
                         dtype: spec.mxu,
                         trans: Trans::N,
-                        zero_points: None,
+                        quant: None,
                     },
                     Stmt::Matmul {
                         dst: at(&b.pvacc).at.plus(vo, (on * 4) as i64),
@@ -151,6 +152,7 @@ impl Online<'_> {
                         astride: self.plan.tk * e,
                         dstride: d * 4,
                         mode: Mode::Fixed(AccMode::Set),
+                        ascales: None,
                     },
                 ],
             },

@@ -80,7 +80,7 @@ impl WholeRow<'_> {
                             stride: d * e,
                             dtype: spec.mxu,
                             trans: Trans::T,
-                            zero_points: None,
+                            quant: None,
                         },
                         Stmt::Matmul {
                             dst: b.sacc.at(&self.acc_slot(), 0).at.plus(vc, (kn * 4) as i64),
@@ -89,6 +89,7 @@ impl WholeRow<'_> {
                             astride: d * e,
                             dstride: sk * 4,
                             mode: Mode::AccAfterFirst(vd),
+                            ascales: None,
                         },
                     ],
                 }],
@@ -277,7 +278,7 @@ impl WholeRow<'_> {
                             stride: d * e,
                             dtype: spec.mxu,
                             trans: Trans::N,
-                            zero_points: None,
+                            quant: None,
                         },
                         Stmt::Matmul {
                             dst: b.oacc.at(&self.acc_slot(), 0).at.plus(vo, (on * 4) as i64),
@@ -286,6 +287,7 @@ impl WholeRow<'_> {
                             astride: sk * e,
                             dstride: d * 4,
                             mode: Mode::AccAfterFirst(vk),
+                            ascales: None,
                         },
                     ],
                 }],
