@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: a GPT-2-small-shaped model (12 layers, d=768, 12 heads,
-# seq 128) compiled for `base` in bf16 and simulated.
+# seq 128) compiled for `base` (bf16, or BENCH_PRECISION: fp32, int8,
+# fp8-e4m3, fp8-e5m2) and simulated.
 #
 # Prints compile time and peak memory, simulated cycles, the roofline and
 # their ratio, MXU utilization, simulator wall time, the correctness of
@@ -58,7 +59,9 @@ for p in s["profile"][:8]:
 PY
 
 echo "== check against onnxruntime"
-$T check "$DIR/model.onnx" --data "$DIR/test_data_set_0" --target "$TARGET" --precision "$PRECISION" | tail -2
+# (An 8-bit precision may be outside its threshold on this random model:
+# the numbers are the result either way.)
+$T check "$DIR/model.onnx" --data "$DIR/test_data_set_0" --target "$TARGET" --precision "$PRECISION" 2>&1 | tail -3 || true
 
 echo "== without the e-graph optimizer"
 $T compile "$DIR/model.onnx" -o "$OUT/plain.tnpu" --target "$TARGET" --precision "$PRECISION" --no-egraph > /dev/null

@@ -556,3 +556,79 @@ fn an_fp16_converted_model_rounds_like_onnx() {
         "fp16 rounding: {to_fp16_onnxruntime} to onnxruntime fp16, {to_fp32_model} to fp32"
     );
 }
+
+fn check_mlp_block(extra: &[&str]) -> Output {
+    let mut args = vec![
+        "check",
+        "models/mlp_block/model.onnx",
+        "--data",
+        "models/mlp_block/test_data_set_0",
+        "--target",
+        "tiny",
+    ];
+    args.extend(extra);
+    tessera(&args)
+}
+
+/// The number after `label` in `text` (e.g. `cosine 0.999`).
+fn number_after(text: &str, label: &str) -> f64 {
+    let at = text
+        .find(label)
+        .unwrap_or_else(|| panic!("no `{label}` in {text}"))
+        + label.len();
+    text[at..]
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no number after `{label}` in {text}"))
+}
+
+#[test]
+fn check_at_8_bit_precisions_reports_cosine_and_sqnr_against_the_threshold() {
+    for (precision, min_cosine) in [("int8", 0.99), ("fp8-e4m3", 0.99), ("fp8-e5m2", 0.98)] {
+        let out = check_mlp_block(&["--precision", precision]);
+        let text = stdout(&out);
+        assert!(out.status.success(), "{precision}: {text} {}", stderr(&out));
+        assert!(
+            text.contains(&format!("within the {precision} threshold")),
+            "{text}"
+        );
+        let cosine = number_after(&text, "cosine ");
+        let sqnr = number_after(&text, "sqnr ");
+        assert!(
+            cosine >= min_cosine && cosine < 1.0,
+            "{precision}: cosine {cosine}"
+        );
+        // Below fp32's (> 100 dB): the 8-bit GEMMs cost something.
+        assert!((15.0..80.0).contains(&sqnr), "{precision}: sqnr {sqnr}");
+    }
+    // Keeping both GEMMs high is bf16 on this block: far closer.
+    // (The GEMMs by the names `--emit kernels` gives them.)
+    let kept = check_mlp_block(&[
+        "--precision",
+        "fp8-e4m3",
+        "--keep-high",
+        "gelu_half",
+        "--keep-high",
+        "fc2_bias",
+    ]);
+    let text = stdout(&kept);
+    assert!(kept.status.success(), "{text} {}", stderr(&kept));
+    let plain = stdout(&check_mlp_block(&["--precision", "fp8-e4m3"]));
+    assert!(
+        number_after(&text, "sqnr ") > number_after(&plain, "sqnr ") + 6.0,
+        "{text}\n{plain}"
+    );
+}
+
+#[test]
+fn keep_high_naming_no_node_is_a_one_line_error() {
+    let out = check_mlp_block(&["--precision", "int8", "--keep-high", "/no/such/layer"]);
+    assert_user_error(&out, &["--keep-high `/no/such/layer` names no node"]);
+}
+
+#[test]
+fn check_interpret_refuses_an_8_bit_precision() {
+    let out = check_mlp_block(&["--interpret", "--precision", "int8"]);
+    assert_user_error(&out, &["no 8-bit arithmetic", "without --interpret"]);
+}

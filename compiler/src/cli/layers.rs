@@ -194,11 +194,7 @@ pub fn check(
             .with_context(|| model.display().to_string())?;
         let optimized_eval = evaluate(&pipeline.graph, &bound, Keep::All)
             .with_context(|| model.display().to_string())?;
-        let tolerance = if options.precision.is_reduced() {
-            Tolerance::MODEL_BF16
-        } else {
-            Tolerance::MODEL_FP32
-        };
+        let tolerance = Tolerance::for_precision(options.precision);
         let report = compare_tensors(
             &loadable,
             &tensors,
@@ -220,7 +216,10 @@ pub fn check(
         outln!("wrote {} tensors to {}", dumped.len(), dir.display())?;
     }
     let outputs = super::run::read_outputs(&simulator, &loadable)?;
-    let code = if options.precision.is_reduced() {
+    let code = if options.precision.gemm_8bit().is_some() {
+        // As a plain `check`: the 8-bit precision's threshold.
+        reference::judge_8bit(&outputs, &expected, options.precision)
+    } else if options.precision.is_reduced() {
         // As a plain `check`: against the same-precision reference, the
         // distance to the expected outputs beside it.
         let program = reference::eval_options(options, target);
