@@ -285,14 +285,15 @@ fn gemm_on_base() {
 /// An integer GEMM (`qgemm`): u8 or i8 A and B with zero points, int32 in
 /// ACC, drained by `vpu.dequant` times per-column scales, then bias and
 /// activation; bit-exact against the written semantics. With
-/// `a_zp_in_dram` A's zero point is a byte in DRAM (computed at run time,
-/// as by DynamicQuantizeLinear), read by `mxu.ldw ... azsrc=spm`.
+/// `in_dram.0` A's zero point is a byte in DRAM (computed at run time, as
+/// by DynamicQuantizeLinear), read by `mxu.ldw ... azsrc=spm`; with
+/// `in_dram.1` B's, by `wzsrc=spm`.
 #[allow(clippy::too_many_arguments)]
 fn check_qgemm(
     target: &Target,
     (m, k, n): (u64, u64, u64),
     mxu: MxuType,
-    (a_zp, b_zp, a_zp_in_dram): (i32, i32, bool),
+    (a_zp, b_zp, in_dram): (i32, i32, (bool, bool)),
     trans_b: bool,
     bias: bool,
     act: Option<UnFunc>,
@@ -332,6 +333,13 @@ fn check_qgemm(
     let bias_addr = align(scales_addr + n * 4);
     let c_addr = align(bias_addr + n * 4);
     let zp_addr = align(c_addr + m * n * 4);
+    let zero_point = |z: i32, in_dram: bool, at: u64| {
+        if in_dram {
+            ZeroPoint::At(Affine::c(at as i64))
+        } else {
+            ZeroPoint::Const(z)
+        }
+    };
     let spec = GemmSpec {
         node: "test/qgemm".into(),
         batch: 1,
@@ -359,12 +367,8 @@ fn check_qgemm(
         mxu,
         online: None,
         quant: Some(GemmQuant {
-            a_zp: if a_zp_in_dram {
-                ZeroPoint::At(Affine::c(zp_addr as i64))
-            } else {
-                ZeroPoint::Const(a_zp)
-            },
-            b_zp,
+            a_zp: zero_point(a_zp, in_dram.0, zp_addr),
+            b_zp: zero_point(b_zp, in_dram.1, zp_addr + 1),
             scales: scales_addr,
         }),
     };
@@ -380,11 +384,11 @@ fn check_qgemm(
     assert!(code
         .instrs
         .iter()
-        .any(|i| matches!(i, Instr::MxuLoadW { dtype, azsrc, .. }
-            if *dtype == mxu && (*azsrc == ZpSrc::Spm) == a_zp_in_dram)));
+        .any(|i| matches!(i, Instr::MxuLoadW { dtype, azsrc, wzsrc, .. }
+            if *dtype == mxu && (*azsrc == ZpSrc::Spm, *wzsrc == ZpSrc::Spm) == in_dram)));
     let mut segments = vec![(b_addr, b_store), (scales_addr, f32_bytes(&scales))];
-    if a_zp_in_dram {
-        segments.push((zp_addr, vec![a_zp as u8]));
+    if in_dram != (false, false) {
+        segments.push((zp_addr, vec![a_zp as u8, b_zp as u8]));
     }
     if bias {
         segments.push((bias_addr, f32_bytes(&bias_v)));
@@ -423,7 +427,7 @@ fn qgemm_u8_i8_with_zero_points_is_bit_exact_on_tiny_with_edge_tiles() {
         &Target::tiny(),
         (13, 20, 19),
         MxuType::U8I8,
-        (131, 0, false),
+        (131, 0, (false, false)),
         false,
         false,
         None,
@@ -437,7 +441,7 @@ fn qgemm_i8_with_bias_activation_and_transposed_b_on_tiny() {
         &Target::tiny(),
         (9, 17, 12),
         MxuType::I8,
-        (-3, 2, false),
+        (-3, 2, (false, false)),
         true,
         true,
         Some(UnFunc::Gelu),
@@ -446,13 +450,18 @@ fn qgemm_i8_with_bias_activation_and_transposed_b_on_tiny() {
 }
 
 #[test]
-fn qgemm_with_run_time_zero_points_of_a_on_tiny() {
-    for (mxu, a_zp, seed) in [(MxuType::U8I8, 201, 8), (MxuType::I8, -77, 9)] {
+fn qgemm_with_run_time_zero_points_on_tiny() {
+    for (mxu, (a_zp, b_zp), in_dram, seed) in [
+        (MxuType::U8I8, (201, 0), (true, false), 8),
+        (MxuType::I8, (-77, 0), (true, false), 9),
+        (MxuType::U8, (17, 250), (true, true), 10),
+        (MxuType::I8U8, (-5, 99), (false, true), 11),
+    ] {
         check_qgemm(
             &Target::tiny(),
             (11, 40, 21),
             mxu,
-            (a_zp, 0, true),
+            (a_zp, b_zp, in_dram),
             false,
             true,
             None,
@@ -467,7 +476,7 @@ fn qgemm_on_base() {
         &Target::base(),
         (40, 300, 260),
         MxuType::U8I8,
-        (7, 0, false),
+        (7, 0, (false, false)),
         false,
         true,
         None,

@@ -108,7 +108,8 @@ define_isa! {
     /// Loads a k x n weight tile from SPM into the systolic array (optionally transposed), with its zero points or block scales.
     0x60 MxuLoadW "mxu.ldw" Mxu (src: SpmAddr)
         [k: Val, n: Val, stride: Val, dtype: MxuType, trans: Trans,
-         wzp: OptReg, azp: OptReg, scales: OptReg, sstride: OptReg, azsrc: ZpSrc];
+         wzp: OptReg, azp: OptReg, scales: OptReg, sstride: OptReg, azsrc: ZpSrc,
+         wzsrc: ZpSrc];
     /// acc[m x n] (=|+=) A[m x k] * W: streams m rows of A through the loaded weights.
     0x61 MxuMatmul "mxu.mm" Mxu (dst: AccAddr, a: SpmAddr)
         [m: Val, astride: Val, dstride: Val, mode: AccMode, ascales: OptReg];

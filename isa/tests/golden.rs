@@ -82,7 +82,7 @@ fn low_precision_assembly() {
         mxu.mm acc[0x8000], spm[0x20000], m=r1, astride=128, dstride=256, mode=acc, ascales=r3
         mxu.ldw spm[0], k=64, n=64, stride=64, dtype=e5m2e4m3, trans=n, scales=r3, sstride=r4
         mxu.ldw spm[0], k=64, n=64, stride=64, dtype=i8, trans=n, wzp=r2, azp=r2
-        mxu.ldw spm[0], k=64, n=64, stride=64, dtype=u8, trans=n, azp=r3, azsrc=spm
+        mxu.ldw spm[0], k=64, n=64, stride=64, dtype=u8, trans=n, wzp=r4, azp=r3, azsrc=spm, wzsrc=spm
         vpu.red amax, spm[0x30000], spm[0x20000], rows=r1, cols=r1, dstride=r4, astride=r1, mode=set
         vpu.quant spm[0x31000], spm[0x20000], spm[0x30000], dtype=e4m3, rows=r1, cols=r1, dstride=r1, astride=r1, sbcast=col
         vpu.quant spm[0x32000], spm[0x20000], spm[0x30000], dtype=u8, rows=r1, cols=r1, dstride=r1, astride=r1, sbcast=scalar, zp=r2

@@ -120,25 +120,29 @@ pub fn mxu_load(
     }];
     let (mut wzp, mut azp) = (0, 0);
     if class == MxuClass::Int {
-        check_zero_point("mxu.ldw weight", wtype, quant.wzp)?;
-        azp = quant.azp;
-        if quant.azp_in_spm {
-            // One A-type element at the SPM address in the register.
-            let pattern = Pattern::contiguous(Mem::Spm, quant.azp as u64, 1);
+        // A zero point: the register's value, or (`*zsrc=spm`) one element
+        // of the operand's type at the SPM address in the register.
+        let mut zero_point = |value: i64, in_spm: bool, t: DType| -> Result<i64, RawFault> {
+            if !in_spm {
+                return Ok(value);
+            }
+            let pattern = Pattern::contiguous(Mem::Spm, value as u64, 1);
             pattern.check(mems)?;
             accesses.push(Access {
                 pattern,
                 write: false,
             });
-            let byte = mems.onchip(Mem::Spm)[quant.azp as usize];
-            azp = if atype == DType::I8 {
+            let byte = mems.onchip(Mem::Spm)[value as usize];
+            Ok(if t == DType::I8 {
                 i64::from(byte as i8)
             } else {
                 i64::from(byte)
-            };
-        }
+            })
+        };
+        azp = zero_point(quant.azp, quant.azp_in_spm, atype)?;
+        wzp = zero_point(quant.wzp, quant.wzp_in_spm, wtype)?;
+        check_zero_point("mxu.ldw weight", wtype, wzp)?;
         check_zero_point("mxu.ldw A", atype, azp)?;
-        wzp = quant.wzp;
     }
     let block = u64::from(target.mxu_scale_block);
     let e8m0 = target.mxu_scale_e8m0;

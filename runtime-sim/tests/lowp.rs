@@ -18,8 +18,10 @@ const A_AT: u64 = 0;
 const W_AT: u64 = 512;
 const WS_AT: u64 = 1024;
 const AS_AT: u64 = 1536;
-/// Where A's zero point sits when the `mxu.ldw` reads it from SPM.
+/// Where A's and the weights' zero points sit when the `mxu.ldw` reads
+/// them from SPM.
 const AZP_AT: u64 = 2047;
+const WZP_AT: u64 = 2046;
 const DATA_BYTES: u64 = 2048;
 
 /// One `mxu.ldw` + two `mxu.mm` (set, then acc over the same A) case.
@@ -35,6 +37,8 @@ struct Case {
     wzp: i64,
     /// Whether `mxu.ldw` reads `azp` from SPM (`azsrc=spm`).
     azp_in_spm: bool,
+    /// Whether `mxu.ldw` reads `wzp` from SPM (`wzsrc=spm`).
+    wzp_in_spm: bool,
     /// fp32 scales (or E8M0 exponents) for W: blocks(k) x blocks(n).
     wscales: Vec<f32>,
     /// For A: m x blocks(k).
@@ -60,6 +64,7 @@ impl Case {
             azp: 0,
             wzp: 0,
             azp_in_spm: false,
+            wzp_in_spm: false,
             wscales: vec![1.0; k.div_ceil(128) * n.div_ceil(128)],
             ascales: vec![1.0; m * k.div_ceil(128)],
             block: 128,
@@ -99,9 +104,12 @@ fn program(case: &Case) -> String {
         let at = AS_AT as usize + i * sb;
         data[at..at + sb].copy_from_slice(&scale_bytes(case, s));
     }
+    // The elements' bits (an i8 as two's complement).
     if case.azp_in_spm {
-        // The element's bits (an i8 as two's complement).
         data[AZP_AT as usize] = case.azp as u8;
+    }
+    if case.wzp_in_spm {
+        data[WZP_AT as usize] = case.wzp as u8;
     }
     let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
     let ea = esize(case.dtype.a_type());
@@ -119,13 +127,18 @@ fn program(case: &Case) -> String {
     } else {
         (case.azp, "")
     };
-    let _ = writeln!(s, "li r1, {}\nli r2, {azp}", case.wzp);
+    let (wzp, wzsrc) = if case.wzp_in_spm {
+        (WZP_AT as i64, ", wzsrc=spm")
+    } else {
+        (case.wzp, "")
+    };
+    let _ = writeln!(s, "li r1, {wzp}\nli r2, {azp}");
     let _ = writeln!(s, "li r3, {WS_AT}\nli r4, {}\nli r5, {AS_AT}", kb * sb);
     let _ = writeln!(s, "dma.copy spm[0], dram[0x1000], bytes={DATA_BYTES}");
     let _ = writeln!(s, "dma.signal s0, 1\nmxu.wait s0, 1");
     let _ = writeln!(
         s,
-        "mxu.ldw spm[{W_AT}], k={}, n={}, stride={}, dtype={}, trans=n, wzp=r1, azp=r2, scales=r3, sstride=r4{azsrc}",
+        "mxu.ldw spm[{W_AT}], k={}, n={}, stride={}, dtype={}, trans=n, wzp=r1, azp=r2, scales=r3, sstride=r4{azsrc}{wzsrc}",
         case.k,
         case.n,
         case.n * ew,
@@ -303,11 +316,13 @@ fn int_case() -> impl Strategy<Value = Case> {
             zero_point(dtype.a_type()),
             zero_point(dtype.w_type()),
             any::<bool>(),
+            any::<bool>(),
         )
-            .prop_map(move |(a, w, azp, wzp, azp_in_spm)| Case {
+            .prop_map(move |(a, w, azp, wzp, azp_in_spm, wzp_in_spm)| Case {
                 azp,
                 wzp,
                 azp_in_spm,
+                wzp_in_spm,
                 ..Case::new(dtype, (m, k, n), a, w)
             })
     })
@@ -362,6 +377,7 @@ fn fp8_case() -> impl Strategy<Value = Case> {
                         azp: 0,
                         wzp: 0,
                         azp_in_spm: false,
+                        wzp_in_spm: false,
                         wscales,
                         ascales,
                         block,

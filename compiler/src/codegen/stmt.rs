@@ -94,19 +94,21 @@ impl<'t> Emitter<'t> {
                 let k = self.ext_val(k)?;
                 let n = self.ext_val(n)?;
                 let stride = self.const_val(*stride)?;
-                let (mut azp, mut wzp, mut azsrc) = (OptReg::NONE, OptReg::NONE, ZpSrc::Reg);
+                let (mut azp, mut wzp) = (OptReg::NONE, OptReg::NONE);
+                let (mut azsrc, mut wzsrc) = (ZpSrc::Reg, ZpSrc::Reg);
                 let (mut scales, mut sstride) = (OptReg::NONE, OptReg::NONE);
                 match quant {
                     Some(WeightQuant::ZeroPoints(a, w)) => {
-                        let a = match a {
-                            ZeroPoint::Const(a) => self.li(i64::from(*a))?,
+                        // A value, or an SPM address with `*zsrc=spm`.
+                        let mut register = |z: &ZeroPoint| match z {
+                            ZeroPoint::Const(c) => Ok((self.li(i64::from(*c))?, ZpSrc::Reg)),
                             ZeroPoint::At(at) => {
-                                azsrc = ZpSrc::Spm;
-                                self.affine_reg(at)?
+                                Ok::<_, CodegenError>((self.affine_reg(at)?, ZpSrc::Spm))
                             }
                         };
-                        azp = OptReg(a);
-                        wzp = OptReg(self.li(i64::from(*w))?);
+                        let (a, a_src) = register(a)?;
+                        let (w, w_src) = register(w)?;
+                        (azp, wzp, azsrc, wzsrc) = (OptReg(a), OptReg(w), a_src, w_src);
                     }
                     Some(WeightQuant::Scales { at, a_stride }) => {
                         scales = OptReg(self.affine_reg(at)?);
@@ -126,6 +128,7 @@ impl<'t> Emitter<'t> {
                     scales,
                     sstride,
                     azsrc,
+                    wzsrc,
                 });
             }
             Stmt::Matmul {

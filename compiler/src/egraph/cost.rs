@@ -215,7 +215,9 @@ impl CostModel {
                     };
                 self.mxu(rows, k as u64, n as u64) + drain
             }
-            Op::QGemm { act, a_zp, .. } => {
+            Op::QGemm {
+                act, a_zp, b_zp, ..
+            } => {
                 let (a, b) = (operand(0)?, operand(1)?);
                 let mxu = crate::precision::integer_mxu(a.dtype, b.dtype)?;
                 let k = a.shape[a.rank() - 1];
@@ -224,7 +226,7 @@ impl CostModel {
                     return None;
                 }
                 let rows = (a.numel() / k.max(1)) as u64;
-                let bias = operands.len() > crate::graph::qgemm_bias_operand(*a_zp);
+                let bias = operands.len() > crate::graph::qgemm_operands(*a_zp, *b_zp).2;
                 let drain = self.vpu(Simple, shape, 1 + u64::from(bias))
                     + if act.is_some() {
                         self.vpu(Special, shape, 1)

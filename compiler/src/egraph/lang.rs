@@ -425,7 +425,7 @@ mod tests {
             },
             Op::QGemm {
                 a_zp: Some(3),
-                b_zp: 0,
+                b_zp: Some(0),
                 trans_b: false,
                 act: None,
             },

@@ -212,7 +212,13 @@ impl Op {
                         None => AttrValue::Word("input".into()),
                     },
                 ),
-                ("b_zp", AttrValue::Int(i64::from(*b_zp))),
+                (
+                    "b_zp",
+                    match b_zp {
+                        Some(z) => AttrValue::Int(i64::from(*z)),
+                        None => AttrValue::Word("input".into()),
+                    },
+                ),
                 ("trans_b", AttrValue::Bool(*trans_b)),
                 (
                     "act",
@@ -260,7 +266,10 @@ impl Op {
                             AttrValue::Word(w) if w == "input" => None,
                             _ => Some(zp("a_zp")?),
                         },
-                        b_zp: zp("b_zp")?,
+                        b_zp: match a.get("b_zp")? {
+                            AttrValue::Word(w) if w == "input" => None,
+                            _ => Some(zp("b_zp")?),
+                        },
                         trans_b: a.bool("trans_b")?,
                         act: a.activation()?,
                     },
@@ -448,13 +457,13 @@ mod tests {
             },
             Op::QGemm {
                 a_zp: Some(128),
-                b_zp: -3,
+                b_zp: Some(-3),
                 trans_b: true,
                 act: Some(Activation::Relu),
             },
             Op::QGemm {
                 a_zp: None,
-                b_zp: 0,
+                b_zp: None,
                 trans_b: false,
                 act: None,
             },

@@ -37,7 +37,7 @@ pub mod verify;
 pub use attrs::AttrValue;
 pub use fused::FusedExpr;
 pub use op::{
-    qgemm_bias_operand, Activation, BinaryOp, ConvAttrs, GeluApprox, Op, ReduceKind, UnaryOp,
+    qgemm_operands, Activation, BinaryOp, ConvAttrs, GeluApprox, Op, ReduceKind, UnaryOp,
 };
 
 /// Identifies a node of a [`Graph`]; stable across removals of other nodes.

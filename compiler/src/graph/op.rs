@@ -457,17 +457,19 @@ pub enum Op {
     /// wrapping int32 (the MXU's integer class), converted to f32 by
     /// round-to-nearest-even, then one f32 multiply by the column's scale
     /// and one f32 add of its bias. Operands `[a, b, scale]`, then (with
-    /// `a_zp: None`) the zero point of `a`, then optionally `bias`: `a` is
+    /// `a_zp: None`) the zero point of `a`, (with `b_zp: None`) that of
+    /// `b`, then optionally `bias`: `a` is
     /// `[..., M, K]` u8 or i8, `b` is `[K, N]` (`[N, K]` when `trans_b`) u8
-    /// or i8, `scale` and `bias` are f32 `[N]`, the zero point is one
-    /// element of `a`'s type. Result f32 `[..., M, N]`. What Q/DQ around a
+    /// or i8, `scale` and `bias` are f32 `[N]`, a zero-point operand is one
+    /// element of its operand's type. Result f32 `[..., M, N]`. What Q/DQ around a
     /// MatMul, and MatMulInteger, fuse into.
     QGemm {
         /// Zero point of `a` (in `a`'s type's range); `None`: the operand
         /// after `scale`, computed at run time (DynamicQuantizeLinear).
         a_zp: Option<i32>,
-        /// Zero point of `b` (in `b`'s type's range).
-        b_zp: i32,
+        /// Zero point of `b` (in `b`'s type's range); `None`: an operand
+        /// (after `a`'s), computed at run time.
+        b_zp: Option<i32>,
         /// `b` is stored `[N, K]` and used transposed.
         trans_b: bool,
         /// Activation applied after the bias.
@@ -494,10 +496,19 @@ pub enum Op {
     Rope,
 }
 
-/// The operand index of a qgemm's bias: after `scale` and, when `a_zp` is
-/// `None`, the zero point of `a` (see [`Op::QGemm`]).
-pub fn qgemm_bias_operand(a_zp: Option<i32>) -> usize {
-    3 + usize::from(a_zp.is_none())
+/// The operand indices of a qgemm's run-time zero points of `a` and `b`
+/// (where `a_zp`/`b_zp` are `None`) and of its bias (see [`Op::QGemm`]).
+pub fn qgemm_operands(
+    a_zp: Option<i32>,
+    b_zp: Option<i32>,
+) -> (Option<usize>, Option<usize>, usize) {
+    let a_at = a_zp.is_none().then_some(3);
+    let b_at = b_zp.is_none().then_some(3 + usize::from(a_zp.is_none()));
+    (
+        a_at,
+        b_at,
+        3 + usize::from(a_zp.is_none()) + usize::from(b_zp.is_none()),
+    )
 }
 
 impl Op {

@@ -47,24 +47,29 @@ pub(crate) fn gemm(
     Tensor::from_f32_as(ty.dtype, ty.shape.clone(), out).ok_or_else(|| "shape mismatch".into())
 }
 
-/// A qgemm's zero point of `a` (its attribute, or the run-time operand
-/// after `scale`) and its bias, from the operands `args`.
-pub(crate) fn qgemm_zero_point_and_bias<'t>(
-    a_zp: Option<i32>,
+/// A qgemm's zero points of `a` and `b` (attributes, or run-time
+/// operands) and its bias, from the operands `args`.
+pub(crate) fn qgemm_zero_points_and_bias<'t>(
+    (a_zp, b_zp): (Option<i32>, Option<i32>),
     args: &[&'t Tensor],
-) -> Result<(i32, Option<&'t Tensor>), String> {
-    let zp = match a_zp {
-        Some(z) => z,
-        None => {
-            let t = args.get(3).ok_or("qgemm needs its zero-point operand")?;
-            *t.to_i64_vec()
-                .first()
-                .ok_or("qgemm's zero-point operand is empty")? as i32
+) -> Result<((i32, i32), Option<&'t Tensor>), String> {
+    let (a_at, b_at, bias_at) = crate::graph::qgemm_operands(a_zp, b_zp);
+    let value = |attr: Option<i32>, at: Option<usize>| -> Result<i32, String> {
+        match (attr, at) {
+            (Some(z), _) => Ok(z),
+            (None, Some(at)) => {
+                let t = args.get(at).ok_or("qgemm needs its zero-point operand")?;
+                Ok(*t
+                    .to_i64_vec()
+                    .first()
+                    .ok_or("qgemm's zero-point operand is empty")? as i32)
+            }
+            (None, None) => Err("qgemm zero point without an operand".into()),
         }
     };
     Ok((
-        zp,
-        args.get(crate::graph::qgemm_bias_operand(a_zp)).copied(),
+        (value(a_zp, a_at)?, value(b_zp, b_at)?),
+        args.get(bias_at).copied(),
     ))
 }
 
@@ -90,15 +95,20 @@ pub(crate) fn qgemm(
     };
     let av = centered(a, a_zp);
     let bv = k_major(centered(b, b_zp), k, n, trans_b);
+    // A batched b ([..., K, N]) pairs each batch entry's rows with its own
+    // K × N matrix.
+    let batch = (b.numel() / (k * n).max(1)).max(1);
+    let rows_per = rows / batch;
     let scale = scale.to_f32_vec();
     let bias = bias.map(Tensor::to_f32_vec);
     let mut out = vec![0f32; rows * n];
     let mut acc = vec![0i32; n];
     for i in 0..rows {
         acc.fill(0);
+        let bm = &bv[(i / rows_per.max(1)).min(batch - 1) * k * n..];
         for p in 0..k {
             let x = av[i * k + p];
-            for (c, &y) in acc.iter_mut().zip(&bv[p * n..(p + 1) * n]) {
+            for (c, &y) in acc.iter_mut().zip(&bm[p * n..(p + 1) * n]) {
                 *c = c.wrapping_add(x.wrapping_mul(y));
             }
         }

@@ -389,13 +389,13 @@ pub fn eval_op_with(
             act,
         } => {
             let act = act.map(|act| move |x| fused::activation(act, x));
-            let (a_zp, bias) = fused::qgemm_zero_point_and_bias(*a_zp, args)?;
+            let (zero_points, bias) = fused::qgemm_zero_points_and_bias((*a_zp, *b_zp), args)?;
             fused::qgemm(
                 arg(0)?,
                 arg(1)?,
                 arg(2)?,
                 bias,
-                (a_zp, *b_zp),
+                zero_points,
                 *trans_b,
                 act.as_ref().map(|f| f as &dyn Fn(f32) -> f32),
                 ty,

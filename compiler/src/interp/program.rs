@@ -38,16 +38,17 @@ pub(crate) fn eval(
         // Exact integers; only the epilogue's activation is the VPU's.
         let func = act.vpu_func();
         let vpu_act = move |x| tessera_isa::numerics::unary(func, x);
-        let (a_zp, bias) = match super::fused::qgemm_zero_point_and_bias(*a_zp, args) {
-            Ok(found) => found,
-            Err(e) => return Some(Err(e)),
-        };
+        let (zero_points, bias) =
+            match super::fused::qgemm_zero_points_and_bias((*a_zp, *b_zp), args) {
+                Ok(found) => found,
+                Err(e) => return Some(Err(e)),
+            };
         return Some(super::fused::qgemm(
             args[0],
             args.get(1)?,
             args.get(2)?,
             bias,
-            (a_zp, *b_zp),
+            zero_points,
             *trans_b,
             Some(&vpu_act),
             ty,

@@ -348,7 +348,7 @@ pub enum VpuOp {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum WeightQuant {
     /// Integer modes: the zero points of A and of the weights.
-    ZeroPoints(ZeroPoint, i32),
+    ZeroPoints(ZeroPoint, ZeroPoint),
     /// FP8 modes: the weight tile's block scales in SPM, and the byte
     /// stride between the rows of A's block scales.
     Scales {

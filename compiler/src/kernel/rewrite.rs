@@ -166,10 +166,13 @@ impl Stmt {
                 dtype: *dtype,
                 trans: *trans,
                 quant: quant.as_ref().map(|q| match q {
-                    WeightQuant::ZeroPoints(ZeroPoint::At(at), w) => {
-                        WeightQuant::ZeroPoints(ZeroPoint::At(f(at)), *w)
+                    WeightQuant::ZeroPoints(a, w) => {
+                        let moved = |z: &ZeroPoint| match z {
+                            ZeroPoint::At(at) => ZeroPoint::At(f(at)),
+                            ZeroPoint::Const(c) => ZeroPoint::Const(*c),
+                        };
+                        WeightQuant::ZeroPoints(moved(a), moved(w))
                     }
-                    WeightQuant::ZeroPoints(z, w) => WeightQuant::ZeroPoints(z.clone(), *w),
                     WeightQuant::Scales { at, a_stride } => WeightQuant::Scales {
                         at: f(at),
                         a_stride: *a_stride,

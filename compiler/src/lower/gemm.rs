@@ -157,8 +157,8 @@ pub struct GemmQuant {
     /// A's zero point: a constant, or one element of A's type in DRAM
     /// (loaded into SPM once, read there by every `mxu.ldw`).
     pub a_zp: ZeroPoint,
-    /// B's zero point.
-    pub b_zp: i32,
+    /// B's zero point, likewise.
+    pub b_zp: ZeroPoint,
     /// Address of the `[N]` f32 column scales.
     pub scales: u64,
 }
@@ -350,6 +350,7 @@ pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
             + batch * m * n * 4
             + spec.vectors() * n * 4
             + u64::from(bufs.a_zp.is_some())
+            + u64::from(bufs.b_zp.is_some())
             + bufs.w_scales.as_ref().map_or(0, |(_, bytes)| *bytes),
     })
 }
@@ -369,6 +370,8 @@ struct GemmBuffers {
     scales: Option<Buffer>,
     /// A run-time zero point of A, and where it is in DRAM.
     a_zp: Option<(Buffer, Affine)>,
+    /// A run-time zero point of B, likewise.
+    b_zp: Option<(Buffer, Affine)>,
     /// A's scales when it is quantized on chip: int8 `[TM]`; FP8 one
     /// `[TM]` column per weight tile along K.
     a_scales: Option<Buffer>,
@@ -425,10 +428,12 @@ impl GemmBuffers {
         } else {
             None
         };
-        let a_zp = match spec.quant.as_ref().map(|q| &q.a_zp) {
-            Some(ZeroPoint::At(dram)) => Some((mem.alloc("a_zp", Mem::Spm, 4, 1)?, dram.clone())),
-            _ => None,
+        let mut run_time = |name: &str, zp: Option<&ZeroPoint>| match zp {
+            Some(ZeroPoint::At(dram)) => Ok(Some((mem.alloc(name, Mem::Spm, 4, 1)?, dram.clone()))),
+            _ => Ok::<_, LowerError>(None),
         };
+        let a_zp = run_time("a_zp", spec.quant.as_ref().map(|q| &q.a_zp))?;
+        let b_zp = run_time("b_zp", spec.quant.as_ref().map(|q| &q.b_zp))?;
         Ok(GemmBuffers {
             abuf,
             bbuf,
@@ -437,6 +442,7 @@ impl GemmBuffers {
             bias,
             scales,
             a_zp,
+            b_zp,
             a_scales,
             w_scales,
             a_recip,
@@ -560,8 +566,8 @@ impl<'a> GemmKernel<'a> {
             // The MXU reads a tile's block scales at every weight load.
             body.extend(resident_for_mxu(buf, Affine::c(o.w_scales as i64), *bytes));
         }
-        if let Some((buf, dram)) = &self.bufs.a_zp {
-            // The MXU reads the run-time zero point at every weight load.
+        for (buf, dram) in self.bufs.a_zp.iter().chain(&self.bufs.b_zp) {
+            // The MXU reads a run-time zero point at every weight load.
             body.extend(resident_for_mxu(buf, dram.clone(), 1));
         }
         body.extend(credited(
@@ -1058,11 +1064,14 @@ impl<'a> GemmKernel<'a> {
     fn weight_quant(&self) -> Option<WeightQuant> {
         let (spec, t, l, b) = (self.spec, self.t, &self.loops, self.bufs);
         if let Some(q) = &spec.quant {
-            let a_zp = match &b.a_zp {
+            let on_chip = |buf: &Option<(Buffer, Affine)>, zp: &ZeroPoint| match buf {
                 Some((buf, _)) => ZeroPoint::At(buf.at(&Affine::c(0), 0).at),
-                None => q.a_zp.clone(),
+                None => zp.clone(),
             };
-            return Some(WeightQuant::ZeroPoints(a_zp, q.b_zp));
+            return Some(WeightQuant::ZeroPoints(
+                on_chip(&b.a_zp, &q.a_zp),
+                on_chip(&b.b_zp, &q.b_zp),
+            ));
         }
         spec.online?;
         match &b.w_scales {
@@ -1071,7 +1080,10 @@ impl<'a> GemmKernel<'a> {
                 let at = Affine::var(buf.offset as i64, l.col_tile, kt * 4).plus(l.k_tile, 4);
                 Some(WeightQuant::Scales { at, a_stride: 4 })
             }
-            None => Some(WeightQuant::ZeroPoints(ZeroPoint::Const(0), 0)),
+            None => Some(WeightQuant::ZeroPoints(
+                ZeroPoint::Const(0),
+                ZeroPoint::Const(0),
+            )),
         }
     }
 

@@ -232,7 +232,8 @@ enum_field! {
 }
 
 enum_field! {
-    /// Where `mxu.ldw` takes A's zero point from (integer inputs).
+    /// Where `mxu.ldw` takes A's or the weights' zero point from (integer
+    /// inputs).
     ZpSrc, bits = 1, omitted = Reg, {
         /// The value of register `azp`.
         Reg = 0, "reg",

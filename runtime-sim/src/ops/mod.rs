@@ -68,6 +68,8 @@ pub struct MxuQuant {
     pub azp: i64,
     /// Whether `azp` is an SPM address (`azsrc=spm`).
     pub azp_in_spm: bool,
+    /// Whether `wzp` is an SPM address (`wzsrc=spm`).
+    pub wzp_in_spm: bool,
     /// SPM address of the weight block scales (FP8 inputs).
     pub scales: u64,
     /// Byte stride between the rows of A's block scales (FP8 inputs).

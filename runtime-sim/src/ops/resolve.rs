@@ -111,6 +111,7 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             scales,
             sstride,
             azsrc,
+            wzsrc,
         } => Op::LoadW {
             src: at(src.base, src.off),
             k: val(k),
@@ -124,6 +125,7 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
                 scales: opt(scales),
                 sstride: opt(sstride),
                 azp_in_spm: azsrc == tessera_isa::ZpSrc::Spm,
+                wzp_in_spm: wzsrc == tessera_isa::ZpSrc::Spm,
             },
         },
         Instr::MxuMatmul {

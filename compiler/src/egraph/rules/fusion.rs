@@ -56,13 +56,40 @@ pub fn rules() -> Vec<RuleDef> {
                     return None;
                 }
                 let (a, b) = (cx.v("?a"), cx.v("?b"));
-                let [_, n] = cx.shape(b)[..] else {
-                    return None;
-                };
+                let (_, n) = integer_matmul_dims(cx, a, b)?;
                 let (qa, qb) = (widened(cx, a, DType::I32)?, widened(cx, b, DType::I32)?);
                 let one = cx.literal(1.0);
                 let ones = cx.add(Op::Expand { shape: vec![n] }, &[one])?;
                 qgemm_of(cx, qa, qb, ones)
+            },
+        },
+        // (i32(qa) − za) @ (i32(qb) − zb) = i32(qgemm(qa, qb, 1)) when every
+        // partial sum is below 2²⁴, so that the qgemm's f32 result is the
+        // exact int32 sum: MatMulInteger's own int32 output.
+        RuleDef {
+            name: "qgemm-int32-product",
+            lhs: "(matmul ?a ?b)",
+            apply: |cx| {
+                let (a, b) = (cx.v("?a"), cx.v("?b"));
+                let (k, n) = integer_matmul_dims(cx, a, b)?;
+                let (qa, qb) = (widened(cx, a, DType::I32)?, widened(cx, b, DType::I32)?);
+                let bound = |(q, zp): (Id, Zp)| -> Option<u64> {
+                    let (lo, hi) = match cx.ty(q)?.dtype {
+                        DType::U8 => (0, 255),
+                        _ => (-128, 127),
+                    };
+                    Some(match zp {
+                        Zp::Const(z) => (z - lo).max(hi - z) as u64,
+                        Zp::Tensor(_) => (hi - lo) as u64,
+                    })
+                };
+                if k as u64 * bound(qa)? * bound(qb)? > 1 << 24 {
+                    return None;
+                }
+                let one = cx.literal(1.0);
+                let ones = cx.add(Op::Expand { shape: vec![n] }, &[one])?;
+                let f = qgemm_of(cx, qa, qb, ones)?;
+                cx.add(Op::Cast { to: DType::I32 }, &[f])
             },
         },
         // gemm(a, b) + bias = gemm(a, b, bias) for a row bias [N].
@@ -281,6 +308,17 @@ pub fn rules() -> Vec<RuleDef> {
     ]
 }
 
+/// K and N of an integer matmul `a @ b` a qgemm can run: `b` one
+/// `[K, N]` matrix, or `[..., K, N]` with exactly `a`'s batch dimensions.
+fn integer_matmul_dims(cx: &Ctx<'_>, a: Id, b: Id) -> Option<(usize, usize)> {
+    let (a_shape, b_shape) = (cx.shape(a), cx.shape(b));
+    let r = b_shape.len();
+    if r < 2 || (r > 2 && (a_shape.len() != r || a_shape[..r - 2] != b_shape[..r - 2])) {
+        return None;
+    }
+    Some((b_shape[r - 2], b_shape[r - 1]))
+}
+
 /// The zero point of an 8-bit operand as the qgemm rules find it.
 #[derive(Clone, Copy)]
 enum Zp {
@@ -348,17 +386,18 @@ fn dequantized(cx: &Ctx<'_>, id: Id) -> Option<(Id, Zp, Id)> {
     })
 }
 
-/// `qgemm(qa, qb, scale)` with the zero points of `qa` and `qb`: `qa`'s
-/// constant or an operand after `scale`; `qb`'s must be constant (it is a
-/// weight's).
+/// `qgemm(qa, qb, scale)` with the zero points of `qa` and `qb`, each a
+/// constant or an operand after `scale`.
 fn qgemm_of(cx: &mut Ctx<'_>, (qa, a_zp): (Id, Zp), (qb, b_zp): (Id, Zp), scale: Id) -> Option<Id> {
-    let Zp::Const(b_zp) = b_zp else {
-        return None;
+    let mut operands = vec![qa, qb, scale];
+    let mut attr = |zp| match zp {
+        Zp::Const(z) => Some(z),
+        Zp::Tensor(z) => {
+            operands.push(z);
+            None
+        }
     };
-    let (a_zp, operands) = match a_zp {
-        Zp::Const(z) => (Some(z), vec![qa, qb, scale]),
-        Zp::Tensor(z) => (None, vec![qa, qb, scale, z]),
-    };
+    let (a_zp, b_zp) = (attr(a_zp), attr(b_zp));
     let op = Op::QGemm {
         a_zp,
         b_zp,

@@ -1,7 +1,7 @@
 //! Result types of the ops with several structured operands: convolution
 //! and the NPU's fused Gemm, attention and RoPE.
 
-use super::super::op::{qgemm_bias_operand, ConvAttrs};
+use super::super::op::{qgemm_operands, ConvAttrs};
 use super::super::TensorType;
 use super::{broadcast_shapes, float_operand, same_dtype};
 use crate::tensor::DType;
@@ -45,11 +45,11 @@ pub(super) fn gemm_type(trans_b: bool, operands: &[&TensorType]) -> Result<Tenso
 /// `[a, b, scale(, a_zp)(, bias)]` → f32 `[..., M, N]`; see [`Op::QGemm`].
 pub(super) fn qgemm_type(
     trans_b: bool,
-    (a_zp, b_zp): (Option<i32>, i32),
+    (a_zp, b_zp): (Option<i32>, Option<i32>),
     operands: &[&TensorType],
 ) -> Result<TensorType, String> {
     let (a, b, scale) = (operands[0], operands[1], operands[2]);
-    for (what, t, zp) in [("a", a, a_zp), ("b", b, Some(b_zp))] {
+    for (what, t, zp) in [("a", a, a_zp), ("b", b, b_zp)] {
         let range = match t.dtype {
             DType::U8 => 0..=255,
             DType::I8 => -128..=127,
@@ -62,23 +62,22 @@ pub(super) fn qgemm_type(
             ));
         }
     }
-    if a_zp.is_none() {
-        let zp = operands
-            .get(3)
-            .ok_or("qgemm with a run-time zero point needs it after scale")?;
-        if zp.dtype != a.dtype || zp.numel() != 1 {
+    let (a_at, b_at, bias_at) = qgemm_operands(a_zp, b_zp);
+    for (what, at, t) in [("a", a_at, a), ("b", b_at, b)] {
+        let Some(at) = at else { continue };
+        let zp = operands.get(at).ok_or(format!(
+            "qgemm with a run-time zero point of {what} needs it as operand {at}"
+        ))?;
+        if zp.dtype != t.dtype || zp.numel() != 1 {
             return Err(format!(
-                "qgemm's run-time zero point must be one {}, is {zp}",
-                a.dtype
+                "qgemm's run-time zero point of {what} must be one {}, is {zp}",
+                t.dtype
             ));
         }
     }
-    let bias = operands.get(qgemm_bias_operand(a_zp)).copied();
-    if operands.len() > qgemm_bias_operand(a_zp) + 1 {
-        return Err(format!(
-            "qgemm takes at most {} operands",
-            qgemm_bias_operand(a_zp) + 1
-        ));
+    let bias = operands.get(bias_at).copied();
+    if operands.len() > bias_at + 1 {
+        return Err(format!("qgemm takes at most {} operands", bias_at + 1));
     }
     for (what, t) in [("scale", scale)]
         .into_iter()
@@ -91,7 +90,7 @@ pub(super) fn qgemm_type(
     let n = if trans_b {
         b.shape.first()
     } else {
-        b.shape.get(1)
+        b.shape.last()
     };
     if scale.shape.len() != 1 || Some(&scale.shape[0]) != n {
         return Err(format!(
@@ -100,6 +99,23 @@ pub(super) fn qgemm_type(
         ));
     }
     let as_f32 = |t: &TensorType| TensorType::new(DType::F32, t.shape.clone());
+    if b.rank() > 2 {
+        // Batched: b [..., K, N] with a's batch dimensions [..., M, K].
+        let batch = &b.shape[..b.rank() - 2];
+        if trans_b || a.rank() != b.rank() || &a.shape[..a.rank() - 2] != batch {
+            return Err(format!(
+                "a batched qgemm needs a [..., M, K] and b [..., K, N] (not transposed) with the \
+                 same batch, has {:?} and {:?}",
+                a.shape, b.shape
+            ));
+        }
+        let mut b2 = as_f32(b);
+        b2.shape.drain(..b.rank() - 2);
+        let mut f32_operands = vec![as_f32(a), b2];
+        f32_operands.extend(bias.cloned());
+        let refs: Vec<&TensorType> = f32_operands.iter().collect();
+        return gemm_type(false, &refs);
+    }
     let mut f32_operands = vec![as_f32(a), as_f32(b)];
     f32_operands.extend(bias.cloned());
     let refs: Vec<&TensorType> = f32_operands.iter().collect();

@@ -395,7 +395,7 @@ impl Op {
                 trans_b,
                 ..
             } => {
-                arity(3, 5)?;
+                arity(3, 6)?;
                 qgemm_type(*trans_b, (*a_zp, *b_zp), operands)?
             }
             Op::Attention { .. } => {

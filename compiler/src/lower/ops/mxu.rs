@@ -223,7 +223,7 @@ pub(super) fn gemm_op(
     id: NodeId,
     trans_b: bool,
     act: Option<Activation>,
-    zero_points: Option<(Option<i32>, i32)>,
+    zero_points: Option<(Option<i32>, Option<i32>)>,
 ) -> Result<Vec<Kernel>, LowerError> {
     let node = ctx.graph.node(id);
     let ops = ctx.graph.operands(id);
@@ -240,12 +240,14 @@ pub(super) fn gemm_op(
         (None, None) => ctx.precision.mxu(),
     };
     let k = *a.ty.shape.last().unwrap_or(&1) as u64;
-    let m = a.ty.numel() as u64 / k.max(1);
     let n = if trans_b {
         b.ty.shape[0]
     } else {
-        b.ty.shape[1]
+        *b.ty.shape.last().unwrap_or(&1)
     } as u64;
+    // A batched qgemm's b is [..., K, N], one matrix per batch entry of a.
+    let batch = b.ty.numel() as u64 / (k * n).max(1);
+    let m = a.ty.numel() as u64 / k.max(1) / batch.max(1);
     let e = mxu.a_type().size();
     let mut kernels = Vec::new();
     // Integer weights are read as stored; 8-bit ones as quantized when
@@ -262,15 +264,17 @@ pub(super) fn gemm_op(
             let scales = *rest
                 .next()
                 .ok_or_else(|| unsupported(ctx, id, "qgemm without scales"))?;
-            let a_zp = match a_zp {
-                Some(z) => ZeroPoint::Const(z),
+            // A run-time zero point is an operand (A's, then B's).
+            let mut zero_point = |zp: Option<i32>| match zp {
+                Some(z) => Ok(ZeroPoint::Const(z)),
                 None => {
                     let zp = *rest
                         .next()
                         .ok_or_else(|| unsupported(ctx, id, "qgemm without its zero point"))?;
-                    ZeroPoint::At(Affine::c(ctx.addr(zp) as i64))
+                    Ok(ZeroPoint::At(Affine::c(ctx.addr(zp) as i64)))
                 }
             };
+            let (a_zp, b_zp) = (zero_point(a_zp)?, zero_point(b_zp)?);
             Some(GemmQuant {
                 a_zp,
                 b_zp,
@@ -283,21 +287,23 @@ pub(super) fn gemm_op(
         Some(&bias) => Some(vector(ctx, id, bias)?),
         None => None,
     };
+    let a_size = a.ty.dtype.size() as u64;
+    let batched = batch > 1;
     let spec = GemmSpec {
         node: node.name.clone(),
-        batch: 1,
+        batch,
         m,
         k,
         n,
         a: DramMat {
             addr: ctx.addr(ops[0]),
-            row_stride: k * a.ty.dtype.size() as u64,
-            batch_stride: 0,
+            row_stride: k * a_size,
+            batch_stride: if batched { m * k * a_size } else { 0 },
         },
         b: DramMat {
             addr: b_addr,
             row_stride: if trans_b { k * e } else { n * e },
-            batch_stride: 0,
+            batch_stride: if batched { k * n * e } else { 0 },
         },
         b_trans: trans_b,
         bias,
@@ -305,7 +311,7 @@ pub(super) fn gemm_op(
         out: DramMat {
             addr: ctx.addr(id),
             row_stride: n * 4,
-            batch_stride: 0,
+            batch_stride: if batched { m * n * 4 } else { 0 },
         },
         mxu,
         quant,

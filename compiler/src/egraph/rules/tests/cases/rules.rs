@@ -333,6 +333,20 @@ pub(in crate::egraph::rules::tests) fn case(rule: &str, b: &mut Builder) -> Node
             let product = b.op(Op::MatMul, &[a, wi]);
             b.op(Op::Cast { to: DType::F32 }, &[product])
         }
+        "qgemm-int32-product" => {
+            // MatMulInteger's int32 result: u8 A and B, zero points per
+            // tensor (K · 255² < 2²⁴).
+            let (m, k, n) = (b.dim(1, 5), b.dim(1, 7), b.dim(1, 6));
+            let (q, _) = quantized_input(b, &[m, k], 60.0, 128.0);
+            let qi = b.op(Op::Cast { to: DType::I32 }, &[q]);
+            let za = Tensor::from_i64_as(DType::I32, vec![], vec![3]).expect("i32");
+            let name = b.name();
+            let za = b.g.add_constant(name, Arc::new(za)).expect("constant");
+            let a = b.binary(BinaryOp::Sub, qi, za);
+            let wq = int8_weights(b, k, n);
+            let wi = b.op(Op::Cast { to: DType::I32 }, &[wq]);
+            b.op(Op::MatMul, &[a, wi])
+        }
         "gemm-bias" => {
             let (y, n) = gemm_case(b);
             let bias = b.random(&[1, n], -1.0, 1.0);
