@@ -131,8 +131,24 @@ pub fn fuse_elementwise(graph: &mut Graph) -> Result<usize, GraphError> {
     for id in graph.topo_order()? {
         let node = graph.node(id);
         let operands = graph.operands(id);
+        // Of the casts, only the exact widening of an 8-bit value (a
+        // dequantization's first step: the kernel widens its operands as it
+        // loads them) and the narrowing of an f32 into 8 bits (a
+        // quantization's last: the kernel converts its result as it stores
+        // it, as the cast's own kernel would) join chains.
+        let operand_is = |types: &[DType]| {
+            operands
+                .first()
+                .is_some_and(|&q| types.contains(&graph.node(q).ty.dtype))
+        };
+        let joins = match node.op {
+            Op::Cast { to: DType::F32 } => operand_is(&[DType::U8, DType::I8]),
+            Op::Cast { .. } => operand_is(&[DType::F32]),
+            _ => true,
+        };
         let own = match &node.op {
             Op::Elementwise { expr } => expr.clone(),
+            _ if !joins => continue,
             op if FusedExpr::fusable(op) => FusedExpr::Apply(
                 Box::new(op.clone()),
                 (0..operands.len()).map(FusedExpr::Input).collect(),
@@ -318,6 +334,35 @@ mod tests {
         // A clip wider than the type: the cast saturates, so it stays.
         let (mut g, _) = quantize_dequantize(DType::U8, 131.0, (0.0, 300.0));
         assert_eq!(drop_quantized_round_trips(&mut g).expect("runs"), 0);
+    }
+
+    #[test]
+    fn the_8_bit_casts_of_a_quantize_and_a_dequantize_join_chains() {
+        // q = u8(clip(round(x·30) + zp)) stays (an output), then
+        // f32(q) − zp: the quantize is one node ending in its cast, the
+        // dequantize one node starting with its widening.
+        let (mut g, _) = quantize_dequantize(DType::U8, 7.0, (0.0, 255.0));
+        let q = g.find("q").expect("q");
+        g.add_output("q", q);
+        let before = g.clone();
+        fuse_elementwise(&mut g).expect("fuses");
+        let word = |name: &str| match &g.node(g.find(name).expect(name)).op {
+            Op::Elementwise { expr } => expr.to_word(),
+            other => panic!("`{name}` not fused: {other:?}"),
+        };
+        assert_eq!(word("q"), "x0.x1.mul.round.x2.add.x3.max.x4.min.u8");
+        assert_eq!(word("centered"), "x0.f32.x1.sub");
+        // Printed and parsed back, the words are the same expressions.
+        for name in ["q", "centered"] {
+            let parsed = FusedExpr::parse(&word(name)).expect("parses");
+            assert_eq!(parsed.to_word(), word(name));
+        }
+        let x = Tensor::from_f32(&[6], vec![-9.0, -0.3, 0.0, 0.21, 4.1, 9.0]);
+        let (want, got) = (
+            run(&before, std::slice::from_ref(&x)).expect("before"),
+            run(&g, &[x]).expect("after"),
+        );
+        assert_eq!(want, got);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 
 use tessera_compiler::codegen::generate_kernel;
 use tessera_compiler::kernel::{Affine, Kernel, ZeroPoint};
-use tessera_compiler::lower::gemm::{gemm, tile_dims, DramMat, GemmQuant, GemmSpec, OnlineQuant};
+use tessera_compiler::lower::gemm::{
+    gemm, tile_dims, DramMat, GemmQuant, GemmSpec, OnlineQuant, Requantize,
+};
 use tessera_compiler::lower::quantize::quantize_weights;
 use tessera_isa::numerics::{bf16_to_f32, f32_to_bf16, unary};
 use tessera_isa::{
@@ -296,10 +298,12 @@ fn check_qgemm(
     (a_zp, b_zp, in_dram): (i32, i32, (bool, bool)),
     trans_b: bool,
     bias: bool,
-    act: Option<UnFunc>,
+    (act, requant): (Option<UnFunc>, Option<(DType, i32)>),
     seed: u64,
 ) {
     let mut rng = Rng(seed | 1);
+    // The output scale of a requantized result.
+    let out_scale = 0.0125f32;
     let mut ints = |count: u64, signed: bool| -> Vec<i32> {
         (0..count)
             .map(|_| {
@@ -333,6 +337,7 @@ fn check_qgemm(
     let bias_addr = align(scales_addr + n * 4);
     let c_addr = align(bias_addr + n * 4);
     let zp_addr = align(c_addr + m * n * 4);
+    let out_scale_addr = zp_addr + 64;
     let zero_point = |z: i32, in_dram: bool, at: u64| {
         if in_dram {
             ZeroPoint::At(Affine::c(at as i64))
@@ -361,7 +366,7 @@ fn check_qgemm(
         act,
         out: DramMat {
             addr: c_addr,
-            row_stride: n * 4,
+            row_stride: n * if requant.is_some() { 1 } else { 4 },
             batch_stride: 0,
         },
         mxu,
@@ -369,6 +374,11 @@ fn check_qgemm(
         quant: Some(GemmQuant {
             a_zp: zero_point(a_zp, in_dram.0, zp_addr),
             b_zp: zero_point(b_zp, in_dram.1, zp_addr + 1),
+            out: requant.map(|(dtype, zp)| Requantize {
+                dtype,
+                zp,
+                scale: out_scale_addr,
+            }),
             scales: scales_addr,
         }),
     };
@@ -393,12 +403,16 @@ fn check_qgemm(
     if bias {
         segments.push((bias_addr, f32_bytes(&bias_v)));
     }
+    if requant.is_some() {
+        segments.push((out_scale_addr, f32_bytes(&[out_scale])));
+    }
+    let es = if requant.is_some() { 1 } else { 4 };
     let (out, _) = run_kernel(
         &kernel,
         target,
         &[(a_addr, a.iter().map(byte).collect())],
         &segments,
-        (c_addr, m * n * 4),
+        (c_addr, m * n * es),
     );
     let mut mismatches = 0;
     for i in 0..m {
@@ -409,9 +423,24 @@ fn check_qgemm(
             }
             let dequantized = c as f32 * scales[j as usize];
             let want = epilogue(dequantized, bias.then(|| bias_v[j as usize]), act);
-            let at = ((i * n + j) * 4) as usize;
-            let got = f32::from_le_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
-            mismatches += usize::from(got.to_bits() != want.to_bits());
+            let at = ((i * n + j) * es) as usize;
+            mismatches += usize::from(match requant {
+                // QuantizeLinear: saturate(round_half_even(y / s) + zp).
+                Some((dtype, zp)) => {
+                    let (lo, hi) = if dtype == DType::U8 {
+                        (0, 255)
+                    } else {
+                        (-128, 127)
+                    };
+                    let q = (f64::from(want / out_scale).round_ties_even() as i64 + i64::from(zp))
+                        .clamp(lo, hi);
+                    out[at] != q as u8
+                }
+                None => {
+                    let got = f32::from_le_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
+                    got.to_bits() != want.to_bits()
+                }
+            });
         }
     }
     assert_eq!(
@@ -430,7 +459,7 @@ fn qgemm_u8_i8_with_zero_points_is_bit_exact_on_tiny_with_edge_tiles() {
         (131, 0, (false, false)),
         false,
         false,
-        None,
+        (None, None),
         5,
     );
 }
@@ -444,7 +473,7 @@ fn qgemm_i8_with_bias_activation_and_transposed_b_on_tiny() {
         (-3, 2, (false, false)),
         true,
         true,
-        Some(UnFunc::Gelu),
+        (Some(UnFunc::Gelu), None),
         6,
     );
 }
@@ -464,10 +493,35 @@ fn qgemm_with_run_time_zero_points_on_tiny() {
             (a_zp, b_zp, in_dram),
             false,
             true,
-            None,
+            (None, None),
             seed,
         );
     }
+}
+
+#[test]
+fn qgemm_requantized_into_8_bits_on_tiny() {
+    // QLinearMatMul's u8 output, and an i8 one after bias and activation.
+    check_qgemm(
+        &Target::tiny(),
+        (9, 24, 13),
+        MxuType::U8I8,
+        (128, 0, (false, false)),
+        false,
+        false,
+        (None, Some((DType::U8, 128))),
+        21,
+    );
+    check_qgemm(
+        &Target::tiny(),
+        (10, 17, 11),
+        MxuType::I8,
+        (-3, 2, (true, false)),
+        true,
+        true,
+        (Some(UnFunc::Relu), Some((DType::I8, -5))),
+        22,
+    );
 }
 
 #[test]
@@ -479,7 +533,7 @@ fn qgemm_on_base() {
         (7, 0, (false, false)),
         false,
         true,
-        None,
+        (None, None),
         7,
     );
 }

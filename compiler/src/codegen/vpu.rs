@@ -145,7 +145,18 @@ impl Emitter<'_> {
                     zp: OptReg::NONE,
                 });
             }
-            VpuOp::Quant { a, s, dtype, by } => {
+            VpuOp::Quant {
+                a,
+                s,
+                dtype,
+                by,
+                zp,
+            } => {
+                let zp = if *zp == 0 {
+                    OptReg::NONE
+                } else {
+                    OptReg(self.li(i64::from(*zp))?)
+                };
                 let (ao, astride) = self.opnd(a)?;
                 let so = self.onchip(&s.addr)?;
                 let (rows, cols) = self.block(v)?;
@@ -159,7 +170,7 @@ impl Emitter<'_> {
                     dstride,
                     astride,
                     sbcast: s.bcast,
-                    zp: OptReg::NONE,
+                    zp,
                     sop: *by,
                 });
             }

@@ -216,7 +216,11 @@ impl CostModel {
                 self.mxu(rows, k as u64, n as u64) + drain
             }
             Op::QGemm {
-                act, a_zp, b_zp, ..
+                act,
+                a_zp,
+                b_zp,
+                out,
+                ..
             } => {
                 let (a, b) = (operand(0)?, operand(1)?);
                 let mxu = crate::precision::integer_mxu(a.dtype, b.dtype)?;
@@ -226,8 +230,11 @@ impl CostModel {
                     return None;
                 }
                 let rows = (a.numel() / k.max(1)) as u64;
-                let bias = operands.len() > crate::graph::qgemm_operands(*a_zp, *b_zp).2;
-                let drain = self.vpu(Simple, shape, 1 + u64::from(bias))
+                let slots =
+                    crate::graph::qgemm_operands((*a_zp, *b_zp), out.is_some(), operands.len());
+                // Dequantize, the bias, requantize: a VPU pass each.
+                let passes = 1 + u64::from(slots.bias.is_some()) + u64::from(out.is_some());
+                let drain = self.vpu(Simple, shape, passes)
                     + if act.is_some() {
                         self.vpu(Special, shape, 1)
                     } else {

@@ -428,6 +428,7 @@ mod tests {
                 b_zp: Some(0),
                 trans_b: false,
                 act: None,
+                out: None,
             },
             Op::Attention {
                 scale: 0.5,

@@ -204,6 +204,7 @@ impl Op {
                 b_zp,
                 trans_b,
                 act,
+                out,
             } => vec![
                 (
                     "a_zp",
@@ -223,6 +224,14 @@ impl Op {
                 (
                     "act",
                     AttrValue::Word(act.map_or("none", Activation::name).into()),
+                ),
+                (
+                    "out",
+                    AttrValue::Word(out.map_or("f32", |(t, _)| t.name()).into()),
+                ),
+                (
+                    "out_zp",
+                    AttrValue::Int(i64::from(out.map_or(0, |(_, z)| z))),
                 ),
             ],
             Op::Attention { scale, causal } => vec![
@@ -272,8 +281,18 @@ impl Op {
                         },
                         trans_b: a.bool("trans_b")?,
                         act: a.activation()?,
+                        out: match a.word("out")? {
+                            "f32" => None,
+                            "u8" => Some((DType::U8, zp("out_zp")?)),
+                            "i8" => Some((DType::I8, zp("out_zp")?)),
+                            other => {
+                                return Err(format!(
+                                    "qgemm `out` must be f32, u8 or i8, not `{other}`"
+                                ))
+                            }
+                        },
                     },
-                    &["a_zp", "b_zp", "trans_b", "act"],
+                    &["a_zp", "b_zp", "trans_b", "act", "out", "out_zp"],
                 )
             }
             "attention" => (
@@ -460,12 +479,14 @@ mod tests {
                 b_zp: Some(-3),
                 trans_b: true,
                 act: Some(Activation::Relu),
+                out: None,
             },
             Op::QGemm {
                 a_zp: None,
                 b_zp: None,
                 trans_b: false,
                 act: None,
+                out: Some((DType::I8, -4)),
             },
             Op::Attention {
                 scale: 0.125,

@@ -36,7 +36,13 @@ impl FusedExpr {
     pub fn fusable(op: &Op) -> bool {
         matches!(
             op,
-            Op::Unary(_) | Op::Binary(_) | Op::Gelu { .. } | Op::Where
+            Op::Unary(_)
+                | Op::Binary(_)
+                | Op::Gelu { .. }
+                | Op::Where
+                | Op::Cast {
+                    to: DType::F32 | DType::U8 | DType::I8
+                }
         )
     }
 
@@ -58,6 +64,7 @@ impl FusedExpr {
                     Op::Gelu {
                         approximate: GeluApprox::Tanh,
                     } => "gelu_tanh".to_string(),
+                    Op::Cast { to } => to.name().to_string(),
                     other => other.mnemonic().to_string(),
                 });
             }
@@ -168,6 +175,11 @@ fn op_of(token: &str) -> Option<Op> {
             approximate: GeluApprox::Tanh,
         }),
         "where" => Some(Op::Where),
+        // A widening to f32 (of an operand, as the kernel loads it) or, at
+        // the root, a narrowing into 8 bits (as the kernel stores it).
+        "f32" => Some(Op::Cast { to: DType::F32 }),
+        "u8" => Some(Op::Cast { to: DType::U8 }),
+        "i8" => Some(Op::Cast { to: DType::I8 }),
         _ => None,
     }
 }

@@ -461,8 +461,11 @@ pub enum Op {
     /// `b`, then optionally `bias`: `a` is
     /// `[..., M, K]` u8 or i8, `b` is `[K, N]` (`[N, K]` when `trans_b`) u8
     /// or i8, `scale` and `bias` are f32 `[N]`, a zero-point operand is one
-    /// element of its operand's type. Result f32 `[..., M, N]`. What Q/DQ around a
-    /// MatMul, and MatMulInteger, fuse into.
+    /// element of its operand's type, and (with `out`) last the output
+    /// scale, one f32. Result f32 `[..., M, N]`, or with `out = (t, zp)`
+    /// that f32 value `y` requantized as ONNX QuantizeLinear does:
+    /// `saturate(round(y / out_scale) + zp)` in `t` (u8 or i8). What Q/DQ
+    /// around a MatMul, and MatMulInteger and QLinearMatMul, fuse into.
     QGemm {
         /// Zero point of `a` (in `a`'s type's range); `None`: the operand
         /// after `scale`, computed at run time (DynamicQuantizeLinear).
@@ -474,6 +477,9 @@ pub enum Op {
         trans_b: bool,
         /// Activation applied after the bias.
         act: Option<Activation>,
+        /// Requantize the result into this 8-bit type with this zero point
+        /// (and the last operand's scale).
+        out: Option<(DType, i32)>,
     },
     /// NPU-native fused attention:
     /// `softmax(q · kᵀ · scale + mask, over Sk) · v`. Operands `[q, k, v]`
@@ -496,19 +502,39 @@ pub enum Op {
     Rope,
 }
 
-/// The operand indices of a qgemm's run-time zero points of `a` and `b`
-/// (where `a_zp`/`b_zp` are `None`) and of its bias (see [`Op::QGemm`]).
+/// Where a qgemm's optional operands are (see [`Op::QGemm`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QGemmOperands {
+    /// The run-time zero point of `a` (`a_zp: None`).
+    pub a_zp: Option<usize>,
+    /// The run-time zero point of `b` (`b_zp: None`).
+    pub b_zp: Option<usize>,
+    /// The bias.
+    pub bias: Option<usize>,
+    /// The output scale (`out` set).
+    pub out_scale: Option<usize>,
+    /// How many operands there are at least, and at most.
+    pub arity: (usize, usize),
+}
+
+/// The operand positions of a qgemm with these zero points and `out`, of
+/// `count` operands.
 pub fn qgemm_operands(
-    a_zp: Option<i32>,
-    b_zp: Option<i32>,
-) -> (Option<usize>, Option<usize>, usize) {
+    (a_zp, b_zp): (Option<i32>, Option<i32>),
+    out: bool,
+    count: usize,
+) -> QGemmOperands {
     let a_at = a_zp.is_none().then_some(3);
     let b_at = b_zp.is_none().then_some(3 + usize::from(a_zp.is_none()));
-    (
-        a_at,
-        b_at,
-        3 + usize::from(a_zp.is_none()) + usize::from(b_zp.is_none()),
-    )
+    let fixed = 3 + usize::from(a_zp.is_none()) + usize::from(b_zp.is_none());
+    let with_bias = count > fixed + usize::from(out);
+    QGemmOperands {
+        a_zp: a_at,
+        b_zp: b_at,
+        bias: with_bias.then_some(fixed),
+        out_scale: out.then_some(fixed + usize::from(with_bias)),
+        arity: (fixed + usize::from(out), fixed + 1 + usize::from(out)),
+    }
 }
 
 impl Op {

@@ -5,7 +5,7 @@
 //! changes results by rounding at most.
 
 use crate::graph::{Activation, GeluApprox, TensorType, UnaryOp};
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 use super::broadcast_index;
 use super::elementwise::{gelu_value, unary_f32};
@@ -47,30 +47,46 @@ pub(crate) fn gemm(
     Tensor::from_f32_as(ty.dtype, ty.shape.clone(), out).ok_or_else(|| "shape mismatch".into())
 }
 
-/// A qgemm's zero points of `a` and `b` (attributes, or run-time
-/// operands) and its bias, from the operands `args`.
-pub(crate) fn qgemm_zero_points_and_bias<'t>(
+/// What a qgemm reads besides `a`, `b` and `scale`, from its operands.
+pub(crate) struct QGemmArgs<'t> {
+    /// The zero points of `a` and `b` (attributes, or run-time operands).
+    pub zero_points: (i32, i32),
+    /// The bias.
+    pub bias: Option<&'t Tensor>,
+    /// The requantization: type, zero point and scale.
+    pub out: Option<(DType, i32, f32)>,
+}
+
+/// A qgemm's [`QGemmArgs`] from its attributes and operands `args`.
+pub(crate) fn qgemm_args<'t>(
     (a_zp, b_zp): (Option<i32>, Option<i32>),
+    out: Option<(DType, i32)>,
     args: &[&'t Tensor],
-) -> Result<((i32, i32), Option<&'t Tensor>), String> {
-    let (a_at, b_at, bias_at) = crate::graph::qgemm_operands(a_zp, b_zp);
+) -> Result<QGemmArgs<'t>, String> {
+    let slots = crate::graph::qgemm_operands((a_zp, b_zp), out.is_some(), args.len());
+    let first = |at: usize| -> Result<f64, String> {
+        let t = args.get(at).ok_or("qgemm is missing an operand")?;
+        t.to_f64_vec()
+            .first()
+            .copied()
+            .ok_or_else(|| "qgemm's one-element operand is empty".to_string())
+    };
     let value = |attr: Option<i32>, at: Option<usize>| -> Result<i32, String> {
         match (attr, at) {
             (Some(z), _) => Ok(z),
-            (None, Some(at)) => {
-                let t = args.get(at).ok_or("qgemm needs its zero-point operand")?;
-                Ok(*t
-                    .to_i64_vec()
-                    .first()
-                    .ok_or("qgemm's zero-point operand is empty")? as i32)
-            }
+            (None, Some(at)) => Ok(first(at)? as i32),
             (None, None) => Err("qgemm zero point without an operand".into()),
         }
     };
-    Ok((
-        (value(a_zp, a_at)?, value(b_zp, b_at)?),
-        args.get(bias_at).copied(),
-    ))
+    let out = match (out, slots.out_scale) {
+        (Some((t, zp)), Some(at)) => Some((t, zp, first(at)? as f32)),
+        _ => None,
+    };
+    Ok(QGemmArgs {
+        zero_points: (value(a_zp, slots.a_zp)?, value(b_zp, slots.b_zp)?),
+        bias: slots.bias.map(|at| args[at]),
+        out,
+    })
 }
 
 /// The integer GEMM (see [`crate::graph::Op::QGemm`]):
@@ -83,8 +99,7 @@ pub(crate) fn qgemm(
     a: &Tensor,
     b: &Tensor,
     scale: &Tensor,
-    bias: Option<&Tensor>,
-    (a_zp, b_zp): (i32, i32),
+    extra: &QGemmArgs<'_>,
     trans_b: bool,
     act: Option<&dyn Fn(f32) -> f32>,
     ty: &TensorType,
@@ -93,6 +108,7 @@ pub(crate) fn qgemm(
     let centered = |t: &Tensor, zp: i32| -> Vec<i32> {
         t.to_i64_vec().into_iter().map(|v| v as i32 - zp).collect()
     };
+    let ((a_zp, b_zp), bias) = (extra.zero_points, extra.bias);
     let av = centered(a, a_zp);
     let bv = k_major(centered(b, b_zp), k, n, trans_b);
     // A batched b ([..., K, N]) pairs each batch entry's rows with its own
@@ -122,6 +138,22 @@ pub(crate) fn qgemm(
                 *o = act(*o);
             }
         }
+    }
+    if let Some((t, zp, s)) = extra.out {
+        // QuantizeLinear of the f32 result, as `vpu.quant` computes it.
+        let isa = crate::runtime_io::isa_dtype(t);
+        let q: Vec<i64> = out
+            .iter()
+            .map(|&y| {
+                let byte = tessera_isa::lowp::quantize(isa, y, s, i64::from(zp));
+                if t == DType::I8 {
+                    i64::from(byte as i8)
+                } else {
+                    i64::from(byte)
+                }
+            })
+            .collect();
+        return Tensor::from_i64_as(t, ty.shape.clone(), q).ok_or_else(|| "shape mismatch".into());
     }
     Tensor::from_f32_as(ty.dtype, ty.shape.clone(), out).ok_or_else(|| "shape mismatch".into())
 }

@@ -387,15 +387,15 @@ pub fn eval_op_with(
             b_zp,
             trans_b,
             act,
+            out,
         } => {
             let act = act.map(|act| move |x| fused::activation(act, x));
-            let (zero_points, bias) = fused::qgemm_zero_points_and_bias((*a_zp, *b_zp), args)?;
+            let extra = fused::qgemm_args((*a_zp, *b_zp), *out, args)?;
             fused::qgemm(
                 arg(0)?,
                 arg(1)?,
                 arg(2)?,
-                bias,
-                zero_points,
+                &extra,
                 *trans_b,
                 act.as_ref().map(|f| f as &dyn Fn(f32) -> f32),
                 ty,

@@ -33,22 +33,21 @@ pub(crate) fn eval(
         b_zp,
         trans_b,
         act: Some(act),
+        out,
     } = op
     {
         // Exact integers; only the epilogue's activation is the VPU's.
         let func = act.vpu_func();
         let vpu_act = move |x| tessera_isa::numerics::unary(func, x);
-        let (zero_points, bias) =
-            match super::fused::qgemm_zero_points_and_bias((*a_zp, *b_zp), args) {
-                Ok(found) => found,
-                Err(e) => return Some(Err(e)),
-            };
+        let extra = match super::fused::qgemm_args((*a_zp, *b_zp), *out, args) {
+            Ok(found) => found,
+            Err(e) => return Some(Err(e)),
+        };
         return Some(super::fused::qgemm(
             args[0],
             args.get(1)?,
             args.get(2)?,
-            bias,
-            zero_points,
+            &extra,
             *trans_b,
             Some(&vpu_act),
             ty,

@@ -341,6 +341,8 @@ pub enum VpuOp {
         s: Opnd,
         dtype: DType,
         by: ScaleOp,
+        /// The zero point added after rounding (i8/u8).
+        zp: i32,
     },
 }
 

@@ -186,15 +186,26 @@ fn vpu(v: &VpuStmt) -> String {
             opnd(a),
             opnd(s)
         ),
-        VpuOp::Quant { a, s, dtype, by } => format!(
-            "vpu.quant {dst}/{dstride}:{dtype} <- {} {} {} {block}",
+        VpuOp::Quant {
+            a,
+            s,
+            dtype,
+            by,
+            zp,
+        } => format!(
+            "vpu.quant {dst}/{dstride}:{dtype} <- {} {} {}{} {block}",
             opnd(a),
             if *by == tessera_isa::ScaleOp::Mul {
                 "*"
             } else {
                 "/"
             },
-            opnd(s)
+            opnd(s),
+            if *zp == 0 {
+                String::new()
+            } else {
+                format!(" + {zp}")
+            }
         ),
     }
 }

@@ -161,6 +161,20 @@ pub struct GemmQuant {
     pub b_zp: ZeroPoint,
     /// Address of the `[N]` f32 column scales.
     pub scales: u64,
+    /// The result requantized into 8 bits (C is then u8/i8).
+    pub out: Option<Requantize>,
+}
+
+/// A `qgemm`'s output quantization: `saturate(rne(y / s) + zp)`, `vpu.quant`
+/// as the drain's last step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Requantize {
+    /// `u8` or `i8`.
+    pub dtype: DType,
+    /// The zero point.
+    pub zp: i32,
+    /// DRAM address of the one f32 scale.
+    pub scale: u64,
 }
 
 impl GemmSpec {
@@ -216,6 +230,20 @@ impl GemmSpec {
             4
         } else {
             self.mxu.a_type().size()
+        }
+    }
+
+    /// The requantization of the result, if any.
+    fn requantize(&self) -> Option<Requantize> {
+        self.quant.as_ref().and_then(|q| q.out)
+    }
+
+    /// Bytes per element of C.
+    fn out_size(&self) -> u64 {
+        if self.requantize().is_some() {
+            1
+        } else {
+            4
         }
     }
 
@@ -347,7 +375,7 @@ pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
         macs: batch * m * k * n,
         compulsory_dram_bytes: batch * m * k * spec.a_size()
             + b_bytes
-            + batch * m * n * 4
+            + batch * m * n * spec.out_size()
             + spec.vectors() * n * 4
             + u64::from(bufs.a_zp.is_some())
             + u64::from(bufs.b_zp.is_some())
@@ -380,6 +408,8 @@ struct GemmBuffers {
     /// The reciprocals of one column of A's scales, which `vpu.quant …
     /// sop=mul` multiplies by.
     a_recip: Option<Buffer>,
+    /// A requantized result: its 8-bit output tiles and its scale.
+    requant: Option<(Buffer, Buffer)>,
     acc: Buffer,
 }
 
@@ -418,6 +448,13 @@ impl GemmBuffers {
             0 => None,
             cols => Some(mem.alloc("a_scales", Mem::Spm, cols * t.tm * 4, 1)?),
         };
+        let requant = match spec.requantize() {
+            Some(_) => Some((
+                mem.alloc("out_q", Mem::Spm, t.tm * t.tn, 2)?,
+                mem.alloc("out_scale", Mem::Spm, 4, 1)?,
+            )),
+            None => None,
+        };
         let a_recip = match spec.online {
             Some(_) => Some(mem.alloc("a_recip", Mem::Spm, t.tm * 4, 1)?),
             None => None,
@@ -446,6 +483,7 @@ impl GemmBuffers {
             a_scales,
             w_scales,
             a_recip,
+            requant,
             acc: mem.alloc("acc", Mem::Acc, t.tm * t.tn * 4, 2)?,
         })
     }
@@ -560,6 +598,9 @@ impl<'a> GemmKernel<'a> {
         };
         if let (Some(addr), Some(buf)) = (spec.bias, &self.bufs.bias) {
             vectors.push((buf, addr, spec.n * 4));
+        }
+        if let (Some(r), Some((_, buf))) = (spec.requantize(), &self.bufs.requant) {
+            vectors.push((buf, r.scale, 4));
         }
         let mut body = resident_vectors(&vectors);
         if let (Some((buf, bytes)), Some(o)) = (&self.bufs.w_scales, &spec.online) {
@@ -943,6 +984,7 @@ impl<'a> GemmKernel<'a> {
                 },
                 dtype: self.spec.mxu.a_type(),
                 by: ScaleOp::Mul,
+                zp: 0,
             },
             &dst,
             self.spec.k * self.e,
@@ -1161,8 +1203,32 @@ impl<'a> GemmKernel<'a> {
         if self.spec.act.is_some() || (b.bias.is_none() && b.scales.is_none()) {
             epilogue.push(Stmt::Vpu(VpuStmt {
                 op: VpuOp::Un { func, a: src },
-                dst: out_tile,
+                dst: out_tile.clone(),
                 dstride: t.tn * 4,
+                rows: self.tm.clone(),
+                cols: tn.clone(),
+            }));
+        }
+        if let (Some(r), Some((qbuf, sbuf))) = (self.spec.requantize(), &b.requant) {
+            // … requantized, as QuantizeLinear: into the 8-bit tile.
+            epilogue.push(Stmt::Vpu(VpuStmt {
+                op: VpuOp::Quant {
+                    a: Opnd {
+                        addr: out_tile,
+                        stride: t.tn * 4,
+                        bcast: Bcast::Full,
+                    },
+                    s: Opnd {
+                        addr: sbuf.at(&Affine::c(0), 0),
+                        stride: 0,
+                        bcast: Bcast::Scalar,
+                    },
+                    dtype: r.dtype,
+                    by: ScaleOp::Div,
+                    zp: r.zp,
+                },
+                dst: qbuf.at(&slot, 0),
+                dstride: t.tn,
                 rows: self.tm.clone(),
                 cols: tn,
             }));
@@ -1197,19 +1263,25 @@ impl<'a> GemmKernel<'a> {
             Affine::var(spec.out.addr as i64, l.batch, spec.out.batch_stride as i64).plus_affine(
                 &Affine::var(0, l.row_block, (t.tm * spec.out.row_stride) as i64),
             );
+        let es = spec.out_size() as i64;
         let dst = c_batch.plus_affine(&Affine {
-            constant: col.constant * 4,
-            terms: col.terms.iter().map(|&(v, c)| (v, c * 4)).collect(),
+            constant: col.constant * es,
+            terms: col.terms.iter().map(|&(v, c)| (v, c * es)).collect(),
         });
+        // The f32 tile, or its requantized bytes.
+        let src = match &self.bufs.requant {
+            Some((qbuf, _)) => qbuf.at(&slot, 0),
+            None => self.bufs.obuf.at(&slot, 0),
+        };
         vec![
             Stmt::Wait(Chan::data(Vpu, Dma), 1),
             Stmt::Copy {
                 dst: Addr::new(Mem::Dram, dst),
-                src: self.bufs.obuf.at(&slot, 0),
-                run: cols.scaled(4),
+                src,
+                run: cols.scaled(es as u64),
                 dims: vec![DmaDim {
                     count: self.tm.clone(),
-                    sstride: (t.tn * 4) as i64,
+                    sstride: t.tn as i64 * es,
                     dstride: spec.out.row_stride as i64,
                 }],
             },

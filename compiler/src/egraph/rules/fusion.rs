@@ -6,7 +6,7 @@
 
 use egg::Id;
 
-use crate::graph::{Activation, BinaryOp, GeluApprox, Op};
+use crate::graph::{Activation, BinaryOp, GeluApprox, Op, UnaryOp};
 use crate::tensor::DType;
 
 use super::algebra::is_scalar_constant;
@@ -91,6 +91,28 @@ pub fn rules() -> Vec<RuleDef> {
                 let f = qgemm_of(cx, qa, qb, ones)?;
                 cx.add(Op::Cast { to: DType::I32 }, &[f])
             },
+        },
+        // qgemm(a, b, s) + bias = qgemm(a, b, s, bias): the qgemm adds its
+        // bias in f32 after the scale, as the Add does.
+        RuleDef {
+            name: "qgemm-bias",
+            lhs: "(add ?y ?bias)",
+            apply: qgemm_bias,
+        },
+        // qgemm(a, b, 1) · c = qgemm(a, b, c) for a constant c per tensor or
+        // per output column: with unit scales the product is the same f32
+        // multiply (MatMulInteger and QLinearMatMul's scales).
+        RuleDef {
+            name: "qgemm-column-scale",
+            lhs: "(mul ?y ?c)",
+            apply: qgemm_column_scale,
+        },
+        // QuantizeLinear(qgemm(...), s, zp) = qgemm(...) requantized in its
+        // epilogue (`vpu.quant`): saturate(round(y / s) + zp) as u8/i8.
+        RuleDef {
+            name: "qgemm-requantize",
+            lhs: "(cast ?t (min (max ?q ?lo) ?hi))",
+            apply: qgemm_requantize,
         },
         // gemm(a, b) + bias = gemm(a, b, bias) for a row bias [N].
         RuleDef {
@@ -403,6 +425,7 @@ fn qgemm_of(cx: &mut Ctx<'_>, (qa, a_zp): (Id, Zp), (qb, b_zp): (Id, Zp), scale:
         b_zp,
         trans_b: false,
         act: None,
+        out: None,
     };
     cx.add(op, &operands)
 }
@@ -434,6 +457,147 @@ fn qgemm_from_dequantized(cx: &mut Ctx<'_>) -> Option<Id> {
         _ => cx.add(Op::Reshape { shape: vec![n] }, &[scale])?,
     };
     qgemm_of(cx, (qa, a_zp), (qb, b_zp), scale)
+}
+
+/// A qgemm node in class `y` that only dequantizes (no bias, activation or
+/// requantization), with its operands.
+fn plain_qgemm(cx: &Ctx<'_>, y: Id) -> Option<(Op, Vec<Id>)> {
+    cx.nodes(y).into_iter().find(|(op, operands)| match op {
+        Op::QGemm {
+            a_zp,
+            b_zp,
+            act: None,
+            out: None,
+            ..
+        } => crate::graph::qgemm_operands((*a_zp, *b_zp), false, operands.len())
+            .bias
+            .is_none(),
+        _ => false,
+    })
+}
+
+fn qgemm_bias(cx: &mut Ctx<'_>) -> Option<Id> {
+    let (y, bias) = (cx.v("?y"), cx.v("?bias"));
+    let n = *cx.shape(y).last()?;
+    let shape = cx.shape(bias);
+    if !is_row(&shape) || shape.last() != Some(&n) || cx.ty(bias)?.dtype != DType::F32 {
+        return None;
+    }
+    let (op, mut operands) = plain_qgemm(cx, y)?;
+    let bias = if shape == [n] {
+        bias
+    } else {
+        cx.add(Op::Reshape { shape: vec![n] }, &[bias])?
+    };
+    operands.push(bias);
+    cx.add(op, &operands)
+}
+
+fn qgemm_column_scale(cx: &mut Ctx<'_>) -> Option<Id> {
+    let (y, c) = (cx.v("?y"), cx.v("?c"));
+    let n = *cx.shape(y).last()?;
+    let shape = cx.shape(c);
+    let last = shape.last().copied().unwrap_or(1);
+    if !cx.is_const(c)
+        || cx.ty(c)?.dtype != DType::F32
+        || !is_row(&shape)
+        || (last != n && last != 1)
+    {
+        return None;
+    }
+    let (op, mut operands) = plain_qgemm(cx, y)?;
+    let ones = cx.value(operands[2])?;
+    if ones.to_f64_vec().iter().any(|&v| v != 1.0) {
+        return None;
+    }
+    operands[2] = if last == n {
+        cx.add(Op::Reshape { shape: vec![n] }, &[c])?
+    } else {
+        let scalar = cx.add(Op::Reshape { shape: vec![] }, &[c])?;
+        cx.add(Op::Expand { shape: vec![n] }, &[scalar])?
+    };
+    cx.add(op, &operands)
+}
+
+/// `saturate(round(y / s) + zp)` as ?t, for a qgemm `y` (any epilogue but
+/// requantization), `s` a one-element f32 constant (or no division: 1) and
+/// `zp` a one-element integral constant (or none: 0) in ?t's range.
+fn qgemm_requantize(cx: &mut Ctx<'_>) -> Option<Id> {
+    let Op::Cast { to } = cx.op("cast", cx.v("?t"))? else {
+        return None;
+    };
+    let (lo, hi) = match to {
+        DType::U8 => (0.0, 255.0),
+        DType::I8 => (-128.0, 127.0),
+        _ => return None,
+    };
+    let one = |cx: &Ctx<'_>, id: Id| -> Option<f64> {
+        let v = cx.value(id).filter(|v| v.numel() == 1)?;
+        Some(v.to_f64_vec()[0])
+    };
+    if one(cx, cx.v("?lo"))? != lo || one(cx, cx.v("?hi"))? != hi {
+        return None;
+    }
+    let q = cx.v("?q");
+    // q = round(r) + zp or round(r).
+    let (rounded, zp) = cx
+        .nodes(q)
+        .into_iter()
+        .find_map(|(op, operands)| match op {
+            Op::Binary(BinaryOp::Add) => {
+                let (x, z) = match one(cx, operands[0]) {
+                    Some(_) => (operands[1], operands[0]),
+                    None => (operands[0], operands[1]),
+                };
+                let zp = one(cx, z)?;
+                (zp.fract() == 0.0 && (lo..=hi).contains(&zp)).then_some((x, zp as i32))
+            }
+            _ => None,
+        })
+        .unwrap_or((q, 0));
+    let r = cx
+        .nodes(rounded)
+        .into_iter()
+        .find_map(|(op, operands)| (op == Op::Unary(UnaryOp::Round)).then(|| operands[0]))?;
+    // r = y / s or y.
+    let (y, s) = cx
+        .nodes(r)
+        .into_iter()
+        .find_map(|(op, operands)| {
+            let s = operands.get(1).copied()?;
+            let scale = op == Op::Binary(BinaryOp::Div)
+                && cx.ty(s)?.dtype == DType::F32
+                && one(cx, s).is_some();
+            scale.then_some((operands[0], Some(s)))
+        })
+        .unwrap_or((r, None));
+    let (op, mut operands) = cx
+        .nodes(y)
+        .into_iter()
+        .find(|(op, _)| matches!(op, Op::QGemm { out: None, .. }))?;
+    let Op::QGemm {
+        a_zp,
+        b_zp,
+        trans_b,
+        act,
+        ..
+    } = op
+    else {
+        return None;
+    };
+    let s = match s {
+        Some(s) => cx.add(Op::Reshape { shape: vec![] }, &[s])?,
+        None => cx.literal(1.0),
+    };
+    operands.push(s);
+    let requantized = Op::QGemm {
+        a_zp,
+        b_zp,
+        trans_b,
+        act,
+        out: Some((to, zp)),
+    };
+    cx.add(requantized, &operands)
 }
 
 /// A GEMM node of class `y` with `arity` operands and no activation.

@@ -42,10 +42,12 @@ pub(super) fn gemm_type(trans_b: bool, operands: &[&TensorType]) -> Result<Tenso
     Ok(TensorType::new(a.dtype, shape))
 }
 
-/// `[a, b, scale(, a_zp)(, bias)]` → f32 `[..., M, N]`; see [`Op::QGemm`].
+/// `[a, b, scale(, a_zp)(, b_zp)(, bias)(, out_scale)]` → f32 (or the
+/// `out` type) `[..., M, N]`; see [`Op::QGemm`].
 pub(super) fn qgemm_type(
     trans_b: bool,
     (a_zp, b_zp): (Option<i32>, Option<i32>),
+    out: Option<(DType, i32)>,
     operands: &[&TensorType],
 ) -> Result<TensorType, String> {
     let (a, b, scale) = (operands[0], operands[1], operands[2]);
@@ -62,8 +64,15 @@ pub(super) fn qgemm_type(
             ));
         }
     }
-    let (a_at, b_at, bias_at) = qgemm_operands(a_zp, b_zp);
-    for (what, at, t) in [("a", a_at, a), ("b", b_at, b)] {
+    let slots = qgemm_operands((a_zp, b_zp), out.is_some(), operands.len());
+    let (min, max) = slots.arity;
+    if !(min..=max).contains(&operands.len()) {
+        return Err(format!(
+            "qgemm takes {min} or {max} operands, has {}",
+            operands.len()
+        ));
+    }
+    for (what, at, t) in [("a", slots.a_zp, a), ("b", slots.b_zp, b)] {
         let Some(at) = at else { continue };
         let zp = operands.get(at).ok_or(format!(
             "qgemm with a run-time zero point of {what} needs it as operand {at}"
@@ -75,18 +84,37 @@ pub(super) fn qgemm_type(
             ));
         }
     }
-    let bias = operands.get(bias_at).copied();
-    if operands.len() > bias_at + 1 {
-        return Err(format!("qgemm takes at most {} operands", bias_at + 1));
-    }
-    for (what, t) in [("scale", scale)]
-        .into_iter()
-        .chain(bias.map(|t| ("bias", t)))
-    {
-        if t.dtype != DType::F32 {
-            return Err(format!("qgemm's {what} must be f32, is {}", t.dtype));
+    let bias = slots.bias.map(|at| operands[at]);
+    let out_scale = slots.out_scale.map(|at| operands[at]);
+    for (what, t) in [
+        ("scale", Some(scale)),
+        ("bias", bias),
+        ("out_scale", out_scale),
+    ] {
+        match t {
+            Some(t) if t.dtype != DType::F32 => {
+                return Err(format!("qgemm's {what} must be f32, is {}", t.dtype));
+            }
+            _ => {}
         }
     }
+    if out_scale.is_some_and(|t| t.numel() != 1) {
+        return Err("qgemm's output scale must be one value".into());
+    }
+    if let Some((t, zp)) = out {
+        let fits = match t {
+            DType::U8 => (0..=255).contains(&zp),
+            DType::I8 => (-128..=127).contains(&zp),
+            _ => return Err(format!("qgemm requantizes into u8 or i8, not {t}")),
+        };
+        if !fits {
+            return Err(format!("qgemm's output zero point {zp} is outside {t}"));
+        }
+    }
+    let typed = |ty: TensorType| match out {
+        Some((t, _)) => TensorType::new(t, ty.shape),
+        None => ty,
+    };
     let n = if trans_b {
         b.shape.first()
     } else {
@@ -114,12 +142,12 @@ pub(super) fn qgemm_type(
         let mut f32_operands = vec![as_f32(a), b2];
         f32_operands.extend(bias.cloned());
         let refs: Vec<&TensorType> = f32_operands.iter().collect();
-        return gemm_type(false, &refs);
+        return gemm_type(false, &refs).map(typed);
     }
     let mut f32_operands = vec![as_f32(a), as_f32(b)];
     f32_operands.extend(bias.cloned());
     let refs: Vec<&TensorType> = f32_operands.iter().collect();
-    gemm_type(trans_b, &refs)
+    gemm_type(trans_b, &refs).map(typed)
 }
 
 /// `[q, k, v(, mask)]` → q's type; see [`Op::Attention`].

@@ -393,10 +393,11 @@ impl Op {
                 a_zp,
                 b_zp,
                 trans_b,
+                out,
                 ..
             } => {
-                arity(3, 6)?;
-                qgemm_type(*trans_b, (*a_zp, *b_zp), operands)?
+                arity(3, 7)?;
+                qgemm_type(*trans_b, (*a_zp, *b_zp), *out, operands)?
             }
             Op::Attention { .. } => {
                 arity(3, 4)?;

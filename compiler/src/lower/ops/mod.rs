@@ -97,6 +97,10 @@ fn fused_ew(expr: &FusedExpr, leaves: &[Ew]) -> Option<Ew> {
                 Op::Gelu { approximate } => Ew::Unary(gelu_func(*approximate), next()?),
                 Op::Binary(b) => Ew::Binary(binary_func(*b), next()?, next()?),
                 Op::Where => Ew::Select(next()?, next()?, next()?),
+                // The operand is widened to f32 as it is loaded; a root
+                // cast (into 8 bits) is the conversion of the result as
+                // it is stored.
+                Op::Cast { .. } => *next()?,
                 _ => return None,
             })
         }
@@ -381,13 +385,14 @@ pub fn lower_node(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
         Op::Scatter { axis } => scatter_rows(ctx, id, *axis),
         Op::ScatterElements { axis } => scatter_elements(ctx, id, *axis),
         Op::Trilu { upper, k } => trilu(ctx, id, *upper, *k),
-        Op::Gemm { trans_b, act } => gemm_op(ctx, id, *trans_b, *act, None),
+        Op::Gemm { trans_b, act } => gemm_op(ctx, id, *trans_b, *act, None, None),
         Op::QGemm {
             a_zp,
             b_zp,
             trans_b,
             act,
-        } => gemm_op(ctx, id, *trans_b, *act, Some((*a_zp, *b_zp))),
+            out,
+        } => gemm_op(ctx, id, *trans_b, *act, Some((*a_zp, *b_zp)), *out),
         Op::Attention { scale, causal } => attention_op(ctx, id, *scale, *causal),
         Op::Rope => rope(ctx, id),
         Op::Conv(attrs) => conv(ctx, id, attrs),

@@ -5,7 +5,7 @@ use crate::graph::{Activation, NodeId};
 use crate::kernel::{Affine, Kernel, ZeroPoint};
 use crate::lower::attention::{attention, AttentionSpec, MaskSpec};
 use crate::lower::elementwise::{elementwise, Ew, EwOperand, EwSpec};
-use crate::lower::gemm::{gemm, DramMat, GemmQuant, GemmSpec, OnlineQuant};
+use crate::lower::gemm::{gemm, DramMat, GemmQuant, GemmSpec, OnlineQuant, Requantize};
 use crate::lower::movement::{copies, dense_strides, CopySpec};
 use crate::lower::{Ctx, LowerError};
 use crate::precision::{integer_mxu, Precision};
@@ -224,6 +224,7 @@ pub(super) fn gemm_op(
     trans_b: bool,
     act: Option<Activation>,
     zero_points: Option<(Option<i32>, Option<i32>)>,
+    out: Option<(DType, i32)>,
 ) -> Result<Vec<Kernel>, LowerError> {
     let node = ctx.graph.node(id);
     let ops = ctx.graph.operands(id);
@@ -257,36 +258,44 @@ pub(super) fn gemm_op(
         (None, Some((_, data, _))) => data,
         (None, None) => mxu_operand(ctx, id, ops[1], &mut kernels)?,
     };
-    // The operands after A and B: the column scales of a qgemm, the bias.
-    let mut rest = ops[2..].iter();
-    let quant = match zero_points {
+    // The operands after A and B: a qgemm's column scales, run-time zero
+    // points and output scale; the bias.
+    let (quant, bias_at) = match zero_points {
         Some((a_zp, b_zp)) => {
-            let scales = *rest
-                .next()
-                .ok_or_else(|| unsupported(ctx, id, "qgemm without scales"))?;
-            // A run-time zero point is an operand (A's, then B's).
-            let mut zero_point = |zp: Option<i32>| match zp {
-                Some(z) => Ok(ZeroPoint::Const(z)),
-                None => {
-                    let zp = *rest
-                        .next()
-                        .ok_or_else(|| unsupported(ctx, id, "qgemm without its zero point"))?;
-                    Ok(ZeroPoint::At(Affine::c(ctx.addr(zp) as i64)))
+            let slots = crate::graph::qgemm_operands((a_zp, b_zp), out.is_some(), ops.len());
+            let zero_point = |zp: Option<i32>, at: Option<usize>| match (zp, at) {
+                (Some(z), _) => Ok(ZeroPoint::Const(z)),
+                (None, Some(at)) => Ok(ZeroPoint::At(Affine::c(ctx.addr(ops[at]) as i64))),
+                (None, None) => Err(unsupported(ctx, id, "qgemm without its zero point")),
+            };
+            let out = match (out, slots.out_scale) {
+                (Some((t, zp)), Some(at)) => Some(Requantize {
+                    dtype: crate::runtime_io::isa_dtype(t),
+                    zp,
+                    scale: ctx.addr(ops[at]),
+                }),
+                (None, _) => None,
+                (Some(_), None) => {
+                    return Err(unsupported(ctx, id, "qgemm without its output scale"))
                 }
             };
-            let (a_zp, b_zp) = (zero_point(a_zp)?, zero_point(b_zp)?);
-            Some(GemmQuant {
-                a_zp,
-                b_zp,
-                scales: vector(ctx, id, scales)?,
-            })
+            let quant = GemmQuant {
+                a_zp: zero_point(a_zp, slots.a_zp)?,
+                b_zp: zero_point(b_zp, slots.b_zp)?,
+                scales: vector(ctx, id, ops[2])?,
+                out,
+            };
+            (Some(quant), slots.bias)
         }
+        None => (None, (ops.len() > 2).then_some(2)),
+    };
+    let bias = match bias_at {
+        Some(at) => Some(vector(ctx, id, ops[at])?),
         None => None,
     };
-    let bias = match rest.next() {
-        Some(&bias) => Some(vector(ctx, id, bias)?),
-        None => None,
-    };
+    let out_size = quant
+        .as_ref()
+        .map_or(4, |q| if q.out.is_some() { 1 } else { 4 });
     let a_size = a.ty.dtype.size() as u64;
     let batched = batch > 1;
     let spec = GemmSpec {
@@ -310,8 +319,8 @@ pub(super) fn gemm_op(
         act: act.map(Activation::vpu_func),
         out: DramMat {
             addr: ctx.addr(id),
-            row_stride: n * 4,
-            batch_stride: if batched { m * n * 4 } else { 0 },
+            row_stride: n * out_size,
+            batch_stride: if batched { m * n * out_size } else { 0 },
         },
         mxu,
         quant,

@@ -347,6 +347,29 @@ pub(in crate::egraph::rules::tests) fn case(rule: &str, b: &mut Builder) -> Node
             let wi = b.op(Op::Cast { to: DType::I32 }, &[wq]);
             b.op(Op::MatMul, &[a, wi])
         }
+        "qgemm-bias" => {
+            let (y, n) = qgemm_case(b, 0.001);
+            let bias = b.random(&[1, n], -1.0, 1.0);
+            b.binary(BinaryOp::Add, y, bias)
+        }
+        "qgemm-column-scale" => {
+            let (y, n) = qgemm_case(b, 1.0);
+            let c = b.random(&[n], 0.001, 0.01);
+            b.binary(BinaryOp::Mul, y, c)
+        }
+        "qgemm-requantize" => {
+            // QuantizeLinear(y, 0.1, 100) as u8, y about ±2.
+            let (y, _) = qgemm_case(b, 2e-5);
+            let s = b.scalar(0.1);
+            let ratio = b.binary(BinaryOp::Div, y, s);
+            let rounded = b.unary(UnaryOp::Round, ratio);
+            let zp = b.scalar(100.0);
+            let shifted = b.binary(BinaryOp::Add, rounded, zp);
+            let (lo, hi) = (b.scalar(0.0), b.scalar(255.0));
+            let low = b.binary(BinaryOp::Max, shifted, lo);
+            let clipped = b.binary(BinaryOp::Min, low, hi);
+            b.op(Op::Cast { to: DType::U8 }, &[clipped])
+        }
         "gemm-bias" => {
             let (y, n) = gemm_case(b);
             let bias = b.random(&[1, n], -1.0, 1.0);
@@ -475,6 +498,26 @@ fn quantized_input(b: &mut Builder, shape: &[usize], inv: f32, zp: f32) -> (Node
     let clipped = b.binary(BinaryOp::Max, shifted, lo);
     let clipped = b.binary(BinaryOp::Min, clipped, hi);
     (b.op(Op::Cast { to: DType::U8 }, &[clipped]), zp)
+}
+
+/// A qgemm of quantized u8 activations `[m, k]` (zero point 128) by
+/// random i8 weights, with column scales `scale` (1: the unit scales of
+/// MatMulInteger), and its N.
+fn qgemm_case(b: &mut Builder, scale: f32) -> (NodeId, usize) {
+    let (m, k, n) = (b.dim(1, 5), b.dim(1, 7), b.dim(1, 6));
+    let (q, zp) = quantized_input(b, &[m, k], 60.0, 128.0);
+    let w = int8_weights(b, k, n);
+    let scales = Tensor::from_f32(&[n], vec![scale; n]);
+    let name = b.name();
+    let scales = b.g.add_constant(name, Arc::new(scales)).expect("constant");
+    let op = Op::QGemm {
+        a_zp: Some(zp as i32),
+        b_zp: Some(0),
+        trans_b: false,
+        act: None,
+        out: None,
+    };
+    (b.op(op, &[q, w, scales]), n)
 }
 
 /// A constant `[k, n]` of random i8 weights in -127..=127.
