@@ -36,9 +36,10 @@ pub fn rules() -> Vec<RuleDef> {
         },
         // dq(qa) @ dq(qb) = qgemm(qa, qb, sa · sb): a matmul between two
         // DequantizeLinears — activations per tensor, constant weights per
-        // tensor or per output column, zero points per tensor — runs in the
-        // MXU's integer mode, the scales becoming the epilogue's per-column
-        // dequantization.
+        // tensor or per output column (or, batched or computed at run time,
+        // another activation per tensor), zero points per tensor — runs in
+        // the MXU's integer mode, the scales becoming the epilogue's
+        // per-column dequantization.
         RuleDef {
             name: "qgemm-from-dequantized",
             lhs: "(matmul ?a ?b)",
@@ -432,20 +433,18 @@ fn qgemm_of(cx: &mut Ctx<'_>, (qa, a_zp): (Id, Zp), (qb, b_zp): (Id, Zp), scale:
 
 fn qgemm_from_dequantized(cx: &mut Ctx<'_>) -> Option<Id> {
     let (a, b) = (cx.v("?a"), cx.v("?b"));
-    let b_shape = cx.shape(b);
-    let [_, n] = b_shape[..] else {
-        return None;
-    };
+    let (_, n) = integer_matmul_dims(cx, a, b)?;
+    let batched = cx.shape(b).len() > 2;
     let (qa, a_zp, sa) = dequantized(cx, a)?;
     let (qb, b_zp, sb) = dequantized(cx, b)?;
-    // Per tensor for A; per tensor or per output column for B (a scale
-    // along K cannot leave the sum).
+    // Per tensor for A; per tensor or per output column for constant
+    // weights B (a scale along K cannot leave the sum); per tensor for a B
+    // computed at run time or batched (attention's Q·Kᵀ and P·V, both sides
+    // quantized).
     let sb_shape = cx.shape(sb);
     let per_column = sb_shape.last() == Some(&n) && sb_shape.iter().rev().skip(1).all(|&d| d == 1);
-    if !is_scalar_constant(cx, sa)
-        || !cx.is_const(qb)
-        || !(is_scalar_constant(cx, sb) || per_column)
-    {
+    let weights = cx.is_const(qb) && !batched;
+    if !is_scalar_constant(cx, sa) || !(is_scalar_constant(cx, sb) || (per_column && weights)) {
         return None;
     }
     let scale = cx.add(Op::Binary(BinaryOp::Mul), &[sb, sa])?;
