@@ -666,16 +666,7 @@ impl<'a> GemmKernel<'a> {
             count: tiles(k, t.kch),
             body: vec![
                 Stmt::Wait(Chan::credit(Vpu, Dma), 1),
-                Stmt::Copy {
-                    dst: stage.at(&slot, 0),
-                    src: Addr::new(Mem::Dram, a_batch.plus(vc, (t.kch * 4) as i64)),
-                    run: cols.clone().scaled(4),
-                    dims: vec![DmaDim {
-                        count: self.tm.clone(),
-                        sstride: spec.a.row_stride as i64,
-                        dstride: (t.kch * 4) as i64,
-                    }],
-                },
+                self.a_chunk_copy(&a_batch, vc, stage.at(&slot, 0)),
                 Stmt::Signal(Chan::data(Dma, Vpu), 1),
                 Stmt::Wait(Chan::data(Dma, Vpu), 1),
             ]
@@ -822,26 +813,34 @@ impl<'a> GemmKernel<'a> {
     /// DMA: chunk `v` (of `kch` columns) of the A block's rows into its
     /// place in the (chunk-major) stage, then one dma→vpu event.
     fn stage_chunk(&self, a_batch: &Affine, v: Var) -> Vec<Stmt> {
-        let (spec, t) = (self.spec, self.t);
+        let t = self.t;
         let Some(stage) = &self.bufs.stage else {
             unreachable!("an 8-bit GEMM stages A");
         };
+        let dst = stage
+            .at(&Affine::c(0), 0)
+            .plus(v, (t.tm * t.kch * 4) as i64);
         vec![
-            Stmt::Copy {
-                dst: stage
-                    .at(&Affine::c(0), 0)
-                    .plus(v, (t.tm * t.kch * 4) as i64),
-                src: Addr::new(Mem::Dram, a_batch.clone().plus(v, (t.kch * 4) as i64)),
-                run: Ext::tile(t.kch, spec.k, Affine::var(0, v, t.kch as i64)).scaled(4),
-                dims: vec![DmaDim {
-                    count: self.tm.clone(),
-                    sstride: spec.a.row_stride as i64,
-                    dstride: (t.kch * 4) as i64,
-                }],
-            },
+            self.a_chunk_copy(a_batch, v, dst),
             Stmt::Signal(Chan::data(Dma, Vpu), 1),
             Stmt::Wait(Chan::data(Dma, Vpu), 1),
         ]
+    }
+
+    /// DMA: chunk `v` (`kch` f32 columns) of the A block's rows, from
+    /// `a_batch`, to `dst`, its rows `kch` apart.
+    fn a_chunk_copy(&self, a_batch: &Affine, v: Var, dst: Addr) -> Stmt {
+        let (spec, t) = (self.spec, self.t);
+        Stmt::Copy {
+            dst,
+            src: Addr::new(Mem::Dram, a_batch.clone().plus(v, (t.kch * 4) as i64)),
+            run: Ext::tile(t.kch, spec.k, Affine::var(0, v, t.kch as i64)).scaled(4),
+            dims: vec![DmaDim {
+                count: self.tm.clone(),
+                sstride: spec.a.row_stride as i64,
+                dstride: (t.kch * 4) as i64,
+            }],
+        }
     }
 
     /// FP8: block `v` of A staged, its max-abs per row, its scales (in the

@@ -351,21 +351,24 @@ pub fn lower_keeping(
         let Op::Constant(tensor) = &node.op else {
             continue;
         };
-        if raw_roots.contains(&id) {
-            let data = tensor.data().to_le_bytes();
-            addr.insert(id, next);
+        let mut place = |name: String, data: Vec<u8>| {
+            let at = next;
             dram.push(DramTensor {
-                name: node.name.clone(),
-                addr: next,
+                name: name.clone(),
+                addr: at,
                 bytes: data.len() as u64,
                 kind: DramKind::Constant,
             });
+            next = align(at + data.len() as u64);
             segments.push(Segment {
-                name: node.name.clone(),
-                dram_addr: next,
+                name,
+                dram_addr: at,
                 data,
             });
-            next = align(next + dram.last().map_or(0, |t| t.bytes));
+            at
+        };
+        if raw_roots.contains(&id) {
+            addr.insert(id, place(node.name.clone(), tensor.data().to_le_bytes()));
         }
         if let (Some(gemms), Some(mxu)) = (quantized.get(&id), precision.gemm_8bit()) {
             // Every GEMM reading this weight has its shape and layout.
@@ -381,47 +384,15 @@ pub fn lower_keeping(
             };
             let q = quantize::quantize_weights(&tensor.to_f32_vec(), (k, n), trans_b, mxu, target);
             let scales: Vec<u8> = q.scales.iter().flat_map(|s| s.to_le_bytes()).collect();
-            let mut at = [0u64; 2];
-            for (slot, (suffix, data)) in
-                [(mxu.to_string(), q.data), (format!("{mxu}.scales"), scales)]
-                    .into_iter()
-                    .enumerate()
-            {
-                let name = format!("{}.{suffix}", node.name);
-                at[slot] = next;
-                dram.push(DramTensor {
-                    name: name.clone(),
-                    addr: next,
-                    bytes: data.len() as u64,
-                    kind: DramKind::Constant,
-                });
-                segments.push(Segment {
-                    name,
-                    dram_addr: next,
-                    data,
-                });
-                next = align(next + dram.last().map_or(0, |t| t.bytes));
-            }
+            let data_at = place(format!("{}.{mxu}", node.name), q.data);
+            let scales_at = place(format!("{}.{mxu}.scales", node.name), scales);
             for &g in gemms {
-                weights_8bit.insert(g, (at[0], at[1]));
+                weights_8bit.insert(g, (data_at, scales_at));
             }
         }
         if weight_roots.contains(&id) && (!quantized.contains_key(&id) || float_read(id)) {
-            let data = mxu_bytes(tensor, precision.mxu());
-            weights.insert(id, next);
             let name = format!("{}.{}", node.name, precision.mxu());
-            dram.push(DramTensor {
-                name: name.clone(),
-                addr: next,
-                bytes: data.len() as u64,
-                kind: DramKind::Constant,
-            });
-            segments.push(Segment {
-                name,
-                dram_addr: next,
-                data,
-            });
-            next = align(next + dram.last().map_or(0, |t| t.bytes));
+            weights.insert(id, place(name, mxu_bytes(tensor, precision.mxu())));
         }
     }
 

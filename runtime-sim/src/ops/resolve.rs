@@ -238,21 +238,9 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             astride,
             sbcast,
             zp,
-            sop,
-        } => Op::Quant {
-            dequant: false,
-            dst: onchip!(dst),
-            a: onchip!(a),
-            s: onchip!(s),
-            qtype,
-            shape: shape(rows, cols),
-            dstride: r(dstride),
-            astride: r(astride),
-            sbcast,
-            zp: opt(zp) as i64,
-            sop,
-        },
-        Instr::VpuDequant {
+            ..
+        }
+        | Instr::VpuDequant {
             dst,
             a,
             s,
@@ -264,7 +252,7 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             sbcast,
             zp,
         } => Op::Quant {
-            dequant: true,
+            dequant: matches!(instr, Instr::VpuDequant { .. }),
             dst: onchip!(dst),
             a: onchip!(a),
             s: onchip!(s),
@@ -274,7 +262,10 @@ pub fn resolve(instr: &Instr, regs: &[u64; 32], dims: &mut [DmaDimRegs; 3]) -> O
             astride: r(astride),
             sbcast,
             zp: opt(zp) as i64,
-            sop: ScaleOp::Div,
+            sop: match instr {
+                Instr::VpuQuant { sop, .. } => *sop,
+                _ => ScaleOp::Div,
+            },
         },
         Instr::VpuCvt {
             dst,
