@@ -1129,6 +1129,16 @@ def _mk_qdq(base: str, what: str):
     return case
 
 
+def _float_model(base: str):
+    """models/<base> (generated first if missing) and its test inputs."""
+    src = OUT_ROOT / base
+    if not (src / "model.onnx").exists():
+        CASES[base]()
+    inputs = [numpy_helper.to_array(onnx.load_tensor(p))
+              for p in sorted((src / "test_data_set_0").glob("input_*.pb"))]
+    return src, inputs
+
+
 def _mk_dynq(base: str, what: str):
     """A case: models/<base> after onnxruntime's own dynamic quantizer (int8
     weights per output channel; each MatMul's activations quantized at run time
@@ -1140,11 +1150,7 @@ def _mk_dynq(base: str, what: str):
 
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        src = OUT_ROOT / base
-        if not (src / "model.onnx").exists():
-            CASES[base]()
-        inputs = [numpy_helper.to_array(onnx.load_tensor(p))
-                  for p in sorted((src / "test_data_set_0").glob("input_*.pb"))]
+        src, inputs = _float_model(base)
         with tempfile.TemporaryDirectory() as tmp:
             dst = Path(tmp) / "dynamic.onnx"
             quantize_dynamic(str(src / "model.onnx"), str(dst), per_channel=True, weight_type=QuantType.QInt8,
