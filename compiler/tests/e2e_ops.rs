@@ -418,3 +418,83 @@ fn slices_with_extreme_steps() {
         check(&g, 53);
     }
 }
+
+/// A graph of one op over a `[rows, cols]` input (constant operands after
+/// it), its output the graph's.
+fn row_graph(name: &str, op: Op, rows: usize, cols: usize, vectors: usize) -> Graph {
+    let mut rng = Rng(29);
+    let mut g = Graph::new(name);
+    let x = g
+        .add_input("x", TensorType::new(DType::F32, vec![rows, cols]))
+        .expect("x");
+    let mut operands = vec![x];
+    for v in 0..vectors {
+        operands.push(constant(&mut g, &format!("v{v}"), &[cols], &mut rng));
+    }
+    let y = g.add_node("y", op, &operands).expect("node");
+    g.add_output("y", y);
+    g
+}
+
+/// Rows far wider than `tiny`'s 16 KiB of SPM: a vocabulary-sized softmax
+/// (131072 values), norms of width 16384 and a long sum run as passes over
+/// chunks of the rows.
+#[test]
+fn rows_wider_than_spm_split_into_passes() {
+    check(
+        &row_graph("softmax", Op::Softmax { axis: 1 }, 2, 131072, 0),
+        31,
+    );
+    let layer_norm = Op::LayerNorm {
+        axis: 1,
+        epsilon: 1e-5,
+    };
+    check(&row_graph("layer_norm", layer_norm, 3, 16384, 2), 32);
+    let rms = Op::RmsNorm {
+        axis: 1,
+        epsilon: 1e-6,
+    };
+    check(&row_graph("rms_norm", rms, 2, 16384, 1), 33);
+    let sum = Op::Reduce {
+        kind: tessera_compiler::graph::op::ReduceKind::Sum,
+        axes: vec![1],
+        keep_dims: true,
+    };
+    check(&row_graph("sum", sum, 2, 20000, 0), 34);
+}
+
+/// K = 16384: a row of A is 64 KiB of f32, four times `tiny`'s SPM, so the
+/// GEMM runs as K chunks summed (with the bias and the activation) by the
+/// VPU; transposed weights, and a matmul of two activations.
+#[test]
+fn gemms_deeper_than_spm_split_along_k() {
+    for (trans_b, act) in [(false, Some(Activation::Gelu)), (true, None)] {
+        let mut rng = Rng(41);
+        let mut g = Graph::new("deep_gemm");
+        let x = g
+            .add_input("x", TensorType::new(DType::F32, vec![3, 16384]))
+            .expect("x");
+        let w = constant(
+            &mut g,
+            "w",
+            if trans_b { &[10, 16384] } else { &[16384, 10] },
+            &mut rng,
+        );
+        let b = constant(&mut g, "b", &[10], &mut rng);
+        let y = g
+            .add_node("y", Op::Gemm { trans_b, act }, &[x, w, b])
+            .expect("gemm");
+        g.add_output("y", y);
+        check(&g, 42);
+    }
+    let mut g = Graph::new("deep_matmul");
+    let a = g
+        .add_input("a", TensorType::new(DType::F32, vec![2, 5, 16384]))
+        .expect("a");
+    let b = g
+        .add_input("b", TensorType::new(DType::F32, vec![2, 16384, 6]))
+        .expect("b");
+    let y = g.add_node("y", Op::MatMul, &[a, b]).expect("matmul");
+    g.add_output("y", y);
+    check(&g, 43);
+}

@@ -225,7 +225,7 @@ impl GemmSpec {
     }
 
     /// Bytes per element of A in DRAM.
-    fn a_size(&self) -> u64 {
+    pub(super) fn a_size(&self) -> u64 {
         if self.converts_a() {
             4
         } else {

@@ -23,6 +23,7 @@ pub mod attention;
 pub mod elementwise;
 pub mod gather;
 pub mod gemm;
+pub mod ksplit;
 pub mod movement;
 pub(crate) mod ops;
 pub mod pipeline;

@@ -15,7 +15,7 @@ use crate::tensor::DType;
 use super::elementwise::{elementwise, Ew, EwOperand, EwSpec};
 use super::gather::{gather, RowsSpec};
 use super::movement::{copies, dense_strides, CopySpec};
-use super::rowwise::{rowwise, ReduceFn, RowOp, RowSpec, RowView};
+use super::rowwise::{row_kernels, ReduceFn, RowOp, RowSpec, RowView};
 use super::{Ctx, LowerError};
 use indexing::{gather_elements, gather_nd, rope, scatter_elements, scatter_rows, trilu};
 use mxu::{attention_op, conv, gemm_op, matmul};
@@ -440,7 +440,7 @@ fn row_kernel(ctx: &Ctx, id: NodeId, op: RowOp, view: RowView) -> Result<Vec<Ker
         view,
         output: (ctx.addr(id), node.ty.dtype),
     };
-    Ok(vec![rowwise(&spec, ctx.target)?])
+    row_kernels(&spec, ctx.target, &|b| ctx.scratch(b))
 }
 
 fn reduce(
@@ -472,7 +472,7 @@ fn reduce(
             view,
             output: (ctx.addr(id), node.ty.dtype),
         };
-        return Ok(vec![rowwise(&spec, ctx.target)?]);
+        return row_kernels(&spec, ctx.target, &|b| ctx.scratch(b));
     }
     // Move the reduced axes last, then reduce the trailing block.
     let kept: Vec<usize> = (0..shape.len()).filter(|d| !axes.contains(d)).collect();
@@ -505,7 +505,7 @@ fn reduce(
         view,
         output: (ctx.addr(id), node.ty.dtype),
     };
-    kernels.push(rowwise(&row, ctx.target)?);
+    kernels.extend(row_kernels(&row, ctx.target, &|b| ctx.scratch(b))?);
     Ok(kernels)
 }
 

@@ -5,7 +5,8 @@ use crate::graph::{Activation, NodeId};
 use crate::kernel::{Affine, Kernel, ZeroPoint};
 use crate::lower::attention::{attention, AttentionSpec, MaskSpec};
 use crate::lower::elementwise::{elementwise, Ew, EwOperand, EwSpec};
-use crate::lower::gemm::{gemm, DramMat, GemmQuant, GemmSpec, OnlineQuant, Requantize};
+use crate::lower::gemm::{DramMat, GemmQuant, GemmSpec, OnlineQuant, Requantize};
+use crate::lower::ksplit::gemm_kernels;
 use crate::lower::movement::{copies, dense_strides, CopySpec};
 use crate::lower::{Ctx, LowerError};
 use crate::precision::{integer_mxu, Precision};
@@ -160,7 +161,7 @@ pub(super) fn conv(
             quant: None,
             online: None,
         };
-        kernels.push(gemm(&spec, ctx.target)?);
+        kernels.extend(gemm_kernels(&spec, ctx.target, &|b| ctx.scratch(b))?);
     }
     // [n, positions, m] -> [n, m, positions]
     kernels.push(copies(
@@ -326,7 +327,7 @@ pub(super) fn gemm_op(
         quant,
         online: eight_bit.map(|(_, _, w_scales)| OnlineQuant { w_scales }),
     };
-    kernels.push(gemm(&spec, ctx.target)?);
+    kernels.extend(gemm_kernels(&spec, ctx.target, &|b| ctx.scratch(b))?);
     Ok(kernels)
 }
 
@@ -518,6 +519,6 @@ pub(super) fn matmul(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
         quant: None,
         online: None,
     };
-    kernels.push(gemm(&spec, ctx.target)?);
+    kernels.extend(gemm_kernels(&spec, ctx.target, &|b| ctx.scratch(b))?);
     Ok(kernels)
 }

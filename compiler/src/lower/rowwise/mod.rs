@@ -23,9 +23,11 @@ use super::LowerError;
 
 mod plan;
 mod spec;
+mod split;
 mod tile;
 
 pub use spec::{ReduceFn, RowOp, RowSpec, RowView};
+pub use split::row_kernels;
 
 use plan::{row_plan, RowBuffers};
 use tile::RowKernel;
