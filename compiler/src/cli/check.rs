@@ -23,11 +23,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{anyhow, bail};
 use clap::Args;
 use tessera_compiler::compare::{check_outputs, read_numbered_pbs, Tolerance};
 use tessera_compiler::frontend::{import_file_traced, import_specializing};
-use tessera_compiler::interp::{bind_inputs, EvalOptions};
+use tessera_compiler::interp::EvalOptions;
 
 use tessera_compiler::precision::Precision;
 use tessera_isa::Target;
@@ -103,31 +103,18 @@ fn simulate(
         &args.model,
         Some(&pipeline.provenance),
     )?;
-    let loadable = compiled.loadable;
-    let bound = bind_inputs(graph, inputs).with_context(|| args.data.display().to_string())?;
-    let mut sim = tessera_sim::Simulator::new(loadable.clone())?;
-    for (&id, tensor) in graph.inputs().iter().zip(&bound) {
-        let name = &graph.node(id).name;
-        let desc = loadable
-            .inputs
-            .iter()
-            .find(|d| &d.name == name)
-            .ok_or_else(|| anyhow!("the compiled program has no input `{name}`"))?;
-        let bytes =
-            tessera_compiler::runtime_io::tensor_to_bytes(tensor, desc).map_err(|m| anyhow!(m))?;
-        sim.set_input(name, &bytes)?;
-    }
-    let options = tessera_sim::Options {
-        max_cycles: args.sim.max_cycles,
-        ..Default::default()
-    };
-    let result = sim
-        .run(&options)
-        .map_err(|e| super::run::simulation_error(e, &args.model))?;
+    let (outputs, stats) = super::run::simulate_on(
+        &compiled.loadable,
+        graph,
+        inputs,
+        &args.sim,
+        &args.model,
+        &args.data,
+    )?;
     if args.stats {
-        super::run::print_stats(&result.stats, &loadable)?;
+        super::run::print_stats(&stats, &compiled.loadable)?;
     }
-    super::run::read_outputs(&sim, &loadable)
+    Ok(outputs)
 }
 
 /// With `--const-inputs-from-data`: the data's values of the inputs that

@@ -9,6 +9,7 @@ mod asm;
 mod check;
 mod compare_dumps;
 mod compile;
+mod generate;
 mod layers;
 mod ops;
 pub mod output;
@@ -48,6 +49,14 @@ enum Command {
     /// `--output-dir`), and on request statistics, a per-kernel profile and
     /// a Chrome trace.
     Run(run::RunArgs),
+    /// Decode autoregressively on the simulator: prefill, then one step per
+    /// token with the KV cache carried over; prints time to first token,
+    /// per-token latency and tokens/s at the target clock.
+    ///
+    /// The model is a decoder exported with its cache (`use_cache=True`):
+    /// `input_ids [1, seq]`, `past_*` inputs of a symbolic length, `present_*`
+    /// outputs and `logits`. Each step is compiled for its lengths.
+    Generate(generate::GenerateArgs),
     /// Compare two tensor dumps by name, with the metrics of
     /// `check --compare-all`.
     ///
@@ -85,6 +94,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compile(args) => compile::compile(args),
         Command::Check(args) => check::check(args),
         Command::Run(args) => run::run(args),
+        Command::Generate(args) => generate::generate(args),
         Command::Compare(args) => compare_dumps::compare_dumps(args),
         Command::Asm(args) => asm::asm(args),
         Command::Disasm(args) => asm::disasm(args),

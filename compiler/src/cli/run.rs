@@ -296,6 +296,38 @@ fn write_json(file: File, path: &Path, json: &serde_json::Value) -> anyhow::Resu
     writer.flush().with_context(|| path.display().to_string())
 }
 
+/// Simulates `loadable`, compiled from `graph`, on `inputs` bound to the
+/// graph's inputs (by name, else position); returns every output and the
+/// run's statistics. `model` and `data` name the files in errors.
+pub fn simulate_on(
+    loadable: &Loadable,
+    graph: &tessera_compiler::graph::Graph,
+    inputs: &[(String, Tensor)],
+    sim_args: &SimArgs,
+    model: &Path,
+    data: &Path,
+) -> anyhow::Result<(Vec<(String, Tensor)>, Stats)> {
+    let bound = tessera_compiler::interp::bind_inputs(graph, inputs)
+        .with_context(|| data.display().to_string())?;
+    let mut sim = Simulator::new(loadable.clone())?;
+    for (&id, tensor) in graph.inputs().iter().zip(&bound) {
+        let name = &graph.node(id).name;
+        let desc = loadable
+            .inputs
+            .iter()
+            .find(|d| &d.name == name)
+            .ok_or_else(|| anyhow!("the compiled program has no input `{name}`"))?;
+        let bytes = tensor_to_bytes(tensor, desc).map_err(|m| anyhow!(m))?;
+        sim.set_input(name, &bytes)?;
+    }
+    let options = Options {
+        max_cycles: sim_args.max_cycles,
+        ..Default::default()
+    };
+    let result = sim.run(&options).map_err(|e| simulation_error(e, model))?;
+    Ok((read_outputs(&sim, loadable)?, result.stats))
+}
+
 /// Every output of a finished run as a tensor.
 pub fn read_outputs(sim: &Simulator, loadable: &Loadable) -> anyhow::Result<Vec<(String, Tensor)>> {
     loadable

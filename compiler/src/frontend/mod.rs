@@ -41,6 +41,7 @@ mod error;
 mod inputs;
 pub mod ops;
 mod order;
+mod signature;
 #[cfg(test)]
 pub(crate) mod testutil;
 
@@ -49,6 +50,7 @@ use ctx::{ConstCache, Ctx};
 pub use error::ImportError;
 use inputs::{check_declared_dtype, input_type};
 use order::{node_names, topological_order};
+pub use signature::{signature, signature_of_file, Dim, Port, Signature};
 
 /// How to import a model.
 #[derive(Clone, Debug, Default)]
