@@ -137,6 +137,9 @@ pub struct Ctx<'a> {
     /// Keep the part name on the node of output 0 (set by converters whose
     /// outputs are all parts, like Split).
     pub keep_part_names: bool,
+    /// The node's part in a mixture-of-experts loop made static
+    /// (`expert_loop.rs`), if any.
+    pub expert: Option<super::ExpertRole>,
 }
 
 impl<'a> Ctx<'a> {
@@ -160,6 +163,7 @@ impl<'a> Ctx<'a> {
             base_dir,
             created: Vec::new(),
             keep_part_names: false,
+            expert: None,
         }
     }
 

@@ -38,6 +38,7 @@ use crate::tensor::{Tensor, TensorError};
 
 mod ctx;
 mod error;
+mod expert_loop;
 mod inputs;
 pub mod ops;
 mod order;
@@ -48,6 +49,7 @@ pub(crate) mod testutil;
 pub use ctx::ConvertError;
 use ctx::{ConstCache, Ctx};
 pub use error::ImportError;
+pub use expert_loop::ExpertRole;
 use inputs::{check_declared_dtype, input_type};
 use order::{node_names, topological_order};
 pub use signature::{signature, signature_of_file, Dim, Port, Signature};
@@ -268,6 +270,9 @@ pub fn import_model_traced(
         ..Origins::default()
     };
     let mut cache = ConstCache::default();
+    let loops = expert_loop::find(&onnx.node);
+    // Each enumerated inner NonZero's operand (its mask), by node index.
+    let mut masks: HashMap<usize, NodeId> = HashMap::new();
     for index in order {
         let node = &onnx.node[index];
         let name = &names[index];
@@ -288,7 +293,26 @@ pub fn import_model_traced(
         let entry = ops::lookup(&node.op_type).ok_or_else(|| {
             ImportError::UnsupportedOps(vec![(name.clone(), node.op_type.clone())])
         })?;
+        let role = match (loops.expand.get(&index), loops.masked.get(&index)) {
+            (Some(&pieces), _) => {
+                if let Some(Some(mask)) = inputs.first() {
+                    masks.insert(index, *mask);
+                }
+                let experts = loops.routed.get(&index).and_then(|(x, axis)| {
+                    let Some(Value::Node(id)) = values.get(x) else {
+                        return None;
+                    };
+                    let shape = &graph.node(*id).ty.shape;
+                    let axis = usize::try_from(axis.rem_euclid(shape.len().max(1) as i64)).ok()?;
+                    shape.get(axis).copied()
+                });
+                Some(ExpertRole::Enumerate { pieces, experts })
+            }
+            (None, Some(nz)) => masks.get(nz).copied().map(ExpertRole::MaskedScatter),
+            (None, None) => None,
+        };
         let mut ctx = Ctx::new(&mut graph, &mut cache, node, name, inputs, opset, base_dir);
+        ctx.expert = role;
         let outputs = (entry.convert)(&mut ctx).map_err(|e| ctx.import_error(e))?;
         ctx.finish(&outputs).map_err(|e| ctx.import_error(e))?;
         let created = ctx.created().to_vec();

@@ -9,11 +9,14 @@
 //! between two buffers. Only the DMA engine is involved; it orders its own
 //! transfers.
 
-use tessera_isa::{IdxType, Mem, Target};
+use tessera_isa::{BinFunc, IdxType, Mem, Target};
 
-use crate::kernel::{Addr, Affine, Ext, Kernel, Stmt};
+use crate::kernel::{Addr, Affine, DmaDim, Ext, Kernel, Stmt};
+
+use crate::tensor::DType;
 
 use super::alloc::{balanced_tile, tiles, OnChip, Vars};
+use super::elementwise::{elementwise, Ew, EwOperand, EwSpec};
 use super::movement::{copy_stmts, CopySpec};
 use super::LowerError;
 
@@ -51,6 +54,9 @@ pub struct RowsSpec {
     /// Dense rows base address: the gather's output, the scatter's
     /// updates; `count` rows per outer entry.
     pub dense: u64,
+    /// Bytes between consecutive dense rows: `row_bytes`, or more when
+    /// each gathered row is one piece of a wider row (see [`rows_kernels`]).
+    pub dense_stride: u64,
 }
 
 /// Builds a row-gather kernel.
@@ -87,11 +93,26 @@ fn rows_kernel(spec: &RowsSpec, target: &Target, scatter: bool) -> Result<Kernel
     let s = Affine::var(0, slot, 1);
     let n = Ext::tile(tile, spec.count, Affine::var(0, vt, tile as i64));
     let table = Affine::var(spec.table as i64, vo, (spec.rows * spec.row_bytes) as i64);
+    let pitch = spec.dense_stride.max(spec.row_bytes);
     let dense = Addr::new(
         Mem::Dram,
-        Affine::var(spec.dense as i64, vo, (spec.count * spec.row_bytes) as i64)
-            .plus(vt, (tile * spec.row_bytes) as i64),
+        Affine::var(spec.dense as i64, vo, (spec.count * pitch) as i64)
+            .plus(vt, (tile * pitch) as i64),
     );
+    // Dense rows one run, or one run per row when they are pieces of
+    // wider rows.
+    let (run, dims) = if pitch == spec.row_bytes {
+        (n.clone().scaled(spec.row_bytes), vec![])
+    } else {
+        (
+            Ext::Const(spec.row_bytes),
+            vec![DmaDim {
+                count: n.clone(),
+                sstride: if scatter { pitch } else { spec.row_bytes } as i64,
+                dstride: if scatter { spec.row_bytes } else { pitch } as i64,
+            }],
+        )
+    };
     let load_indices = Stmt::Copy {
         dst: idx.at(&s, 0),
         src: Addr::new(
@@ -107,8 +128,8 @@ fn rows_kernel(spec: &RowsSpec, target: &Target, scatter: bool) -> Result<Kernel
             Stmt::Copy {
                 dst: rows_buf.at(&s, 0),
                 src: dense,
-                run: n.clone().scaled(spec.row_bytes),
-                dims: vec![],
+                run,
+                dims,
             },
             Stmt::Scatter {
                 table,
@@ -134,8 +155,8 @@ fn rows_kernel(spec: &RowsSpec, target: &Target, scatter: bool) -> Result<Kernel
             Stmt::Copy {
                 dst: dense,
                 src: rows_buf.at(&s, 0),
-                run: n.scaled(spec.row_bytes),
-                dims: vec![],
+                run,
+                dims,
             },
         ]
     };
@@ -168,6 +189,86 @@ fn rows_kernel(spec: &RowsSpec, target: &Target, scatter: bool) -> Result<Kernel
         macs: 0,
         compulsory_dram_bytes: index_bytes + 2 * spec.outer * spec.count * spec.row_bytes,
     })
+}
+
+/// The kernels of a row gather (or scatter): one, or, when a row does not
+/// fit SPM, one per piece of the rows. Row `r` of `B` bytes is pieces `r ·
+/// c + j` (`j < c`) of a table of `rows · c` rows of `B / c` bytes, so
+/// piece `j` of every selected row is a gather with the indices `idx · c +
+/// j` (computed by the VPU into scratch: exact while `rows · c < 2²⁴`)
+/// into every `B`-th byte of the dense rows.
+pub fn rows_kernels(
+    spec: &RowsSpec,
+    target: &Target,
+    scatter: bool,
+    scratch: &dyn Fn(u64) -> u64,
+) -> Result<Vec<Kernel>, LowerError> {
+    let err = match rows_kernel(spec, target, scatter) {
+        Ok(k) => return Ok(vec![k]),
+        Err(LowerError::DoesNotFit(why)) => why,
+        Err(e) => return Err(e),
+    };
+    let refuse = |what: &str| Err(LowerError::DoesNotFit(format!("{err} ({what})")));
+    if spec.idx_outer_stride != 0 || spec.dense_stride != spec.row_bytes {
+        return refuse("and its indices differ per outer entry");
+    }
+    let isize = if spec.itype == IdxType::I64 { 8 } else { 4 };
+    let free = OnChip::new(target).free(Mem::Spm).saturating_sub(4 * 64);
+    let fits = |bytes: u64| 2 * (bytes + isize) <= free;
+    let Some(pieces) = (2..=spec.row_bytes)
+        .filter(|c| spec.row_bytes % c == 0)
+        .find(|c| fits(spec.row_bytes / c))
+    else {
+        return refuse("and no piece of it does");
+    };
+    if spec.rows * pieces >= 1 << 24 {
+        return refuse("and its pieces would number 2^24 or more");
+    }
+    let dtype = if isize == 8 { DType::I64 } else { DType::I32 };
+    let count = spec.count as usize;
+    let piece = spec.row_bytes / pieces;
+    let mut kernels = Vec::new();
+    for j in 0..pieces {
+        let at = scratch(spec.count * isize);
+        let expr = Ew::Binary(
+            BinFunc::Add,
+            Box::new(Ew::Binary(
+                BinFunc::Mul,
+                Box::new(Ew::Input(0)),
+                Box::new(Ew::Scalar(pieces as f32)),
+            )),
+            Box::new(Ew::Scalar(j as f32)),
+        );
+        kernels.push(elementwise(
+            &EwSpec {
+                node: format!("{}.piece{j}_indices", spec.node),
+                operands: vec![EwOperand {
+                    addr: spec.indices,
+                    shape: vec![count],
+                    dtype,
+                    strides: None,
+                }],
+                expr,
+                out: at,
+                shape: vec![count],
+                dtype,
+                cast_only: false,
+                out_strides: None,
+            },
+            target,
+        )?);
+        let part = RowsSpec {
+            node: format!("{}.piece{j}", spec.node),
+            rows: spec.rows * pieces,
+            row_bytes: piece,
+            indices: at,
+            dense: spec.dense + j * piece,
+            dense_stride: spec.row_bytes,
+            ..spec.clone()
+        };
+        kernels.push(rows_kernel(&part, target, scatter)?);
+    }
+    Ok(kernels)
 }
 
 /// A gather whose indices are known at compile time: one copy per

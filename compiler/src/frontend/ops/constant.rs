@@ -6,7 +6,8 @@ use crate::fold::FOLD_LIMIT;
 use crate::graph::{NodeId, Op};
 use crate::tensor::Tensor;
 
-use super::super::ctx::{static_shape, ConvertError, ConvertResult, Ctx};
+use super::super::ctx::{built_constant, static_shape, ConvertError, ConvertResult, Ctx};
+use super::super::ExpertRole;
 use super::one;
 
 /// Constant in every attribute form: `value`, `value_float(s)`,
@@ -125,6 +126,12 @@ pub(super) fn identity(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
 /// at compile time (computed here); one computed at run time is refused
 /// naming the graph input it depends on, never given a guessed shape.
 pub(super) fn non_zero(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    if let Some(ExpertRole::Enumerate { pieces, experts }) = ctx.expert {
+        let operand = ctx.input(0)?;
+        if ctx.node_value(operand)?.is_none() {
+            return one(every_position(ctx, pieces, experts)?);
+        }
+    }
     let x = ctx.value(0)?;
     let shape = x.shape().to_vec();
     let rank = shape.len();
@@ -145,6 +152,42 @@ pub(super) fn non_zero(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
     // A scalar has rank 0: its result is [0, count] with no elements.
     let value = Tensor::from_i64(&[rank, hits.len()], out);
     one(ctx.constant("indices", value)?)
+}
+
+/// A `NonZero` of an expert loop (`expert_loop.rs`) whose operand is a
+/// run-time value: every position of the operand, in row-major order —
+/// for the outer loop, of the experts the router can choose (a one-hot's
+/// padding class past them is never hit).
+fn every_position(
+    ctx: &mut Ctx,
+    pieces: Option<usize>,
+    experts: Option<usize>,
+) -> ConvertResult<NodeId> {
+    let mut shape = ctx.input_ty(0)?.shape;
+    if let ([classes], Some(e)) = (shape.as_mut_slice(), experts) {
+        *classes = (*classes).min(e);
+    }
+    let count: usize = shape.iter().product();
+    if let Some(p) = pieces.filter(|&p| p != count) {
+        return Err(format!(
+            "the traced expert loop runs {p} times for {count} experts: the export only runs \
+             on inputs that use exactly {p} experts (a data-dependent shape); trace with an \
+             input that uses every expert, or export the experts batched \
+             (experts_implementation=\"batched_mm\")"
+        )
+        .into());
+    }
+    built_constant("the positions of an expert loop", &[shape.len(), count])?;
+    let rank = shape.len();
+    let mut out = vec![0i64; rank * count];
+    for flat in 0..count {
+        let mut rest = flat;
+        for d in (0..rank).rev() {
+            out[d * count + flat] = (rest % shape[d]) as i64;
+            rest /= shape[d];
+        }
+    }
+    ctx.constant("every_position", Tensor::from_i64(&[rank, count], out))
 }
 
 #[cfg(test)]

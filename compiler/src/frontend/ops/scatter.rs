@@ -15,6 +15,7 @@ use crate::graph::{BinaryOp, NodeId, Op, ReduceKind, UnaryOp};
 use crate::tensor::{DType, Tensor};
 
 use super::super::ctx::{built_constant, ConvertResult, Ctx};
+use super::super::ExpertRole;
 use super::one;
 
 /// The most elements the composed reduction form may build.
@@ -180,6 +181,9 @@ fn pad_to(
 
 /// ScatterElements (`axis`, `reduction`) and the deprecated Scatter.
 pub(super) fn scatter_elements(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
+    if let Some(ExpertRole::MaskedScatter(mask)) = ctx.expert {
+        return one(expert_rows_added(ctx, mask)?);
+    }
     let (data, indices, updates) = (ctx.input(0)?, ctx.input(1)?, ctx.input(2)?);
     let shape = ctx.ty(data).shape;
     let axis = ctx.axis(ctx.attr_int("axis")?.unwrap_or(0), shape.len())?;
@@ -214,6 +218,70 @@ pub(super) fn scatter_elements(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId
     let idx = ctx.reshape("index_spread", idx, spread.clone())?;
     let upd = ctx.reshape("updates_spread", upd, spread)?;
     one(reduce_into(ctx, data, idx, upd, axis, kind)?)
+}
+
+/// The `index_add_` of an expert loop made static (`expert_loop.rs`):
+/// `ScatterElements(zeros [T, …], t, rows [S·T, …])` whose indices are the
+/// token `t = j mod T` of every enumerated (slot, token) pair `j`, masked
+/// by the expert's `[S, T]` mask: the masked rows summed over the slots.
+/// Checks what makes it exact: zeros for data, axis 0, no reduction, and
+/// the index values.
+fn expert_rows_added(ctx: &mut Ctx, mask: NodeId) -> ConvertResult<NodeId> {
+    let (data, indices, updates) = (ctx.input(0)?, ctx.input(1)?, ctx.input(2)?);
+    let not_loop = |why: &str| -> ConvertResult<NodeId> {
+        Err(format!("an expert loop's scatter-add, but {why}").into())
+    };
+    let shape = ctx.ty(data).shape;
+    let ushape = ctx.ty(updates).shape;
+    let mshape = ctx.ty(mask).shape;
+    if ctx.attr_int("axis")?.unwrap_or(0) != 0 || reduction(ctx)?.is_some() {
+        return not_loop("it has an axis or a reduction");
+    }
+    let [slots, tokens] = mshape[..] else {
+        return not_loop("its mask is not [slots, tokens]");
+    };
+    if shape.first() != Some(&tokens)
+        || ushape.first() != Some(&(slots * tokens))
+        || shape[1..] != ushape[1..]
+    {
+        return not_loop(&format!(
+            "data {shape:?}, updates {ushape:?} and mask {mshape:?} do not line up"
+        ));
+    }
+    let zeros = ctx
+        .node_value(data)?
+        .is_some_and(|d| d.to_f64_vec().iter().all(|&v| v == 0.0));
+    if !zeros {
+        return not_loop("its data is not zeros");
+    }
+    let row: usize = shape[1..].iter().product();
+    let pattern = ctx.node_value(indices)?.is_some_and(|i| {
+        i.to_i64_vec()
+            .iter()
+            .enumerate()
+            .all(|(e, &v)| v == ((e / row.max(1)) % tokens) as i64)
+    });
+    if !pattern {
+        return not_loop("its indices are not every pair's token");
+    }
+    let dtype = ctx.ty(updates).dtype;
+    let m = ctx.add("mask", Op::Cast { to: dtype }, &[mask])?;
+    let mut spread = vec![1; ushape.len()];
+    spread[0] = slots * tokens;
+    let m = ctx.reshape("mask_rows", m, spread)?;
+    let masked = ctx.add("masked", Op::Binary(BinaryOp::Mul), &[updates, m])?;
+    let mut by_slot = vec![slots, tokens];
+    by_slot.extend(&shape[1..]);
+    let by_slot = ctx.reshape("by_slot", masked, by_slot)?;
+    ctx.add(
+        "sum_over_slots",
+        Op::Reduce {
+            kind: ReduceKind::Sum,
+            axes: vec![0],
+            keep_dims: false,
+        },
+        &[by_slot],
+    )
 }
 
 /// ScatterND (`reduction`): the index tuples address the first `q`

@@ -7,7 +7,7 @@ use super::{copy_to_node, unsupported};
 use crate::graph::NodeId;
 use crate::kernel::Kernel;
 use crate::lower::elementwise::{elementwise, Ew, EwOperand, EwSpec};
-use crate::lower::gather::{gather, scatter, static_gather, RowsSpec};
+use crate::lower::gather::{gather, rows_kernels, scatter, static_gather, RowsSpec};
 use crate::lower::movement::{copies, dense_strides, CopySpec};
 use crate::lower::{Ctx, LowerError};
 use crate::tensor::DType;
@@ -235,6 +235,7 @@ pub(super) fn gather_elements(
         idx_outer_stride: c_out * isz,
         itype,
         dense: out_last,
+        dense_stride: es,
     };
     kernels.push(gather(&spec, ctx.target)?);
     if axis + 1 != r {
@@ -265,20 +266,22 @@ pub(super) fn scatter_rows(ctx: &Ctx, id: NodeId, axis: usize) -> Result<Vec<Ker
     let shape = &node.ty.shape;
     let es = node.ty.dtype.size() as u64;
     let mut kernels = copy_to_node(ctx, id, ops[0])?;
+    let row_bytes = shape[axis + 1..].iter().product::<usize>() as u64 * es;
     let spec = RowsSpec {
         node: node.name.clone(),
         table: ctx.addr(id),
         outer: shape[..axis].iter().product::<usize>() as u64,
         rows: shape[axis] as u64,
-        row_bytes: shape[axis + 1..].iter().product::<usize>() as u64 * es,
+        row_bytes,
         indices: ctx.addr(ops[1]),
         count: indices.numel() as u64,
         idx_outer_stride: 0,
         itype,
         dense: ctx.addr(ops[2]),
+        dense_stride: row_bytes,
     };
     if spec.count > 0 && spec.row_bytes > 0 {
-        kernels.push(scatter(&spec, ctx.target)?);
+        kernels.extend(rows_kernels(&spec, ctx.target, true, &|b| ctx.scratch(b))?);
     }
     Ok(kernels)
 }
@@ -365,6 +368,7 @@ pub(super) fn scatter_elements(
             idx_outer_stride: c_out * isz,
             itype,
             dense: u_addr,
+            dense_stride: es,
         };
         kernels.push(scatter(&spec, ctx.target)?);
     }

@@ -13,7 +13,7 @@ use crate::kernel::Kernel;
 use crate::tensor::DType;
 
 use super::elementwise::{elementwise, Ew, EwOperand, EwSpec};
-use super::gather::{gather, RowsSpec};
+use super::gather::{rows_kernels, RowsSpec};
 use super::movement::{copies, dense_strides, CopySpec};
 use super::rowwise::{row_kernels, ReduceFn, RowOp, RowSpec, RowView};
 use super::{Ctx, LowerError};
@@ -363,22 +363,24 @@ pub fn lower_node(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
             };
             let shape = &data.ty.shape;
             let es = data.ty.dtype.size() as u64;
+            let row_bytes = shape[axis + 1..].iter().product::<usize>() as u64 * es;
             let spec = RowsSpec {
                 node: node.name.clone(),
                 table: ctx.addr(ops[0]),
                 outer: shape[..*axis].iter().product::<usize>() as u64,
                 rows: shape[*axis] as u64,
-                row_bytes: shape[axis + 1..].iter().product::<usize>() as u64 * es,
+                row_bytes,
                 indices: ctx.addr(ops[1]),
                 count: indices.ty.numel() as u64,
                 idx_outer_stride: 0,
                 itype,
                 dense: ctx.addr(id),
+                dense_stride: row_bytes,
             };
             if spec.count == 0 || spec.row_bytes == 0 {
                 return Ok(vec![]);
             }
-            Ok(vec![gather(&spec, ctx.target)?])
+            rows_kernels(&spec, ctx.target, false, &|b| ctx.scratch(b))
         }
         Op::GatherNd { batch_dims } => gather_nd(ctx, id, *batch_dims),
         Op::GatherElements { axis } => gather_elements(ctx, id, *axis),
