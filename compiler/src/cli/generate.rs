@@ -8,8 +8,8 @@
 //! length is a second symbolic dimension (`past`), the matching cache
 //! outputs and the logits. Tessera compiles for static shapes, so each
 //! step is compiled for its own lengths: the prefill with `seq = P,
-//! past = 0` (empty caches), decode step `i` with `seq = 1, past = P + i
-//! - 1`. That is exactly the exported graph at each length (no padding
+//! past = 0` (empty caches), decode step `i` (from 1) with `seq = 1,
+//! past = P + i − 1`. That is exactly the exported graph at each length (no padding
 //! of the cache, no masking the model did not ask for), so every step
 //! computes what onnxruntime computes; the cost is one compilation per
 //! step, reported apart from the simulated time. A fixed-capacity cache
