@@ -316,10 +316,17 @@ def _torch_case(
     source: str,
     description: str,
     dynamic: dict | None = None,
-) -> None:
-    """build(torch) -> (module, arg_names, example_args, test_args, output_name)."""
+    extra_meta: dict | None = None,
+):
+    """build(torch) -> (module, arg_names, example_args, test_args, output_name).
+
+    output_name is one name, or a list of names when the module returns a tuple of
+    tensors (then dynamic["out_axes"] maps each output name to its axes).
+    Returns (torch, module, exported ModelProto) for cases that post-process.
+    """
     torch = _torch_setup()
     module, arg_names, example, test_args, out_name = build(torch)
+    out_names = list(out_name) if isinstance(out_name, (list, tuple)) else [out_name]
     dims: dict[str, int] = {}
     dynamic_axes = dynamic_shapes = None
     if dynamic:
@@ -333,19 +340,23 @@ def _torch_case(
             dynamic_shapes = {a: {ax: dim_objs[dn] for ax, dn in m.items()} for a, m in axes.items()}
         else:
             dynamic_axes = dict(axes)
-            dynamic_axes[out_name] = dynamic["out_axes"]
+            if isinstance(out_name, (list, tuple)):
+                dynamic_axes.update(dynamic["out_axes"])
+            else:
+                dynamic_axes[out_name] = dynamic["out_axes"]
     model = export_torch(
         torch,
         module,
         tuple(example),
         arg_names,
-        [out_name],
+        out_names,
         dynamo=dynamo,
         opset=DYNAMO_OPSET if dynamo else TS_OPSET,
         dynamic_axes=dynamic_axes,
         dynamic_shapes=dynamic_shapes,
     )
-    ref = module(*test_args).detach().numpy()
+    out = module(*test_args)
+    refs = [t.detach().numpy() for t in (out if isinstance(out, (list, tuple)) else [out])]
     save_case(
         name,
         model,
@@ -354,8 +365,10 @@ def _torch_case(
         exporter="dynamo" if dynamo else "torchscript",
         description=description,
         dims=dims,
-        reference=[ref],
+        reference=refs,
+        extra_meta=extra_meta,
     )
+    return torch, module, model
 
 
 def perturb(torch, model, seed: int, scale: float = 0.1):
@@ -462,7 +475,7 @@ def build_bert(torch):
     return mod, ["input_ids", "attention_mask", "token_type_ids"], sample(), sample(), "last_hidden_state"
 
 
-def build_llama(torch):
+def build_llama(torch, max_position_embeddings=64):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(SEED)
@@ -473,7 +486,7 @@ def build_llama(torch):
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,  # grouped-query attention
-        max_position_embeddings=64,
+        max_position_embeddings=max_position_embeddings,
         rope_theta=10000.0,
         rms_norm_eps=1e-6,
         tie_word_embeddings=False,
@@ -875,6 +888,347 @@ def gpt2_dynamic_build(torch):
     # Trace with batch=2, seq=8; test data uses batch=2, seq=11 so a graph that
     # silently baked in the traced sizes would fail the self-check.
     return build_gpt2(torch, batch=2, seq=8, test_batch=2, test_seq=11)
+
+
+# ------------------------------------------------- KV-cache decode steps, MoE, long context
+
+
+def _decode_step_module(torch, hf_model, n_layers: int):
+    """Wrap a HF causal LM as one step with an explicit KV cache in flat tensors.
+
+    forward(input_ids, past_0_key, past_0_value, past_1_key, ...) builds a transformers
+    DynamicCache from the past tensors (zero-length past = prefill) and returns
+    (logits, present_0_key, present_0_value, ...): what the cache holds after the step.
+    No attention_mask: the causal mask and the positions come from the cache length.
+    """
+    from transformers import DynamicCache
+
+    class DecodeStep(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, *past):
+            cache = DynamicCache(ddp_cache_data=[(past[2 * i], past[2 * i + 1]) for i in range(n_layers)])
+            out = self.m(input_ids=input_ids, cache=cache, use_cache=True, return_dict=True)
+            flat = [out.logits]
+            for layer in out.cache.layers:
+                flat += [layer.keys, layer.values]
+            return tuple(flat)
+
+    return DecodeStep(hf_model).eval()
+
+
+def _kv_names(n_layers: int) -> tuple[list[str], list[str]]:
+    past = [f"past_key_values.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
+    present = [f"present.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
+    return ["input_ids"] + past, ["logits"] + present
+
+
+def _kv_dynamic(n_layers: int) -> dict:
+    """dynamic_axes for a decode step: input_ids [1,'seq'], past [1,H,'past',D], present [1,H,'total',D]."""
+    ins, outs = _kv_names(n_layers)
+    return {
+        "dims": {"seq": 1, "past": 7},
+        "axes": {"input_ids": {1: "seq"}, **{n: {2: "past"} for n in ins[1:]}},
+        "out_axes": {"logits": {1: "seq"}, **{n: {2: "total"} for n in outs[1:]}},
+    }
+
+
+def _kv_build(torch, step, n_layers: int, kv_shapes: list[tuple[int, int]], seed: int, trace_seq: int = 3):
+    """(module, names, example, test, outputs) for a decode step.
+
+    kv_shapes: (heads, dim) of the cached key and value tensors. Traced at seq=trace_seq,
+    past=5 (random past); the test data is a decode step: seq=1, past=7, the past being
+    the present outputs of the step module on a 7-token prompt (empty past), input_ids
+    the greedy next token.
+    """
+    ins, outs = _kv_names(n_layers)
+    g = torch.Generator().manual_seed(seed)
+
+    def past(n, random=True):
+        return [torch.randn(1, h, n, d, generator=g) if random else torch.zeros(1, h, n, d)
+                for _ in range(n_layers) for (h, d) in kv_shapes]
+
+    example = [torch.randint(0, 256, (1, trace_seq), generator=g)] + past(5)
+    prompt = torch.randint(0, 256, (1, 7), generator=g)
+    pre = step(prompt, *past(0, random=False))
+    nxt = pre[0][:, -1:].argmax(-1)
+    test = [nxt] + [t.clone() for t in pre[1:]]
+    return step, ins, example, test, outs
+
+
+def _kv_generate(torch, step, model: onnx.ModelProto, n_layers: int, kv_shapes, prompt: list[int],
+                 steps: int, hf_model=None) -> dict:
+    """Greedy decoding with onnxruntime: prefill (past of length 0) then `steps` decode steps
+    feeding present -> past. Checked against the same loop in torch (and HF generate)."""
+    ins, _ = _kv_names(n_layers)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    empty = [np.zeros((1, h, 0, d), np.float32) for _ in range(n_layers) for (h, d) in kv_shapes]
+
+    def greedy(run):
+        ids = np.array([prompt], np.int64)
+        past, toks = empty, []
+        for _ in range(steps + 1):
+            res = run(ids, past)
+            toks.append(int(res[0][0, -1].argmax()))
+            ids, past = np.array([[toks[-1]]], np.int64), res[1:]
+        return toks
+
+    ort_out, torch_out = [], []
+
+    def run_ort(ids, past):
+        r = sess.run(None, dict(zip(ins, [ids] + list(past))))
+        ort_out.append(r)
+        return r
+
+    def run_torch(ids, past):
+        r = [t.numpy() for t in step(torch.from_numpy(ids), *[torch.from_numpy(np.ascontiguousarray(p)) for p in past])]
+        torch_out.append(r)
+        return r
+
+    toks = greedy(run_ort)
+    toks_torch = greedy(run_torch)
+    assert toks == toks_torch, (toks, toks_torch)
+    diff = max(float(np.max(np.abs(a.astype(np.float64) - b))) for ra, rb in zip(ort_out, torch_out)
+               for a, b in zip(ra, rb))
+    if hf_model is not None:
+        import copy
+
+        gc = copy.deepcopy(hf_model.generation_config)
+        # no early stop: an empty eos list (None would fall back to the model's eos token)
+        gc.update(max_new_tokens=steps + 1, do_sample=False, use_cache=True, eos_token_id=[], pad_token_id=0)
+        gen = hf_model.generate(torch.tensor([prompt]), generation_config=gc)
+        hf = gen[0, len(prompt):].tolist()
+        assert hf == toks, (hf, toks)
+    return {"prompt": prompt, "steps": steps, "tokens": toks, "max_abs_diff_ort_vs_torch": diff}
+
+
+def _llama_model(torch, max_position_embeddings: int = 64):
+    """build_llama's LlamaForCausalLM (same seeds, same weights)."""
+    return build_llama(torch, max_position_embeddings=max_position_embeddings)[0].m
+
+
+def build_llama_kv(torch):
+    return _kv_build(torch, _decode_step_module(torch, _llama_model(torch), 2), 2, [(2, 16), (2, 16)], SEED + 13)
+
+
+def case_llama_kv():
+    torch, step, model = _torch_case(
+        "llama_kv", build_llama_kv, dynamo=False, source=LLAMA_SRC, dynamic=_kv_dynamic(2),
+        description="LLaMA causal LM (the llama_ts model) as one step with a KV cache: input_ids[1,'seq'], "
+                    "past_key_values.{0,1}.{key,value}[1,2,'past',16] -> logits[1,'seq',256], "
+                    "present.{0,1}.{key,value}[1,2,past+seq,16] (transformers DynamicCache built from the past "
+                    "tensors, causal mask and positions from the cache length, no attention_mask). Traced at "
+                    "seq=3, past=5; test data is a decode step seq=1, past=7 (the present of a 7-token prompt); "
+                    "past=0 (prefill) works too, see generate.json. TorchScript exporter.")
+    g = torch.Generator().manual_seed(SEED + 14)
+    prompt = torch.randint(0, 256, (8,), generator=g).tolist()
+    info = _kv_generate(torch, step, model, 2, [(2, 16), (2, 16)], prompt, 8, hf_model=step.m)
+    (OUT_ROOT / "llama_kv" / "generate.json").write_text(json.dumps(info, indent=2) + "\n")
+    print(f"  generate.json: {info}")
+
+
+def build_llama_long(torch):
+    """build_llama's config with 2048 positions, run over 2048 tokens; only the last
+    position's logits are returned (keeps the reference output small)."""
+    hf = _llama_model(torch, max_position_embeddings=2048)
+
+    class LlamaLast(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids):
+            return self.m(input_ids=input_ids, use_cache=False, return_dict=False)[0][:, -1:, :]
+
+    g = torch.Generator().manual_seed(SEED + 15)
+    example = [torch.randint(0, 256, (1, 2048), generator=g)]
+    test = [torch.randint(0, 256, (1, 2048), generator=g)]
+    return LlamaLast(hf).eval(), ["input_ids"], example, test, "logits"
+
+
+def _expert_routes(torch, model, input_ids) -> list[set[int]]:
+    """The set of experts each MoE layer routes to for input_ids (in layer order)."""
+    hit: list[set[int]] = []
+    hooks = [m.register_forward_pre_hook(lambda mod, args: hit.append(set(args[1].flatten().tolist())))
+             for name, m in model.named_modules() if name.endswith(".experts")]
+    try:
+        model(input_ids=input_ids, use_cache=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    return hit
+
+
+def _moe_ids(torch, model, g, n_experts: int, seq: int = 8):
+    """Draw input_ids [1,seq] from g until every MoE layer routes some token to every
+    expert. The eager expert loop is traced as one unrolled branch per expert that the
+    example routes to (it iterates over NonZero's result, with split sizes fixed at
+    trace time), so that graph only runs for inputs that hit the same number of
+    experts in each layer: the example and the test input both hit all of them."""
+    for _ in range(1000):
+        ids = torch.randint(0, 256, (1, seq), generator=g)
+        routes = _expert_routes(torch, model, ids)
+        if routes and all(len(r) == n_experts for r in routes):
+            return ids
+    raise RuntimeError("no input routes to every expert")
+
+
+def _moe_build(torch, hf, n_experts: int, seed: int):
+    class CausalLM(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids):
+            return self.m(input_ids=input_ids, use_cache=False, return_dict=False)[0]
+
+    g = torch.Generator().manual_seed(seed)
+    example = [_moe_ids(torch, hf, g, n_experts)]
+    test = [_moe_ids(torch, hf, g, n_experts)]
+    return CausalLM(hf).eval(), ["input_ids"], example, test, "logits"
+
+
+def _mixtral_model(torch, experts: str):
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    torch.manual_seed(SEED)
+    cfg = MixtralConfig(
+        vocab_size=256,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        max_position_embeddings=64,
+        rope_theta=10000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        use_cache=False,
+        attn_implementation="eager",
+        experts_implementation=experts,
+    )
+    model = perturb(torch, MixtralForCausalLM(cfg).eval(), SEED + 113)
+    assert model.config._attn_implementation == "eager"
+    assert model.config._experts_implementation == experts
+    return model
+
+
+def _qwen2_moe_model(torch, experts: str):
+    from transformers import Qwen2MoeConfig, Qwen2MoeForCausalLM
+
+    torch.manual_seed(SEED)
+    cfg = Qwen2MoeConfig(
+        vocab_size=256,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_experts=4,
+        num_experts_per_tok=2,
+        moe_intermediate_size=64,
+        shared_expert_intermediate_size=128,
+        decoder_sparse_step=1,
+        norm_topk_prob=False,
+        max_position_embeddings=64,
+        rope_theta=10000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        use_cache=False,
+        attn_implementation="eager",
+        experts_implementation=experts,
+    )
+    model = perturb(torch, Qwen2MoeForCausalLM(cfg).eval(), SEED + 114)
+    assert model.config._attn_implementation == "eager"
+    assert model.config._experts_implementation == experts
+    return model
+
+
+def _deepseek_v3_model(torch, experts: str):
+    from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
+
+    torch.manual_seed(SEED)
+    cfg = DeepseekV3Config(
+        vocab_size=256,
+        hidden_size=64,
+        intermediate_size=128,
+        moe_intermediate_size=64,
+        num_hidden_layers=2,
+        first_k_dense_replace=1,  # layer 0 dense MLP, layer 1 MoE
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        q_lora_rank=32,
+        kv_lora_rank=32,
+        qk_rope_head_dim=8,
+        qk_nope_head_dim=16,
+        v_head_dim=16,
+        n_routed_experts=4,
+        num_experts_per_tok=2,
+        n_shared_experts=1,
+        n_group=1,
+        topk_group=1,
+        norm_topk_prob=True,
+        routed_scaling_factor=2.5,
+        max_position_embeddings=64,
+        rope_theta=10000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        use_cache=False,
+        attn_implementation="eager",
+        experts_implementation=experts,
+    )
+    model = perturb(torch, DeepseekV3ForCausalLM(cfg).eval(), SEED + 115)
+    # The router's e_score_correction_bias is a buffer (zeros), not a parameter: give it noise too.
+    g = torch.Generator().manual_seed(SEED + 116)
+    for name, b in sorted(model.named_buffers(), key=lambda kv: kv[0]):
+        if name.endswith("e_score_correction_bias"):
+            b.add_(torch.randn(b.shape, generator=g, dtype=b.dtype) * 0.1)
+    assert model.config._attn_implementation == "eager"
+    assert model.config._experts_implementation == experts
+    return model
+
+
+def _mk_moe(model_fn, experts: str, n_experts: int, seed: int):
+    return lambda torch: _moe_build(torch, model_fn(torch, experts), n_experts, seed)
+
+
+def build_deepseek_v3_kv(torch):
+    hf = _deepseek_v3_model(torch, "batched_mm")
+    # The MLA cache holds the compressed latents: key = kv_a_layernorm(c_kv) [1,1,S,32],
+    # value = the RoPE'd shared k_rot [1,1,S,8]; k/v are expanded by kv_b_proj after the cache.
+    return _kv_build(torch, _decode_step_module(torch, hf, 2), 2, [(1, 32), (1, 8)], SEED + 17)
+
+
+def case_deepseek_v3_kv():
+    torch, step, model = _torch_case(
+        "deepseek_v3_kv", build_deepseek_v3_kv, dynamo=False, source=DEEPSEEK_V3_SRC + ", experts=batched_mm)",
+        dynamic=_kv_dynamic(2),
+        description="DeepSeek-V3 causal LM (the deepseek_v3 model, experts in the batched_mm form) as one step "
+                    "with a KV cache: input_ids[1,'seq'], past_key_values.{0,1}.key[1,1,'past',32] (MLA latent "
+                    "c_kv after kv_a_layernorm) and .value[1,1,'past',8] (shared RoPE key) -> logits[1,'seq',256] "
+                    "and the presents [1,1,past+seq,32|8]. Traced at seq=3, past=5; test data is a decode step "
+                    "seq=1, past=7 (the present of a 7-token prompt); past=0 (prefill) works too, see "
+                    "generate.json. TorchScript exporter.")
+    g = torch.Generator().manual_seed(SEED + 18)
+    prompt = torch.randint(0, 256, (8,), generator=g).tolist()
+    info = _kv_generate(torch, step, model, 2, [(1, 32), (1, 8)], prompt, 8, hf_model=step.m)
+    (OUT_ROOT / "deepseek_v3_kv" / "generate.json").write_text(json.dumps(info, indent=2) + "\n")
+    print(f"  generate.json: {info}")
+
+
+MIXTRAL_SRC = ("transformers.MixtralForCausalLM(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, "
+               "experts=4, top-2, vocab=256, eager attention")
+QWEN2_MOE_SRC = ("transformers.Qwen2MoeForCausalLM(hidden=64, layers=2, heads=4, kv_heads=2, qkv bias, experts=4, "
+                 "top-2, moe_intermediate=64, shared expert 128 with sigmoid gate, vocab=256, eager attention")
+DEEPSEEK_V3_SRC = ("transformers.DeepseekV3ForCausalLM(hidden=64, layers=2 (layer 0 dense intermediate=128, layer 1 "
+                   "MoE), heads=4, MLA q_lora=32 kv_lora=32 qk_nope=16 qk_rope=8 (interleaved) v=16, routed "
+                   "experts=4 top-2 (sigmoid scores + correction bias, n_group=1), 1 shared expert, "
+                   "moe_intermediate=64, vocab=256, eager attention")
+LLAMA_LONG_SRC = LLAMA_SRC.replace("vocab=256,", "vocab=256, max_positions=2048,")
 
 
 # ---------------------------------------------------------- onnx.helper models
@@ -1281,6 +1635,50 @@ CASES: dict[str, Callable[[], None]] = {
     "gpt2_ts_dynq": _mk_dynq("gpt2_ts", "GPT-2 LM (tiny)"),
     "bert_ts_dynq": _mk_dynq("bert_ts", "BERT encoder (tiny)"),
     "llama_ts_dynq": _mk_dynq("llama_ts", "LLaMA LM (tiny, GQA)"),
+    "llama_kv": case_llama_kv,
+    "llama_long": _mk_torch("llama_long", build_llama_long, False, LLAMA_LONG_SRC,
+                            "LLaMA causal LM (the llama_ts weights, max_position_embeddings=2048) over "
+                            "input_ids[1,2048] -> logits of the last position only [1,1,256]. TorchScript "
+                            "exporter."),
+    "mixtral_moe": _mk_torch("mixtral_moe", _mk_moe(_mixtral_model, "eager", 4, SEED + 19), False,
+                             MIXTRAL_SRC + ", experts=eager)",
+                             "Mixtral sparse-MoE causal LM (tiny, 4 experts, top-2 softmax router), input_ids[1,8] "
+                             "-> logits[1,8,256]; experts_implementation='eager' (the loop over the hit experts: "
+                             "OneHot/NonZero, Gather of the routed tokens, ScatterElements-add back). The loop is "
+                             "unrolled at trace time: the graph runs only for inputs that route to all 4 experts in "
+                             "every layer (example and test input do). TorchScript exporter."),
+    "mixtral_moe_batched": _mk_torch("mixtral_moe_batched", _mk_moe(_mixtral_model, "batched_mm", 4, SEED + 19), False,
+                                     MIXTRAL_SRC + ", experts=batched_mm)",
+                                     "mixtral_moe's model and test input with experts_implementation='batched_mm': "
+                                     "every token's top-2 expert weights gathered ([S,2I,H] Gather) and applied by "
+                                     "batched MatMul, weighted sum over the top-k; valid for any input. "
+                                     "TorchScript exporter."),
+    "mixtral_moe_dynamo": _mk_torch("mixtral_moe_dynamo", _mk_moe(_mixtral_model, "batched_mm", 4, SEED + 19), True,
+                                    MIXTRAL_SRC + ", experts=batched_mm)",
+                                    "mixtral_moe_batched through the dynamo exporter (the eager expert loop does not "
+                                    "export with dynamo: data-dependent loop length)."),
+    "qwen2_moe": _mk_torch("qwen2_moe", _mk_moe(_qwen2_moe_model, "eager", 4, SEED + 20), False,
+                           QWEN2_MOE_SRC + ", experts=eager)",
+                           "Qwen2-MoE causal LM (tiny, 4 experts top-2 without renormalization, shared expert with "
+                           "sigmoid gate, qkv bias), input_ids[1,8] -> logits[1,8,256]; experts_implementation="
+                           "'eager' loop, unrolled at trace time (runs only for inputs that route to all 4 experts in "
+                           "every layer; example and test input do). TorchScript exporter."),
+    "qwen2_moe_batched": _mk_torch("qwen2_moe_batched", _mk_moe(_qwen2_moe_model, "batched_mm", 4, SEED + 20), False,
+                                   QWEN2_MOE_SRC + ", experts=batched_mm)",
+                                   "qwen2_moe's model and test input with experts_implementation='batched_mm' "
+                                   "(gathered per-token expert weights, batched MatMul). TorchScript exporter."),
+    "deepseek_v3": _mk_torch("deepseek_v3", _mk_moe(_deepseek_v3_model, "eager", 4, SEED + 21), False,
+                             DEEPSEEK_V3_SRC + ", experts=eager)",
+                             "DeepSeek-V3 causal LM (tiny; MLA attention with q/kv LoRA and interleaved RoPE; layer 0 "
+                             "dense, layer 1 MoE with sigmoid router + correction bias, 4 routed experts top-2, "
+                             "1 shared expert), input_ids[1,8] -> logits[1,8,256]; experts_implementation='eager' "
+                             "loop, unrolled at trace time (runs only for inputs that route to all 4 experts; "
+                             "example and test input do). TorchScript exporter."),
+    "deepseek_v3_batched": _mk_torch("deepseek_v3_batched", _mk_moe(_deepseek_v3_model, "batched_mm", 4, SEED + 21),
+                                     False, DEEPSEEK_V3_SRC + ", experts=batched_mm)",
+                                     "deepseek_v3's model and test input with experts_implementation='batched_mm' "
+                                     "(gathered per-token expert weights, batched MatMul). TorchScript exporter."),
+    "deepseek_v3_kv": case_deepseek_v3_kv,
 }
 
 

@@ -336,10 +336,16 @@ fn help_describes_what_the_commands_do() {
         top.starts_with("Tessera: compile ONNX models into `.tnpu` loadables"),
         "{top}"
     );
-    assert!(
-        top.contains("compile  Compile an ONNX model into a `.tnpu` loadable\n"),
-        "{top}"
-    );
+    for (command, what) in [
+        ("compile", "Compile an ONNX model into a `.tnpu` loadable"),
+        ("generate", "Decode autoregressively on the simulator"),
+    ] {
+        assert!(
+            top.lines()
+                .any(|l| l.trim_start().starts_with(command) && l.contains(what)),
+            "{top}"
+        );
+    }
     let compile = stdout(&tessera(&["compile", "--help"]));
     for needle in [
         "kernels.txt",

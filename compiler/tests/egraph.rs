@@ -51,9 +51,15 @@ fn layers(model: &str) -> usize {
 /// and P·V too, so Q/DQ pairs sit between the projections, the softmax and
 /// the products: those run as batched int8 qgemms (both operands
 /// activations, per tensor) around a row softmax rather than one fused
-/// attention; they compile and match, at lower speed.
+/// attention; they compile and match, at lower speed. DeepSeek-V3's
+/// multi-head latent attention assembles each head's query and key from a
+/// no-RoPE and a RoPE part by ScatterND slice assignments (transformers'
+/// export of `k[..., :d] = k_nope`), which the attention rules do not see
+/// through: its scores, softmax and P·V run as batched GEMMs around a row
+/// softmax.
 fn unfused_attention(model: &str) -> bool {
     model.starts_with("bloom")
+        || model.starts_with("deepseek_v3")
         || model.starts_with("deberta")
         || (model.ends_with("_qdq") && model != "mlp_block_qdq")
 }
@@ -65,6 +71,18 @@ fn unfused_attention(model: &str) -> bool {
 /// (`reduce_max`s).
 fn unlifted_tail(model: &str) -> bool {
     model.starts_with("clip")
+}
+
+/// Mixture-of-experts models: their routers are reductions by design
+/// (TopK's row maxima, the normalization of the top-k weights by their
+/// sum, the sum over slots of an expert loop made static), Mixtral's and
+/// Qwen2-MoE's routers are a softmax over the experts, and DeepSeek-V3
+/// scores its experts with a sigmoid of the router logits (not a SiLU's)
+/// and limits them by group with divisions of the scores.
+fn routed(model: &str) -> bool {
+    ["mixtral", "qwen2_moe", "deepseek_v3"]
+        .iter()
+        .any(|p| model.starts_with(p))
 }
 
 /// How many nodes of the graph satisfy `pred`.
@@ -138,8 +156,22 @@ fn optimized_models_use_the_npu_native_ops() {
             if unfused_attention(&model) && leftover == Op::MatMul && !model.ends_with("_qdq") {
                 continue;
             }
+            // The gathered-weights MoE multiplies each token by its
+            // experts' weights gathered at run time: a batched MatMul of
+            // two run-time operands.
+            if routed(&model) && leftover == Op::MatMul {
+                continue;
+            }
             let tail = [Op::Binary(BinaryOp::Pow), Op::Binary(BinaryOp::Div)];
             if unlifted_tail(&model) && tail.contains(&leftover) {
+                continue;
+            }
+            let router = [
+                Op::Unary(UnaryOp::Sigmoid),
+                Op::Binary(BinaryOp::Div),
+                Op::Unary(UnaryOp::Reciprocal),
+            ];
+            if routed(&model) && router.contains(&leftover) {
                 continue;
             }
             assert_eq!(
@@ -153,7 +185,13 @@ fn optimized_models_use_the_npu_native_ops() {
             if unfused_attention(&model) && kind == "softmax" {
                 continue;
             }
-            if unlifted_tail(&model) && ["reduce_sum", "reduce_max"].contains(&kind) {
+            if (unlifted_tail(&model) || routed(&model))
+                && ["reduce_sum", "reduce_max"].contains(&kind)
+            {
+                continue;
+            }
+            // The router's softmax over the experts.
+            if routed(&model) && kind == "softmax" {
                 continue;
             }
             // DynamicQuantizeLinear's range is a max (and a max of the
@@ -240,9 +278,24 @@ fn head_split_and_merge_are_canonical() {
                 continue;
             }
             for &operand in &g.operands(id)[..3] {
-                let through_rope = match g.node(operand).op {
-                    Op::Rope => g.operands(operand)[0],
+                // A KV cache: the past (a graph input) and the new keys or
+                // values concatenated along the sequence.
+                let new = match g.node(operand).op {
+                    Op::Concat { axis: 2 } => {
+                        let parts = g.operands(operand);
+                        let past = &parts[..parts.len() - 1];
+                        assert!(
+                            past.iter().all(|&p| matches!(g.node(p).op, Op::Input)),
+                            "{model}: `{}` concatenates more than a cache input",
+                            g.node(operand).name
+                        );
+                        parts[parts.len() - 1]
+                    }
                     _ => operand,
+                };
+                let through_rope = match g.node(new).op {
+                    Op::Rope => g.operands(new)[0],
+                    _ => new,
                 };
                 assert!(
                     is_split(through_rope),

@@ -212,9 +212,7 @@ fn produced_inside(nodes: &[NodeProto], inside: &HashSet<usize>, value: &str) ->
 fn index_source(nodes: &[NodeProto], scatter: usize) -> Option<usize> {
     let mut value = nodes[scatter].input.get(1)?.clone();
     for _ in 0..16 {
-        let p = nodes
-            .iter()
-            .position(|n| n.output.contains(&value))?;
+        let p = nodes.iter().position(|n| n.output.contains(&value))?;
         let n = &nodes[p];
         match n.op_type.as_str() {
             "NonZero" => return Some(p),

@@ -147,7 +147,7 @@ pub fn eight_bit_gemms(
         .collect();
     for id in ids {
         let node = graph.node(id);
-        if !matches!(node.op, Op::Gemm { .. }) || heads.contains(&id) {
+        if !matches!(node.op, Op::Gemm { .. }) || heads.contains(&id) || chooses(graph, id) {
             continue;
         }
         let mut w = graph.operands(id)[1];
@@ -160,6 +160,46 @@ pub fn eight_bit_gemms(
         }
     }
     Ok(chosen)
+}
+
+/// Whether a GEMM's result decides a discrete choice: it reaches, through
+/// elementwise ops, casts, softmax and views only, a row maximum (the
+/// `TopK` of a mixture-of-experts router, an `ArgMax`). Those stay in the
+/// high precision, as DeepSeek-V3 keeps its gating: a choice taken from
+/// 8-bit logits flips wherever two scores are close, and a flipped expert
+/// changes the whole row.
+fn chooses(graph: &Graph, gemm: NodeId) -> bool {
+    let mut frontier = vec![gemm];
+    let mut seen = HashSet::from([gemm]);
+    for _ in 0..16 {
+        let mut next = Vec::new();
+        for id in frontier {
+            for user in graph.users(id) {
+                match &graph.node(user).op {
+                    Op::Reduce {
+                        kind: crate::graph::ReduceKind::Max,
+                        ..
+                    } => return true,
+                    Op::Unary(_)
+                    | Op::Binary(_)
+                    | Op::Cast { .. }
+                    | Op::Softmax { .. }
+                    | Op::Elementwise { .. }
+                    | Op::Reshape { .. }
+                    | Op::Transpose { .. }
+                    | Op::Where
+                    | Op::Expand { .. }
+                        if seen.insert(user) =>
+                    {
+                        next.push(user)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        frontier = next;
+    }
+    false
 }
 
 #[cfg(test)]
