@@ -58,8 +58,112 @@ fn leaf(id: NodeId, leaves: &mut Vec<NodeId>) -> usize {
 /// What the `egraph` pass does after extraction: drops the quantized round
 /// trips, then fuses elementwise chains. Returns the fused nodes made.
 pub fn fuse_after_extraction(graph: &mut Graph) -> Result<usize, GraphError> {
+    causal_masks_by_comparison(graph)?;
     drop_quantized_round_trips(graph)?;
     fuse_elementwise(graph)
+}
+
+/// Makes causal the attentions whose mask is `where(key_pos ≤ query_pos,
+/// 0, fill)` (or `<`) of constant positions — `key_pos` varying along the
+/// keys only, `query_pos` along the queries only — with `fill` ≤ -1e30,
+/// when that is causal (the visible keys of query `i` are `0 ..= i + sk -
+/// sq`): the mask of a long context, too large to fold into the constant
+/// the `attention-causal` rule reads (an 8192-token mask has 2²⁶ values),
+/// which transformers builds this way. The key positions must not
+/// decrease, so each row's visible keys are a prefix, found by binary
+/// search. Returns how many it changed. After extraction, not a rule:
+/// the e-graph sees a mask shared by every layer as an opaque parameter.
+pub fn causal_masks_by_comparison(graph: &mut Graph) -> Result<usize, GraphError> {
+    let mut changed = 0;
+    for id in graph.topo_order()? {
+        let Op::Attention {
+            scale,
+            causal: false,
+        } = graph.node(id).op
+        else {
+            continue;
+        };
+        let operands = graph.operands(id);
+        let [q, k, v, mask] = operands[..] else {
+            continue;
+        };
+        let (sq, sk) = (graph.node(q).ty.shape[2], graph.node(k).ty.shape[2]);
+        if !causal_comparison(graph, mask, sq, sk) {
+            continue;
+        }
+        let name = graph.node(id).name.clone();
+        graph.rename(id, format!("{name}~masked"))?;
+        let causal = graph.add_node(
+            name,
+            Op::Attention {
+                scale,
+                causal: true,
+            },
+            &[q, k, v],
+        )?;
+        graph.replace_uses(id, causal);
+        changed += 1;
+    }
+    if changed > 0 {
+        remove_dead(graph)?;
+    }
+    Ok(changed)
+}
+
+/// Whether `mask` is a causal comparison mask (see
+/// [`causal_masks_by_comparison`]).
+fn causal_comparison(graph: &Graph, mask: NodeId, sq: usize, sk: usize) -> bool {
+    let constant = |id: NodeId| match &graph.node(id).op {
+        Op::Constant(t) => Some(t.clone()),
+        _ => None,
+    };
+    let scalar = |id: NodeId| {
+        constant(id)
+            .filter(|t| t.numel() == 1 && t.dtype().is_float())
+            .map(|t| t.to_f32_vec()[0])
+    };
+    let [cond, zero, fill] = graph.operands(mask)[..] else {
+        return false;
+    };
+    let mshape = &graph.node(mask).ty.shape;
+    if graph.node(mask).op != Op::Where
+        || mshape.len() < 2
+        || mshape[mshape.len() - 2..] != [sq, sk]
+        || scalar(zero) != Some(0.0)
+        || !scalar(fill).is_some_and(|f| f <= -1e30)
+    {
+        return false;
+    }
+    let strict = match graph.node(cond).op {
+        Op::Binary(BinaryOp::LessOrEqual) => false,
+        Op::Binary(BinaryOp::Less) => true,
+        _ => return false,
+    };
+    let [keys, queries] = graph.operands(cond)[..] else {
+        return false;
+    };
+    let (Some(keys), Some(queries)) = (constant(keys), constant(queries)) else {
+        return false;
+    };
+    // All dimensions 1 but the one `from_end` places from the end, `n`.
+    let only_axis = |shape: &[usize], from_end: usize, n: usize| {
+        shape.len() >= from_end
+            && shape
+                .iter()
+                .enumerate()
+                .all(|(d, &e)| e == if shape.len() - d == from_end { n } else { 1 })
+    };
+    if !only_axis(keys.shape(), 1, sk) || !only_axis(queries.shape(), 2, sq) {
+        return false;
+    }
+    let (keys, queries) = (keys.to_f64_vec(), queries.to_f64_vec());
+    if keys.windows(2).any(|w| w[1] < w[0]) {
+        return false;
+    }
+    queries.iter().enumerate().all(|(i, &q)| {
+        let visible = keys.partition_point(|&k| if strict { k < q } else { k <= q });
+        visible == (i + 1 + sk).saturating_sub(sq).min(sk)
+    })
 }
 
 /// Drops the round trips `f32(u8(y))` (and through i8) where `y` is a
