@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Export a GPT-2-small-shaped model for compile-time measurements.
+"""Export a GPT-2-small- or LLaMA-7B-shaped model for compile-time and simulator measurements.
 
 Not a test asset: the files are large and are written outside the
 repository, on demand. Run from the repository root inside the pinned venv
@@ -7,19 +7,40 @@ repository, on demand. Run from the repository root inside the pinned venv
 
     python models/gen_large.py --layers 12 --out /tmp/gpt2_small_12
     python models/gen_large.py --layers 24 --out /tmp/gpt2_small_24
+    python models/gen_large.py --arch llama-kv --layers 1 --out /tmp/llama7b_1
+    python models/gen_large.py --arch llama-kv --layers 2 --out /tmp/llama7b_2
 
 Each writes OUT/model.onnx with its weights in OUT/model.onnx.data (external
-data), from transformers.GPT2Model(n_embd=768, n_head=12, n_layer=N,
-n_positions=1024, vocab=50257 unless --vocab) with random weights (every
-parameter perturbed, so no two are equal), traced at
-batch 1 and sequence 128 (--seq) with torch's TorchScript exporter
-(dynamo=False, opset 17). `--data` also writes test_data_set_0/ (input and
-onnxruntime's output) for `tessera check`.
+data, every tensor above 1 KiB), traced with torch's TorchScript exporter
+(dynamo=False, opset 17). `--data` also writes test_data_set_0/ (inputs and
+onnxruntime's outputs) for `tessera check`.
+
+`--arch gpt2` (the default): transformers.GPT2Model(n_embd=768, n_head=12,
+n_layer=N (default 12), n_positions=1024, vocab=50257 unless --vocab) with
+random weights (every parameter perturbed, so no two are equal), traced at
+batch 1 and sequence 128 (--seq). The output is `last_hidden_state`.
+
+`--arch llama-kv`: a LLaMA-7B-shaped decode step with its KV cache, built as
+models/generate.py builds `llama_kv`: transformers.LlamaForCausalLM(hidden=4096,
+heads=32, kv_heads=32, head_dim=128, intermediate=11008, rms_norm_eps=1e-6,
+rope_theta=10000, max_position_embeddings=16384, untied lm_head, layers=N
+(default 1), vocab=32000 unless --vocab, eager attention, float32), wrapped
+as one step over an explicit cache: inputs `input_ids` [1, seq] and
+`past_key_values.{i}.{key,value}` [1, 32, past, 128], outputs `logits`
+[1, seq, vocab] and `present.{i}.{key,value}` [1, 32, past+seq, 128]
+(symbolic dims `seq`, `past`, `total`; a transformers DynamicCache is built
+from the past tensors, the causal mask and the positions come from the cache
+length, no attention_mask). Traced at seq=3, past=5. Weights: HF's init plus
+seeded noise, 0.1 on the norm gains (1-D) and 0.02 on the matrices (0.1 at
+these widths would give attention logits of standard deviation ~40). One
+layer is 202M parameters (0.8 GB in f32), embedding and lm_head 131M each.
+`--data` writes a decode step: seq=1, past=7, random past tensors.
 
 Then, for example:
 
     cargo build --release
     target/release/tessera compile /tmp/gpt2_small_12/model.onnx --report
+    target/release/tessera compile /tmp/llama7b_1/model.onnx --dim seq=1 --dim past=512 -o /tmp/l7.tnpu
 """
 
 from __future__ import annotations
@@ -27,6 +48,7 @@ from __future__ import annotations
 import argparse
 import io
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -40,9 +62,10 @@ SEED = 1234
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--layers", type=int, default=12)
-    parser.add_argument("--seq", type=int, default=128)
-    parser.add_argument("--vocab", type=int, default=50257)
+    parser.add_argument("--arch", choices=["gpt2", "llama-kv"], default="gpt2")
+    parser.add_argument("--layers", type=int, default=None, help="default: 12 (gpt2), 1 (llama-kv)")
+    parser.add_argument("--seq", type=int, default=None, help="traced sequence length (gpt2 only; default 128)")
+    parser.add_argument("--vocab", type=int, default=None, help="default: 50257 (gpt2), 32000 (llama-kv)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data", action="store_true", help="also write test_data_set_0/")
     args = parser.parse_args()
@@ -50,7 +73,20 @@ def main() -> int:
     if ROOT.parent in out.parents or out == ROOT.parent:
         print(f"error: {out} is inside the repository; write it elsewhere", file=sys.stderr)
         return 2
+    if args.arch == "gpt2":
+        args.layers = 12 if args.layers is None else args.layers
+        args.seq = 128 if args.seq is None else args.seq
+        args.vocab = 50257 if args.vocab is None else args.vocab
+        return gpt2(args, out)
+    if args.seq is not None:
+        print("error: --seq applies to --arch gpt2 only (llama-kv is traced at seq=3, past=5)", file=sys.stderr)
+        return 2
+    args.layers = 1 if args.layers is None else args.layers
+    args.vocab = 32000 if args.vocab is None else args.vocab
+    return llama_kv(args, out)
 
+
+def gpt2(args, out: Path) -> int:
     import torch
     import transformers.masking_utils as mu
     from transformers import GPT2Config, GPT2Model
@@ -132,6 +168,141 @@ def main() -> int:
         ]:
             (data / file).write_bytes(numpy_helper.from_array(array, name).SerializeToString())
         print(f"{data}: input and onnxruntime output")
+    return 0
+
+
+LLAMA_HEADS = 32
+LLAMA_HEAD_DIM = 128
+
+
+def llama_kv(args, out: Path) -> int:
+    import time
+
+    import torch
+    import transformers.masking_utils as mu
+    from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+
+    t0 = time.perf_counter()
+    warnings.filterwarnings("ignore")
+    torch.manual_seed(SEED)
+    torch.set_grad_enabled(False)
+    # See generate.py: input_ids-only calls otherwise trace torch.diff.
+    mu.find_packed_sequence_indices = lambda position_ids: None
+
+    n_layers = args.layers
+    cfg = LlamaConfig(
+        vocab_size=args.vocab,
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=n_layers,
+        num_attention_heads=LLAMA_HEADS,
+        num_key_value_heads=LLAMA_HEADS,
+        head_dim=LLAMA_HEAD_DIM,
+        max_position_embeddings=16384,
+        rope_theta=10000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        use_cache=False,
+        attn_implementation="eager",
+    )
+    model = LlamaForCausalLM(cfg).to(torch.float32).eval()
+    assert model.config._attn_implementation == "eager"
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    # Seeded noise on every parameter (one randn per tensor), as gen_large's
+    # gpt2 and generate.py's perturb(): HF init leaves every RMSNorm gain at 1.
+    g = torch.Generator().manual_seed(SEED + 201)
+    for _, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+        p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * (0.1 if p.dim() == 1 else 0.02))
+    n_params = sum(p.numel() for p in model.parameters())
+    t_build = time.perf_counter() - t0
+
+    # generate.py's _decode_step_module: the HF model as one step over an
+    # explicit cache held in flat tensors.
+    class DecodeStep(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, *past):
+            cache = DynamicCache(ddp_cache_data=[(past[2 * i], past[2 * i + 1]) for i in range(n_layers)])
+            out = self.m(input_ids=input_ids, cache=cache, use_cache=True, return_dict=True)
+            flat = [out.logits]
+            for layer in out.cache.layers:
+                flat += [layer.keys, layer.values]
+            return tuple(flat)
+
+    step = DecodeStep(model).eval()
+    past_names = [f"past_key_values.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
+    present_names = [f"present.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
+    in_names = ["input_ids"] + past_names
+    out_names = ["logits"] + present_names
+    dynamic_axes = {
+        "input_ids": {1: "seq"},
+        **{n: {2: "past"} for n in past_names},
+        "logits": {1: "seq"},
+        **{n: {2: "total"} for n in present_names},
+    }
+
+    def past(n, gen):
+        return [torch.randn(1, LLAMA_HEADS, n, LLAMA_HEAD_DIM, generator=gen) for _ in past_names]
+
+    g = torch.Generator().manual_seed(SEED + 13)
+    example = [torch.randint(0, args.vocab, (1, 3), generator=g)] + past(5, g)
+
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = out / "model.onnx"
+    # Past 2 GB (two layers and more) the exporter cannot return one
+    # protobuf; exporting to a file lets it write the weights as external
+    # data (one file per tensor), gathered below into model.onnx.data.
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=out) as tmp:
+        tmp_path = Path(tmp) / "model.onnx"
+        torch.onnx.export(
+            step,
+            tuple(example),
+            str(tmp_path),
+            input_names=in_names,
+            output_names=out_names,
+            opset_version=17,
+            dynamo=False,
+            dynamic_axes=dynamic_axes,
+            do_constant_folding=True,
+        )
+        t_export = time.perf_counter() - t0 - t_build
+        del step, model
+        proto = onnx.load(str(tmp_path), load_external_data=True)
+    onnx.save_model(
+        proto,
+        str(model_path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="model.onnx.data",
+        size_threshold=1024,
+    )
+    onnx.checker.check_model(str(model_path))
+    nodes = len(proto.graph.node)
+    del proto
+    data_bytes = (out / "model.onnx.data").stat().st_size
+    print(
+        f"{model_path}: LLaMA-7B-shaped decode step, {n_layers} layers, vocab {args.vocab}, "
+        f"{n_params / 1e6:.1f}M parameters, {nodes} ONNX nodes, model.onnx.data {data_bytes / 2**30:.2f} GiB "
+        f"(build {t_build:.1f} s, export {t_export:.1f} s, total {time.perf_counter() - t0:.1f} s)"
+    )
+
+    if args.data:
+        import onnxruntime as ort
+
+        data = out / "test_data_set_0"
+        data.mkdir(exist_ok=True)
+        g = torch.Generator().manual_seed(SEED + 14)
+        feeds = [torch.randint(0, args.vocab, (1, 1), generator=g).numpy().astype(np.int64)]
+        feeds += [t.numpy() for t in past(7, g)]
+        session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+        results = session.run(None, dict(zip(in_names, feeds)))
+        for i, (name, array) in enumerate(zip(in_names, feeds)):
+            (data / f"input_{i}.pb").write_bytes(numpy_helper.from_array(array, name).SerializeToString())
+        for i, (name, array) in enumerate(zip(out_names, results)):
+            (data / f"output_{i}.pb").write_bytes(numpy_helper.from_array(array, name).SerializeToString())
+        print(f"{data}: a decode step (seq=1, past=7): inputs and onnxruntime outputs")
     return 0
 
 

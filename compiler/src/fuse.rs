@@ -336,6 +336,74 @@ mod tests {
     use crate::interp::run;
     use crate::tensor::Tensor;
 
+    /// `attention(q, k, v, where(kpos <= qpos + shift, 0, -max))` over 4
+    /// queries and 6 keys, and whether it came out causal.
+    fn comparison_mask(shift: i64, strict: bool, fill: f32) -> bool {
+        let mut g = Graph::new("g");
+        let f = |shape: &[usize]| TensorType::new(DType::F32, shape.to_vec());
+        let q = g.add_input("q", f(&[1, 2, 4, 8])).expect("q");
+        let k = g.add_input("k", f(&[1, 2, 6, 8])).expect("k");
+        let v = g.add_input("v", f(&[1, 2, 6, 8])).expect("v");
+        let positions = |name: &str, shape: &[usize], from: i64| {
+            let n: usize = shape.iter().product();
+            let t = Tensor::from_i64(shape, (from..from + n as i64).collect());
+            (name.to_string(), Arc::new(t))
+        };
+        let (kn, kt) = positions("kpos", &[1, 1, 1, 6], 0);
+        let (qn, qt) = positions("qpos", &[1, 1, 4, 1], 2 + shift);
+        let kp = g.add_constant(kn, kt).expect("kpos");
+        let qp = g.add_constant(qn, qt).expect("qpos");
+        let cmp = if strict {
+            BinaryOp::Less
+        } else {
+            BinaryOp::LessOrEqual
+        };
+        let cond = g.add_node("cond", Op::Binary(cmp), &[kp, qp]).expect("cmp");
+        let zero = g
+            .add_constant("zero", Arc::new(Tensor::from_f32(&[], vec![0.0])))
+            .expect("zero");
+        let fill = g
+            .add_constant("fill", Arc::new(Tensor::from_f32(&[], vec![fill])))
+            .expect("fill");
+        let mask = g
+            .add_node("mask", Op::Where, &[cond, zero, fill])
+            .expect("mask");
+        let attention = Op::Attention {
+            scale: 0.5,
+            causal: false,
+        };
+        let a = g
+            .add_node("attn", attention, &[q, k, v, mask])
+            .expect("attn");
+        g.add_output("y", a);
+        causal_masks_by_comparison(&mut g).expect("rewrite");
+        let y = g.outputs()[0].1;
+        let causal = g.node(y).op
+            == Op::Attention {
+                scale: 0.5,
+                causal: true,
+            };
+        assert_eq!(g.node(y).name, "attn");
+        assert_eq!(
+            g.find("mask").is_none(),
+            causal,
+            "the mask is dropped with it"
+        );
+        causal
+    }
+
+    #[test]
+    fn position_comparison_masks_are_recognized_only_when_causal() {
+        // Query i (of 4, after 2 cached keys) sees keys 0 ..= i + 2.
+        assert!(comparison_mask(0, false, f32::MIN));
+        assert!(comparison_mask(1, true, -1e38));
+        // One key too many or too few, or a fill the softmax does not
+        // zero: not causal.
+        assert!(!comparison_mask(1, false, f32::MIN));
+        assert!(!comparison_mask(-1, false, f32::MIN));
+        assert!(!comparison_mask(0, false, -1e4));
+    }
+
     #[test]
     fn single_use_chains_fuse_and_compute_the_same() {
         let mut g = Graph::new("g");

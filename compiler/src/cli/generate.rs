@@ -112,25 +112,35 @@ impl Interface {
             .or_else(|| sig.inputs.iter().find(|p| integer(p) && p.dims.len() == 2))
             .ok_or_else(|| anyhow!("{here}: no token input (`input_ids`, int64 [1, seq])"))?
             .clone();
+        let is_float = |p: &Port| p.dtype.is_some_and(DType::is_float);
+        let no_cache = || {
+            anyhow!(
+                "{here}: no KV-cache inputs (float inputs with a symbolic past length): \
+                 export the model with use_cache=True and past_key_values as inputs"
+            )
+        };
+        if !sig
+            .inputs
+            .iter()
+            .any(|p| is_float(p) && p.dims.iter().any(|d| matches!(d, Dim::Named(_))))
+        {
+            return Err(no_cache());
+        }
         let seq = match tokens.dims.as_slice() {
             [_, Dim::Named(s)] => s.clone(),
             _ => bail!(
-                "{here}: input `{}` has dims {:?}; generate needs [1, seq] with `seq` symbolic",
+                "{here}: input `{}` has dims {}; generate needs [1, seq] with `seq` symbolic",
                 tokens.name,
-                tokens.dims
+                dims_text(&tokens.dims)
             ),
         };
-        let is_float = |p: &Port| p.dtype.is_some_and(DType::is_float);
         let past_inputs: Vec<&Port> = sig
             .inputs
             .iter()
             .filter(|p| is_float(p) && p.dims.iter().any(|d| named_other(d, &seq)))
             .collect();
         let Some(first) = past_inputs.first() else {
-            bail!(
-                "{here}: no KV-cache inputs (float inputs with a symbolic past length): \
-                 export the model with use_cache=True and past_key_values as inputs"
-            );
+            return Err(no_cache());
         };
         let past = first
             .dims
@@ -262,6 +272,19 @@ impl Interface {
             })
             .collect()
     }
+}
+
+/// `[1, seq, 256]`.
+fn dims_text(dims: &[Dim]) -> String {
+    let parts: Vec<String> = dims
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => n.to_string(),
+            Dim::Named(n) => n.clone(),
+            Dim::Unknown => "?".into(),
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
 }
 
 fn named_other(d: &Dim, seq: &str) -> bool {

@@ -588,7 +588,7 @@ pub const REGISTRY: &[OpEntry] = &[
         constant::non_zero,
         "",
         ALL,
-        "compile time (its operand must be known: the count decides the shape)",
+        "compile time (its operand must be known: the count decides the shape; in a traced mixture-of-experts loop, every position, masked)",
     ),
     entry(
         "Identity",
