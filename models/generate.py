@@ -1115,105 +1115,64 @@ def _moe_build(torch, hf, n_experts: int, seed: int):
     return CausalLM(hf).eval(), ["input_ids"], example, test, "logits"
 
 
-def _mixtral_model(torch, experts: str):
-    from transformers import MixtralConfig, MixtralForCausalLM
+# What the tiny MoE configs share (the llama_ts decoder's sizes).
+_TINY_MOE = dict(
+    vocab_size=256,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    max_position_embeddings=64,
+    rope_theta=10000.0,
+    rms_norm_eps=1e-6,
+    tie_word_embeddings=False,
+    use_cache=False,
+    attn_implementation="eager",
+)
 
+
+def _hf_moe(torch, config_cls, model_cls, experts: str, seed: int, **config):
+    """A tiny random MoE causal LM: _TINY_MOE plus `config`, its parameters perturbed."""
     torch.manual_seed(SEED)
-    cfg = MixtralConfig(
-        vocab_size=256,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_local_experts=4,
-        num_experts_per_tok=2,
-        max_position_embeddings=64,
-        rope_theta=10000.0,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=False,
-        use_cache=False,
-        attn_implementation="eager",
-        experts_implementation=experts,
-    )
-    model = perturb(torch, MixtralForCausalLM(cfg).eval(), SEED + 113)
+    cfg = config_cls(**{**_TINY_MOE, **config}, experts_implementation=experts)
+    model = perturb(torch, model_cls(cfg).eval(), seed)
     assert model.config._attn_implementation == "eager"
     assert model.config._experts_implementation == experts
     return model
+
+
+def _mixtral_model(torch, experts: str):
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    return _hf_moe(torch, MixtralConfig, MixtralForCausalLM, experts, SEED + 113,
+                   num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2)
 
 
 def _qwen2_moe_model(torch, experts: str):
     from transformers import Qwen2MoeConfig, Qwen2MoeForCausalLM
 
-    torch.manual_seed(SEED)
-    cfg = Qwen2MoeConfig(
-        vocab_size=256,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_experts=4,
-        num_experts_per_tok=2,
-        moe_intermediate_size=64,
-        shared_expert_intermediate_size=128,
-        decoder_sparse_step=1,
-        norm_topk_prob=False,
-        max_position_embeddings=64,
-        rope_theta=10000.0,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=False,
-        use_cache=False,
-        attn_implementation="eager",
-        experts_implementation=experts,
-    )
-    model = perturb(torch, Qwen2MoeForCausalLM(cfg).eval(), SEED + 114)
-    assert model.config._attn_implementation == "eager"
-    assert model.config._experts_implementation == experts
-    return model
+    return _hf_moe(torch, Qwen2MoeConfig, Qwen2MoeForCausalLM, experts, SEED + 114,
+                   num_key_value_heads=2, num_experts=4, num_experts_per_tok=2,
+                   moe_intermediate_size=64, shared_expert_intermediate_size=128,
+                   decoder_sparse_step=1, norm_topk_prob=False)
 
 
 def _deepseek_v3_model(torch, experts: str):
     from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
 
-    torch.manual_seed(SEED)
-    cfg = DeepseekV3Config(
-        vocab_size=256,
-        hidden_size=64,
-        intermediate_size=128,
+    model = _hf_moe(
+        torch, DeepseekV3Config, DeepseekV3ForCausalLM, experts, SEED + 115,
         moe_intermediate_size=64,
-        num_hidden_layers=2,
         first_k_dense_replace=1,  # layer 0 dense MLP, layer 1 MoE
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        q_lora_rank=32,
-        kv_lora_rank=32,
-        qk_rope_head_dim=8,
-        qk_nope_head_dim=16,
-        v_head_dim=16,
-        n_routed_experts=4,
-        num_experts_per_tok=2,
-        n_shared_experts=1,
-        n_group=1,
-        topk_group=1,
-        norm_topk_prob=True,
-        routed_scaling_factor=2.5,
-        max_position_embeddings=64,
-        rope_theta=10000.0,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=False,
-        use_cache=False,
-        attn_implementation="eager",
-        experts_implementation=experts,
-    )
-    model = perturb(torch, DeepseekV3ForCausalLM(cfg).eval(), SEED + 115)
+        num_key_value_heads=4, q_lora_rank=32, kv_lora_rank=32, qk_rope_head_dim=8,
+        qk_nope_head_dim=16, v_head_dim=16, n_routed_experts=4, num_experts_per_tok=2,
+        n_shared_experts=1, n_group=1, topk_group=1, norm_topk_prob=True,
+        routed_scaling_factor=2.5)
     # The router's e_score_correction_bias is a buffer (zeros), not a parameter: give it noise too.
     g = torch.Generator().manual_seed(SEED + 116)
     for name, b in sorted(model.named_buffers(), key=lambda kv: kv[0]):
         if name.endswith("e_score_correction_bias"):
             b.add_(torch.randn(b.shape, generator=g, dtype=b.dtype) * 0.1)
-    assert model.config._attn_implementation == "eager"
-    assert model.config._experts_implementation == experts
     return model
 
 

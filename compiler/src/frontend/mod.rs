@@ -113,13 +113,16 @@ pub fn import_file_traced(
     path: &Path,
     options: &ImportOptions,
 ) -> Result<(Graph, Origins), ImportError> {
+    import_model_traced(&read_model(path)?, path.parent(), options)
+}
+
+/// Reads and parses an ONNX file.
+pub fn read_model(path: &Path) -> Result<ModelProto, ImportError> {
     let bytes = std::fs::read(path).map_err(|e| ImportError::Io {
         path: path.display().to_string(),
         message: e.to_string(),
     })?;
-    let model =
-        ModelProto::parse_from_bytes(&bytes).map_err(|e| ImportError::Parse(e.to_string()))?;
-    import_model_traced(&model, path.parent(), options)
+    ModelProto::parse_from_bytes(&bytes).map_err(|e| ImportError::Parse(e.to_string()))
 }
 
 /// Imports a serialized ONNX model.

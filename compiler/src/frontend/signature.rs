@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use onnx_protobuf::tensor_shape_proto::dimension::Value as DimValue;
-use onnx_protobuf::{Message as _, ModelProto, ValueInfoProto};
+use onnx_protobuf::{ModelProto, ValueInfoProto};
 
 use crate::tensor::DType;
 
@@ -45,13 +45,7 @@ pub struct Signature {
 
 /// Reads the signature of the model in `path`.
 pub fn signature_of_file(path: &Path) -> Result<Signature, ImportError> {
-    let bytes = std::fs::read(path).map_err(|e| ImportError::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    let model =
-        ModelProto::parse_from_bytes(&bytes).map_err(|e| ImportError::Parse(e.to_string()))?;
-    signature(&model)
+    signature(&super::read_model(path)?)
 }
 
 /// The signature of a parsed model.
