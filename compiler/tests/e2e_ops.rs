@@ -283,6 +283,19 @@ fn long_key_sequences_stream_through_an_online_softmax() {
     );
 }
 
+/// A decode step: one query row per head against a cache too long for
+/// whole rows on either target, so the online kernel takes several weight
+/// tiles of keys per block (the last block short, some of its tiles
+/// empty), grouped heads and a padding mask row.
+#[test]
+fn decode_attention_takes_several_key_tiles_per_block() {
+    check(&attention_graph(1, 2, 1, 1, 9000, 128, None, false), 57);
+    check(
+        &attention_graph(1, 4, 2, 1, 301, 16, Some(vec![1, 1, 1, 301]), false),
+        58,
+    );
+}
+
 /// Prime query lengths longer than a query block fits: the online kernel
 /// runs with a shorter last block (whole-row blocks must divide the length).
 #[test]

@@ -52,15 +52,16 @@ impl OnlineShape {
         } else {
             0
         };
-        // Each of the 17 buffers may lose up to 63 bytes to alignment.
+        // Each of the 17 buffers (20 slots) may lose up to 63 bytes to alignment.
+        // K and V: two f32 staging slots each, and the MXU-typed copy.
         let spm = tq * d * (4 + e)
-            + 2 * tk * d * (4 + e)
-            + mask
+            + 2 * tk * d * (2 * 4 + e)
+            + 2 * mask
             + tq * tk * (4 + e)
             + tq * d * 4
             + 5 * tq * 4
             + causal
-            + 17 * 64;
+            + 20 * 64;
         let acc = tq * tk * 4 + tq * d * 4 + 2 * 64;
         (spm, acc)
     }
@@ -69,17 +70,30 @@ impl OnlineShape {
     /// (the last query block may be shorter); `None` when not even one row
     /// fits.
     pub fn tiles(&self, target: &Target) -> Option<(u64, u64)> {
-        let max_tk = self
-            .sk
-            .min(u64::from(target.mxu_k))
-            .min(u64::from(target.mxu_n));
+        let tile = u64::from(target.mxu_k.min(target.mxu_n));
+        // A short query block (a decode step's one row per head) takes
+        // several weight tiles of keys per block: each block's two
+        // dependent products pay the MXU's pipeline latency once, and
+        // the softmax step's fixed costs, over more keys.
+        let tiles_per_block = if self.sq < tile {
+            KEY_TILES_SHORT_QUERY
+        } else {
+            1
+        };
+        let max_tk = self.sk.min(tile * tiles_per_block);
         let fits = |tq, tk| {
             let (spm, acc) = self.needs(tq, tk);
             spm <= target.spm_bytes && acc <= target.acc_bytes
         };
+        // Sub-tiles end at the block's end: a block of several tiles holds
+        // whole tiles, or all the keys.
+        let whole_tiles = |tk: u64| tk <= tile || tk % tile == 0 || tk == self.sk;
         let mut best = None;
         for tq in (1..=self.sq.min(128)).rev() {
-            if let Some(tk) = (1..=max_tk).rev().find(|&tk| fits(tq, tk)) {
+            if let Some(tk) = (1..=max_tk)
+                .rev()
+                .find(|&tk| whole_tiles(tk) && fits(tq, tk))
+            {
                 // Blocks of keys at least as wide as the query block (or
                 // all keys the MXU takes at once) keep the per-block
                 // overhead low.
@@ -92,6 +106,10 @@ impl OnlineShape {
         best
     }
 }
+
+/// Weight tiles of keys per block of the online kernel when the query
+/// block is shorter than a tile.
+pub const KEY_TILES_SHORT_QUERY: u64 = 8;
 
 /// Chunks of `total` no larger than `max`: (tile, count).
 pub(super) fn chunks(total: u64, max: u64) -> (u64, u64) {

@@ -85,7 +85,7 @@ pub(super) fn attention_online(
         ),
         buffers: mem.buffers,
         body,
-        rotators: vec![],
+        rotators: vec![(kernel.loops.stage_slot, 2)],
         macs: spec.macs(),
         compulsory_dram_bytes: spec.compulsory_dram_bytes(),
     })
@@ -138,7 +138,7 @@ impl Online<'_> {
                 row_at(&spec.k, l.batch, &kv_head, &self.j0),
                 &spec.k,
                 d,
-                at(&b.kstage),
+                self.staged(&b.kstage),
                 self.kt.clone(),
             ),
             rows_copy(
@@ -146,7 +146,7 @@ impl Online<'_> {
                 row_at(&spec.v, l.batch, &kv_head, &self.j0),
                 &spec.v,
                 d,
-                at(&b.vstage),
+                self.staged(&b.vstage),
                 self.kt.clone(),
             ),
         ];
@@ -175,7 +175,7 @@ impl Online<'_> {
                 });
             }
             loads.push(Stmt::Copy {
-                dst: at(ms),
+                dst: self.staged(ms),
                 src: Addr::new(Mem::Dram, src),
                 run,
                 dims,
@@ -193,8 +193,20 @@ impl Online<'_> {
         let mut block = self.block_loads();
         block.extend([
             Stmt::Wait(Chan::data(Dma, Vpu), 1),
-            to_mxu_type(spec, at(&b.kbuf), at(&b.kstage), self.kt.clone(), spec.d),
-            to_mxu_type(spec, at(&b.vbuf), at(&b.vstage), self.kt.clone(), spec.d),
+            to_mxu_type(
+                spec,
+                at(&b.kbuf),
+                self.staged(&b.kstage),
+                self.kt.clone(),
+                spec.d,
+            ),
+            to_mxu_type(
+                spec,
+                at(&b.vbuf),
+                self.staged(&b.vstage),
+                self.kt.clone(),
+                spec.d,
+            ),
         ]);
         if b.mstage.is_none() {
             block.push(Stmt::Signal(Chan::credit(Vpu, Dma), 1));
@@ -208,6 +220,7 @@ impl Online<'_> {
             Stmt::Wait(Chan::data(Mxu, Vpu), 1),
             self.on_o(BinFunc::Mul, col(&b.alpha)),
             self.on_o(BinFunc::Add, full(at(&b.pvacc), spec.d * 4)),
+            Stmt::Advance(self.loops.stage_slot),
         ]);
         if spec.causal {
             vec![Stmt::If {
@@ -257,7 +270,10 @@ impl Online<'_> {
             ));
         }
         let group = spec.h / spec.hkv.max(1);
-        let credits = [(Chan::credit(Vpu, Dma), 1), (Chan::credit(Dma, Vpu), 1)];
+        // Two staging credits: the slots of K, V and the mask (Q's single
+        // buffer is loaded once per task, and converted before the task's
+        // first block is loaded into a slot it could share).
+        let credits = [(Chan::credit(Vpu, Dma), 2), (Chan::credit(Dma, Vpu), 1)];
         body.extend(credited(
             &credits,
             vec![Stmt::For {

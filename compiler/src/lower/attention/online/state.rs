@@ -44,13 +44,15 @@ impl Buffers {
         let mask_full = spec.mask.as_ref().is_some_and(|m| m.strides[2] != 0);
         let qstage = mem.alloc("q_f32", Mem::Spm, tq * d * 4, 1)?;
         let qbuf = mem.alloc("q", Mem::Spm, tq * d * e, 1)?;
-        let kstage = mem.alloc("k_f32", Mem::Spm, tk * d * 4, 1)?;
-        let vstage = mem.alloc("v_f32", Mem::Spm, tk * d * 4, 1)?;
+        // Staging in two slots: the DMA loads block j + 1 while the VPU
+        // still works on block j.
+        let kstage = mem.alloc("k_f32", Mem::Spm, tk * d * 4, 2)?;
+        let vstage = mem.alloc("v_f32", Mem::Spm, tk * d * 4, 2)?;
         let kbuf = mem.alloc("k", Mem::Spm, tk * d * e, 1)?;
         let vbuf = mem.alloc("v", Mem::Spm, tk * d * e, 1)?;
         let mstage = match &spec.mask {
-            Some(_) if mask_full => Some(mem.alloc("mask", Mem::Spm, tq * tk * 4, 1)?),
-            Some(_) => Some(mem.alloc("mask_row", Mem::Spm, tk * 4, 1)?),
+            Some(_) if mask_full => Some(mem.alloc("mask", Mem::Spm, tq * tk * 4, 2)?),
+            Some(_) => Some(mem.alloc("mask_row", Mem::Spm, tk * 4, 2)?),
             None => None,
         };
         let scores = mem.alloc("scores", Mem::Spm, tq * tk * 4, 1)?;
@@ -99,6 +101,10 @@ pub(super) struct Loops {
     pub(super) score_depth: Var,
     /// Chunks of D in P·V_j.
     pub(super) out_cols: Var,
+    /// Weight tiles of keys within a block.
+    pub(super) key_tile: Var,
+    /// The staging slot of the block (a rotator over 2).
+    pub(super) stage_slot: Var,
     /// Rows of the causal triangle.
     pub(super) triangle_row: Var,
 }
@@ -134,6 +140,13 @@ pub(super) fn at(b: &Buffer) -> Addr {
     b.at(&Affine::c(0), 0)
 }
 
+impl Online<'_> {
+    /// A staging buffer's slot of the current block.
+    pub(super) fn staged(&self, b: &Buffer) -> Addr {
+        b.at(&Affine::var(0, self.loops.stage_slot, 1), 0)
+    }
+}
+
 pub(super) fn col(b: &Buffer) -> Opnd {
     Opnd {
         addr: at(b),
@@ -160,8 +173,8 @@ impl<'a> Online<'a> {
         bufs: Buffers,
     ) -> Online<'a> {
         let mut vars = Vars::default();
-        let [batch, kv_head, head_in_group, query_block, key_block, score_depth, out_cols, triangle_row] =
-            [(); 8].map(|()| vars.fresh());
+        let [batch, kv_head, head_in_group, query_block, key_block, score_depth, out_cols, triangle_row, key_tile, stage_slot] =
+            [(); 10].map(|()| vars.fresh());
         let group = spec.h / spec.hkv.max(1);
         let q0 = Affine::var(0, query_block, plan.tq as i64);
         let j0 = Affine::var(0, key_block, plan.tk as i64);
@@ -185,6 +198,8 @@ impl<'a> Online<'a> {
                 score_depth,
                 out_cols,
                 triangle_row,
+                key_tile,
+                stage_slot,
             },
         }
     }
