@@ -286,7 +286,10 @@ fn long_key_sequences_stream_through_an_online_softmax() {
 /// A decode step: one query row per head against a cache too long for
 /// whole rows on either target, so the online kernel takes several weight
 /// tiles of keys per block (the last block short, some of its tiles
-/// empty), grouped heads and a padding mask row.
+/// empty); with grouped heads, each KV head's query heads run as the rows
+/// of one task (K and V read once per group), under a padding mask row, a
+/// mask per head, and causal masking (which hides nothing from the one
+/// query row).
 #[test]
 fn decode_attention_takes_several_key_tiles_per_block() {
     check(&attention_graph(1, 2, 1, 1, 9000, 128, None, false), 57);
@@ -294,6 +297,11 @@ fn decode_attention_takes_several_key_tiles_per_block() {
         &attention_graph(1, 4, 2, 1, 301, 16, Some(vec![1, 1, 1, 301]), false),
         58,
     );
+    check(
+        &attention_graph(2, 4, 2, 1, 301, 16, Some(vec![2, 4, 1, 301]), false),
+        59,
+    );
+    check(&attention_graph(1, 8, 2, 1, 300, 16, None, true), 60);
 }
 
 /// Prime query lengths longer than a query block fits: the online kernel

@@ -194,17 +194,19 @@ pub(crate) fn attention_kernel(
         return AttentionKernel::default();
     };
     let scores = [b, h, sq, sk];
+    let strides = mask.map(|m| broadcast_strides(m.shape(), &scores));
     let shape = OnlineShape {
         sq: sq as u64,
         sk: sk as u64,
         d: d as u64,
         e: mxu.a_type().size(),
-        mask: mask.map(|m| broadcast_strides(m.shape(), &scores)[2] != 0),
+        mask: strides.as_ref().map(|s| s[2] != 0),
         causal,
     };
     let group = (h / hkv.max(1)) as u64;
+    let mask_by_head = strides.is_some_and(|s| s[1] != 0);
     AttentionKernel {
-        key_block: online_key_block(&shape, group, target).map(|tk| tk as usize),
+        key_block: online_key_block(&shape, group, mask_by_head, target).map(|tk| tk as usize),
         lanes: Some(target.vpu_lanes as usize),
     }
 }

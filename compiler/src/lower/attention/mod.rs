@@ -29,17 +29,79 @@ pub use spec::{AttentionSpec, MaskSpec, Tensor4};
 /// else `None` (whole score rows). The kernels round differently (the
 /// online one rounds probabilities relative to a running maximum), so the
 /// reference interpreter asks which one a program uses.
-pub fn online_key_block(shape: &OnlineShape, group: u64, target: &Target) -> Option<u64> {
-    match plan::whole_row_blocks(shape, group, target) {
+/// `mask_by_head`: whether the mask differs between query heads.
+pub fn online_key_block(
+    shape: &OnlineShape,
+    group: u64,
+    mask_by_head: bool,
+    target: &Target,
+) -> Option<u64> {
+    let (shape, group) = match decode_rows(shape.sq, group) {
+        Some(rows) => (
+            OnlineShape {
+                sq: rows,
+                causal: false,
+                mask: shape.mask.map(|_| mask_by_head),
+                ..*shape
+            },
+            1,
+        ),
+        None => (*shape, group),
+    };
+    match plan::whole_row_blocks(&shape, group, target) {
         (0, _) => shape.tiles(target).map(|(_, tk)| tk),
         _ => None,
     }
+}
+
+/// A decode step of grouped-query attention — one query row, `group > 1`
+/// query heads per KV head — runs as one head of `group` query rows per KV
+/// head: its K and V are read once for the whole group instead of once per
+/// query head. Exact: the rows are independent, and one query row (the
+/// last position) sees every key, causal or not. The rows it becomes.
+fn decode_rows(sq: u64, group: u64) -> Option<u64> {
+    (sq == 1 && group > 1).then_some(group)
+}
+
+/// The spec of [`decode_rows`]: query head `kv · group + r` becomes row
+/// `r` of head `kv` (Q, O and the mask strided accordingly).
+fn as_decode_rows(spec: &AttentionSpec) -> Option<AttentionSpec> {
+    let group = decode_rows(spec.sq, spec.h / spec.hkv.max(1))? as i64;
+    let rows = |t: Tensor4| Tensor4 {
+        addr: t.addr,
+        strides: [
+            t.strides[0],
+            t.strides[1] * group,
+            t.strides[1],
+            t.strides[3],
+        ],
+    };
+    let mask = spec.mask.as_ref().map(|m| MaskSpec {
+        addr: m.addr,
+        strides: [
+            m.strides[0],
+            m.strides[1] * group,
+            m.strides[1],
+            m.strides[3],
+        ],
+    });
+    Some(AttentionSpec {
+        h: spec.hkv,
+        sq: group as u64,
+        q: rows(spec.q),
+        out: rows(spec.out),
+        mask,
+        causal: false,
+        ..spec.clone()
+    })
 }
 
 /// Builds the attention kernel: whole score rows when they fit, else the
 /// online softmax.
 pub fn attention(spec: &AttentionSpec, target: &Target) -> Result<Kernel, LowerError> {
     check(spec)?;
+    let grouped = as_decode_rows(spec);
+    let spec = grouped.as_ref().unwrap_or(spec);
     match plan::whole_row_plan(spec, target) {
         Some(whole_row) => whole_row::attention_whole_row(spec, &whole_row, target),
         // Whole score rows or K and V do not fit, or SQ only divides into
