@@ -12,26 +12,26 @@
 //!
 //! Every `NonZero` there decides a shape from run-time values. Tessera
 //! compiles it with static shapes by enumerating *every* position instead
-//! of the nonzero ones — every expert, every (slot, token) pair — and
-//! masking what the real loop would not have computed:
+//! of the nonzero ones — every expert, every token — and masking what the
+//! real loop would not have computed:
 //!
 //! - the outer `NonZero` (the experts hit) becomes all experts, when the
 //!   trace unrolled the loop once per expert (its `Split` has as many
 //!   pieces as there are experts; otherwise the export itself only runs on
 //!   inputs that hit exactly the traced number of experts, and it is
 //!   refused, naming the node);
-//! - an inner `NonZero` over an expert's `[slots, tokens]` mask becomes all
-//!   pairs, in row-major order;
-//! - the `ScatterElements` that adds the expert's rows into zeros has its
-//!   updates multiplied by the mask (0 for the pairs the expert does not
-//!   serve), and, its indices now the compile-time token pattern `t` of
-//!   every pair, becomes a sum over the slots (`Reshape [slots, tokens,
-//!   H]`, `ReduceSum` over the slots) — exactly the scatter-add of the
-//!   unique tokens the real loop had.
+//! - an inner `NonZero` over an expert's `[slots, tokens]` mask becomes one
+//!   position per token: every token, with the slot it routes to the
+//!   expert from (`Σ_k k · mask[k, t]`; a token uses an expert in at most
+//!   one of its top-k slots, and slot 0 for the tokens it does not);
+//! - the `ScatterElements` that adds the expert's rows into zeros, its
+//!   indices now every token in order, becomes the rows times whether the
+//!   expert serves the token (`Σ_k mask[k, t]`, 0 or 1) — exactly the
+//!   scatter-add of the tokens the real loop had.
 //!
 //! The result equals the traced loop wherever that runs (the masked terms
 //! add exact zeros, given finite activations), but every expert computes
-//! over every (slot, token) pair: `experts ×` the routed MACs. The
+//! over every token: `experts / top-k ×` the routed MACs. The
 //! gathered-weights export (`experts_implementation="batched_mm"`) runs
 //! only the routed experts of each token.
 //!
@@ -207,20 +207,37 @@ fn produced_inside(nodes: &[NodeProto], inside: &HashSet<usize>, value: &str) ->
         .any(|&i| nodes[i].output.iter().any(|o| o == value))
 }
 
-/// The `NonZero` a scatter's indices come from through index reshaping
-/// only (Unsqueeze, Squeeze, Expand, Split, Transpose, Reshape, Cast).
+/// The `NonZero` whose token coordinates a scatter's indices are: the
+/// indices are `Transpose(NonZero(mask), [1, 0])` split in two along axis 1,
+/// its second part (the coordinate along the mask's last axis, the token),
+/// then only reshaped (Squeeze, Unsqueeze, Expand, Reshape, Cast). The
+/// converters rely on it: the indices of such a scatter are every token in
+/// order once the `NonZero` is enumerated per token.
 fn index_source(nodes: &[NodeProto], scatter: usize) -> Option<usize> {
     let mut value = nodes[scatter].input.get(1)?.clone();
+    let mut split = false;
     for _ in 0..16 {
         let p = nodes.iter().position(|n| n.output.contains(&value))?;
         let n = &nodes[p];
         match n.op_type.as_str() {
-            "NonZero" => return Some(p),
-            "Unsqueeze" | "Squeeze" | "Expand" | "Split" | "Transpose" | "Reshape" | "Cast" => {
-                value = n.input.first()?.clone();
+            "Unsqueeze" | "Squeeze" | "Expand" | "Reshape" | "Cast" if !split => {}
+            "Split" if !split => {
+                let second = n.output.len() == 2 && n.output[1] == value;
+                if !second || int_attr(n, "axis") != Some(1) {
+                    return None;
+                }
+                split = true;
+            }
+            "Transpose" if split => {
+                let perm = n.attribute.iter().find(|a| a.name == "perm")?;
+                let source = n.input.first()?;
+                let producer = nodes.iter().position(|m| m.output.contains(source))?;
+                let nonzero = nodes[producer].op_type == "NonZero";
+                return (perm.ints == [1, 0] && nonzero).then_some(producer);
             }
             _ => return None,
         }
+        value = n.input.first()?.clone();
     }
     None
 }

@@ -3,7 +3,8 @@
 //! Identity (no node at all).
 
 use crate::fold::FOLD_LIMIT;
-use crate::graph::{NodeId, Op};
+use crate::graph::{BinaryOp, NodeId, Op, ReduceKind};
+use crate::tensor::DType;
 use crate::tensor::Tensor;
 
 use super::super::ctx::{built_constant, static_shape, ConvertError, ConvertResult, Ctx};
@@ -167,6 +168,9 @@ fn every_position(
     if let ([classes], Some(e)) = (shape.as_mut_slice(), experts) {
         *classes = (*classes).min(e);
     }
+    if let (None, &[slots, tokens]) = (pieces, shape.as_slice()) {
+        return token_positions(ctx, slots, tokens);
+    }
     let count: usize = shape.iter().product();
     if let Some(p) = pieces.filter(|&p| p != count) {
         return Err(format!(
@@ -188,6 +192,32 @@ fn every_position(
         }
     }
     ctx.constant("every_position", Tensor::from_i64(&[rank, count], out))
+}
+
+/// An inner expert loop's `NonZero` over the expert's `[slots, tokens]`
+/// routing mask, as one position per token: `[slot, token]` with the slot
+/// the token routes to the expert from (`Σ_k k · mask[k, t]`: a token uses
+/// an expert in at most one of its top-k slots) and every token — a
+/// static `[2, tokens]`. Tokens the expert does not serve get slot 0; the
+/// scatter-add masks them out (see `scatter::expert_rows_added`).
+fn token_positions(ctx: &mut Ctx, slots: usize, tokens: usize) -> ConvertResult<NodeId> {
+    let mask = ctx.input(0)?;
+    let ints = ctx.add("mask_i64", Op::Cast { to: DType::I64 }, &[mask])?;
+    let slot_ids = Tensor::from_i64(&[slots, 1], (0..slots as i64).collect());
+    let slot_ids = ctx.constant("slot_ids", slot_ids)?;
+    let weighted = ctx.add("slot_of", Op::Binary(BinaryOp::Mul), &[ints, slot_ids])?;
+    let slot = ctx.add(
+        "slot",
+        Op::Reduce {
+            kind: ReduceKind::Sum,
+            axes: vec![0],
+            keep_dims: true,
+        },
+        &[weighted],
+    )?;
+    let token_ids = Tensor::from_i64(&[1, tokens], (0..tokens as i64).collect());
+    let token_ids = ctx.constant("token_ids", token_ids)?;
+    ctx.add("every_token", Op::Concat { axis: 0 }, &[slot, token_ids])
 }
 
 #[cfg(test)]

@@ -221,11 +221,13 @@ pub(super) fn scatter_elements(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId
 }
 
 /// The `index_add_` of an expert loop made static (`expert_loop.rs`):
-/// `ScatterElements(zeros [T, …], t, rows [S·T, …])` whose indices are the
-/// token `t = j mod T` of every enumerated (slot, token) pair `j`, masked
-/// by the expert's `[S, T]` mask: the masked rows summed over the slots.
-/// Checks what makes it exact: zeros for data, axis 0, no reduction, and
-/// the index values.
+/// `ScatterElements(zeros [T, …], t, rows [T, …])` whose indices are every
+/// token `t` in order (the inner `NonZero` became one position per token,
+/// see `constant::token_positions`), masked by the expert's `[S, T]`
+/// routing mask: the rows of the tokens the expert serves (`Σ_k mask[k,
+/// t]` is 1 for them, 0 for the others). Checks what makes it exact:
+/// zeros for data, axis 0, no reduction, and the shapes (the analysis
+/// proved the indices are the enumerated tokens).
 fn expert_rows_added(ctx: &mut Ctx, mask: NodeId) -> ConvertResult<NodeId> {
     let (data, indices, updates) = (ctx.input(0)?, ctx.input(1)?, ctx.input(2)?);
     let not_loop = |why: &str| -> ConvertResult<NodeId> {
@@ -237,13 +239,10 @@ fn expert_rows_added(ctx: &mut Ctx, mask: NodeId) -> ConvertResult<NodeId> {
     if ctx.attr_int("axis")?.unwrap_or(0) != 0 || reduction(ctx)?.is_some() {
         return not_loop("it has an axis or a reduction");
     }
-    let [slots, tokens] = mshape[..] else {
+    let [_, tokens] = mshape[..] else {
         return not_loop("its mask is not [slots, tokens]");
     };
-    if shape.first() != Some(&tokens)
-        || ushape.first() != Some(&(slots * tokens))
-        || shape[1..] != ushape[1..]
-    {
+    if shape.first() != Some(&tokens) || ushape != shape {
         return not_loop(&format!(
             "data {shape:?}, updates {ushape:?} and mask {mshape:?} do not line up"
         ));
@@ -254,33 +253,29 @@ fn expert_rows_added(ctx: &mut Ctx, mask: NodeId) -> ConvertResult<NodeId> {
     if !zeros {
         return not_loop("its data is not zeros");
     }
-    let row: usize = shape[1..].iter().product();
-    let pattern = ctx.node_value(indices)?.is_some_and(|i| {
-        i.to_i64_vec()
-            .iter()
-            .enumerate()
-            .all(|(e, &v)| v == ((e / row.max(1)) % tokens) as i64)
-    });
-    if !pattern {
-        return not_loop("its indices are not every pair's token");
+    // The indices are the enumerated tokens, in order: what the analysis
+    // found them to be (`expert_loop::index_source`), and their shape.
+    if ctx.ty(indices).shape != ushape {
+        return not_loop("its indices do not have the updates' shape");
     }
     let dtype = ctx.ty(updates).dtype;
     let m = ctx.add("mask", Op::Cast { to: dtype }, &[mask])?;
-    let mut spread = vec![1; ushape.len()];
-    spread[0] = slots * tokens;
-    let m = ctx.reshape("mask_rows", m, spread)?;
-    let masked = ctx.add("masked", Op::Binary(BinaryOp::Mul), &[updates, m])?;
-    let mut by_slot = vec![slots, tokens];
-    by_slot.extend(&shape[1..]);
-    let by_slot = ctx.reshape("by_slot", masked, by_slot)?;
-    ctx.add(
-        "sum_over_slots",
+    let served = ctx.add(
+        "served",
         Op::Reduce {
             kind: ReduceKind::Sum,
             axes: vec![0],
             keep_dims: false,
         },
-        &[by_slot],
+        &[m],
+    )?;
+    let mut spread = vec![1; ushape.len()];
+    spread[0] = tokens;
+    let served = ctx.reshape("served_rows", served, spread)?;
+    ctx.add(
+        "served_updates",
+        Op::Binary(BinaryOp::Mul),
+        &[updates, served],
     )
 }
 
