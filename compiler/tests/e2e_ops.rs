@@ -509,51 +509,42 @@ fn gemms_deeper_than_spm_split_along_k() {
         check(&g, 42);
     }
     // In 8 bits too: each K chunk quantizes its part of A's rows on chip
-    // (int8: one scale per row of the chunk).
-    let mut rng = Rng(44);
-    let mut g = Graph::new("deep_gemm_int8");
-    let x = g
-        .add_input("x", TensorType::new(DType::F32, vec![3, 16384]))
-        .expect("x");
-    let w = constant(&mut g, "w", &[16384, 10], &mut rng);
-    let y = g
-        .add_node(
-            "y",
-            Op::Gemm {
-                trans_b: false,
-                act: None,
-            },
-            &[x, w],
+    // (int8: one scale per row of the chunk; FP8: per 1 × 128 block, the
+    // chunks whole blocks, reading their weights' block scales in place).
+    for precision in [Precision::Int8, Precision::Fp8E4m3] {
+        let mut rng = Rng(44);
+        let mut g = Graph::new("deep_gemm_8bit");
+        let x = g
+            .add_input("x", TensorType::new(DType::F32, vec![3, 16384]))
+            .expect("x");
+        let w = constant(&mut g, "w", &[16384, 10], &mut rng);
+        let gemm = Op::Gemm {
+            trans_b: false,
+            act: None,
+        };
+        let y = g.add_node("y", gemm, &[x, w]).expect("gemm");
+        g.add_output("y", y);
+        let inputs = vec![Arc::new(Tensor::from_f32(
+            &[3, 16384],
+            rng.floats(3 * 16384, 2.0),
+        ))];
+        let reference = evaluate(&g, &inputs, Keep::Outputs).expect("interpret");
+        let compiled = compile_graph(&g, &Target::tiny(), precision).expect("compile");
+        let l = compiled.loadable;
+        let mut sim = Simulator::new(l.clone()).expect("load");
+        let bytes = tensor_to_bytes(&inputs[0], &l.inputs[0]).expect("bytes");
+        sim.set_input(&l.inputs[0].name, &bytes).expect("input");
+        sim.run(&Options::default()).expect("run");
+        let got = bytes_to_tensor(
+            &sim.read_tensor(&l.outputs[0]).expect("read"),
+            &l.outputs[0],
+            DType::F32,
         )
-        .expect("gemm");
-    g.add_output("y", y);
-    let inputs = vec![Arc::new(Tensor::from_f32(
-        &[3, 16384],
-        rng.floats(3 * 16384, 2.0),
-    ))];
-    let reference = evaluate(&g, &inputs, Keep::Outputs).expect("interpret");
-    let compiled = compile_graph(&g, &Target::tiny(), Precision::Int8).expect("compile");
-    let l = compiled.loadable;
-    let mut sim = Simulator::new(l.clone()).expect("load");
-    sim.set_input(
-        &l.inputs[0].name,
-        &tensor_to_bytes(&inputs[0], &l.inputs[0]).expect("bytes"),
-    )
-    .expect("input");
-    sim.run(&Options::default()).expect("run");
-    let got = bytes_to_tensor(
-        &sim.read_tensor(&l.outputs[0]).expect("read"),
-        &l.outputs[0],
-        DType::F32,
-    )
-    .expect("tensor");
-    let c = compare(
-        &got,
-        &reference.outputs()[0].1,
-        Tolerance::for_precision(Precision::Int8),
-    )
-    .expect("comparable");
-    assert!(c.pass, "int8 K-split GEMM: {:?}", c.metrics);
+        .expect("tensor");
+        let tolerance = Tolerance::for_precision(precision);
+        let c = compare(&got, &reference.outputs()[0].1, tolerance).expect("comparable");
+        assert!(c.pass, "{} K-split GEMM: {:?}", precision.name(), c.metrics);
+    }
 
     let mut g = Graph::new("deep_matmul");
     let a = g

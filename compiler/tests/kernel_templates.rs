@@ -568,7 +568,7 @@ fn check_online_gemm(
     let q = quantize_weights(&stored, (k as usize, n as usize), trans_b, mxu, target);
     let bias_v = rng.floats(n as usize);
     let (tk, tn) = tile_dims(k, n, mxu, target);
-    let kt = k.div_ceil(tk);
+
     let a_addr = 0;
     let b_addr = align(m * k * 4);
     let scales_addr = align(b_addr + k * n);
@@ -665,7 +665,7 @@ fn check_online_gemm(
                 let mut c = 0f32;
                 for kk in 0..k {
                     let p = value(at, qa[kk as usize]) * value(mxu.w_type(), w(kk, j));
-                    let sw = q.scales[((j / tn) * kt + kk / tk) as usize];
+                    let sw = q.scales[((kk / tk) * n.div_ceil(tn) + j / tn) as usize];
                     let g = scales[(kk / block) as usize] * sw;
                     c += p * g;
                 }

@@ -106,8 +106,8 @@ pub struct GemmSpec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OnlineQuant {
     /// DRAM address of the weight scales (f32): `i8`, `[N]`; FP8, one per
-    /// weight tile, tile `(kt, nt)` at index `nt · KT + kt` (`KT` tiles
-    /// along K).
+    /// weight tile, tile `(kt, nt)` at index `kt · NT + nt` (`NT` tiles
+    /// along N).
     pub w_scales: u64,
 }
 
@@ -1117,8 +1117,8 @@ impl<'a> GemmKernel<'a> {
         spec.online?;
         match &b.w_scales {
             Some((buf, _)) => {
-                let kt = spec.k.div_ceil(t.tk) as i64;
-                let at = Affine::var(buf.offset as i64, l.col_tile, kt * 4).plus(l.k_tile, 4);
+                let nt = spec.n.div_ceil(t.tn) as i64;
+                let at = Affine::var(buf.offset as i64, l.k_tile, nt * 4).plus(l.col_tile, 4);
                 Some(WeightQuant::Scales { at, a_stride: 4 })
             }
             None => Some(WeightQuant::ZeroPoints(

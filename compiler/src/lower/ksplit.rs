@@ -9,9 +9,9 @@
 //! with the bias and the activation. An integer GEMM's partials are
 //! dequantized per column before they are summed (the sum is linear); an
 //! int8 GEMM of A quantized on chip takes one scale per row of each chunk
-//! (finer than one per row). What does not split: a requantized `qgemm`
-//! output and an FP8 GEMM (its block scales are laid out for the whole K);
-//! those name the node and the sizes.
+//! (finer than one per row); an FP8 GEMM's chunks are whole scale blocks,
+//! each reading its weight tiles' block scales in place. What does not
+//! split: a requantized `qgemm` output (named with the sizes).
 
 use tessera_isa::{BinFunc, MxuClass, Target};
 
@@ -45,13 +45,18 @@ pub fn gemm_kernels(
     if spec.quant.as_ref().is_some_and(|q| q.out.is_some()) {
         return refuse("a requantized integer GEMM");
     }
-    if spec.online.is_some() && spec.mxu.class() == MxuClass::Fp8 {
-        return refuse("an FP8 GEMM");
-    }
-    let (tk, _) = tile_dims(spec.k, spec.n, spec.mxu, target);
-    let fits = |units: u64| choose_tiles(&chunk(spec, 0, units * tk, 0), target).is_ok();
+    let (tk, tn) = tile_dims(spec.k, spec.n, spec.mxu, target);
+    // An FP8 GEMM's chunks are whole scale blocks (its tiles divide them),
+    // each reading its tiles' block scales in place (stored K-major).
+    let fp8 = spec.online.is_some() && spec.mxu.class() == MxuClass::Fp8;
+    let unit = if fp8 {
+        u64::from(target.mxu_scale_block).max(tk)
+    } else {
+        tk
+    };
+    let fits = |units: u64| choose_tiles(&chunk(spec, 0, units * unit, 0), target).is_ok();
     // The widest chunk, in whole weight tiles, that fits.
-    let (mut lo, mut hi) = (0, spec.k.div_ceil(tk));
+    let (mut lo, mut hi) = (0, spec.k.div_ceil(unit));
     while lo + 1 < hi {
         let mid = (lo + hi) / 2;
         if fits(mid) {
@@ -63,7 +68,13 @@ pub fn gemm_kernels(
     if lo == 0 {
         return Err(LowerError::DoesNotFit(why));
     }
-    let width = lo * tk;
+    let width = lo * unit;
+    let scale_row = spec.n.div_ceil(tn) * 4;
+    if fp8 && tile_dims(width, spec.n, spec.mxu, target).0 != tk {
+        // The chunks' weight tiles must be the whole GEMM's, for their
+        // block scales to be found in place.
+        return refuse("an FP8 GEMM whose chunks would tile K differently");
+    }
     let batch = spec.batch.max(1);
     let part_bytes = batch * spec.m * spec.n * 4;
     let mut kernels = Vec::new();
@@ -72,6 +83,9 @@ pub fn gemm_kernels(
         let at = scratch(part_bytes);
         let mut c = chunk(spec, k0, width.min(spec.k - k0), at);
         c.node = format!("{}.k{i}", spec.node);
+        if let (true, Some(o)) = (fp8, c.online.as_mut()) {
+            o.w_scales += k0 / tk * scale_row;
+        }
         kernels.push(gemm(&c, target)?);
         parts.push(at);
     }

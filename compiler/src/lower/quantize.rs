@@ -26,7 +26,8 @@ pub struct QuantizedWeights {
     /// One byte per weight, `[K, N]` (or `[N, K]` when stored transposed).
     pub data: Vec<u8>,
     /// int8: `[N]`; FP8: one per weight tile, tile `(kt, nt)` at
-    /// `nt · KT + kt`.
+    /// `kt · NT + nt` (K-major: the tiles of a range of K are contiguous,
+    /// so a GEMM split along K reads its chunk's scales in place).
     pub scales: Vec<f32>,
 }
 
@@ -84,7 +85,7 @@ pub fn quantize_weights(
         let mut per_tile = vec![0f32; kt * nt];
         for ntile in 0..nt {
             for ktile in 0..kt {
-                per_tile[ntile * kt + ktile] = scale[group(ktile * tk, ntile * tn)];
+                per_tile[ktile * nt + ntile] = scale[group(ktile * tk, ntile * tn)];
             }
         }
         per_tile
