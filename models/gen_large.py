@@ -60,6 +60,22 @@ ROOT = Path(__file__).resolve().parent
 SEED = 1234
 
 
+def save_external(proto: onnx.ModelProto, model_path: Path) -> None:
+    """Writes model_path with every initializer over 1 KiB in model.onnx.data beside it, and checks it.
+
+    An existing model.onnx.data is removed first: onnx appends to it otherwise."""
+    (model_path.parent / "model.onnx.data").unlink(missing_ok=True)
+    onnx.save_model(
+        proto,
+        str(model_path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="model.onnx.data",
+        size_threshold=1024,
+    )
+    onnx.checker.check_model(str(model_path))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", choices=["gpt2", "llama-kv"], default="gpt2")
@@ -142,15 +158,7 @@ def gpt2(args, out: Path) -> int:
     proto = onnx.load_from_string(buf.getvalue())
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / "model.onnx"
-    onnx.save_model(
-        proto,
-        str(model_path),
-        save_as_external_data=True,
-        all_tensors_to_one_file=True,
-        location="model.onnx.data",
-        size_threshold=1024,
-    )
-    onnx.checker.check_model(str(model_path))
+    save_external(proto, model_path)
     nodes = len(proto.graph.node)
     print(f"{model_path}: {args.layers} layers, {nodes} ONNX nodes")
 
@@ -180,7 +188,7 @@ def llama_kv(args, out: Path) -> int:
 
     import torch
     import transformers.masking_utils as mu
-    from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     t0 = time.perf_counter()
     warnings.filterwarnings("ignore")
@@ -216,22 +224,11 @@ def llama_kv(args, out: Path) -> int:
     n_params = sum(p.numel() for p in model.parameters())
     t_build = time.perf_counter() - t0
 
-    # generate.py's _decode_step_module: the HF model as one step over an
-    # explicit cache held in flat tensors.
-    class DecodeStep(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
+    # The HF model as one step over an explicit cache in flat tensors, as
+    # generate.py's llama_kv is exported.
+    from generate import _decode_step_module
 
-        def forward(self, input_ids, *past):
-            cache = DynamicCache(ddp_cache_data=[(past[2 * i], past[2 * i + 1]) for i in range(n_layers)])
-            out = self.m(input_ids=input_ids, cache=cache, use_cache=True, return_dict=True)
-            flat = [out.logits]
-            for layer in out.cache.layers:
-                flat += [layer.keys, layer.values]
-            return tuple(flat)
-
-    step = DecodeStep(model).eval()
+    step = _decode_step_module(torch, model, n_layers)
     past_names = [f"past_key_values.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
     present_names = [f"present.{i}.{kv}" for i in range(n_layers) for kv in ("key", "value")]
     in_names = ["input_ids"] + past_names
@@ -270,15 +267,7 @@ def llama_kv(args, out: Path) -> int:
         t_export = time.perf_counter() - t0 - t_build
         del step, model
         proto = onnx.load(str(tmp_path), load_external_data=True)
-    onnx.save_model(
-        proto,
-        str(model_path),
-        save_as_external_data=True,
-        all_tensors_to_one_file=True,
-        location="model.onnx.data",
-        size_threshold=1024,
-    )
-    onnx.checker.check_model(str(model_path))
+    save_external(proto, model_path)
     nodes = len(proto.graph.node)
     del proto
     data_bytes = (out / "model.onnx.data").stat().st_size
