@@ -436,6 +436,9 @@ pub fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
             .ok_or_else(|| anyhow!("{}: the program has no output `{}`", what, iface.logits))?;
         let vocab = *logits.shape().last().unwrap_or(&1);
         let values = logits.to_f32_vec();
+        if vocab == 0 || values.is_empty() {
+            bail!("{what}: the logits `{}` are empty", iface.logits);
+        }
         let last_row = &values[values.len().saturating_sub(vocab)..];
         let token = argmax(last_row) as i64;
         tokens.push(token);
