@@ -46,3 +46,32 @@ proptest! {
         import_mutated(&model_bytes("models/attention_block/model.onnx"), &edits, None);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The expert-loop analysis (a traced MoE loop made static) and the
+    /// model signature `generate` reads see mutated graphs too.
+    #[test]
+    fn mutated_expert_loop_and_cache_models_never_panic(
+        which in 0usize..2,
+        edits in prop::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+    ) {
+        let file = ["models/mixtral_moe/model.onnx", "models/llama_kv/model.onnx"][which];
+        let original = model_bytes(file);
+        let mut bytes = original.clone();
+        for &(at, value) in &edits {
+            let at = at % bytes.len();
+            bytes[at] = value;
+        }
+        if let Ok(model) = <onnx_protobuf::ModelProto as onnx_protobuf::Message>::parse_from_bytes(&bytes) {
+            let _ = tessera_compiler::frontend::signature(&model);
+        }
+        let dims = if which == 1 { &[("seq", 1), ("past", 3)][..] } else { &[][..] };
+        let options = ImportOptions {
+            dims: dims.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+            ..ImportOptions::default()
+        };
+        let _ = import_bytes(&bytes, None, &options);
+    }
+}

@@ -174,10 +174,10 @@ fn closure(
         }
     }
     // A scatter whose data depends on `start` is not a boundary.
-    if scatters
-        .iter()
-        .any(|&s| produced_inside(nodes, &inside, &nodes[s].input[0]))
-    {
+    if scatters.iter().any(|&s| match nodes[s].input.first() {
+        Some(data) => produced_inside(nodes, &inside, data),
+        None => true,
+    }) {
         return None;
     }
     // Nothing escapes: every computed value has users, all inside.
@@ -256,7 +256,9 @@ fn router(nodes: &[NodeProto], nz: usize) -> Option<(String, i64)> {
     }
     let topk = producer(&value)?;
     (topk.op_type == "TopK" && topk.output.get(1) == Some(&value))
-        .then(|| (topk.input[0].clone(), int_attr(topk, "axis").unwrap_or(-1)))
+        .then(|| topk.input.first())
+        .flatten()
+        .map(|x| (x.clone(), int_attr(topk, "axis").unwrap_or(-1)))
 }
 
 fn int_attr(node: &NodeProto, name: &str) -> Option<i64> {
