@@ -34,6 +34,34 @@ fn constant(g: &mut Graph, name: &str, shape: &[usize], rng: &mut Rng) -> NodeId
         .expect("constant")
 }
 
+/// Compiles `g` for `target` at `precision` and simulates it on `inputs`:
+/// the outputs, and the loadable.
+fn simulate(
+    g: &Graph,
+    target: &Target,
+    precision: Precision,
+    inputs: &[Arc<Tensor>],
+) -> (Vec<Tensor>, tessera_isa::Loadable) {
+    let compiled = compile_graph(g, target, precision).unwrap_or_else(|e| panic!("{e}"));
+    let l = compiled.loadable;
+    let mut sim = Simulator::new(l.clone()).expect("load");
+    for (desc, t) in l.inputs.iter().zip(inputs) {
+        sim.set_input(&desc.name, &tensor_to_bytes(t, desc).expect("bytes"))
+            .expect("input");
+    }
+    sim.run(&Options::default())
+        .unwrap_or_else(|e| panic!("{} {}: {e}", target.name, precision.name()));
+    let outputs = l
+        .outputs
+        .iter()
+        .map(|desc| {
+            let bytes = sim.read_tensor(desc).expect("read");
+            bytes_to_tensor(&bytes, desc, graph_dtype(desc.dtype())).expect("tensor")
+        })
+        .collect();
+    (outputs, l)
+}
+
 /// Compiles and simulates `g` on random inputs; compares with the
 /// interpreter (fp32: 1e-4 scaled; bf16: cosine ≥ 0.999) and, in bf16,
 /// with the interpreter at the program's precision
@@ -58,22 +86,14 @@ fn check(g: &Graph, seed: u64) {
                 };
                 evaluate_with(g, &inputs, Keep::Outputs, &options).expect("interpret")
             });
-            let compiled = compile_graph(g, &target, precision).unwrap_or_else(|e| panic!("{e}"));
-            let l = compiled.loadable;
-            let mut sim = Simulator::new(l.clone()).expect("load");
-            for (desc, t) in l.inputs.iter().zip(&inputs) {
-                sim.set_input(&desc.name, &tensor_to_bytes(t, desc).expect("bytes"))
-                    .expect("input");
-            }
-            sim.run(&Options::default())
-                .unwrap_or_else(|e| panic!("{} {}: {e}", target.name, precision.name()));
-            for (o, (desc, (_, want))) in l.outputs.iter().zip(reference.outputs()).enumerate() {
-                let got = bytes_to_tensor(
-                    &sim.read_tensor(desc).expect("read"),
-                    desc,
-                    graph_dtype(desc.dtype()),
-                )
-                .expect("tensor");
+            let (outputs, l) = simulate(g, &target, precision, &inputs);
+            for (o, ((desc, got), (_, want))) in l
+                .outputs
+                .iter()
+                .zip(outputs)
+                .zip(reference.outputs())
+                .enumerate()
+            {
                 let tol = Tolerance::for_precision(precision);
                 let c = compare(&got, want, tol).expect("comparable");
                 assert!(
@@ -529,20 +549,10 @@ fn gemms_deeper_than_spm_split_along_k() {
             rng.floats(3 * 16384, 2.0),
         ))];
         let reference = evaluate(&g, &inputs, Keep::Outputs).expect("interpret");
-        let compiled = compile_graph(&g, &Target::tiny(), precision).expect("compile");
-        let l = compiled.loadable;
-        let mut sim = Simulator::new(l.clone()).expect("load");
-        let bytes = tensor_to_bytes(&inputs[0], &l.inputs[0]).expect("bytes");
-        sim.set_input(&l.inputs[0].name, &bytes).expect("input");
-        sim.run(&Options::default()).expect("run");
-        let got = bytes_to_tensor(
-            &sim.read_tensor(&l.outputs[0]).expect("read"),
-            &l.outputs[0],
-            DType::F32,
-        )
-        .expect("tensor");
+        let (outputs, _) = simulate(&g, &Target::tiny(), precision, &inputs);
+        let got = &outputs[0];
         let tolerance = Tolerance::for_precision(precision);
-        let c = compare(&got, &reference.outputs()[0].1, tolerance).expect("comparable");
+        let c = compare(got, &reference.outputs()[0].1, tolerance).expect("comparable");
         assert!(c.pass, "{} K-split GEMM: {:?}", precision.name(), c.metrics);
     }
 
