@@ -98,45 +98,35 @@ pub fn find(nodes: &[NodeProto]) -> ExpertLoops {
         out
     };
     let mut found = ExpertLoops::default();
-    let nonzeros: Vec<usize> = (0..nodes.len())
+    // Each NonZero's closure, computed once.
+    let closures: Vec<(usize, Vec<usize>, Option<usize>)> = (0..nodes.len())
         .filter(|&i| nodes[i].op_type == "NonZero")
+        .filter_map(|nz| closure(nodes, nz, &users).map(|(s, p)| (nz, s, p)))
         .collect();
     // The inner loops first: a NonZero whose coordinates index a
     // ScatterElements into zeros, and nothing else.
-    let mut inner = HashSet::new();
-    for &nz in &nonzeros {
-        let Some((scatters, pieces)) = closure(nodes, nz, &users) else {
-            continue;
-        };
-        let indexed: Vec<usize> = scatters
+    for (nz, scatters, pieces) in &closures {
+        let indexed = scatters
             .iter()
-            .copied()
-            .filter(|&s| index_source(nodes, s) == Some(nz))
-            .collect();
-        if pieces.is_none() && !indexed.is_empty() && indexed.len() == scatters.len() {
-            inner.insert(nz);
-            found.expand.insert(nz, None);
-            for s in indexed {
-                found.masked.insert(s, nz);
+            .filter(|&&s| index_source(nodes, s) == Some(*nz))
+            .count();
+        if pieces.is_none() && indexed > 0 && indexed == scatters.len() {
+            found.expand.insert(*nz, None);
+            for &s in scatters {
+                found.masked.insert(s, *nz);
             }
         }
     }
     // The outer loop: a NonZero whose values reach only inner loops'
     // masked scatters.
-    for &nz in &nonzeros {
-        if inner.contains(&nz) {
-            continue;
-        }
-        let Some((scatters, pieces)) = closure(nodes, nz, &users) else {
-            continue;
-        };
+    for (nz, scatters, pieces) in &closures {
         if pieces.is_some()
             && !scatters.is_empty()
             && scatters.iter().all(|s| found.masked.contains_key(s))
         {
-            found.expand.insert(nz, pieces);
-            if let Some(routed) = router(nodes, nz) {
-                found.routed.insert(nz, routed);
+            found.expand.insert(*nz, *pieces);
+            if let Some(routed) = router(nodes, *nz) {
+                found.routed.insert(*nz, routed);
             }
         }
     }

@@ -69,16 +69,31 @@ pub fn scatter(spec: &RowsSpec, target: &Target) -> Result<Kernel, LowerError> {
     rows_kernel(spec, target, true)
 }
 
+/// Bytes per index of type `itype`.
+fn index_size(itype: IdxType) -> u64 {
+    if itype == IdxType::I64 {
+        8
+    } else {
+        4
+    }
+}
+
+/// How many rows of `row_bytes` (with their `isize`-byte indices) one of
+/// the two tile buffers holds in SPM.
+fn rows_per_tile(row_bytes: u64, isize: u64, target: &Target) -> u64 {
+    let free = OnChip::new(target).free(Mem::Spm).saturating_sub(4 * 64);
+    free / (2 * (row_bytes + isize).max(1))
+}
+
 fn rows_kernel(spec: &RowsSpec, target: &Target, scatter: bool) -> Result<Kernel, LowerError> {
     let (verb, preposition) = if scatter {
         ("scatter", "into")
     } else {
         ("gather", "from")
     };
-    let isize = if spec.itype == IdxType::I64 { 8 } else { 4 };
+    let isize = index_size(spec.itype);
     let mut mem = OnChip::new(target);
-    let free = mem.free(Mem::Spm).saturating_sub(4 * 64);
-    let cap = (free / (2 * (spec.row_bytes + isize).max(1))).min(spec.count);
+    let cap = rows_per_tile(spec.row_bytes, isize, target).min(spec.count);
     if cap == 0 {
         return Err(LowerError::DoesNotFit(format!(
             "`{}`: a {verb}ed row of {} bytes does not fit SPM",
@@ -212,12 +227,10 @@ pub fn rows_kernels(
     if spec.idx_outer_stride != 0 || spec.dense_stride != spec.row_bytes {
         return refuse("and its indices differ per outer entry");
     }
-    let isize = if spec.itype == IdxType::I64 { 8 } else { 4 };
-    let free = OnChip::new(target).free(Mem::Spm).saturating_sub(4 * 64);
-    let fits = |bytes: u64| 2 * (bytes + isize) <= free;
+    let isize = index_size(spec.itype);
     let Some(pieces) = (2..=spec.row_bytes)
         .filter(|c| spec.row_bytes % c == 0)
-        .find(|c| fits(spec.row_bytes / c))
+        .find(|c| rows_per_tile(spec.row_bytes / c, isize, target) > 0)
     else {
         return refuse("and no piece of it does");
     };

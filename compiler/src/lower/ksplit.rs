@@ -174,10 +174,6 @@ fn chunk(spec: &GemmSpec, k0: u64, width: u64, out: u64) -> GemmSpec {
         k0 * spec.b.row_stride
     };
     let batch = spec.batch.max(1);
-    let mut quant = spec.quant.clone();
-    if let Some(q) = &mut quant {
-        q.out = None;
-    }
     GemmSpec {
         node: spec.node.clone(),
         k: width,
@@ -196,7 +192,6 @@ fn chunk(spec: &GemmSpec, k0: u64, width: u64, out: u64) -> GemmSpec {
             row_stride: spec.n * 4,
             batch_stride: if batch > 1 { spec.m * spec.n * 4 } else { 0 },
         },
-        quant,
         ..spec.clone()
     }
 }
