@@ -12,7 +12,9 @@ fn model_bytes(relative: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn import_mutated(original: &[u8], edits: &[(usize, u8)], cut: Option<usize>) {
+/// `original` with each `(offset, byte)` edit applied (offsets wrapped to
+/// the length), then cut to `cut` bytes (wrapped too) if given.
+fn mutated(original: &[u8], edits: &[(usize, u8)], cut: Option<usize>) -> Vec<u8> {
     let mut bytes = original.to_vec();
     for &(at, value) in edits {
         let at = at % bytes.len();
@@ -21,6 +23,11 @@ fn import_mutated(original: &[u8], edits: &[(usize, u8)], cut: Option<usize>) {
     if let Some(cut) = cut {
         bytes.truncate(cut % (bytes.len() + 1));
     }
+    bytes
+}
+
+fn import_mutated(original: &[u8], edits: &[(usize, u8)], cut: Option<usize>) {
+    let bytes = mutated(original, edits, cut);
     let mut options = ImportOptions::default();
     options.dims.insert("seq".into(), 3);
     if let Ok(mut graph) = import_bytes(&bytes, None, &options) {
@@ -58,12 +65,7 @@ proptest! {
         edits in prop::collection::vec((any::<usize>(), any::<u8>()), 1..6),
     ) {
         let file = ["models/mixtral_moe/model.onnx", "models/llama_kv/model.onnx"][which];
-        let original = model_bytes(file);
-        let mut bytes = original.clone();
-        for &(at, value) in &edits {
-            let at = at % bytes.len();
-            bytes[at] = value;
-        }
+        let bytes = mutated(&model_bytes(file), &edits, None);
         if let Ok(model) = <onnx_protobuf::ModelProto as onnx_protobuf::Message>::parse_from_bytes(&bytes) {
             let _ = tessera_compiler::frontend::signature(&model);
         }

@@ -53,15 +53,40 @@ pub(super) fn gather_nd(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
         return one(ctx.add("gather_nd", Op::GatherNd { batch_dims }, &[data, indices])?);
     }
     let dt = i_ty.dtype;
-    let dims: Vec<i64> = d_shape[batch_dims..batch_dims + k]
-        .iter()
-        .map(|&d| d as i64)
-        .collect();
+    let dims = &d_shape[batch_dims..batch_dims + k];
+    let per_batch: i64 = dims.iter().map(|&d| d as i64).product();
+    let mut flat = linear_rows(ctx, indices, dims)?;
+    let last = i_shape.len() - 1;
+    let batches: usize = d_shape[..batch_dims].iter().product();
+    if batches > 1 {
+        let mut shape = i_shape[..batch_dims].to_vec();
+        shape.extend(std::iter::repeat_n(1, last - batch_dims));
+        built_constant("the batch offsets", &shape)?;
+        let offsets: Vec<i64> = (0..batches as i64).map(|b| b * per_batch).collect();
+        let t = Tensor::from_i64_as(dt, shape, offsets).ok_or("batch offsets")?;
+        let offsets = ctx.constant("batch_offsets", t)?;
+        flat = ctx.add("row", Op::Binary(BinaryOp::Add), &[flat, offsets])?;
+    }
+    let rows = batches * per_batch as usize;
+    let mut table = vec![rows];
+    table.extend(&d_shape[batch_dims + k..]);
+    let table = ctx.reshape("rows", data, table)?;
+    one(ctx.add("gather_nd", Op::Gather { axis: 0 }, &[table, flat])?)
+}
+
+/// One linear row number per index tuple (the last axis of `indices`)
+/// into the dimensions `dims` the tuples address: Σ index[d] · stride[d],
+/// each component wrapped first when negative, in the indices' type and
+/// without the tuple axis. GatherND and ScatterND share it.
+pub(super) fn linear_rows(ctx: &mut Ctx, indices: NodeId, dims: &[usize]) -> ConvertResult<NodeId> {
+    let i_ty = ctx.ty(indices);
+    let dt = i_ty.dtype;
+    let dims: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+    let k = dims.len();
     let mut strides = vec![1i64; k];
-    for j in (0..k - 1).rev() {
+    for j in (0..k.saturating_sub(1)).rev() {
         strides[j] = strides[j + 1] * dims[j + 1];
     }
-    let per_batch: i64 = dims.iter().product();
     let vector = |ctx: &mut Ctx, part: &str, v: Vec<i64>| {
         let t = Tensor::from_i64_as(dt, vec![v.len()], v).ok_or("index constant")?;
         ctx.constant(part, t)
@@ -76,31 +101,15 @@ pub(super) fn gather_nd(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
     let wrapped = bin(ctx, "wrapped", BinaryOp::Add, indices, dims_c)?;
     let index = ctx.add("index", Op::Where, &[negative, wrapped, indices])?;
     let scaled = bin(ctx, "scaled", BinaryOp::Mul, index, strides_c)?;
-    let last = i_shape.len() - 1;
-    let mut flat = ctx.add(
+    ctx.add(
         "flat",
         Op::Reduce {
             kind: ReduceKind::Sum,
-            axes: vec![last],
+            axes: vec![i_ty.rank() - 1],
             keep_dims: false,
         },
         &[scaled],
-    )?;
-    let batches: usize = d_shape[..batch_dims].iter().product();
-    if batches > 1 {
-        let mut shape = i_shape[..batch_dims].to_vec();
-        shape.extend(std::iter::repeat_n(1, last - batch_dims));
-        built_constant("the batch offsets", &shape)?;
-        let offsets: Vec<i64> = (0..batches as i64).map(|b| b * per_batch).collect();
-        let t = Tensor::from_i64_as(dt, shape, offsets).ok_or("batch offsets")?;
-        let offsets = ctx.constant("batch_offsets", t)?;
-        flat = bin(ctx, "row", BinaryOp::Add, flat, offsets)?;
-    }
-    let rows = batches * per_batch as usize;
-    let mut table = vec![rows];
-    table.extend(&d_shape[batch_dims + k..]);
-    let table = ctx.reshape("rows", data, table)?;
-    one(ctx.add("gather_nd", Op::Gather { axis: 0 }, &[table, flat])?)
+    )
 }
 
 #[cfg(test)]

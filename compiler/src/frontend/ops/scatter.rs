@@ -311,31 +311,12 @@ pub(super) fn scatter_nd(ctx: &mut Ctx) -> ConvertResult<Vec<Option<NodeId>>> {
     let linear = if q == 1 && kind.is_none() {
         ctx.reshape("rows", indices, vec![count])?
     } else {
-        let mut strides = vec![1i64; q];
-        for d in (0..q - 1).rev() {
-            strides[d] = strides[d + 1] * shape[d + 1] as i64;
-        }
-        let dims = Tensor::from_i64_as(
-            DType::I64,
-            vec![q],
-            shape[..q].iter().map(|&d| d as i64).collect(),
-        )
-        .ok_or("cannot build dims")?;
-        let dims = ctx.constant("dims", dims)?;
-        let idx = resolved(ctx, "index", indices, dims)?;
-        let strides =
-            Tensor::from_i64_as(DType::I64, vec![q], strides).ok_or("cannot build strides")?;
-        let strides = ctx.constant("strides", strides)?;
-        let scaled = ctx.add("scaled", Op::Binary(BinaryOp::Mul), &[idx, strides])?;
-        let sum = ctx.add(
-            "linear",
-            Op::Reduce {
-                kind: ReduceKind::Sum,
-                axes: vec![ishape.len() - 1],
-                keep_dims: false,
-            },
-            &[scaled],
-        )?;
+        let indices = if ctx.ty(indices).dtype == DType::I64 {
+            indices
+        } else {
+            ctx.add("index_i64", Op::Cast { to: DType::I64 }, &[indices])?
+        };
+        let sum = super::gather::linear_rows(ctx, indices, &shape[..q])?;
         ctx.reshape("rows", sum, vec![count])?
     };
     let mut row_shape = vec![rows];
