@@ -435,6 +435,22 @@ impl<'a> Ctx<'a> {
         }
         self.add(part, Op::Reshape { shape }, &[x])
     }
+
+    /// Sums `x` over `axes`.
+    pub fn sum(
+        &mut self,
+        part: &str,
+        x: NodeId,
+        axes: Vec<usize>,
+        keep_dims: bool,
+    ) -> ConvertResult<NodeId> {
+        let op = Op::Reduce {
+            kind: crate::graph::ReduceKind::Sum,
+            axes,
+            keep_dims,
+        };
+        self.add(part, op, &[x])
+    }
 }
 
 /// Converts ONNX dims (from a shape tensor) to sizes, rejecting negative

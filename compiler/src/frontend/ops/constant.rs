@@ -3,7 +3,7 @@
 //! Identity (no node at all).
 
 use crate::fold::FOLD_LIMIT;
-use crate::graph::{BinaryOp, NodeId, Op, ReduceKind};
+use crate::graph::{BinaryOp, NodeId, Op};
 use crate::tensor::DType;
 use crate::tensor::Tensor;
 
@@ -206,15 +206,7 @@ fn token_positions(ctx: &mut Ctx, slots: usize, tokens: usize) -> ConvertResult<
     let slot_ids = Tensor::from_i64(&[slots, 1], (0..slots as i64).collect());
     let slot_ids = ctx.constant("slot_ids", slot_ids)?;
     let weighted = ctx.add("slot_of", Op::Binary(BinaryOp::Mul), &[ints, slot_ids])?;
-    let slot = ctx.add(
-        "slot",
-        Op::Reduce {
-            kind: ReduceKind::Sum,
-            axes: vec![0],
-            keep_dims: true,
-        },
-        &[weighted],
-    )?;
+    let slot = ctx.sum("slot", weighted, vec![0], true)?;
     let token_ids = Tensor::from_i64(&[1, tokens], (0..tokens as i64).collect());
     let token_ids = ctx.constant("token_ids", token_ids)?;
     ctx.add("every_token", Op::Concat { axis: 0 }, &[slot, token_ids])

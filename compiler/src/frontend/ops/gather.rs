@@ -1,6 +1,6 @@
 //! Gather, GatherElements, GatherND.
 
-use crate::graph::{BinaryOp, NodeId, Op, ReduceKind};
+use crate::graph::{BinaryOp, NodeId, Op};
 use crate::tensor::Tensor;
 
 use super::super::ctx::{built_constant, ConvertResult, Ctx};
@@ -101,15 +101,7 @@ pub(super) fn linear_rows(ctx: &mut Ctx, indices: NodeId, dims: &[usize]) -> Con
     let wrapped = bin(ctx, "wrapped", BinaryOp::Add, indices, dims_c)?;
     let index = ctx.add("index", Op::Where, &[negative, wrapped, indices])?;
     let scaled = bin(ctx, "scaled", BinaryOp::Mul, index, strides_c)?;
-    ctx.add(
-        "flat",
-        Op::Reduce {
-            kind: ReduceKind::Sum,
-            axes: vec![i_ty.rank() - 1],
-            keep_dims: false,
-        },
-        &[scaled],
-    )
+    ctx.sum("flat", scaled, vec![i_ty.rank() - 1], false)
 }
 
 #[cfg(test)]

@@ -260,15 +260,7 @@ fn expert_rows_added(ctx: &mut Ctx, mask: NodeId) -> ConvertResult<NodeId> {
     }
     let dtype = ctx.ty(updates).dtype;
     let m = ctx.add("mask", Op::Cast { to: dtype }, &[mask])?;
-    let served = ctx.add(
-        "served",
-        Op::Reduce {
-            kind: ReduceKind::Sum,
-            axes: vec![0],
-            keep_dims: false,
-        },
-        &[m],
-    )?;
+    let served = ctx.sum("served", m, vec![0], false)?;
     let mut spread = vec![1; ushape.len()];
     spread[0] = tokens;
     let served = ctx.reshape("served_rows", served, spread)?;
