@@ -16,10 +16,11 @@
 //! optimal, and a variadic expression node matches no fixed-arity pattern.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::fold::remove_dead;
 use crate::graph::{BinaryOp, FusedExpr, Graph, GraphError, NodeId, Op, UnaryOp};
-use crate::tensor::DType;
+use crate::tensor::{DType, Tensor};
 
 /// The most ops one fused node computes. Beyond a few dozen ops a kernel
 /// gains nothing from more fusion (its DMA is already amortized) and only
@@ -59,6 +60,7 @@ fn leaf(id: NodeId, leaves: &mut Vec<NodeId>) -> usize {
 /// trips, then fuses elementwise chains. Returns the fused nodes made.
 pub fn fuse_after_extraction(graph: &mut Graph) -> Result<usize, GraphError> {
     causal_masks_by_comparison(graph)?;
+    routed_expert_matmuls(graph)?;
     drop_quantized_round_trips(graph)?;
     fuse_elementwise(graph)
 }
@@ -164,6 +166,121 @@ fn causal_comparison(graph: &Graph, mask: NodeId, sq: usize, sk: usize) -> bool 
         let visible = keys.partition_point(|&k| if strict { k < q } else { k <= q });
         visible == (i + 1 + sk).saturating_sub(sq).min(sk)
     })
+}
+
+/// The most table rows a `gather_matmul` fused here indexes: the rows
+/// `R · expert + r` are computed by the VPU, in f32, exact below 2²⁴.
+const MAX_ROUTED_ROWS: usize = 1 << 24;
+
+/// Fuses `matmul(gather(W, experts), x)` — the routed experts of a
+/// mixture-of-experts layer as the gathered-weights export computes them
+/// (`W` the constant expert table `[E, R, C]`, gathered on axis 0 by the
+/// `[B]` chosen experts (any shape), `x` `[B, C, N]` with the same batch
+/// dimensions) — into `gather_matmul(W as [E·R, C], rows, x)` with `rows[b,
+/// r] = R · experts[b] + r`, so the chosen experts' weight rows stream
+/// from the table into the MXU instead of being copied through DRAM
+/// first. (A negative expert `−j` gives rows `R · (E − j) + r` once the
+/// gather adds the table's `E · R` rows, as `Gather` wraps it.) Returns
+/// how many it fused. After extraction, not a rule: the fused op has no
+/// e-graph form that other rules would rewrite.
+pub fn routed_expert_matmuls(graph: &mut Graph) -> Result<usize, GraphError> {
+    let mut fused = 0;
+    for id in graph.topo_order()? {
+        if !graph.contains(id) || graph.node(id).op != Op::MatMul {
+            continue;
+        }
+        let [a, x] = graph.operands(id)[..] else {
+            continue;
+        };
+        if graph.node(a).op != (Op::Gather { axis: 0 }) {
+            continue;
+        }
+        let [table, experts] = graph.operands(a)[..] else {
+            continue;
+        };
+        let (tty, ety, xty) = (
+            &graph.node(table).ty,
+            &graph.node(experts).ty,
+            &graph.node(x).ty,
+        );
+        let &[e, r, c] = &tty.shape[..] else {
+            continue;
+        };
+        let batch = ety.numel();
+        let within = |dims: &[usize]| dims.len() > 2 && dims[..dims.len() - 2] == ety.shape[..];
+        if !matches!(graph.node(table).op, Op::Constant(_))
+            || tty.dtype != DType::F32
+            || xty.dtype != DType::F32
+            || !within(&xty.shape)
+            || xty.shape[xty.shape.len() - 2] != c
+            || e.checked_mul(r).is_none_or(|rows| rows >= MAX_ROUTED_ROWS)
+        {
+            continue;
+        }
+        let n = xty.shape[xty.shape.len() - 1];
+        let idx = ety.dtype;
+        let name = graph.node(id).name.clone();
+        let shape = graph.node(id).ty.shape.clone();
+        let int = |shape: Vec<usize>, values: Vec<i64>| {
+            Tensor::from_i64_as(idx, shape, values)
+                .map(Arc::new)
+                .expect("an index type")
+        };
+        let per_expert =
+            graph.add_constant(format!("{name}.expert_rows"), int(vec![], vec![r as i64]))?;
+        let iota = graph.add_constant(
+            format!("{name}.row_offsets"),
+            int(vec![1, r], (0..r as i64).collect()),
+        )?;
+        let column = graph.add_node(
+            format!("{name}.experts"),
+            Op::Reshape {
+                shape: vec![batch, 1],
+            },
+            &[experts],
+        )?;
+        let first = graph.add_node(
+            format!("{name}.first_rows"),
+            Op::Binary(BinaryOp::Mul),
+            &[column, per_expert],
+        )?;
+        let rows = graph.add_node(
+            format!("{name}.rows"),
+            Op::Binary(BinaryOp::Add),
+            &[first, iota],
+        )?;
+        let flat = graph.add_node(
+            format!("{name}.table"),
+            Op::Reshape {
+                shape: vec![e * r, c],
+            },
+            &[table],
+        )?;
+        let operand = graph.add_node(
+            format!("{name}.operand"),
+            Op::Reshape {
+                shape: vec![batch, c, n],
+            },
+            &[x],
+        )?;
+        graph.rename(id, format!("{name}~gathered"))?;
+        let product = if shape == [batch, r, n] {
+            graph.add_node(name, Op::GatherMatMul, &[flat, rows, operand])?
+        } else {
+            let product = graph.add_node(
+                format!("{name}.routed"),
+                Op::GatherMatMul,
+                &[flat, rows, operand],
+            )?;
+            graph.add_node(name, Op::Reshape { shape }, &[product])?
+        };
+        graph.replace_uses(id, product);
+        fused += 1;
+    }
+    if fused > 0 {
+        remove_dead(graph)?;
+    }
+    Ok(fused)
 }
 
 /// Drops the round trips `f32(u8(y))` (and through i8) where `y` is a
@@ -402,6 +519,65 @@ mod tests {
         assert!(!comparison_mask(1, false, f32::MIN));
         assert!(!comparison_mask(-1, false, f32::MIN));
         assert!(!comparison_mask(0, false, -1e4));
+    }
+
+    /// `matmul(gather(table, experts), x)` for 3 experts of `[4, 5]`
+    /// weights, experts `[2, 2]`, `x` `[2, 2, 5, 3]`; the table a constant
+    /// or an input.
+    fn routed_experts(constant: bool) -> Graph {
+        let mut g = Graph::new("g");
+        let f = |shape: &[usize]| TensorType::new(DType::F32, shape.to_vec());
+        let experts = g
+            .add_input("experts", TensorType::new(DType::I64, vec![2, 2]))
+            .expect("experts");
+        let x = g.add_input("x", f(&[2, 2, 5, 3])).expect("x");
+        let table = if constant {
+            let w = (0..60).map(|i| ((i * 7 % 11) as f32 - 5.0) / 8.0).collect();
+            g.add_constant("w", Arc::new(Tensor::from_f32(&[3, 4, 5], w)))
+        } else {
+            g.add_input("w", f(&[3, 4, 5]))
+        }
+        .expect("table");
+        let picked = g
+            .add_node("picked", Op::Gather { axis: 0 }, &[table, experts])
+            .expect("gather");
+        let y = g.add_node("y", Op::MatMul, &[picked, x]).expect("matmul");
+        g.add_output("y", y);
+        g
+    }
+
+    #[test]
+    fn routed_expert_matmuls_gather_rows_and_compute_the_same() {
+        let mut g = routed_experts(true);
+        let before = g.clone();
+        assert_eq!(routed_expert_matmuls(&mut g).expect("fuses"), 1);
+        let routed = g.find("y.routed").expect("the fused product");
+        assert_eq!(g.node(routed).op, Op::GatherMatMul);
+        assert!(g.find("picked").is_none(), "the gathered copy is gone");
+        assert_eq!(g.node(g.outputs()[0].1).name, "y");
+        // Every expert, negative ones (counting from the end) included.
+        let experts = Tensor::from_i64(&[2, 2], vec![2, -1, 0, -3]);
+        let x = Tensor::from_f32(
+            &[2, 2, 5, 3],
+            (0..60).map(|i| (i % 9) as f32 - 4.0).collect(),
+        );
+        let inputs = [experts, x];
+        let want = run(&before, &inputs).expect("unfused");
+        let got = run(&g, &inputs).expect("fused");
+        assert_eq!(got[0].to_f32_vec(), want[0].to_f32_vec());
+        // An expert past the table is an error, as the gather's is.
+        let bad = [
+            Tensor::from_i64(&[2, 2], vec![0, 3, 1, 1]),
+            inputs[1].clone(),
+        ];
+        assert!(run(&before, &bad).is_err() && run(&g, &bad).is_err());
+    }
+
+    #[test]
+    fn routed_expert_matmuls_need_a_constant_table() {
+        let mut g = routed_experts(false);
+        assert_eq!(routed_expert_matmuls(&mut g).expect("runs"), 0);
+        assert!(g.find("picked").is_some());
     }
 
     #[test]

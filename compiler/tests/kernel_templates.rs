@@ -145,6 +145,7 @@ fn check_gemm(
         mxu,
         quant: None,
         online: None,
+        a_rows: None,
     };
     let kernel = gemm(&spec, target).expect("lower");
     let mut segments = vec![(b_addr, b_bytes)];
@@ -371,6 +372,7 @@ fn check_qgemm(
         },
         mxu,
         online: None,
+        a_rows: None,
         quant: Some(GemmQuant {
             a_zp: zero_point(a_zp, in_dram.0, zp_addr),
             b_zp: zero_point(b_zp, in_dram.1, zp_addr + 1),
@@ -603,6 +605,7 @@ fn check_online_gemm(
         online: Some(OnlineQuant {
             w_scales: scales_addr,
         }),
+        a_rows: None,
     };
     let kernel = gemm(&spec, target).expect("lower");
     let mut segments = vec![

@@ -199,6 +199,14 @@ impl CostModel {
                 };
                 mm + self.vpu(Simple, shape, 1)
             }
+            // Made after extraction (`fuse.rs`); priced as the batched
+            // matmul it is.
+            Op::GatherMatMul => {
+                let (rows, x) = (operand(1)?, operand(2)?);
+                let (b, m) = (rows.shape[0] as u64, rows.shape[1] as u64);
+                let (k, n) = (x.shape[1] as u64, x.shape[2] as u64);
+                b as f64 * self.mxu(m, k, n) + self.vpu(Simple, shape, 1)
+            }
             Op::Gemm { act, .. } => {
                 let a = operand(0)?;
                 let k = a.shape[a.rank() - 1];

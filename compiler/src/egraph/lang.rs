@@ -30,11 +30,12 @@ use crate::graph::{AttrValue, BinaryOp, Op, UnaryOp};
 /// Mnemonics of the ops with neither a unary nor a binary kind, in the
 /// order of [`Op`]'s variants. `kind_name` maps text to these static
 /// strings; a test checks that every op's mnemonic is covered.
-const OTHER_KINDS: [&str; 29] = [
+const OTHER_KINDS: [&str; 30] = [
     "where",
     "cast",
     "gelu",
     "matmul",
+    "gather_matmul",
     "transpose",
     "reshape",
     "expand",
@@ -362,6 +363,7 @@ mod tests {
                 approximate: GeluApprox::None,
             },
             Op::MatMul,
+            Op::GatherMatMul,
             Op::Transpose { perm: vec![1, 0] },
             Op::Reshape { shape: vec![2] },
             Op::Expand { shape: vec![2] },
@@ -446,6 +448,7 @@ mod tests {
                 | Op::Cast { .. }
                 | Op::Gelu { .. }
                 | Op::MatMul
+                | Op::GatherMatMul
                 | Op::Transpose { .. }
                 | Op::Reshape { .. }
                 | Op::Expand { .. }

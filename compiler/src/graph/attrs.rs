@@ -132,6 +132,7 @@ impl Op {
             | Op::Binary(_)
             | Op::Where
             | Op::MatMul
+            | Op::GatherMatMul
             | Op::Rope => {
                 vec![]
             }
@@ -256,6 +257,7 @@ impl Op {
         let (op, keys): (Op, &[&str]) = match mnemonic {
             "where" => (Op::Where, &[]),
             "matmul" => (Op::MatMul, &[]),
+            "gather_matmul" => (Op::GatherMatMul, &[]),
             "rope" => (Op::Rope, &[]),
             "gemm" => (
                 Op::Gemm {

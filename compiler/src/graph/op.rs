@@ -442,6 +442,16 @@ pub enum Op {
         /// Diagonal offset.
         k: i64,
     },
+    /// NPU-native matmul whose left operand's rows are gathered: `out[b] =
+    /// table[rows[b, :], :] · x[b]`. Operands `[table, rows, x]`: `table`
+    /// is `[V, K]` (float), `rows` `[B, M]` integer (negative rows count
+    /// from the end, as in `gather`), `x` `[B, K, N]` of the table's type.
+    /// Result `[B, M, N]`. A mixture-of-experts layer's routed experts
+    /// (`matmul(gather(W[E, R, K], experts), x)`, the gathered-weights
+    /// export) fuse into it after extraction (`fuse.rs`), so the chosen
+    /// experts' weights stream from the expert table straight into the MXU
+    /// instead of being copied through DRAM first.
+    GatherMatMul,
     /// NPU-native GEMM: `act(a · b (+ bias))`. Operands `[a, b]` or
     /// `[a, b, bias]`: `a` is `[..., M, K]` (rank ≥ 2; the leading dims are
     /// batch, flattened into M), `b` is `[K, N]` (`[N, K]` when `trans_b`),
@@ -549,6 +559,7 @@ impl Op {
             Op::Cast { .. } => "cast",
             Op::Gelu { .. } => "gelu",
             Op::MatMul => "matmul",
+            Op::GatherMatMul => "gather_matmul",
             Op::Transpose { .. } => "transpose",
             Op::Reshape { .. } => "reshape",
             Op::Expand { .. } => "expand",

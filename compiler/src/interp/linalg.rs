@@ -5,6 +5,24 @@ use crate::tensor::{strides, DType, Tensor};
 
 use super::broadcast_index;
 
+/// `gather_matmul`: the table rows `rows` selects (`[B, M, K]`), times
+/// `x` (`[B, K, N]`).
+pub(crate) fn gather_matmul(
+    table: &Tensor,
+    rows: &Tensor,
+    x: &Tensor,
+    ty: &TensorType,
+) -> Result<Tensor, String> {
+    let k = *table
+        .shape()
+        .last()
+        .ok_or("gather_matmul of a scalar table")?;
+    let mut shape = rows.shape().to_vec();
+    shape.push(k);
+    let gathered = super::movement::gather(table, rows, 0, &TensorType::new(table.dtype(), shape))?;
+    matmul(&gathered, x, ty)
+}
+
 /// Batched matrix product with broadcast batch dimensions. Loops run
 /// i-k-j so the inner loop streams rows of both `b` and the output.
 pub(crate) fn matmul(a: &Tensor, b: &Tensor, ty: &TensorType) -> Result<Tensor, String> {

@@ -340,6 +340,7 @@ pub fn eval_op_with(
         Op::Cast { to } => elementwise::cast(arg(0)?, *to)?,
         Op::Gelu { approximate } => elementwise::gelu(arg(0)?, *approximate)?,
         Op::MatMul => linalg::matmul(arg(0)?, arg(1)?, ty)?,
+        Op::GatherMatMul => linalg::gather_matmul(arg(0)?, arg(1)?, arg(2)?, ty)?,
         Op::Conv(attrs) => linalg::conv(arg(0)?, arg(1)?, args.get(2).copied(), attrs, ty)?,
         Op::Transpose { perm } => movement::transpose(arg(0)?, perm, ty)?,
         Op::Reshape { shape } => Tensor::clone(arg(0)?)

@@ -69,6 +69,10 @@ pub(crate) fn eval(
             let (a, b) = (mxu::rounded(mxu_type, a), mxu::rounded(mxu_type, b));
             linalg::matmul(&a, &b, ty)
         }
+        (Op::GatherMatMul, _) => {
+            let (table, x) = (mxu::rounded(mxu_type, a), mxu::rounded(mxu_type, arg(2)?));
+            linalg::gather_matmul(&table, b?, &x, ty)
+        }
         (Op::Gemm { trans_b, act }, _) => mxu::gemm(mxu_type, a, b?, arg(2), *trans_b, *act, ty),
         (Op::Conv(attrs), _) => mxu::conv(mxu_type, a, b?, arg(2), attrs, ty),
         (Op::Attention { scale, causal }, _) => {

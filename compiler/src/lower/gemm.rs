@@ -29,8 +29,8 @@
 //! | dma→vpu credit | an output buffer is free (2) |
 
 use tessera_isa::{
-    AccMode, Bcast, BinFunc, DType, Engine, Mem, MxuClass, MxuType, Order, RedFunc, ScaleOp,
-    Target, Trans, UnFunc,
+    AccMode, Bcast, BinFunc, DType, Engine, IdxType, Mem, MxuClass, MxuType, Order, RedFunc,
+    ScaleOp, Target, Trans, UnFunc,
 };
 
 use crate::kernel::{
@@ -88,6 +88,36 @@ pub struct GemmSpec {
     /// An 8-bit GEMM of f32 A by prepared 8-bit weights (`mxu` `i8`,
     /// `e4m3` or `e5m2`): A quantized on chip, the weights' scales.
     pub online: Option<OnlineQuant>,
+    /// A's rows gathered from a table at run time (`gather_matmul`); then
+    /// `a` is the table, its rows `K` contiguous elements in the MXU's
+    /// type (prepared when compiling), and `a.batch_stride` is unused.
+    pub a_rows: Option<RowGather>,
+}
+
+/// Where a GEMM whose A rows are gathered finds them: row `i` of batch
+/// entry `b` is table row `indices[b · M + i]` (negative rows count from
+/// the end). Each A block's indices go to SPM, then one `dma.gather`
+/// brings its rows from the table: the routed experts' weights stream from
+/// the expert table into the array without a copy through DRAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowGather {
+    /// DRAM address of the `[batch, M]` row indices.
+    pub indices: u64,
+    /// Their type.
+    pub itype: IdxType,
+    /// Rows in the table.
+    pub limit: u64,
+}
+
+impl RowGather {
+    /// Bytes per index.
+    fn index_bytes(&self) -> u64 {
+        if self.itype == IdxType::I64 {
+            8
+        } else {
+            4
+        }
+    }
 }
 
 /// What an 8-bit GEMM whose activations are quantized on chip adds
@@ -181,7 +211,9 @@ impl GemmSpec {
     /// Whether A must be converted to the MXU's type on chip (a float mode
     /// below f32); otherwise A is copied as stored.
     fn converts_a(&self) -> bool {
-        (self.mxu != MxuType::F32 && self.mxu.class() == MxuClass::Float) || self.online.is_some()
+        self.a_rows.is_none()
+            && ((self.mxu != MxuType::F32 && self.mxu.class() == MxuClass::Float)
+                || self.online.is_some())
     }
 
     /// Whether the weights come with FP8 block scales.
@@ -267,6 +299,12 @@ pub struct GemmTiles {
     /// Weight-tile buffers: enough to keep loads in flight across the DRAM
     /// latency and the MXU pipeline (at least 2).
     pub b_slots: u64,
+    /// A-block buffers: 2 when A is copied as stored (no conversion), there
+    /// are several blocks (batch entries or row blocks) and SPM holds a
+    /// second block beside the first at this `tm`, so the next block loads
+    /// while the MXU streams this one (a batch of GEMVs — routed experts,
+    /// attention heads — is otherwise one DRAM latency per entry); else 1.
+    pub a_slots: u64,
 }
 
 /// Picks tiles: TK × TN the array (or less), TM as many rows as SPM and
@@ -312,7 +350,11 @@ pub fn choose_tiles(spec: &GemmSpec, target: &Target) -> Result<GemmTiles, Lower
         }
         (false, _) => (0, 0),
     };
-    let per_row = spec.k * e + 2 * tn * 4 + staged * 4 + spec.a_scale_columns(tk, target) * 4;
+    let per_row = spec.k * e
+        + 2 * tn * 4
+        + staged * 4
+        + spec.a_scale_columns(tk, target) * 4
+        + spec.a_rows.map_or(0, |g| g.index_bytes());
     let by_spm = spm / per_row.max(1);
     let by_acc = target.acc_bytes / (2 * tn * 4);
     let cap = by_spm.min(by_acc).min(1024);
@@ -323,13 +365,45 @@ pub fn choose_tiles(spec: &GemmSpec, target: &Target) -> Result<GemmTiles, Lower
         )));
     }
     let tm = balanced_tile(spec.m, cap);
+    let a_row = spec.k * e + spec.a_rows.map_or(0, |g| g.index_bytes());
+    let blocks = spec.batch.max(1) * tiles(spec.m, tm);
+    // The second block's bytes, with a margin for the buffers' alignment.
+    let margin = 64 * 16;
+    // Without room for a second block at this `tm`, a narrow B (a GEMV's
+    // vector: each extra block reloads only `K × N`, at most 1/8 of its A
+    // rows' bytes) takes half-height blocks that load while the MXU streams
+    // the other: otherwise the DMA and the MXU take turns.
+    let halved = by_spm_double(spm, per_row + a_row, margin)
+        .min(by_acc)
+        .min(1024);
+    let (tm, a_slots) = if convert || blocks == 1 {
+        (tm, 1)
+    } else if tm * (per_row + a_row) + margin <= spm {
+        (tm, 2)
+    } else if spec.n * 8 <= tm && halved > 0 {
+        // Gathered blocks prefetch when they divide M (see
+        // `GemmKernel::prefetches`): a divisor, unless that halves them.
+        let divisor = (1..=halved.min(spec.m)).rev().find(|d| spec.m % d == 0);
+        match divisor {
+            Some(d) if spec.a_rows.is_some() && 2 * d >= halved => (d, 2),
+            _ => (balanced_tile(spec.m, halved), 2),
+        }
+    } else {
+        (tm, 1)
+    };
     Ok(GemmTiles {
         tm,
         tk,
         tn,
         kch: kch.max(1),
         b_slots,
+        a_slots,
     })
+}
+
+/// Rows whose `per_row` bytes fit `spm` less `margin`.
+fn by_spm_double(spm: u64, per_row: u64, margin: u64) -> u64 {
+    spm.saturating_sub(margin) / per_row.max(1)
 }
 
 /// Builds the GEMM kernel.
@@ -351,7 +425,7 @@ pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
     Ok(Kernel {
         node: spec.node.clone(),
         summary: format!(
-            "gemm {}x{}x{}{}{}{}{} ({}; tiles {}x{}x{}, {} weight buffers)",
+            "gemm {}x{}x{}{}{}{}{}{} ({}; tiles {}x{}x{}, {} weight buffers)",
             m,
             k,
             n,
@@ -361,6 +435,11 @@ pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
                 String::new()
             },
             if spec.b_trans { " B^T" } else { "" },
+            if spec.a_rows.is_some() {
+                " A-rows-gathered"
+            } else {
+                ""
+            },
             if spec.bias.is_some() { " +bias" } else { "" },
             spec.act.map(|a| format!(" {a}")).unwrap_or_default(),
             spec.mxu,
@@ -371,7 +450,10 @@ pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
         ),
         buffers: mem.buffers,
         body,
-        rotators: vec![(l.stage_slot, 2), (l.b_slot, t.b_slots), (l.out_slot, 2)],
+        rotators: [(l.stage_slot, 2), (l.b_slot, t.b_slots), (l.out_slot, 2)]
+            .into_iter()
+            .chain((t.a_slots > 1).then_some((l.a_slot, t.a_slots)))
+            .collect(),
         macs: batch * m * k * n,
         compulsory_dram_bytes: batch * m * k * spec.a_size()
             + b_bytes
@@ -379,7 +461,8 @@ pub fn gemm(spec: &GemmSpec, target: &Target) -> Result<Kernel, LowerError> {
             + spec.vectors() * n * 4
             + u64::from(bufs.a_zp.is_some())
             + u64::from(bufs.b_zp.is_some())
-            + bufs.w_scales.as_ref().map_or(0, |(_, bytes)| *bytes),
+            + bufs.w_scales.as_ref().map_or(0, |(_, bytes)| *bytes)
+            + spec.a_rows.map_or(0, |g| batch * m * g.index_bytes()),
     })
 }
 
@@ -410,6 +493,8 @@ struct GemmBuffers {
     a_recip: Option<Buffer>,
     /// A requantized result: its 8-bit output tiles and its scale.
     requant: Option<(Buffer, Buffer)>,
+    /// The A block's row indices, when its rows are gathered.
+    a_idx: Option<Buffer>,
     acc: Buffer,
 }
 
@@ -421,7 +506,7 @@ impl GemmBuffers {
         target: &Target,
     ) -> Result<GemmBuffers, LowerError> {
         let e = spec.mxu.a_type().size();
-        let abuf = mem.alloc("a", Mem::Spm, t.tm * spec.k * e, 1)?;
+        let abuf = mem.alloc("a", Mem::Spm, t.tm * spec.k * e, t.a_slots)?;
         let bbuf = mem.alloc("b", Mem::Spm, t.tk * t.tn * e, t.b_slots)?;
         let obuf = mem.alloc("out", Mem::Spm, t.tm * t.tn * 4, 2)?;
         let stage = match (spec.converts_a(), spec.online) {
@@ -471,6 +556,10 @@ impl GemmBuffers {
         };
         let a_zp = run_time("a_zp", spec.quant.as_ref().map(|q| &q.a_zp))?;
         let b_zp = run_time("b_zp", spec.quant.as_ref().map(|q| &q.b_zp))?;
+        let a_idx = match spec.a_rows {
+            Some(g) => Some(mem.alloc("a_rows", Mem::Spm, t.tm * g.index_bytes(), t.a_slots)?),
+            None => None,
+        };
         Ok(GemmBuffers {
             abuf,
             bbuf,
@@ -484,6 +573,7 @@ impl GemmBuffers {
             w_scales,
             a_recip,
             requant,
+            a_idx,
             acc: mem.alloc("acc", Mem::Acc, t.tm * t.tn * 4, 2)?,
         })
     }
@@ -502,7 +592,9 @@ struct GemmLoops {
     k_tile: Var,
     /// Scale blocks along a row of A (FP8 A quantized on chip).
     block: Var,
-    /// Rotators: staging slot, weight slot, ACC/output slot.
+    /// Rotators: A-block slot (when there are two), staging slot, weight
+    /// slot, ACC/output slot.
+    a_slot: Var,
     stage_slot: Var,
     b_slot: Var,
     out_slot: Var,
@@ -532,8 +624,8 @@ impl<'a> GemmKernel<'a> {
         target: &'a Target,
     ) -> GemmKernel<'a> {
         let mut vars = Vars::default();
-        let [batch, row_block, a_chunk, col_tile, k_tile, stage_slot, b_slot, out_slot, block] =
-            [(); 9].map(|()| vars.fresh());
+        let [batch, row_block, a_chunk, col_tile, k_tile, stage_slot, b_slot, out_slot, block, a_slot] =
+            [(); 10].map(|()| vars.fresh());
         GemmKernel {
             spec,
             t,
@@ -553,10 +645,20 @@ impl<'a> GemmKernel<'a> {
                 col_tile,
                 k_tile,
                 block,
+                a_slot,
                 stage_slot,
                 b_slot,
                 out_slot,
             },
+        }
+    }
+
+    /// The A block's slot: the rotator when there are two.
+    fn a_slot(&self) -> Affine {
+        if self.t.a_slots > 1 {
+            Affine::var(0, self.loops.a_slot, 1)
+        } else {
+            Affine::c(0)
         }
     }
 
@@ -568,7 +670,7 @@ impl<'a> GemmKernel<'a> {
             (Chan::credit(Mxu, Dma), t.b_slots as u16),
             (Chan::credit(Vpu, Mxu), 2),
             (Chan::credit(Dma, Vpu), 2),
-            (self.a_free, 1),
+            (self.a_free, t.a_slots as u16),
         ];
         if self.bufs.stage.is_some() {
             // Staging slots (one, whole rows, for A quantized on chip).
@@ -581,17 +683,18 @@ impl<'a> GemmKernel<'a> {
             count: tiles(spec.n, t.tn),
             body: self.column_tile(),
         });
-        // After the loop (out_slot advanced once more): the last tile, in
-        // slot 1 - out_slot.
-        m_body.extend(self.store(
-            Affine::c(((tiles(spec.n, t.tn) - 1) * t.tn) as i64),
-            Affine::var(1, l.out_slot, -1),
-        ));
         if self.fp8_interleaved() {
             // The stage was read during the first column tile.
             m_body.push(Stmt::Signal(Chan::credit(Vpu, Dma), 1));
         }
+        if self.prefetches() {
+            // The next block's pieces are all in.
+            m_body.extend(self.unless_last_block(vec![Stmt::Signal(Chan::data(Dma, Mxu), 1)]));
+        }
         m_body.push(Stmt::Signal(self.a_free, 1));
+        if t.a_slots > 1 {
+            m_body.push(Stmt::Advance(l.a_slot));
+        }
         let mut vectors: Vec<_> = match (spec.column_scales(), &self.bufs.scales) {
             (Some(addr), Some(buf)) => vec![(buf, addr, spec.n * 4)],
             _ => vec![],
@@ -611,18 +714,32 @@ impl<'a> GemmKernel<'a> {
             // The MXU reads a run-time zero point at every weight load.
             body.extend(resident_for_mxu(buf, dram.clone(), 1));
         }
-        body.extend(credited(
-            &credits,
-            vec![Stmt::For {
-                var: l.batch,
-                count: spec.batch.max(1),
-                body: vec![Stmt::For {
-                    var: l.row_block,
-                    count: tiles(spec.m, t.tm),
-                    body: m_body,
-                }],
+        let (batches, blocks) = (spec.batch.max(1), tiles(spec.m, t.tm));
+        let mut loops = if self.prefetches() {
+            self.first_block()
+        } else {
+            vec![]
+        };
+        loops.push(Stmt::For {
+            var: l.batch,
+            count: batches,
+            body: vec![Stmt::For {
+                var: l.row_block,
+                count: blocks,
+                body: m_body,
             }],
+        });
+        // After the loops (out_slot advanced once more): the last tile, in
+        // slot 1 - out_slot (every block's last tile is stored during the
+        // next block's first column tile, see `column_tile`).
+        loops.extend(self.store_in(
+            self.last_col(),
+            Affine::var(1, l.out_slot, -1),
+            Affine::c(batches as i64 - 1),
+            Affine::c(blocks as i64 - 1),
+            self.rows_of_last_block(),
         ));
+        body.extend(credited(&credits, loops));
         body
     }
 
@@ -638,22 +755,30 @@ impl<'a> GemmKernel<'a> {
         let mut a_load = vec![Stmt::Note(
             "A block: rows of A, resident for every output column tile".into(),
         )];
+        if self.prefetches() {
+            // Loaded during the block before (see `prefetch_piece`).
+            a_load.push(Stmt::Wait(Chan::data(Dma, Mxu), 1));
+            return a_load;
+        }
         a_load.push(Stmt::Wait(self.a_free, 1));
         if spec.online.is_some() {
             a_load.extend(self.a_block_quantized());
             return a_load;
         }
         let Some(stage) = &b.stage else {
-            a_load.push(Stmt::Copy {
-                dst: b.abuf.at(&Affine::c(0), 0),
-                src: Addr::new(Mem::Dram, a_batch),
-                run: Ext::Const(k * e),
-                dims: vec![DmaDim {
-                    count: self.tm.clone(),
-                    sstride: spec.a.row_stride as i64,
-                    dstride: (k * e) as i64,
-                }],
-            });
+            match (&spec.a_rows, &b.a_idx) {
+                (Some(g), Some(idx)) => a_load.extend(self.a_block_gathered(g, idx)),
+                _ => a_load.push(Stmt::Copy {
+                    dst: b.abuf.at(&self.a_slot(), 0),
+                    src: Addr::new(Mem::Dram, a_batch),
+                    run: Ext::Const(k * e),
+                    dims: vec![DmaDim {
+                        count: self.tm.clone(),
+                        sstride: spec.a.row_stride as i64,
+                        dstride: (k * e) as i64,
+                    }],
+                }),
+            }
             a_load.push(Stmt::Signal(Chan::data(Dma, Mxu), 1));
             a_load.push(Stmt::Wait(Chan::data(Dma, Mxu), 1));
             return a_load;
@@ -695,6 +820,195 @@ impl<'a> GemmKernel<'a> {
         a_load.push(Stmt::Signal(Chan::data(Vpu, Mxu), 1));
         a_load.push(Stmt::Wait(Chan::data(Vpu, Mxu), 1));
         a_load
+    }
+
+    /// DMA: the A block's rows gathered from the table (see [`RowGather`]):
+    /// their indices into SPM, then one `dma.gather` of whole rows (the
+    /// DMA engine orders the two itself).
+    fn a_block_gathered(&self, g: &RowGather, idx: &Buffer) -> Vec<Stmt> {
+        let (spec, t, l) = (self.spec, self.t, &self.loops);
+        let isize = g.index_bytes();
+        let indices = Affine::var(g.indices as i64, l.batch, (spec.m * isize) as i64)
+            .plus(l.row_block, (t.tm * isize) as i64);
+        let slot = self.a_slot();
+        vec![
+            Stmt::Copy {
+                dst: idx.at(&slot, 0),
+                src: Addr::new(Mem::Dram, indices),
+                run: self.tm.clone().scaled(isize),
+                dims: vec![],
+            },
+            self.gather_rows(g, idx, &slot, Affine::c(0), self.tm.clone()),
+        ]
+    }
+
+    /// DMA: `rows` rows of the A block in `slot`, from row `first` on, by
+    /// the indices already in that slot of `idx`.
+    fn gather_rows(
+        &self,
+        g: &RowGather,
+        idx: &Buffer,
+        slot: &Affine,
+        first: Affine,
+        rows: Ext,
+    ) -> Stmt {
+        let (spec, e) = (self.spec, self.e);
+        let isize = g.index_bytes() as i64;
+        let scaled = |k: i64| Affine {
+            constant: first.constant * k,
+            terms: first.terms.iter().map(|&(v, c)| (v, c * k)).collect(),
+        };
+        Stmt::Gather {
+            dst: self
+                .bufs
+                .abuf
+                .at(slot, 0)
+                .at
+                .plus_affine(&scaled((spec.k * e) as i64)),
+            table: Affine::c(spec.a.addr as i64),
+            idx: idx.at(slot, 0).at.plus_affine(&scaled(isize)),
+            rows,
+            bytes: spec.k * e,
+            limit: g.limit,
+            itype: g.itype,
+        }
+    }
+
+    /// Whether the next A block is gathered during this one, a piece of
+    /// rows after each weight tile of the first column tile: a gathered A
+    /// (each block's rows are a whole `dma.gather`, which at one block per
+    /// MXU pass would hold the in-order DMA queue behind it) with two A
+    /// slots, whole blocks (block `f` of the flattened (batch, row block)
+    /// order has the indices `f · TM ..`), and several weight tiles.
+    fn prefetches(&self) -> bool {
+        let (spec, t) = (self.spec, self.t);
+        spec.a_rows.is_some() && t.a_slots == 2 && spec.m % t.tm == 0 && tiles(spec.k, t.tk) > 1
+    }
+
+    /// The flattened index of this block.
+    fn block_index(&self) -> Affine {
+        let (spec, t, l) = (self.spec, self.t, &self.loops);
+        Affine::var(0, l.batch, tiles(spec.m, t.tm) as i64).plus(l.row_block, 1)
+    }
+
+    /// `body` on every block but the last: before the batch entry's last
+    /// row block, or on it but before the last batch entry (conditions on
+    /// one loop variable each, so the channel balance check counts them).
+    fn unless_last_block(&self, body: Vec<Stmt>) -> Vec<Stmt> {
+        let (spec, t, l) = (self.spec, self.t, &self.loops);
+        let blocks = tiles(spec.m, t.tm) as i64;
+        let mut stmts = Vec::new();
+        if blocks > 1 {
+            stmts.push(Stmt::If {
+                lhs: Affine::var(0, l.row_block, 1),
+                cmp: Cmp::Lt,
+                value: blocks - 1,
+                body: body.clone(),
+            });
+        }
+        if spec.batch > 1 {
+            stmts.push(Stmt::If {
+                lhs: Affine::var(0, l.row_block, 1),
+                cmp: Cmp::Ge,
+                value: blocks - 1,
+                body: vec![Stmt::If {
+                    lhs: Affine::var(0, l.batch, 1),
+                    cmp: Cmp::Lt,
+                    value: spec.batch as i64 - 1,
+                    body,
+                }],
+            });
+        }
+        stmts
+    }
+
+    /// Rows per prefetched piece, and the pieces of a block.
+    fn pieces(&self) -> (u64, u64) {
+        let (spec, t) = (self.spec, self.t);
+        let per = t.tm.div_ceil(tiles(spec.k, t.tk));
+        (per, t.tm.div_ceil(per))
+    }
+
+    /// The first A block, before the loops (prefetching, see
+    /// [`GemmKernel::prefetches`]).
+    fn first_block(&self) -> Vec<Stmt> {
+        let (Some(g), Some(idx)) = (&self.spec.a_rows, &self.bufs.a_idx) else {
+            unreachable!("only gathered A blocks are prefetched");
+        };
+        let isize = g.index_bytes();
+        let slot = Affine::c(0);
+        vec![
+            Stmt::Wait(self.a_free, 1),
+            Stmt::Copy {
+                dst: idx.at(&slot, 0),
+                src: Addr::new(Mem::Dram, Affine::c(g.indices as i64)),
+                run: Ext::Const(self.t.tm * isize),
+                dims: vec![],
+            },
+            self.gather_rows(g, idx, &slot, Affine::c(0), Ext::Const(self.t.tm)),
+            Stmt::Signal(Chan::data(Dma, Mxu), 1),
+        ]
+    }
+
+    /// DMA, after weight tile `k` of the first column tile when a next
+    /// block exists: piece `k` of the next block's rows into the other A
+    /// slot (at `k = 0` first its indices, once the MXU is done with the
+    /// block before this one, which used that slot).
+    fn prefetch_piece(&self) -> Vec<Stmt> {
+        let (t, l) = (self.t, &self.loops);
+        let (Some(g), Some(idx)) = (&self.spec.a_rows, &self.bufs.a_idx) else {
+            unreachable!("only gathered A blocks are prefetched");
+        };
+        let isize = g.index_bytes();
+        let other = Affine::var(1, l.a_slot, -1);
+        let f = self.block_index();
+        let (per, pieces) = self.pieces();
+        let vk = l.k_tile;
+        let next_indices = Affine::c((g.indices + t.tm * isize) as i64).plus_affine(&Affine {
+            constant: 0,
+            terms: f
+                .terms
+                .iter()
+                .map(|&(v, c)| (v, c * (t.tm * isize) as i64))
+                .collect(),
+        });
+        let piece = self.gather_rows(
+            g,
+            idx,
+            &other,
+            Affine::var(0, vk, per as i64),
+            Ext::tile(per, t.tm, Affine::var(0, vk, per as i64)),
+        );
+        let mut body = vec![Stmt::If {
+            lhs: Affine::var(0, vk, 1),
+            cmp: Cmp::Eq,
+            value: 0,
+            body: vec![
+                Stmt::Wait(self.a_free, 1),
+                Stmt::Copy {
+                    dst: idx.at(&other, 0),
+                    src: Addr::new(Mem::Dram, next_indices),
+                    run: Ext::Const(t.tm * isize),
+                    dims: vec![],
+                },
+            ],
+        }];
+        body.push(if pieces < tiles(self.spec.k, t.tk) {
+            Stmt::If {
+                lhs: Affine::var(0, vk, 1),
+                cmp: Cmp::Lt,
+                value: pieces as i64,
+                body: vec![piece],
+            }
+        } else {
+            piece
+        });
+        vec![Stmt::If {
+            lhs: Affine::var(0, l.col_tile, 1),
+            cmp: Cmp::Eq,
+            value: 0,
+            body: self.unless_last_block(body),
+        }]
     }
 
     /// The A block of an 8-bit GEMM, quantized on chip and streamed to the
@@ -1059,6 +1373,11 @@ impl<'a> GemmKernel<'a> {
                 }],
             },
             Stmt::Signal(Chan::data(Dma, Mxu), 1),
+        ]);
+        if self.prefetches() {
+            step.extend(self.prefetch_piece());
+        }
+        step.extend([
             Stmt::Wait(Chan::data(Dma, Mxu), 1),
             Stmt::LoadW {
                 src: b.bbuf.at(&bslot, 0).at,
@@ -1083,7 +1402,7 @@ impl<'a> GemmKernel<'a> {
         step.extend([
             Stmt::Matmul {
                 dst: b.acc.at(&Affine::var(0, l.out_slot, 1), 0).at,
-                a: Affine::var(b.abuf.offset as i64, vk, (t.tk * e) as i64),
+                a: b.abuf.at(&self.a_slot(), 0).at.plus(vk, (t.tk * e) as i64),
                 m: self.tm.clone(),
                 astride: spec.k * e,
                 dstride: t.tn * 4,
@@ -1256,12 +1575,41 @@ impl<'a> GemmKernel<'a> {
 
     /// DMA: the tile of column block `col` from output slot `slot`.
     fn store(&self, col: Affine, slot: Affine) -> Vec<Stmt> {
-        let (spec, t, l) = (self.spec, self.t, &self.loops);
+        let l = &self.loops;
+        let (batch, block) = (Affine::var(0, l.batch, 1), Affine::var(0, l.row_block, 1));
+        self.store_in(col, slot, batch, block, self.tm.clone())
+    }
+
+    /// The first column of the last output column tile.
+    fn last_col(&self) -> Affine {
+        Affine::c(((tiles(self.spec.n, self.t.tn) - 1) * self.t.tn) as i64)
+    }
+
+    /// Rows in the last row block of a batch entry.
+    fn rows_of_last_block(&self) -> Ext {
+        let (m, tm) = (self.spec.m, self.t.tm);
+        Ext::Const(m - (tiles(m, tm) - 1) * tm)
+    }
+
+    /// [`GemmKernel::store`] of the block at (`batch`, `block`), of `rows`
+    /// rows.
+    fn store_in(
+        &self,
+        col: Affine,
+        slot: Affine,
+        batch: Affine,
+        block: Affine,
+        rows: Ext,
+    ) -> Vec<Stmt> {
+        let (spec, t) = (self.spec, self.t);
         let cols = Ext::tile(t.tn, spec.n, col.clone());
-        let c_batch =
-            Affine::var(spec.out.addr as i64, l.batch, spec.out.batch_stride as i64).plus_affine(
-                &Affine::var(0, l.row_block, (t.tm * spec.out.row_stride) as i64),
-            );
+        let scaled = |a: &Affine, k: u64| Affine {
+            constant: a.constant * k as i64,
+            terms: a.terms.iter().map(|&(v, c)| (v, c * k as i64)).collect(),
+        };
+        let c_batch = Affine::c(spec.out.addr as i64)
+            .plus_affine(&scaled(&batch, spec.out.batch_stride))
+            .plus_affine(&scaled(&block, t.tm * spec.out.row_stride));
         let es = spec.out_size() as i64;
         let dst = c_batch.plus_affine(&Affine {
             constant: col.constant * es,
@@ -1279,7 +1627,7 @@ impl<'a> GemmKernel<'a> {
                 src,
                 run: cols.scaled(es as u64),
                 dims: vec![DmaDim {
-                    count: self.tm.clone(),
+                    count: rows,
                     sstride: t.tn as i64 * es,
                     dstride: spec.out.row_stride as i64,
                 }],
@@ -1302,16 +1650,64 @@ impl<'a> GemmKernel<'a> {
             },
         ];
         n_body.extend(self.epilogue());
-        // Before advancing: the previous tile is in slot 1 - out_slot.
+        // Before advancing: the previous tile is in slot 1 - out_slot. On
+        // the first column tile, that is the previous block's last.
+        let previous = Affine::var(1, l.out_slot, -1);
         n_body.push(Stmt::If {
             lhs: Affine::var(0, l.col_tile, 1),
             cmp: Cmp::Ge,
             value: 1,
             body: self.store(
                 Affine::var(-(t.tn as i64), l.col_tile, t.tn as i64),
-                Affine::var(1, l.out_slot, -1),
+                previous.clone(),
             ),
         });
+        let (batch, block) = (l.batch, l.row_block);
+        let mut first = Vec::new();
+        if tiles(self.spec.m, t.tm) > 1 {
+            // The block before, in this batch entry: a whole one.
+            first.push(Stmt::If {
+                lhs: Affine::var(0, block, 1),
+                cmp: Cmp::Ge,
+                value: 1,
+                body: self.store_in(
+                    self.last_col(),
+                    previous.clone(),
+                    Affine::var(0, batch, 1),
+                    Affine::var(-1, block, 1),
+                    Ext::Const(t.tm),
+                ),
+            });
+        }
+        if self.spec.batch > 1 {
+            // The last block of the batch entry before.
+            let blocks = tiles(self.spec.m, t.tm) as i64;
+            first.push(Stmt::If {
+                lhs: Affine::var(0, block, 1),
+                cmp: Cmp::Eq,
+                value: 0,
+                body: vec![Stmt::If {
+                    lhs: Affine::var(0, batch, 1),
+                    cmp: Cmp::Ge,
+                    value: 1,
+                    body: self.store_in(
+                        self.last_col(),
+                        previous,
+                        Affine::var(-1, batch, 1),
+                        Affine::c(blocks - 1),
+                        self.rows_of_last_block(),
+                    ),
+                }],
+            });
+        }
+        if !first.is_empty() {
+            n_body.push(Stmt::If {
+                lhs: Affine::var(0, l.col_tile, 1),
+                cmp: Cmp::Eq,
+                value: 0,
+                body: first,
+            });
+        }
         n_body.push(Stmt::Advance(l.out_slot));
         n_body
     }

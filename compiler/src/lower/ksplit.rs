@@ -45,6 +45,9 @@ pub fn gemm_kernels(
     if spec.quant.as_ref().is_some_and(|q| q.out.is_some()) {
         return refuse("a requantized integer GEMM");
     }
+    if spec.a_rows.is_some() {
+        return refuse("a GEMM whose A rows are gathered");
+    }
     let (tk, tn) = tile_dims(spec.k, spec.n, spec.mxu, target);
     // An FP8 GEMM's chunks are whole scale blocks (its tiles divide them),
     // each reading its tiles' block scales in place (stored K-major).

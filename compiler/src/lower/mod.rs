@@ -230,9 +230,11 @@ impl Ctx<'_> {
 }
 
 /// Whether operand `pos` of `op` is read by the MXU as weights (the right
-/// operand of a matmul, GEMM or convolution).
+/// operand of a matmul, GEMM or convolution; the table of a
+/// `gather_matmul`, which the MXU streams as A rows).
 fn is_weight_use(op: &Op, pos: usize) -> bool {
-    pos == 1 && matches!(op, Op::MatMul | Op::Gemm { .. } | Op::Conv(_))
+    (pos == 1 && matches!(op, Op::MatMul | Op::Gemm { .. } | Op::Conv(_)))
+        || (pos == 0 && *op == Op::GatherMatMul)
 }
 
 /// Constants the MXU reads as weights, and constants read any other way
@@ -243,6 +245,10 @@ fn constant_uses(graph: &Graph, views: &Views, order: &[NodeId]) -> (Vec<NodeId>
     let is_const = |id: NodeId| matches!(graph.node(id).op, Op::Constant(_));
     for &id in order {
         let op = &graph.node(id).op;
+        if matches!(op, Op::Reshape { .. }) {
+            // An alias: its users' reads are the constant's.
+            continue;
+        }
         for (pos, operand) in graph.operands(id).into_iter().enumerate() {
             let root = views.root(graph, operand);
             if !is_const(root) {

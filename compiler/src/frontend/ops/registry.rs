@@ -509,7 +509,13 @@ pub const REGISTRY: &[OpEntry] = &[
         "DMA (constant-index gathers) + VPU weights",
     ),
     // gather.rs
-    entry("Gather", gather::gather, "axis", ALL, "DMA (indexed rows)"),
+    entry(
+        "Gather",
+        gather::gather,
+        "axis",
+        ALL,
+        "DMA (indexed rows); a constant expert table's matrices gathered into a MatMul (MoE, gathered weights): MXU GEMM whose A rows the DMA gathers from the table (`gather_matmul`)",
+    ),
     entry(
         "GatherElements",
         gather::gather_elements,

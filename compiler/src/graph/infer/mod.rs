@@ -212,6 +212,29 @@ impl Op {
                 }
                 TensorType::new(x.dtype, shape)
             }
+            Op::GatherMatMul => {
+                arity(3, 3)?;
+                let (table, rows, x) = (operands[0], operands[1], operands[2]);
+                float_operand(table)?;
+                index_operand(rows)?;
+                same_dtype(table, x)?;
+                let (&[_, k], &[b, m], &[xb, xk, n]) =
+                    (&table.shape[..], &rows.shape[..], &x.shape[..])
+                else {
+                    return Err(format!(
+                        "expects a [V, K] table, [B, M] rows and a [B, K, N] operand, \
+                         have {:?}, {:?} and {:?}",
+                        table.shape, rows.shape, x.shape
+                    ));
+                };
+                if (xb, xk) != (b, k) {
+                    return Err(format!(
+                        "the operand {:?} is not [{b}, {k}, N] (rows {:?}, table {:?})",
+                        x.shape, rows.shape, table.shape
+                    ));
+                }
+                TensorType::new(table.dtype, vec![b, m, n])
+            }
             Op::Gather { axis } => {
                 arity(2, 2)?;
                 let (data, idx) = (operands[0], operands[1]);

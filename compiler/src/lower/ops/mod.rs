@@ -18,7 +18,7 @@ use super::movement::{copies, dense_strides, CopySpec};
 use super::rowwise::{row_kernels, ReduceFn, RowOp, RowSpec, RowView};
 use super::{Ctx, LowerError};
 use indexing::{gather_elements, gather_nd, rope, scatter_elements, scatter_rows, trilu};
-use mxu::{attention_op, conv, gemm_op, matmul};
+use mxu::{attention_op, conv, gather_matmul, gemm_op, matmul};
 
 fn unsupported(ctx: &Ctx, id: NodeId, message: impl Into<String>) -> LowerError {
     LowerError::Unsupported {
@@ -221,6 +221,7 @@ pub fn lower_node(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
             ew_kernel(ctx, id, Ew::Input(0), operands, true)
         }
         Op::MatMul => matmul(ctx, id),
+        Op::GatherMatMul => gather_matmul(ctx, id),
         Op::Softmax { axis } => {
             let x = ctx.graph.node(ops[0]);
             row_kernel(

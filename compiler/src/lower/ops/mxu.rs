@@ -1,11 +1,13 @@
 //! Ops on the MXU: matmul, GEMM, convolution (im2col + GEMM), attention.
 
+use tessera_isa::IdxType;
+
 use super::{unsupported, vector};
 use crate::graph::{Activation, NodeId};
 use crate::kernel::{Affine, Kernel, ZeroPoint};
 use crate::lower::attention::{attention, AttentionSpec, MaskSpec};
 use crate::lower::elementwise::{elementwise, Ew, EwOperand, EwSpec};
-use crate::lower::gemm::{DramMat, GemmQuant, GemmSpec, OnlineQuant, Requantize};
+use crate::lower::gemm::{DramMat, GemmQuant, GemmSpec, OnlineQuant, Requantize, RowGather};
 use crate::lower::ksplit::gemm_kernels;
 use crate::lower::movement::{copies, dense_strides, CopySpec};
 use crate::lower::{Ctx, LowerError};
@@ -160,6 +162,7 @@ pub(super) fn conv(
             mxu,
             quant: None,
             online: None,
+            a_rows: None,
         };
         kernels.extend(gemm_kernels(&spec, ctx.target, &|b| ctx.scratch(b))?);
     }
@@ -326,6 +329,7 @@ pub(super) fn gemm_op(
         mxu,
         quant,
         online: eight_bit.map(|(_, _, w_scales)| OnlineQuant { w_scales }),
+        a_rows: None,
     };
     kernels.extend(gemm_kernels(&spec, ctx.target, &|b| ctx.scratch(b))?);
     Ok(kernels)
@@ -518,6 +522,87 @@ pub(super) fn matmul(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
         mxu,
         quant: None,
         online: None,
+        a_rows: None,
+    };
+    kernels.extend(gemm_kernels(&spec, ctx.target, &|b| ctx.scratch(b))?);
+    Ok(kernels)
+}
+
+/// `gather_matmul`: a batched GEMM whose A rows come from the prepared
+/// (MXU-typed) table by `dma.gather` (see [`RowGather`]).
+pub(super) fn gather_matmul(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
+    let node = ctx.graph.node(id);
+    let ops = ctx.graph.operands(id);
+    let (table, rows, x) = (
+        ctx.graph.node(ops[0]),
+        ctx.graph.node(ops[1]),
+        ctx.graph.node(ops[2]),
+    );
+    if table.ty.dtype != DType::F32 {
+        return Err(unsupported(ctx, id, "gather_matmul on a non-f32 table"));
+    }
+    let table_at = match ctx.weights(ops[0]) {
+        Some(w) => w,
+        None if ctx.precision == Precision::Fp32 => ctx.addr(ops[0]),
+        None => {
+            return Err(unsupported(
+                ctx,
+                id,
+                "gather_matmul of a table that is not a constant (below fp32 it is \
+                 prepared in the MXU's type when compiling)",
+            ))
+        }
+    };
+    let itype = match rows.ty.dtype {
+        DType::I64 => IdxType::I64,
+        DType::I32 => IdxType::I32,
+        other => {
+            return Err(unsupported(
+                ctx,
+                id,
+                format!("gather_matmul rows of {other}"),
+            ))
+        }
+    };
+    let mxu = ctx.precision.mxu();
+    let e = mxu.a_type().size();
+    let (limit, k) = (table.ty.shape[0] as u64, table.ty.shape[1] as u64);
+    let (batch, m) = (rows.ty.shape[0] as u64, rows.ty.shape[1] as u64);
+    let n = x.ty.shape[2] as u64;
+    let mut kernels = Vec::new();
+    let x_at = mxu_operand(ctx, id, ops[2], &mut kernels)?;
+    let spec = GemmSpec {
+        node: node.name.clone(),
+        batch,
+        m,
+        k,
+        n,
+        a: DramMat {
+            addr: table_at,
+            row_stride: k * e,
+            batch_stride: 0,
+        },
+        b: DramMat {
+            addr: x_at,
+            row_stride: n * e,
+            batch_stride: k * n * e,
+        },
+        b_trans: false,
+        bias: None,
+        act: None,
+        out: DramMat {
+            addr: ctx.addr(id),
+            row_stride: n * 4,
+            batch_stride: m * n * 4,
+        },
+        mxu,
+        quant: None,
+        online: None,
+        a_rows: Some(RowGather {
+            indices: ctx.addr(ops[1]),
+            itype,
+            limit,
+        }),
     };
     kernels.extend(gemm_kernels(&spec, ctx.target, &|b| ctx.scratch(b))?);
     Ok(kernels)
