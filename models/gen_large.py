@@ -93,6 +93,12 @@ def save_external(proto: onnx.ModelProto, model_path: Path) -> None:
     onnx.checker.check_model(str(model_path))
 
 
+def save_counted(proto: onnx.ModelProto, model_path: Path) -> tuple[int, int]:
+    """save_external, then the model's node count and the bytes of its model.onnx.data."""
+    save_external(proto, model_path)
+    return len(proto.graph.node), (model_path.parent / "model.onnx.data").stat().st_size
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", choices=["gpt2", "llama-kv", "deepseek-moe"], default="gpt2")
@@ -301,10 +307,8 @@ def llama_kv(args, out: Path) -> int:
         t_export = time.perf_counter() - t0 - t_build
         del step, model
         proto = onnx.load(str(tmp_path), load_external_data=True)
-    save_external(proto, model_path)
-    nodes = len(proto.graph.node)
+    nodes, data_bytes = save_counted(proto, model_path)
     del proto
-    data_bytes = (out / "model.onnx.data").stat().st_size
     print(
         f"{model_path}: LLaMA-7B-shaped decode step, {n_layers} layers, vocab {args.vocab}, "
         f"{n_params / 1e6:.1f}M parameters, {nodes} ONNX nodes, model.onnx.data {data_bytes / 2**30:.2f} GiB "
@@ -411,10 +415,8 @@ def deepseek_moe(args, out: Path) -> int:
         t_export = time.perf_counter() - t0 - t_build
         del model
         proto = onnx.load(str(tmp_path), load_external_data=True)
-    save_external(proto, model_path)
-    nodes = len(proto.graph.node)
+    nodes, data_bytes = save_counted(proto, model_path)
     del proto
-    data_bytes = (out / "model.onnx.data").stat().st_size
     print(
         f"{model_path}: DeepSeek-V3-shaped MoE block, {args.experts} experts, top-{args.top_k}, "
         f"{n_params / 1e6:.1f}M parameters, {nodes} ONNX nodes, model.onnx.data {data_bytes / 2**30:.2f} GiB "

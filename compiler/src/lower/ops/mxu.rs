@@ -495,22 +495,39 @@ pub(super) fn matmul(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
         ));
         (out_batch.iter().product::<usize>() as u64, a_at, b_at)
     };
-    let spec = GemmSpec {
-        node: node.name.clone(),
+    let a = DramMat {
+        addr: a_addr,
+        row_stride: k * 4,
+        batch_stride: a_bs,
+    };
+    let b = DramMat {
+        addr: b_addr,
+        row_stride: n * e,
+        batch_stride: b_bs,
+    };
+    let spec = plain_gemm(ctx, id, [batch, m, k, n], a, b, None);
+    kernels.extend(gemm_kernels(&spec, ctx.target, &|b| ctx.scratch(b))?);
+    Ok(kernels)
+}
+
+/// The GEMM of a matmul node `id` (`[batch, m, k, n]`, no bias, no
+/// activation, f32 result dense at the node), A rows gathered or not.
+fn plain_gemm(
+    ctx: &Ctx,
+    id: NodeId,
+    [batch, m, k, n]: [u64; 4],
+    a: DramMat,
+    b: DramMat,
+    a_rows: Option<RowGather>,
+) -> GemmSpec {
+    GemmSpec {
+        node: ctx.graph.node(id).name.clone(),
         batch,
         m,
         k,
         n,
-        a: DramMat {
-            addr: a_addr,
-            row_stride: k * 4,
-            batch_stride: a_bs,
-        },
-        b: DramMat {
-            addr: b_addr,
-            row_stride: n * e,
-            batch_stride: b_bs,
-        },
+        a,
+        b,
         b_trans: false,
         bias: None,
         act: None,
@@ -519,13 +536,11 @@ pub(super) fn matmul(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
             row_stride: n * 4,
             batch_stride: m * n * 4,
         },
-        mxu,
+        mxu: ctx.precision.mxu(),
         quant: None,
         online: None,
-        a_rows: None,
-    };
-    kernels.extend(gemm_kernels(&spec, ctx.target, &|b| ctx.scratch(b))?);
-    Ok(kernels)
+        a_rows,
+    }
 }
 
 /// `gather_matmul`: a batched GEMM whose A rows come from the prepared
@@ -571,39 +586,22 @@ pub(super) fn gather_matmul(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerE
     let n = x.ty.shape[2] as u64;
     let mut kernels = Vec::new();
     let x_at = mxu_operand(ctx, id, ops[2], &mut kernels)?;
-    let spec = GemmSpec {
-        node: node.name.clone(),
-        batch,
-        m,
-        k,
-        n,
-        a: DramMat {
-            addr: table_at,
-            row_stride: k * e,
-            batch_stride: 0,
-        },
-        b: DramMat {
-            addr: x_at,
-            row_stride: n * e,
-            batch_stride: k * n * e,
-        },
-        b_trans: false,
-        bias: None,
-        act: None,
-        out: DramMat {
-            addr: ctx.addr(id),
-            row_stride: n * 4,
-            batch_stride: m * n * 4,
-        },
-        mxu,
-        quant: None,
-        online: None,
-        a_rows: Some(RowGather {
-            indices: ctx.addr(ops[1]),
-            itype,
-            limit,
-        }),
+    let table = DramMat {
+        addr: table_at,
+        row_stride: k * e,
+        batch_stride: 0,
     };
+    let operand = DramMat {
+        addr: x_at,
+        row_stride: n * e,
+        batch_stride: k * n * e,
+    };
+    let rows = RowGather {
+        indices: ctx.addr(ops[1]),
+        itype,
+        limit,
+    };
+    let spec = plain_gemm(ctx, id, [batch, m, k, n], table, operand, Some(rows));
     kernels.extend(gemm_kernels(&spec, ctx.target, &|b| ctx.scratch(b))?);
     Ok(kernels)
 }
