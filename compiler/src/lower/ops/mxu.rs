@@ -546,7 +546,6 @@ fn plain_gemm(
 /// `gather_matmul`: a batched GEMM whose A rows come from the prepared
 /// (MXU-typed) table by `dma.gather` (see [`RowGather`]).
 pub(super) fn gather_matmul(ctx: &Ctx, id: NodeId) -> Result<Vec<Kernel>, LowerError> {
-    let node = ctx.graph.node(id);
     let ops = ctx.graph.operands(id);
     let (table, rows, x) = (
         ctx.graph.node(ops[0]),
